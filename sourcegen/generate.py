@@ -1,0 +1,70 @@
+"""Generate the demo sources and their truth manifest, deterministically from a seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sourcegen import enterprise, government
+from sourcegen.defects import RATES, UNIT_VARIANT_RATES, split_markers
+from sourcegen.model import enterprises
+from sourcegen.writers import write
+
+ENTERPRISES_PER_SCALE = 1_000
+TELEMETRY_ROWS_PER_SCALE = 100_000
+DEFAULT_SEED = 20231231
+
+
+def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
+    """Write ``out/landing/**`` (what the pipeline reads) and ``out/truth/manifest.json`` (what it never reads)."""
+    rng = np.random.default_rng(seed)
+    n = max(20, int(ENTERPRISES_PER_SCALE * scale))
+    ent = enterprises(rng, n)
+    deliveries = [
+        *government.registration(ent, rng),
+        *government.tax_monthly(ent, rng),
+        *government.stats_annual(ent, rng),
+        *government.power_monthly(ent, rng),
+        *government.land_parcels(ent, rng),
+        *government.eco_emissions(ent, rng),
+        *enterprise.production(ent, rng),
+    ]
+    equipment, devices = enterprise.equipment(ent, rng)
+    deliveries += equipment
+    deliveries += enterprise.telemetry(devices, max(1000, int(TELEMETRY_ROWS_PER_SCALE * scale)), rng)
+    deliveries += enterprise.supply_orders(ent, rng)
+
+    landing = out / "landing"
+    files, defects = [], {}
+    for delivery in deliveries:
+        delivery.frame, rows_by_defect = split_markers(delivery.frame)
+        entry = write(delivery, landing)
+        files.append(entry)
+        present = entry["rows"] if entry["rows"] is not None else 0
+        for defect, rows in rows_by_defect.items():
+            rec = defects.setdefault(f"{delivery.dataset}.{defect}", {"dataset": delivery.dataset,
+                                                                      "defect": defect, "rows": []})
+            # rows past a truncation never reached the warehouse; an unreadable file delivers none
+            rec["rows"] += [[delivery.path, r] for r in rows if r <= present]
+    for rec in defects.values():
+        rec["count"] = len(rec["rows"])
+        rec["population"] = sum(f["rows"] or 0 for f in files if f["dataset"] == rec["dataset"])
+        rec["declared_rate"] = UNIT_VARIANT_RATES.get(rec["dataset"]) if rec["defect"] == "unit_variant" else RATES.get(
+            rec["defect"])
+    manifest = {
+        "seed": seed,
+        "scale": scale,
+        "enterprises": n,
+        "above_scale": int(ent["above_scale"].sum()),
+        "devices": devices.height,
+        "declared_rates": {**RATES, **{f"unit_variant.{k}": v for k, v in UNIT_VARIANT_RATES.items()}},
+        "files": files,
+        "defects": dict(sorted(defects.items())),
+    }
+    truth = out / "truth"
+    truth.mkdir(parents=True, exist_ok=True)
+    (truth / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+    ent.write_parquet(truth / "enterprises.parquet")
+    return manifest
