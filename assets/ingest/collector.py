@@ -1,0 +1,230 @@
+"""Collect one source dataset: every new landing file either lands whole in raw, or is refused whole.
+
+For each file: hash and detect the encoding, check the layout, stream rows into one Delta commit with
+provenance columns. A file that turns out bad mid-stream aborts its commit, moves to the rejected area
+with a reason record, and the next file goes on. Content hashes make re-collection a no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from assets.ingest.encoding import sniff
+from assets.ingest.layout import raw_schema
+from assets.ingest.readers import read
+from assets.ingest.rejection import FileRejected, Rejection
+from assets.lake import Lake
+from assets.registry import Dataset
+
+PROVENANCE = pa.schema([
+    pa.field("_source_department", pa.string()),
+    pa.field("_source_file", pa.string()),
+    pa.field("_file_sha256", pa.string()),
+    pa.field("_row_number", pa.int64()),
+    pa.field("_batch_id", pa.string()),
+    pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
+    pa.field("_period", pa.string()),
+])
+LOG_TABLE = "collect_log"
+LOG_SCHEMA = pa.schema([
+    ("dataset", pa.string()), ("department", pa.string()), ("batch_id", pa.string()), ("run_id", pa.string()),
+    ("file", pa.string()), ("sha256", pa.string()), ("bytes", pa.int64()), ("mtime_ns", pa.int64()),
+    ("format", pa.string()), ("encoding", pa.string()), ("status", pa.string()),
+    ("reason_code", pa.string()), ("reason_zh", pa.string()), ("reason_en", pa.string()),
+    ("detail", pa.string()), ("position", pa.string()), ("rejected_to", pa.string()),
+    ("rows_read", pa.int64()), ("rows_landed", pa.int64()), ("delta_version", pa.int64()),
+    ("at", pa.timestamp("us", tz="UTC")),
+])
+IGNORED = (".*", "~$*", "*.part", "*.tmp")
+
+
+def raw_table_schema(dataset: Dataset) -> pa.Schema:
+    return pa.schema(list(raw_schema(dataset)) + list(PROVENANCE))
+
+
+@dataclass
+class FileOutcome:
+    file: str
+    status: str  # landed | rejected | skipped
+    sha256: str | None = None
+    bytes: int = 0
+    mtime_ns: int = 0
+    encoding: str | None = None
+    rows_read: int | None = 0
+    rows_landed: int = 0
+    rejection: Rejection | None = None
+    rejected_to: str | None = None
+    delta_version: int | None = None
+
+
+@dataclass
+class CollectResult:
+    dataset: Dataset
+    batch_id: str
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    table_version: int | None = None
+
+    def _of(self, status: str) -> list[FileOutcome]:
+        return [o for o in self.outcomes if o.status == status]
+
+    @property
+    def landed(self) -> list[FileOutcome]:
+        return self._of("landed")
+
+    @property
+    def rejected(self) -> list[FileOutcome]:
+        return self._of("rejected")
+
+    @property
+    def skipped(self) -> list[FileOutcome]:
+        return self._of("skipped")
+
+    @property
+    def rows_landed(self) -> int:
+        return sum(o.rows_landed for o in self.landed)
+
+    @property
+    def rows_in_rejected_files(self) -> int:
+        return sum(o.rows_read or 0 for o in self.rejected)
+
+    @property
+    def rows_read(self) -> int:
+        return self.rows_landed + self.rows_in_rejected_files
+
+
+def landing_files(dataset: Dataset, landing_root: Path) -> list[Path]:
+    folder = landing_root / dataset.landing
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and fnmatch.fnmatch(p.name, dataset.pattern) and not any(fnmatch.fnmatch(p.name, g) for g in IGNORED)
+    )
+
+
+def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at: dt.datetime) -> pa.RecordBatch:
+    n = batch.num_rows
+    extra = [
+        pa.array([const["_source_department"]] * n, pa.string()),
+        pa.array([const["_source_file"]] * n, pa.string()),
+        pa.array([const["_file_sha256"]] * n, pa.string()),
+        pa.array(range(first_row, first_row + n), pa.int64()),
+        pa.array([const["_batch_id"]] * n, pa.string()),
+        pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
+        pa.array([const["_period"]] * n, pa.string()),
+    ]
+    return pa.RecordBatch.from_arrays(list(batch.columns) + extra,
+                                      schema=pa.schema(list(batch.schema) + list(PROVENANCE)))
+
+
+class Collector:
+    def __init__(self, dataset: Dataset, lake: Lake, landing_root: Path, rejected_root: Path,
+                 batch_id: str, run_id: str = "", now: dt.datetime | None = None):
+        self.dataset, self.lake = dataset, lake
+        self.landing_root, self.rejected_root = landing_root, rejected_root
+        self.batch_id, self.run_id = batch_id, run_id
+        self.now = now or dt.datetime.now(dt.UTC)
+        self.partition_by = ["_period"] if dataset.period else None
+
+    def _history(self) -> pl.DataFrame:
+        log = self.lake.read("ops", LOG_TABLE, columns=["dataset", "file", "sha256", "bytes", "mtime_ns", "status"])
+        if log is None:
+            return pl.DataFrame(schema={"file": pl.String, "sha256": pl.String, "bytes": pl.Int64,
+                                        "mtime_ns": pl.Int64, "status": pl.String})
+        return log.filter(pl.col("dataset") == self.dataset.id)
+
+    def run(self) -> CollectResult:
+        result = CollectResult(self.dataset, self.batch_id)
+        self.lake.ensure("raw", self.dataset.id, raw_table_schema(self.dataset), self.partition_by)
+        history = self._history()
+        landed = history.filter(pl.col("status") == "landed")
+        fingerprints = set(landed.select("file", "bytes", "mtime_ns").iter_rows())
+        landed_shas = set(landed["sha256"].to_list())
+        rejected_shas = set(history.filter(pl.col("status") == "rejected")["sha256"].to_list())
+        for path in landing_files(self.dataset, self.landing_root):
+            rel = path.relative_to(self.landing_root).as_posix()
+            stat = path.stat()
+            if (rel, stat.st_size, stat.st_mtime_ns) in fingerprints:
+                result.outcomes.append(FileOutcome(rel, "skipped", bytes=stat.st_size, rows_read=None))
+                continue
+            outcome = FileOutcome(rel, "landed", bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+            try:
+                s = sniff(path, text=self.dataset.format != "xlsx")
+                outcome.sha256, outcome.encoding = s.sha256, s.encoding
+                if s.sha256 in landed_shas:
+                    outcome.status, outcome.rows_read = "skipped", None
+                elif s.sha256 in rejected_shas:
+                    raise FileRejected(Rejection("duplicate_of_rejected", f"sha256 {s.sha256[:12]}…", "file", None))
+                else:
+                    self._land(path, rel, s, outcome)
+                    landed_shas.add(s.sha256)
+            except FileRejected as exc:
+                self._reject(path, outcome, exc.rejection)
+            result.outcomes.append(outcome)
+        self._log(result)
+        result.table_version = self.lake.table("raw", self.dataset.id).version()
+        return result
+
+    def _land(self, path: Path, rel: str, s, outcome: FileOutcome) -> None:
+        const = {"_source_department": self.dataset.department, "_source_file": rel, "_file_sha256": s.sha256,
+                 "_batch_id": self.batch_id, "_period": self.dataset.period_of(path.name)}
+        failure: list[FileRejected] = []
+        counted = [0]
+
+        def batches():
+            try:
+                for batch, first in read(path, self.dataset, s):
+                    counted[0] += batch.num_rows
+                    yield _provenance(batch, first, const, self.now)
+            except FileRejected as exc:
+                failure.append(exc)
+                raise
+
+        reader = pa.RecordBatchReader.from_batches(raw_table_schema(self.dataset), batches())
+        try:
+            outcome.delta_version = self.lake.append(
+                "raw", self.dataset.id, reader, self.partition_by,
+                {"batch_id": self.batch_id, "source_file": rel, "file_sha256": s.sha256},
+            )
+        except Exception:
+            if failure:  # the reader refused the file mid-stream: the commit was aborted, nothing landed
+                raise failure[0] from None
+            raise
+        outcome.rows_read = outcome.rows_landed = counted[0]
+
+    def _reject(self, path: Path, outcome: FileOutcome, rejection: Rejection) -> None:
+        target_dir = self.rejected_root / self.dataset.id / self.batch_id
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / path.name
+        shutil.move(path, target)
+        reason = {"dataset": self.dataset.id, "file": outcome.file, "sha256": outcome.sha256,
+                  "batch_id": self.batch_id, "rejected_at": self.now.isoformat(), **rejection.record()}
+        (target_dir / f"{path.name}.reason.json").write_text(json.dumps(reason, ensure_ascii=False, indent=1),
+                                                           encoding="utf-8")
+        outcome.status, outcome.rejection = "rejected", rejection
+        outcome.rows_read, outcome.rows_landed = rejection.rows_read, 0
+        outcome.rejected_to = target.as_posix()
+
+    def _log(self, result: CollectResult) -> None:
+        rows = [o for o in result.outcomes if o.status != "skipped"]
+        if not rows:
+            return
+        r = lambda o, a: getattr(o.rejection, a) if o.rejection else None  # noqa: E731
+        table = pa.Table.from_pylist([{
+            "dataset": self.dataset.id, "department": self.dataset.department, "batch_id": self.batch_id,
+            "run_id": self.run_id, "file": o.file, "sha256": o.sha256, "bytes": o.bytes, "mtime_ns": o.mtime_ns,
+            "format": self.dataset.format, "encoding": o.encoding, "status": o.status,
+            "reason_code": r(o, "code"), "reason_zh": r(o, "reason_zh"), "reason_en": r(o, "reason_en"),
+            "detail": r(o, "detail"), "position": r(o, "position"), "rejected_to": o.rejected_to,
+            "rows_read": o.rows_read, "rows_landed": o.rows_landed, "delta_version": o.delta_version,
+            "at": self.now,
+        } for o in rows], schema=LOG_SCHEMA)
+        self.lake.append("ops", LOG_TABLE, table, metadata={"batch_id": self.batch_id})

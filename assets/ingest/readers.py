@@ -1,0 +1,189 @@
+"""Stream a delivered file as Arrow record batches of text, in bounded memory.
+
+Each reader yields ``(batch, first_row_number)`` with warehouse column names and raises ``FileRejected``
+— possibly after yielding — when the file turns out bad; the caller's Delta commit then never happens.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import fastexcel
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from assets.ingest.encoding import Sniff
+from assets.ingest.layout import check_header, raw_schema, to_warehouse_names
+from assets.ingest.rejection import FileRejected, Rejection
+from assets.registry import Dataset
+
+Batches = Iterator[tuple[pa.RecordBatch, int]]
+BLOCK_BYTES = 16 << 20
+
+
+def _first_line(path: Path, encoding: str) -> list[str]:
+    with path.open("r", encoding=encoding, newline="") as fh:
+        return next(csv.reader([fh.readline()]), [])
+
+
+def _locate_line(path: Path, encoding: str, text: str) -> int | None:
+    """Physical line number of a bad row pyarrow reported without one (its parallel reader)."""
+    with path.open("r", encoding=encoding, newline="") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.rstrip("\r\n") == text:
+                return number
+    return None
+
+
+def count_lines(path: Path, sniff: Sniff) -> int:
+    """Physical lines, the last one counted even without a final line break."""
+    lines = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(8 << 20):
+            lines += chunk.count(b"\n")
+    return lines + (0 if sniff.ends_with_newline or sniff.size == 0 else 1)
+
+
+def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
+    encoding = sniff.encoding or "utf-8"
+    try:
+        header = check_header(_first_line(path, encoding), dataset)
+    except FileRejected as exc:  # a refused layout still counts its rows, so totals reconcile
+        raise FileRejected(dataclasses.replace(exc.rejection, rows_read=max(0, count_lines(path, sniff) - 1))) from None
+    bad: list[tuple[int | None, int, int, str]] = []
+
+    def on_invalid(row) -> str:
+        bad.append((row.number, row.expected_columns, row.actual_columns, row.text))
+        return "skip"
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(
+            encoding="utf8" if encoding.startswith("utf-8") else encoding, block_size=8 << 20,
+            column_names=header, skip_rows=1,
+        ),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=False),
+        convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
+    )
+    rows = 0
+    for batch in reader:
+        if batch.num_rows:
+            yield to_warehouse_names(batch, dataset), rows + 1
+            rows += batch.num_rows
+    if rows + len(bad) == 0:
+        raise FileRejected(Rejection("empty", "header only, no data rows", "file", 0))
+    if bad:
+        rows_read = rows + len(bad)
+        number, expected, actual, text = bad[-1]
+        line = number or _locate_line(path, encoding, text)
+        at = f"line {line}" if line else "an unknown line"
+        if len(bad) == 1 and not sniff.ends_with_newline and line is not None and line == rows_read + 1:
+            raise FileRejected(Rejection("truncated", f"last row has {actual} of {expected} fields and the file "
+                                                      "does not end with a line break", at, rows_read))
+        first = bad[0][0] or _locate_line(path, encoding, bad[0][3])
+        raise FileRejected(Rejection("malformed_rows", f"{len(bad)} row(s) with a wrong number of fields, "
+                                                       f"first at line {first}: {bad[0][3][:80]!r}",
+                                     f"line {first}", rows_read))
+
+
+def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
+    """First worksheet, every cell as text. XLSX caps a sheet at 1,048,576 rows, which bounds memory."""
+    try:
+        sheet = fastexcel.read_excel(path).load_sheet(0, dtypes="string")
+    except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
+        raise FileRejected(Rejection("unreadable", f"{type(exc).__name__}: {str(exc)[:200]}", "file", None)) from exc
+    check_header(sheet.available_columns_names if hasattr(sheet, "available_columns_names")
+                 else [c.name for c in sheet.available_columns()], dataset, sheet.height)
+    table = pa.Table.from_batches([sheet.to_arrow()])
+    if table.num_rows == 0:
+        raise FileRejected(Rejection("empty", "worksheet has a header but no data rows", "sheet 1", 0))
+    start = 1
+    for batch in table.to_batches(max_chunksize=250_000):
+        yield to_warehouse_names(batch, dataset), start
+        start += batch.num_rows
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    """Line-aligned blocks of a JSON Lines file."""
+    carry = b""
+    with path.open("rb") as fh:
+        while chunk := fh.read(BLOCK_BYTES):
+            chunk = carry + chunk
+            cut = chunk.rfind(b"\n") + 1
+            if cut == 0:
+                carry = chunk
+                continue
+            carry = chunk[cut:]
+            yield chunk[:cut]
+    if carry:
+        yield carry
+
+
+def _bad_json_line(block: bytes, encoding: str) -> tuple[int, str]:
+    for i, line in enumerate(block.decode(encoding).split("\n"), start=1):
+        if line.strip():
+            try:
+                json.loads(line)
+            except json.JSONDecodeError as exc:
+                return i, exc.msg
+    return 0, "unknown"
+
+
+def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
+    encoding = sniff.encoding or "utf-8"
+    keys = dataset.source_headers
+    overrides = {k: pl.String for k in keys}
+    rows, seen = 0, dict.fromkeys(keys, 0)
+    for block in _blocks(path):
+        data = block if encoding == "utf-8" else block.decode(encoding).encode("utf-8")
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        try:
+            df = pl.read_ndjson(io.BytesIO(data), schema_overrides=overrides, infer_schema_length=None)
+        except pl.exceptions.PolarsError as exc:
+            line, msg = _bad_json_line(data, "utf-8")
+            last = line == data.count(b"\n") + 1 and not sniff.ends_with_newline
+            read = rows + line
+            raise FileRejected(Rejection("truncated" if last else "malformed_json", f"{msg} ({exc.__class__.__name__})",
+                                         f"line {rows + line}", read)) from exc
+        if df.height != data.count(b"\n") + (not data.endswith(b"\n")):
+            blank = next(i for i, ln in enumerate(data.split(b"\n"), start=1) if not ln.strip())
+            raise FileRejected(Rejection("malformed_json", "blank line inside the file", f"line {rows + blank}",
+                                         rows + df.height))
+        extra = [c for c in df.columns if c not in overrides]
+        if extra:
+            first = df.select(pl.col(extra[0]).is_not_null().arg_true().first()).item()
+            raise FileRejected(Rejection("unexpected_columns", f"unregistered key(s) {extra}",
+                                         f"line {rows + (first or 0) + 1}", count_lines(path, sniff)))
+        for k in keys:
+            if k not in df.columns:
+                df = df.with_columns(pl.lit(None, pl.String).alias(k))
+            seen[k] += df.height - df[k].null_count()
+        batch = df.select(keys).to_arrow().cast(pa.schema([pa.field(k, pa.string()) for k in keys]))
+        for b in batch.to_batches():
+            yield to_warehouse_names(b, dataset), rows + 1
+            rows += b.num_rows
+    if rows == 0:
+        raise FileRejected(Rejection("empty", "no JSON lines", "file", 0))
+    never = [k for k, n in seen.items() if n == 0]
+    if never:
+        raise FileRejected(Rejection("missing_columns", f"key(s) never present: {never}", "file", rows))
+
+
+READERS = {"csv": read_csv, "xlsx": read_xlsx, "jsonl": read_jsonl}
+
+
+def read(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
+    if sniff.size == 0:
+        raise FileRejected(Rejection("empty", "0 bytes", "file", 0))
+    return READERS[dataset.format](path, dataset, sniff)
+
+
+__all__ = ["read", "raw_schema"]

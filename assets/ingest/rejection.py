@@ -1,0 +1,48 @@
+"""Why a delivered file is refused: a reason code with Chinese and English text and a position."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+REASONS: dict[str, tuple[str, str]] = {
+    "empty": ("文件为空，没有数据行", "the file is empty: no data rows"),
+    "encoding": ("字符编码无法识别（既非UTF-8也非GB18030）", "unknown character encoding (neither UTF-8 nor GB18030)"),
+    "unreadable": ("文件无法读取（已损坏或不是声明的格式）", "the file cannot be read (damaged, or not the declared format)"),
+    "missing_columns": ("缺少登记的列", "columns of the registered layout are missing"),
+    "unexpected_columns": ("出现未登记的列（表结构变更）", "columns not in the registered layout (schema drift)"),
+    "duplicate_columns": ("列名重复", "the same column name appears twice"),
+    "truncated": ("文件被截断，最后一行不完整", "the file is truncated: its last row is incomplete"),
+    "malformed_rows": ("存在字段数与表头不符的行", "rows whose number of fields differs from the header"),
+    "malformed_json": ("存在无法解析的JSON行", "lines that are not valid JSON"),
+    "duplicate_of_rejected": ("与此前已拒收的文件内容完全相同", "byte-identical to a file rejected earlier"),
+}
+
+
+@dataclass(frozen=True)
+class Rejection:
+    code: str
+    detail: str  # what exactly, e.g. the column names
+    position: str  # where: 'header', 'line 1234', 'byte 5678', 'file'
+    rows_read: int | None  # data rows found before or despite the problem; None if unknowable
+
+    @property
+    def reason_zh(self) -> str:
+        return REASONS[self.code][0]
+
+    @property
+    def reason_en(self) -> str:
+        return REASONS[self.code][1]
+
+    def message(self, file: str) -> str:
+        return f"{file}: {self.reason_en} — {self.detail} (at {self.position}) / {self.reason_zh}"
+
+    def record(self) -> dict:
+        return {**asdict(self), "reason_zh": self.reason_zh, "reason_en": self.reason_en}
+
+
+class FileRejected(Exception):
+    """Raised by readers; carries the rejection so the collector can quarantine the whole file."""
+
+    def __init__(self, rejection: Rejection):
+        super().__init__(rejection.detail)
+        self.rejection = rejection

@@ -1,0 +1,58 @@
+"""The lake: one root (a local folder or an object-store URI) holding Delta tables by zone.
+
+Plain code, no Dagster: the orchestration resource hands a ``Lake`` to the assets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+ZONES = ("raw", "std", "quarantine", "base", "theme", "topic", "publish", "share", "catalogue", "ops")
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    def uri(self, zone: str, name: str) -> str:
+        if zone not in ZONES:
+            raise ValueError(f"unknown zone {zone!r}; zones are {ZONES}")
+        return f"{self.root.rstrip('/')}/{zone}/{name}"
+
+    def table(self, zone: str, name: str) -> DeltaTable | None:
+        uri = self.uri(zone, name)
+        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options or None):
+            return None
+        return DeltaTable(uri, storage_options=self.storage_options or None)
+
+    def read(self, zone: str, name: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+        dt = self.table(zone, name)
+        if dt is None:
+            return None
+        return pl.from_arrow(dt.to_pyarrow_table(columns=columns))
+
+    def ensure(self, zone: str, name: str, schema: pa.Schema, partition_by: list[str] | None = None) -> DeltaTable:
+        dt = self.table(zone, name)
+        if dt is None:
+            dt = DeltaTable.create(self.uri(zone, name), schema, partition_by=partition_by, mode="ignore",
+                                   storage_options=self.storage_options or None)
+        return dt
+
+    def append(self, zone: str, name: str, data, partition_by: list[str] | None = None,
+               metadata: dict[str, str] | None = None) -> int:
+        """Append in one atomic commit; returns the new table version."""
+        write_deltalake(self.uri(zone, name), data, mode="append", partition_by=partition_by,
+                        storage_options=self.storage_options or None,
+                        commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None)
+        return self.table(zone, name).version()
+
+    def overwrite(self, zone: str, name: str, data, metadata: dict[str, str] | None = None) -> int:
+        write_deltalake(self.uri(zone, name), data, mode="overwrite", schema_mode="overwrite",
+                        storage_options=self.storage_options or None,
+                        commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None)
+        return self.table(zone, name).version()

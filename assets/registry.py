@@ -1,0 +1,170 @@
+"""The source registry: ``sources.yaml`` loaded into validated, typed specs.
+
+Everything that is alike across sources — collection assets, sensors, raw tables, catalogue entries —
+is declared from these specs, so adding a source is editing YAML, not code.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REGISTRY_PATH = Path(__file__).with_name("sources.yaml")
+
+LogicalType = Literal["string", "code", "date", "month", "timestamp", "decimal", "integer"]
+ShareType = Literal["无条件共享", "有条件共享", "不予共享"]
+OpenType = Literal["无条件开放", "有条件开放", "不予开放"]
+_IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class RegistryError(ValueError):
+    """A registry file that does not validate; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Department(_Strict):
+    name_zh: str
+    name_en: str
+    owner: str
+
+
+class Defaults(_Strict):
+    steward: str
+    classification: str
+    grade: str
+    role: str
+
+
+class Period(_Strict):
+    granularity: Literal["day", "month", "year"]
+    from_filename: str
+
+    @field_validator("from_filename")
+    @classmethod
+    def _one_group(cls, v: str) -> str:
+        if re.compile(v).groups != 1:
+            raise ValueError("needs exactly one capture group for the period")
+        return v
+
+
+class Column(_Strict):
+    name: str
+    source: str
+    type: LogicalType
+    description: str
+    unit: str | None = None
+    unit_column: str | None = None
+    role: str | None = None
+    grade: str | None = None
+    classification: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"column name {v!r} must be lower snake_case")
+        return v
+
+
+class Dataset(_Strict):
+    id: str
+    department: str
+    name_zh: str
+    name_en: str
+    description: str
+    format: Literal["csv", "xlsx", "jsonl"]
+    landing: str
+    pattern: str
+    update_cycle: str
+    share_type: ShareType
+    open_type: OpenType
+    period: Period | None = None
+    owner: str | None = None
+    classification: str | None = None
+    grade: str | None = None
+    columns: list[Column] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"dataset id {v!r} must be lower snake_case")
+        return v
+
+    @model_validator(mode="after")
+    def _columns_unique(self) -> Dataset:
+        for attr in ("name", "source"):
+            values = [getattr(c, attr) for c in self.columns]
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"duplicate column {attr}s: {dupes}")
+        names = {c.name for c in self.columns}
+        for c in self.columns:
+            if c.unit_column and c.unit_column not in names:
+                raise ValueError(f"column {c.name!r}: unit_column {c.unit_column!r} is not a column")
+        return self
+
+    @property
+    def source_headers(self) -> list[str]:
+        return [c.source for c in self.columns]
+
+    def period_of(self, filename: str) -> str | None:
+        """The delivery period a file name declares (e.g. '2023-05'), or None."""
+        if self.period is None:
+            return None
+        m = re.search(self.period.from_filename, filename)
+        return m.group(1) if m else None
+
+
+class Registry(_Strict):
+    departments: dict[str, Department]
+    defaults: Defaults
+    datasets: list[Dataset]
+
+    @model_validator(mode="after")
+    def _references(self) -> Registry:
+        ids = [d.id for d in self.datasets]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate dataset ids: {dupes}")
+        for i, d in enumerate(self.datasets):
+            if d.department not in self.departments:
+                raise ValueError(f"datasets[{i}] ({d.id}): unknown department {d.department!r}; "
+                                 f"known: {sorted(self.departments)}")
+        return self
+
+    def dataset(self, dataset_id: str) -> Dataset:
+        for d in self.datasets:
+            if d.id == dataset_id:
+                return d
+        raise KeyError(f"no dataset {dataset_id!r} in the source registry")
+
+
+def _where(loc: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+
+
+def load_registry(path: Path = REGISTRY_PATH) -> Registry:
+    """Load and validate a registry file; errors name the file and the offending key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RegistryError(f"{path}: cannot read the source registry: {exc}") from exc
+    try:
+        return Registry.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_where(e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
+        raise RegistryError(f"{path}: invalid source registry: {problems}") from exc
+
+
+@functools.cache
+def registry() -> Registry:
+    return load_registry()
