@@ -36,6 +36,14 @@ class Lake:
             return None
         return pl.from_arrow(dt.to_pyarrow_table(columns=columns))
 
+    def row_count(self, zone: str, name: str) -> int | None:
+        """Rows in the current version, from the Delta log's file statistics (no data read)."""
+        dt = self.table(zone, name)
+        if dt is None:
+            return None
+        adds = dt.get_add_actions(flatten=True)
+        return sum(adds.column("num_records").to_pylist()) if adds.num_rows else 0
+
     def ensure(self, zone: str, name: str, schema: pa.Schema, partition_by: list[str] | None = None) -> DeltaTable:
         dt = self.table(zone, name)
         if dt is None:

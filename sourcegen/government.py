@@ -56,8 +56,8 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
         scale = np.where(wan, 1 / 10_000, 1.0)
         filed = dt.date(YEAR + (month == 11), (month + 1) % 12 + 1, 1) + dt.timedelta(days=int(rng.integers(14)))
         return pl.DataFrame({
-            "纳税人识别号": ent["uscc"].to_numpy()[idx],
-            "纳税人名称": ent["name"].to_numpy()[idx],
+            "纳税人识别号": ent["uscc"].gather(idx),
+            "纳税人名称": ent["name"].gather(idx),
             "所属期": [MONTHS[month]] * len(idx),
             "申报类型": [kind] * len(idx),
             "营业收入": money(revenue_yuan[idx, month] * factor * scale),

@@ -98,7 +98,8 @@ def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     try:
         sheet = fastexcel.read_excel(path).load_sheet(0, dtypes="string")
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
-        raise FileRejected(Rejection("unreadable", f"{type(exc).__name__}: {str(exc)[:200]}", "file", None)) from exc
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise FileRejected(Rejection("unreadable", f"{type(exc).__name__}: {first_line[:200]}", "file", None)) from exc
     check_header(sheet.available_columns_names if hasattr(sheet, "available_columns_names")
                  else [c.name for c in sheet.available_columns()], dataset, sheet.height)
     table = pa.Table.from_batches([sheet.to_arrow()])

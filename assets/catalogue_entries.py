@@ -1,0 +1,81 @@
+"""Catalogue entries (编目) as data: one row per dataset and one per column, after DB33/T 2426 attributes.
+
+Built from the registry plus what the lake says now (version, row count), so the catalogue is always
+what is really there. Plain code: the catalogue asset and the export call it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from assets.ingest.collector import PROVENANCE
+from assets.lake import Lake
+from assets.registry import Dataset, Registry
+
+PROVENANCE_DESCRIPTIONS = {
+    "_source_department": "数源单位代码 / source department",
+    "_source_file": "来源文件（相对落地区）/ delivered file, relative to the landing area",
+    "_file_sha256": "来源文件SHA-256 / content hash of the delivered file",
+    "_row_number": "文件内数据行号（从1起）/ data-row number in the file, from 1",
+    "_batch_id": "采集批次 / collection batch",
+    "_ingested_at": "入湖时间（UTC）/ when the row landed (UTC)",
+    "_period": "交付所属期（取自文件名）/ delivery period, from the file name",
+}
+
+
+def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = None) -> dict:
+    dept = reg.departments[ds.department]
+    table = lake.table(zone, ds.id) if lake else None
+    return {
+        "dataset_id": ds.id,
+        "zone": zone,
+        "asset_key": f"{zone}/{ds.id}",
+        "name_zh": ds.name_zh,
+        "name_en": ds.name_en,
+        "description": ds.description,
+        "source_department": ds.department,
+        "source_department_zh": dept.name_zh,
+        "source_department_en": dept.name_en,
+        "update_cycle": ds.update_cycle,
+        "share_type": ds.share_type,
+        "open_type": ds.open_type,
+        "owner": ds.owner or dept.owner,
+        "steward": reg.defaults.steward,
+        "classification": ds.classification or reg.defaults.classification,
+        "grade": ds.grade or reg.defaults.grade,
+        "format": ds.format,
+        "delta_uri": lake.uri(zone, ds.id) if lake else None,
+        "delta_version": table.version() if table else None,
+        "row_count": lake.row_count(zone, ds.id) if lake else None,
+        "column_count": len(ds.columns) + len(PROVENANCE),
+    }
+
+
+def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
+    rows = []
+    for i, c in enumerate(ds.columns, start=1):
+        rows.append({
+            "dataset_id": ds.id, "zone": zone, "position": i, "column": c.name, "source_header": c.source,
+            "physical_type": "string", "logical_type": c.type, "description": c.description,
+            "unit": c.unit or (f"见 {c.unit_column}" if c.unit_column else None),
+            "classification": c.classification or reg.defaults.classification,
+            "grade": c.grade or reg.defaults.grade, "role": c.role or reg.defaults.role,
+        })
+    for j, f in enumerate(PROVENANCE, start=len(rows) + 1):
+        rows.append({
+            "dataset_id": ds.id, "zone": zone, "position": j, "column": f.name, "source_header": None,
+            "physical_type": str(f.type), "logical_type": "provenance", "description": PROVENANCE_DESCRIPTIONS[f.name],
+            "unit": None, "classification": "provenance", "grade": "general", "role": "none",
+        })
+    return rows
+
+
+def build(reg: Registry, lake: Lake, now: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(datasets, columns) frames of the whole catalogue as the lake stands now."""
+    entries = [dataset_entry(reg, ds, "raw", lake) for ds in reg.datasets]
+    columns = [row for ds in reg.datasets for row in column_entries(reg, ds, "raw")]
+    datasets = pl.DataFrame(entries, infer_schema_length=None).with_columns(
+        pl.lit(now).alias("catalogued_at"))
+    return datasets, pl.DataFrame(columns, infer_schema_length=None)

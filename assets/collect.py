@@ -1,0 +1,143 @@
+"""Collection assets (采集/归集): one per registered source dataset, declared from the registry."""
+
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+
+from assets.catalogue_entries import column_entries
+from assets.ingest.collector import Collector, CollectResult
+from assets.registry import Dataset, Registry, registry
+from orchestration.resources import LakeResource, LandingResource
+
+
+def landing_key(ds: Dataset) -> dg.AssetKey:
+    return dg.AssetKey(["landing", ds.id])
+
+
+def raw_key(ds: Dataset) -> dg.AssetKey:
+    return dg.AssetKey(["raw", ds.id])
+
+
+def column_schema(reg: Registry, ds: Dataset, zone: str) -> dg.TableSchema:
+    return dg.TableSchema(columns=[
+        dg.TableColumn(
+            name=c["column"], type=c["physical_type"],
+            description=" · ".join(x for x in (c["description"], c["source_header"] and f"原表头「{c['source_header']}」",
+                                                 f"逻辑类型 {c['logical_type']}") if x),
+            tags={"role": c["role"], "grade": c["grade"]},
+        )
+        for c in column_entries(reg, ds, zone)
+    ])
+
+
+def asset_tags(reg: Registry, ds: Dataset, zone: str) -> dict[str, str]:
+    return {"zone": zone, "department": ds.department, "grade": ds.grade or reg.defaults.grade,
+            "format": ds.format}
+
+
+def _rejections_markdown(result: CollectResult) -> str:
+    lines = ["| file | reason | detail | where | rows |", "|---|---|---|---|---|"]
+    for o in result.rejected:
+        r = o.rejection
+        lines.append(f"| {o.file} | {r.reason_zh} / {r.reason_en} | {r.detail} | {r.position} | {o.rows_read} |")
+    return "\n".join(lines)
+
+
+def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
+    dept = reg.departments[ds.department]
+    return dg.AssetSpec(
+        key=landing_key(ds),
+        description=f"落地区：{dept.name_zh}交付的「{ds.name_zh}」文件（{ds.format}，{ds.pattern}）。"
+                    f"Landing folder `{ds.landing}` where {dept.name_en} drops {ds.name_en} files.",
+        group_name="landing",
+        kinds={"file", ds.format},
+        owners=[dept.owner],
+        tags={"zone": "landing", "department": ds.department},
+        metadata={"landing_folder": ds.landing, "file_pattern": ds.pattern},
+    )
+
+
+def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
+    dept = reg.departments[ds.department]
+    key = raw_key(ds)
+    description = (
+        f"**{ds.name_zh}** ({ds.name_en}) — 原始库 raw zone.\n\n{ds.description}\n\n"
+        f"数源单位 {dept.name_zh} · 更新周期 {ds.update_cycle} · {ds.share_type} · {ds.open_type}.\n\n"
+        "Every new file in the landing folder lands whole, as received (all values text) with provenance "
+        "columns, or is moved to the rejected area with a reason; re-collecting a file adds nothing."
+    )
+
+    @dg.asset(
+        key=key,
+        deps=[landing_key(ds)],
+        description=description,
+        group_name="raw",
+        kinds={"delta", "pyarrow"},
+        owners=[dept.owner, reg.defaults.steward],
+        tags=asset_tags(reg, ds, "raw"),
+        pool=f"collect_{ds.id}",
+        metadata={
+            "dagster/column_schema": column_schema(reg, ds, "raw"),
+            "dagster/table_name": f"raw.{ds.id}",
+            "name_zh": ds.name_zh,
+            "source_department": dept.name_zh,
+        },
+        check_specs=[
+            dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True,
+                              description="the raw table grew by exactly the rows the readers accepted "
+                                          "(rows read = rows landed + rows in rejected files)"),
+            dg.AssetCheckSpec("files_accepted", asset=key,
+                              description="no delivered file of this batch was rejected (WARN: the rest still lands)"),
+        ],
+    )
+    def collect(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
+        the_lake = lake.lake()
+        rows_before = the_lake.row_count("raw", ds.id) or 0
+        now = dt.datetime.now(dt.UTC)
+        batch_id = f"{now:%Y%m%dT%H%M%SZ}-{context.run_id[:8]}"
+        result = Collector(ds, the_lake, Path(landing.landing_root), Path(landing.rejected_root), batch_id,
+                           context.run_id, now).run()
+        for o in result.rejected:
+            context.log.warning("REJECTED " + o.rejection.message(o.file) + f" → {o.rejected_to}")
+        for o in result.landed:
+            context.log.info(f"landed {o.file}: {o.rows_landed} rows ({o.encoding}), Delta version {o.delta_version}")
+        rows_after = the_lake.row_count("raw", ds.id)
+        grew = rows_after - rows_before
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows_after,
+                "delta_version": result.table_version,
+                "delta_uri": dg.MetadataValue.path(the_lake.uri("raw", ds.id)),
+                "batch_id": batch_id,
+                "files_landed": len(result.landed),
+                "files_rejected": len(result.rejected),
+                "files_skipped": len(result.skipped),
+                "rows_read": result.rows_read,
+                "rows_landed": result.rows_landed,
+                "rows_in_rejected_files": result.rows_in_rejected_files,
+                "rejected_files": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
+            },
+        )
+        yield dg.AssetCheckResult(
+            check_name="rows_reconcile",
+            # the readers' count of rows against what the Delta log says was committed
+            passed=grew == result.rows_landed,
+            metadata={"rows_read": result.rows_read, "rows_landed": result.rows_landed,
+                      "rows_in_rejected_files": result.rows_in_rejected_files, "table_rows_added": grew},
+        )
+        yield dg.AssetCheckResult(
+            check_name="files_accepted",
+            passed=not result.rejected,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rejected": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
+                      "rejected_area": dg.MetadataValue.path(str(Path(landing.rejected_root) / ds.id / batch_id))},
+        )
+
+    return collect
+
+
+def build(reg: Registry | None = None) -> tuple[list[dg.AssetSpec], list[dg.AssetsDefinition]]:
+    reg = reg or registry()
+    return [_landing_spec(reg, ds) for ds in reg.datasets], [_collect_asset(reg, ds) for ds in reg.datasets]

@@ -1,0 +1,17 @@
+"""The shucang code location: composes what each package exports and applies shared policy once."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+import assets.defs
+import orchestration.jobs
+import sensors.defs
+from orchestration.resources import resources
+
+defs = dg.Definitions.merge(
+    assets.defs.defs,
+    sensors.defs.defs,
+    orchestration.jobs.defs,
+    dg.Definitions(resources=resources(), executor=dg.in_process_executor),
+)

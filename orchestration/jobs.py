@@ -1,0 +1,18 @@
+"""Jobs a steward launches by name."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+# Everything materialisable, in dependency order: the demo and a full refresh.
+shucang_all = dg.define_asset_job(
+    "shucang_all",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("landing"),
+    description="Collect every source into raw and rebuild the catalogue.",
+)
+
+collect_all = dg.define_asset_job(
+    "collect_all", selection=dg.AssetSelection.groups("raw"), description="Collect every source into raw.",
+)
+
+defs = dg.Definitions(jobs=[shucang_all, collect_all])

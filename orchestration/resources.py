@@ -1,0 +1,49 @@
+"""Dagster resources: the lake, the landing area and the DuckDB warehouse, configured from settings."""
+
+from __future__ import annotations
+
+import duckdb
+import dagster as dg
+from pydantic import Field
+
+from assets.lake import Lake
+from orchestration.settings import Settings, settings
+
+# Everything that opens the DuckDB file runs in this pool; dagster.yaml limits every pool to 1.
+WAREHOUSE_POOL = "duckdb_warehouse"
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Root of the Delta lake: a local folder or an object-store URI."""
+
+    root: str
+    storage_options: dict[str, str] = Field(default_factory=dict)
+
+    def lake(self) -> Lake:
+        return Lake(self.root, dict(self.storage_options))
+
+
+class LandingResource(dg.ConfigurableResource):
+    """Where departments drop files, and where refused files are moved with their reason."""
+
+    landing_root: str
+    rejected_root: str
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The DuckDB file dbt computes in: a rebuildable cache, never read downstream."""
+
+    path: str
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(self.path, read_only=read_only,
+                              config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+
+
+def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    s = s or settings()
+    return {
+        "lake": LakeResource(root=s.lake_root, storage_options=s.storage_options),
+        "landing": LandingResource(landing_root=str(s.landing_root), rejected_root=str(s.rejected_root)),
+        "warehouse": WarehouseResource(path=str(s.warehouse_path)),
+    }

@@ -1,0 +1,52 @@
+"""One environment switch from which every path and option derives.
+
+``SHUCANG_ENV`` picks the profile (local, ci, bench); ``SHUCANG_DATA_DIR`` moves all local data;
+``LAKE_ROOT`` may point the lake at an object-store URI, with ``LAKE_STORAGE_OPTIONS`` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENTS = ("local", "ci", "bench")
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    data_dir: Path
+    lake_root: str
+    landing_root: Path
+    rejected_root: Path
+    truth_dir: Path
+    warehouse_path: Path
+    dagster_home: Path
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+
+def settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    name = env.get("SHUCANG_ENV", "local")
+    if name not in ENVIRONMENTS:
+        raise ValueError(f"SHUCANG_ENV={name!r}: expected one of {ENVIRONMENTS}")
+    default_data = PROJECT_ROOT / ("data" if name == "local" else f"data-{name}")
+    data = Path(env.get("SHUCANG_DATA_DIR", default_data)).resolve()
+    try:
+        storage_options = json.loads(env.get("LAKE_STORAGE_OPTIONS", "{}"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"LAKE_STORAGE_OPTIONS is not valid JSON: {exc}") from exc
+    return Settings(
+        env=name,
+        data_dir=data,
+        lake_root=env.get("LAKE_ROOT", str(data / "lake")),
+        landing_root=Path(env.get("LANDING_ROOT", data / "landing")),
+        rejected_root=Path(env.get("REJECTED_ROOT", data / "rejected")),
+        truth_dir=data / "truth",
+        warehouse_path=Path(env.get("WAREHOUSE_PATH", data / "warehouse.duckdb")),
+        dagster_home=Path(env.get("DAGSTER_HOME", PROJECT_ROOT / ".dagster_home")),
+        storage_options=storage_options,
+    )

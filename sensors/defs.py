@@ -1,0 +1,38 @@
+"""Sensors: one landing sensor per registered source, each triggering that source's collection."""
+
+
+from pathlib import Path
+
+import dagster as dg
+
+from assets.collect import raw_key
+from assets.registry import Dataset, registry
+from orchestration.resources import LandingResource
+from sensors.landing import arrivals, scan
+
+
+def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"landing_{ds.id}",
+        target=[raw_key(ds)],
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Watches landing/{ds.landing} ({ds.pattern}) and collects {ds.name_zh} when files arrive.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
+        found = arrivals(context.cursor, scan(ds, Path(landing.landing_root)))
+        if not found.files:
+            context.update_cursor(found.cursor)
+            return dg.SkipReason(f"no new files in landing/{ds.landing}")
+        reason = found.reason(ds)
+        context.log.info(reason)
+        context.update_cursor(found.cursor)
+        return dg.RunRequest(
+            run_key=found.run_key,
+            tags={"shucang/trigger": "landing", "shucang/dataset": ds.id, "shucang/reason": reason[:1000]},
+        )
+
+    return _sensor
+
+
+defs = dg.Definitions(sensors=[landing_sensor(ds) for ds in registry().datasets])

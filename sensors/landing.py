@@ -1,0 +1,43 @@
+"""Landing-zone scanning for sensors: cheap fingerprints (size, mtime), no file contents read.
+
+The collector decides by content hash; the sensor only has to notice that something arrived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from assets.ingest.collector import landing_files
+from assets.registry import Dataset
+
+
+def scan(dataset: Dataset, landing_root: Path) -> dict[str, str]:
+    out = {}
+    for p in landing_files(dataset, landing_root):
+        st = p.stat()
+        out[p.relative_to(landing_root).as_posix()] = f"{st.st_size}:{st.st_mtime_ns}"
+    return out
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    files: list[str]  # new or changed since the cursor, sorted
+    cursor: str  # the cursor to store: what is in the folder now
+
+    @property
+    def run_key(self) -> str:
+        return hashlib.sha256(self.cursor.encode()).hexdigest()[:16]
+
+    def reason(self, dataset: Dataset) -> str:
+        shown = ", ".join(f.rsplit("/", 1)[-1] for f in self.files[:5])
+        more = f" and {len(self.files) - 5} more" if len(self.files) > 5 else ""
+        return f"{len(self.files)} new or changed file(s) in landing/{dataset.landing}: {shown}{more}"
+
+
+def arrivals(previous_cursor: str | None, current: dict[str, str]) -> Arrivals:
+    seen = json.loads(previous_cursor) if previous_cursor else {}
+    new = sorted(f for f, fp in current.items() if seen.get(f) != fp)
+    return Arrivals(new, json.dumps(current, sort_keys=True, ensure_ascii=False))

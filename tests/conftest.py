@@ -1,0 +1,33 @@
+"""Shared fixtures: small generated sources, and a lake in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sourcegen.generate import generate
+
+SMALL_SCALE = 1.0  # the demo scale: 1,000 enterprises, 100,000 telemetry rows; every defect kind occurs
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory) -> Path:
+    """Sources generated once per test session; copy before mutating (see ``workdir``)."""
+    out = tmp_path_factory.mktemp("sources")
+    generate(out, scale=SMALL_SCALE)
+    return out
+
+
+@pytest.fixture(scope="session")
+def manifest(generated) -> dict:
+    return json.loads((generated / "truth" / "manifest.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def workdir(generated, tmp_path) -> Path:
+    """A private copy of the generated landing zone with an empty lake beside it."""
+    shutil.copytree(generated / "landing", tmp_path / "landing")
+    return tmp_path
