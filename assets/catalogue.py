@@ -1,6 +1,5 @@
 """The catalogue asset (数据目录): Delta tables and a JSON export that need no Dagster to read."""
 
-
 import datetime as dt
 import json
 
@@ -59,13 +58,15 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
         }
         path = write_export(lake.root, lake.storage_options, document)
         context.log.info(f"catalogue: {datasets.height} datasets, {columns.height} columns → {path}")
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": datasets.height,
-            "columns_catalogued": columns.height,
-            "delta_version": version,
-            "export": dg.MetadataValue.path(path),
-            "datasets": dg.MetadataValue.md(_md(datasets)),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": datasets.height,
+                "columns_catalogued": columns.height,
+                "delta_version": version,
+                "export": dg.MetadataValue.path(path),
+                "datasets": dg.MetadataValue.md(_md(datasets)),
+            }
+        )
 
     return catalogue
 
@@ -73,6 +74,8 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
 def _md(datasets) -> str:
     lines = ["| dataset | 名称 | 数源单位 | rows | version |", "|---|---|---|---|---|"]
     for r in datasets.iter_rows(named=True):
-        lines.append(f"| {r['asset_key']} | {r['name_zh']} | {r['source_department_zh']} | {r['row_count']} | "
-                     f"{r['delta_version']} |")
+        lines.append(
+            f"| {r['asset_key']} | {r['name_zh']} | {r['source_department_zh']} | {r['row_count']} | "
+            f"{r['delta_version']} |"
+        )
     return "\n".join(lines)

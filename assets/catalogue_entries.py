@@ -56,19 +56,39 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
 def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
     rows = []
     for i, c in enumerate(ds.columns, start=1):
-        rows.append({
-            "dataset_id": ds.id, "zone": zone, "position": i, "column": c.name, "source_header": c.source,
-            "physical_type": "string", "logical_type": c.type, "description": c.description,
-            "unit": c.unit or (f"见 {c.unit_column}" if c.unit_column else None),
-            "classification": c.classification or reg.defaults.classification,
-            "grade": c.grade or reg.defaults.grade, "role": c.role or reg.defaults.role,
-        })
+        rows.append(
+            {
+                "dataset_id": ds.id,
+                "zone": zone,
+                "position": i,
+                "column": c.name,
+                "source_header": c.source,
+                "physical_type": "string",
+                "logical_type": c.type,
+                "description": c.description,
+                "unit": c.unit or (f"见 {c.unit_column}" if c.unit_column else None),
+                "classification": c.classification or reg.defaults.classification,
+                "grade": c.grade or reg.defaults.grade,
+                "role": c.role or reg.defaults.role,
+            }
+        )
     for j, f in enumerate(PROVENANCE, start=len(rows) + 1):
-        rows.append({
-            "dataset_id": ds.id, "zone": zone, "position": j, "column": f.name, "source_header": None,
-            "physical_type": str(f.type), "logical_type": "provenance", "description": PROVENANCE_DESCRIPTIONS[f.name],
-            "unit": None, "classification": "provenance", "grade": "general", "role": "none",
-        })
+        rows.append(
+            {
+                "dataset_id": ds.id,
+                "zone": zone,
+                "position": j,
+                "column": f.name,
+                "source_header": None,
+                "physical_type": str(f.type),
+                "logical_type": "provenance",
+                "description": PROVENANCE_DESCRIPTIONS[f.name],
+                "unit": None,
+                "classification": "provenance",
+                "grade": "general",
+                "role": "none",
+            }
+        )
     return rows
 
 
@@ -76,6 +96,5 @@ def build(reg: Registry, lake: Lake, now: dt.datetime) -> tuple[pl.DataFrame, pl
     """(datasets, columns) frames of the whole catalogue as the lake stands now."""
     entries = [dataset_entry(reg, ds, "raw", lake) for ds in reg.datasets]
     columns = [row for ds in reg.datasets for row in column_entries(reg, ds, "raw")]
-    datasets = pl.DataFrame(entries, infer_schema_length=None).with_columns(
-        pl.lit(now).alias("catalogued_at"))
+    datasets = pl.DataFrame(entries, infer_schema_length=None).with_columns(pl.lit(now).alias("catalogued_at"))
     return datasets, pl.DataFrame(columns, infer_schema_length=None)

@@ -1,6 +1,5 @@
 """Collection assets (采集/归集): one per registered source dataset, declared from the registry."""
 
-
 import datetime as dt
 from pathlib import Path
 
@@ -21,20 +20,29 @@ def raw_key(ds: Dataset) -> dg.AssetKey:
 
 
 def column_schema(reg: Registry, ds: Dataset, zone: str) -> dg.TableSchema:
-    return dg.TableSchema(columns=[
-        dg.TableColumn(
-            name=c["column"], type=c["physical_type"],
-            description=" · ".join(x for x in (c["description"], c["source_header"] and f"原表头「{c['source_header']}」",
-                                                 f"逻辑类型 {c['logical_type']}") if x),
-            tags={"role": c["role"], "grade": c["grade"]},
-        )
-        for c in column_entries(reg, ds, zone)
-    ])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=c["column"],
+                type=c["physical_type"],
+                description=" · ".join(
+                    x
+                    for x in (
+                        c["description"],
+                        c["source_header"] and f"原表头「{c['source_header']}」",
+                        f"逻辑类型 {c['logical_type']}",
+                    )
+                    if x
+                ),
+                tags={"role": c["role"], "grade": c["grade"]},
+            )
+            for c in column_entries(reg, ds, zone)
+        ]
+    )
 
 
 def asset_tags(reg: Registry, ds: Dataset, zone: str) -> dict[str, str]:
-    return {"zone": zone, "department": ds.department, "grade": ds.grade or reg.defaults.grade,
-            "format": ds.format}
+    return {"zone": zone, "department": ds.department, "grade": ds.grade or reg.defaults.grade, "format": ds.format}
 
 
 def _rejections_markdown(result: CollectResult) -> str:
@@ -50,7 +58,7 @@ def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=landing_key(ds),
         description=f"落地区：{dept.name_zh}交付的「{ds.name_zh}」文件（{ds.format}，{ds.pattern}）。"
-                    f"Landing folder `{ds.landing}` where {dept.name_en} drops {ds.name_en} files.",
+        f"Landing folder `{ds.landing}` where {dept.name_en} drops {ds.name_en} files.",
         group_name="landing",
         kinds={"file", ds.format},
         owners=[dept.owner],
@@ -85,20 +93,28 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             "source_department": dept.name_zh,
         },
         check_specs=[
-            dg.AssetCheckSpec("rows_reconcile", asset=key, blocking=True,
-                              description="the raw table grew by exactly the rows the readers accepted "
-                                          "(rows read = rows landed + rows in rejected files)"),
-            dg.AssetCheckSpec("files_accepted", asset=key,
-                              description="no delivered file of this batch was rejected (WARN: the rest still lands)"),
+            dg.AssetCheckSpec(
+                "rows_reconcile",
+                asset=key,
+                blocking=True,
+                description="the raw table grew by exactly the rows the readers accepted "
+                "(rows read = rows landed + rows in rejected files)",
+            ),
+            dg.AssetCheckSpec(
+                "files_accepted",
+                asset=key,
+                description="no delivered file of this batch was rejected (WARN: the rest still lands)",
+            ),
         ],
     )
     def collect(context: dg.AssetExecutionContext, lake: LakeResource, landing: LandingResource):
         the_lake = lake.lake()
         rows_before = the_lake.row_count("raw", ds.id) or 0
         now = dt.datetime.now(dt.UTC)
-        batch_id = f"{now:%Y%m%dT%H%M%SZ}-{context.run_id[:8]}"
-        result = Collector(ds, the_lake, Path(landing.landing_root), Path(landing.rejected_root), batch_id,
-                           context.run_id, now).run()
+        batch_id = f"{now:%Y%m%dT%H%M%SZ}-{context.run.run_id[:8]}"
+        result = Collector(
+            ds, the_lake, Path(landing.landing_root), Path(landing.rejected_root), batch_id, context.run.run_id, now
+        ).run()
         for o in result.rejected:
             context.log.warning("REJECTED " + o.rejection.message(o.file) + f" → {o.rejected_to}")
         for o in result.landed:
@@ -124,15 +140,21 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             check_name="rows_reconcile",
             # the readers' count of rows against what the Delta log says was committed
             passed=grew == result.rows_landed,
-            metadata={"rows_read": result.rows_read, "rows_landed": result.rows_landed,
-                      "rows_in_rejected_files": result.rows_in_rejected_files, "table_rows_added": grew},
+            metadata={
+                "rows_read": result.rows_read,
+                "rows_landed": result.rows_landed,
+                "rows_in_rejected_files": result.rows_in_rejected_files,
+                "table_rows_added": grew,
+            },
         )
         yield dg.AssetCheckResult(
             check_name="files_accepted",
             passed=not result.rejected,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rejected": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
-                      "rejected_area": dg.MetadataValue.path(str(Path(landing.rejected_root) / ds.id / batch_id))},
+            metadata={
+                "rejected": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
+                "rejected_area": dg.MetadataValue.path(str(Path(landing.rejected_root) / ds.id / batch_id)),
+            },
         )
 
     return collect

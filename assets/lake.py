@@ -47,20 +47,36 @@ class Lake:
     def ensure(self, zone: str, name: str, schema: pa.Schema, partition_by: list[str] | None = None) -> DeltaTable:
         dt = self.table(zone, name)
         if dt is None:
-            dt = DeltaTable.create(self.uri(zone, name), schema, partition_by=partition_by, mode="ignore",
-                                   storage_options=self.storage_options or None)
+            dt = DeltaTable.create(
+                self.uri(zone, name),
+                schema,
+                partition_by=partition_by,
+                mode="ignore",
+                storage_options=self.storage_options or None,
+            )
         return dt
 
-    def append(self, zone: str, name: str, data, partition_by: list[str] | None = None,
-               metadata: dict[str, str] | None = None) -> int:
+    def append(
+        self, zone: str, name: str, data, partition_by: list[str] | None = None, metadata: dict[str, str] | None = None
+    ) -> int:
         """Append in one atomic commit; returns the new table version."""
-        write_deltalake(self.uri(zone, name), data, mode="append", partition_by=partition_by,
-                        storage_options=self.storage_options or None,
-                        commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None)
+        write_deltalake(
+            self.uri(zone, name),
+            data,
+            mode="append",
+            partition_by=partition_by,
+            storage_options=self.storage_options or None,
+            commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None,
+        )
         return self.table(zone, name).version()
 
     def overwrite(self, zone: str, name: str, data, metadata: dict[str, str] | None = None) -> int:
-        write_deltalake(self.uri(zone, name), data, mode="overwrite", schema_mode="overwrite",
-                        storage_options=self.storage_options or None,
-                        commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None)
+        write_deltalake(
+            self.uri(zone, name),
+            data,
+            mode="overwrite",
+            schema_mode="overwrite",
+            storage_options=self.storage_options or None,
+            commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None,
+        )
         return self.table(zone, name).version()

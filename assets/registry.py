@@ -137,8 +137,9 @@ class Registry(_Strict):
             raise ValueError(f"duplicate dataset ids: {dupes}")
         for i, d in enumerate(self.datasets):
             if d.department not in self.departments:
-                raise ValueError(f"datasets[{i}] ({d.id}): unknown department {d.department!r}; "
-                                 f"known: {sorted(self.departments)}")
+                raise ValueError(
+                    f"datasets[{i}] ({d.id}): unknown department {d.department!r}; known: {sorted(self.departments)}"
+                )
         return self
 
     def dataset(self, dataset_id: str) -> Dataset:

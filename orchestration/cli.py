@@ -22,24 +22,39 @@ def summary(s: Settings) -> str:
     out = ["", "shucang — what the warehouse holds now", ""]
     if catalogue is None:
         return "\n".join([*out, "  nothing yet: run `make demo`"])
-    files = (log.group_by("dataset").agg(
-        (pl.col("status") == "landed").sum().alias("landed"), (pl.col("status") == "rejected").sum().alias("rejected"))
-        if log is not None else pl.DataFrame(schema={"dataset": pl.String, "landed": pl.UInt32, "rejected": pl.UInt32}))
+    files = (
+        log.group_by("dataset").agg(
+            (pl.col("status") == "landed").sum().alias("landed"),
+            (pl.col("status") == "rejected").sum().alias("rejected"),
+        )
+        if log is not None
+        else pl.DataFrame(schema={"dataset": pl.String, "landed": pl.UInt32, "rejected": pl.UInt32})
+    )
     table = catalogue.join(files, left_on="dataset_id", right_on="dataset", how="left").sort("asset_key")
     out.append(f"  {'dataset':<24}{_pad('名称', 22)}{'rows':>10}{'version':>9}{'files':>7}{'rejected':>10}")
     for r in table.iter_rows(named=True):
-        out.append(f"  {r['asset_key']:<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}"
-                   f"{r['delta_version'] if r['delta_version'] is not None else '-':>9}{r['landed'] or 0:>7}"
-                   f"{r['rejected'] or 0:>10}")
+        out.append(
+            f"  {r['asset_key']:<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}"
+            f"{r['delta_version'] if r['delta_version'] is not None else '-':>9}{r['landed'] or 0:>7}"
+            f"{r['rejected'] or 0:>10}"
+        )
     total = int(table["row_count"].fill_null(0).sum())
     out.append(f"  {'total':<46}{total:>10,}")
     if log is not None and (rej := log.filter(pl.col("status") == "rejected")).height:
         out += ["", f"  rejected files ({rej.height}) — moved to {s.rejected_root}, each with a .reason.json:"]
         for r in rej.sort("file").iter_rows(named=True):
-            out.append(f"    ✗ {r['file']}\n        {r['reason_zh']} / {r['reason_en']}: {r['detail']} "
-                       f"(at {r['position']}; rows {r['rows_read'] if r['rows_read'] is not None else 'unknown'})")
-    out += ["", f"  lake:       {s.lake_root}", f"  catalogue:  {s.lake_root}/catalogue/catalogue.json",
-            f"  landing:    {s.landing_root}", f"  Dagster UI: make ui  →  http://127.0.0.1:3000", ""]
+            out.append(
+                f"    ✗ {r['file']}\n        {r['reason_zh']} / {r['reason_en']}: {r['detail']} "
+                f"(at {r['position']}; rows {r['rows_read'] if r['rows_read'] is not None else 'unknown'})"
+            )
+    out += [
+        "",
+        f"  lake:       {s.lake_root}",
+        f"  catalogue:  {s.lake_root}/catalogue/catalogue.json",
+        f"  landing:    {s.landing_root}",
+        "  Dagster UI: make ui  →  http://127.0.0.1:3000",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -58,8 +73,10 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
             shutil.rmtree(path, ignore_errors=True)
     instance.prepare(s.dagster_home)
     manifest = generate(s.data_dir, scale=scale)
-    print(f"generated {manifest['enterprises']:,} enterprises, {len(manifest['files'])} files → {s.landing_root} "
-          f"({time.perf_counter() - started:.1f} s)")
+    print(
+        f"generated {manifest['enterprises']:,} enterprises, {len(manifest['files'])} files → {s.landing_root} "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
 
     from dagster import DagsterInstance
 
@@ -68,8 +85,10 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
     with DagsterInstance.get() as dagster_instance:
         result = defs.resolve_job_def("shucang_all").execute_in_process(instance=dagster_instance, raise_on_error=False)
     print(summary(s))
-    print(f"pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "
-          f"in {time.perf_counter() - started:.1f} s (generation included)")
+    print(
+        f"pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "
+        f"in {time.perf_counter() - started:.1f} s (generation included)"
+    )
     return 0 if result.success else 1
 
 

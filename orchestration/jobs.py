@@ -12,7 +12,9 @@ shucang_all = dg.define_asset_job(
 )
 
 collect_all = dg.define_asset_job(
-    "collect_all", selection=dg.AssetSelection.groups("raw"), description="Collect every source into raw.",
+    "collect_all",
+    selection=dg.AssetSelection.groups("raw"),
+    description="Collect every source into raw.",
 )
 
 defs = dg.Definitions(jobs=[shucang_all, collect_all])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import duckdb
 import dagster as dg
+import duckdb
 from pydantic import Field
 
 from assets.lake import Lake
@@ -36,8 +36,11 @@ class WarehouseResource(dg.ConfigurableResource):
     path: str
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(self.path, read_only=read_only,
-                              config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        return duckdb.connect(
+            self.path,
+            read_only=read_only,
+            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
+        )
 
 
 def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:

@@ -1,6 +1,5 @@
 """Sensors: one landing sensor per registered source, each triggering that source's collection."""
 
-
 from pathlib import Path
 
 import dagster as dg

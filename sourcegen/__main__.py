@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     manifest = generate(args.out, args.scale, args.seed)
     rows = sum(f["rows"] or 0 for f in manifest["files"])
-    print(f"sourcegen: {manifest['enterprises']} enterprises, {len(manifest['files'])} files, {rows:,} rows "
-          f"in {args.out / 'landing'} ({time.perf_counter() - started:.1f} s); truth in {args.out / 'truth'}")
+    print(
+        f"sourcegen: {manifest['enterprises']} enterprises, {len(manifest['files'])} files, {rows:,} rows "
+        f"in {args.out / 'landing'} ({time.perf_counter() - started:.1f} s); truth in {args.out / 'truth'}"
+    )
 
 
 if __name__ == "__main__":

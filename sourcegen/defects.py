@@ -86,8 +86,12 @@ def fullwidth_or_spaces(df: pl.DataFrame, cols: list[str], rng: np.random.Genera
 def date_variant(d: dt.date, k: int, month_only: bool) -> str:
     if month_only:
         return [f"{d.year}年{d.month}月", f"{d.year}/{d.month}", f"{d.year}{d.month:02d}", f"{d.year}.{d.month}"][k]
-    return [f"{d.year}年{d.month}月{d.day}日", f"{d.year}/{d.month}/{d.day}", d.strftime("%Y%m%d"),
-            f"{d.year}.{d.month}.{d.day}"][k]
+    return [
+        f"{d.year}年{d.month}月{d.day}日",
+        f"{d.year}/{d.month}/{d.day}",
+        d.strftime("%Y%m%d"),
+        f"{d.year}.{d.month}.{d.day}",
+    ][k]
 
 
 def nonstandard_dates(df: pl.DataFrame, col: str, rng: np.random.Generator, month_only: bool = False) -> pl.DataFrame:
@@ -116,8 +120,9 @@ def pii_remarks(df: pl.DataFrame, col: str, rng: np.random.Generator) -> pl.Data
     return _set(df, col, mask, vals, "pii_in_remarks")
 
 
-def _append_copies(df: pl.DataFrame, mask: np.ndarray, defect: str, rng: np.random.Generator,
-                   alter=None) -> pl.DataFrame:
+def _append_copies(
+    df: pl.DataFrame, mask: np.ndarray, defect: str, rng: np.random.Generator, alter=None
+) -> pl.DataFrame:
     copies = df.filter(pl.Series(mask))
     if alter is not None:
         copies = alter(copies)
@@ -125,8 +130,7 @@ def _append_copies(df: pl.DataFrame, mask: np.ndarray, defect: str, rng: np.rand
     copies = copies.with_columns(pl.lit(True).alias(marker(defect)))
     out = pl.concat([base, copies.select(base.columns)])
     # Copies land at random positions, as re-sent rows do.
-    order = np.argsort(np.concatenate([np.arange(df.height), rng.uniform(0, df.height, copies.height)]),
-                       kind="stable")
+    order = np.argsort(np.concatenate([np.arange(df.height), rng.uniform(0, df.height, copies.height)]), kind="stable")
     return out[order]
 
 
@@ -136,18 +140,17 @@ def exact_duplicates(df: pl.DataFrame, rng: np.random.Generator, rate_key: str =
 
 def near_duplicates(df: pl.DataFrame, col: str, rng: np.random.Generator) -> pl.DataFrame:
     """The same record again with a cosmetic difference in one text column."""
+
     def alter(c: pl.DataFrame) -> pl.DataFrame:
-        return c.with_columns(
-            pl.col(col).str.replace_all(r"\(", "（").str.replace_all(r"\)", "）") + pl.lit(" ")
-        )
-    return _append_copies(df, pick(rng, df.height, RATES["near_duplicate"], clean_mask(df)),
-                          "near_duplicate", rng, alter)
+        return c.with_columns(pl.col(col).str.replace_all(r"\(", "（").str.replace_all(r"\)", "）") + pl.lit(" "))
+
+    return _append_copies(
+        df, pick(rng, df.height, RATES["near_duplicate"], clean_mask(df)), "near_duplicate", rng, alter
+    )
 
 
 def split_markers(df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, list[int]]]:
     """Drop marker columns; return defect → 1-based data-row numbers in the final order."""
     marks = [c for c in df.columns if c.startswith(MARK)]
-    rows = {
-        c[len(MARK):]: (np.flatnonzero(df[c].fill_null(False).to_numpy()) + 1).tolist() for c in marks
-    }
+    rows = {c[len(MARK) :]: (np.flatnonzero(df[c].fill_null(False).to_numpy()) + 1).tolist() for c in marks}
     return df.drop(marks), {k: v for k, v in rows.items() if v}

@@ -44,15 +44,17 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
         files.append(entry)
         present = entry["rows"] if entry["rows"] is not None else 0
         for defect, rows in rows_by_defect.items():
-            rec = defects.setdefault(f"{delivery.dataset}.{defect}", {"dataset": delivery.dataset,
-                                                                      "defect": defect, "rows": []})
+            rec = defects.setdefault(
+                f"{delivery.dataset}.{defect}", {"dataset": delivery.dataset, "defect": defect, "rows": []}
+            )
             # rows past a truncation never reached the warehouse; an unreadable file delivers none
             rec["rows"] += [[delivery.path, r] for r in rows if r <= present]
     for rec in defects.values():
         rec["count"] = len(rec["rows"])
         rec["population"] = sum(f["rows"] or 0 for f in files if f["dataset"] == rec["dataset"])
-        rec["declared_rate"] = UNIT_VARIANT_RATES.get(rec["dataset"]) if rec["defect"] == "unit_variant" else RATES.get(
-            rec["defect"])
+        rec["declared_rate"] = (
+            UNIT_VARIANT_RATES.get(rec["dataset"]) if rec["defect"] == "unit_variant" else RATES.get(rec["defect"])
+        )
     manifest = {
         "seed": seed,
         "scale": scale,

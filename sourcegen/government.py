@@ -18,29 +18,30 @@ DRIFTED_POWER_MONTH = "2023-07"
 
 def registration(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
     n = ent.height
-    df = pl.DataFrame({
-        "统一社会信用代码": ent["uscc"],
-        "企业名称": ent["name"],
-        "法定代表人": ent["legal_rep_name"],
-        "法定代表人证件号码": ent["legal_rep_id_no"],
-        "联系电话": ent["contact_mobile"],
-        "住所": ent["address"],
-        "行政区划代码": ent["region_code"],
-        "行业代码": ent["industry_code"],
-        "注册资本(万元)": money(ent["registered_capital_wan"].to_numpy()),
-        "成立日期": [x.isoformat() for x in ent["established_on"]],
-        "登记状态": np.where(rng.random(n) < 0.97, "存续", "吊销"),
-        "企业规模": np.where(ent["above_scale"].to_numpy(), "规上", "规下"),
-        "备注": [""] * n,
-    })
+    df = pl.DataFrame(
+        {
+            "统一社会信用代码": ent["uscc"],
+            "企业名称": ent["name"],
+            "法定代表人": ent["legal_rep_name"],
+            "法定代表人证件号码": ent["legal_rep_id_no"],
+            "联系电话": ent["contact_mobile"],
+            "住所": ent["address"],
+            "行政区划代码": ent["region_code"],
+            "行业代码": ent["industry_code"],
+            "注册资本(万元)": money(ent["registered_capital_wan"].to_numpy()),
+            "成立日期": [x.isoformat() for x in ent["established_on"]],
+            "登记状态": np.where(rng.random(n) < 0.97, "存续", "吊销"),
+            "企业规模": np.where(ent["above_scale"].to_numpy(), "规上", "规下"),
+            "备注": [""] * n,
+        }
+    )
     df = d.missing(df, "企业名称", rng)
     df = d.invalid_check(df, "统一社会信用代码", rng)
     df = d.fullwidth_or_spaces(df, ["统一社会信用代码"], rng)
     df = d.nonstandard_dates(df, "成立日期", rng)
     df = d.pii_remarks(df, "备注", rng)
     df = d.near_duplicates(df, "企业名称", rng)
-    return [Delivery("amr_registration", "amr/registration/市场监管_企业登记信息_2023-12-31.csv", df, "csv",
-                     "gb18030")]
+    return [Delivery("amr_registration", "amr/registration/市场监管_企业登记信息_2023-12-31.csv", df, "csv", "gb18030")]
 
 
 def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
@@ -55,18 +56,20 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
         wan = in_wan[idx, month]
         scale = np.where(wan, 1 / 10_000, 1.0)
         filed = dt.date(YEAR + (month == 11), (month + 1) % 12 + 1, 1) + dt.timedelta(days=int(rng.integers(14)))
-        return pl.DataFrame({
-            "纳税人识别号": ent["uscc"].gather(idx),
-            "纳税人名称": ent["name"].gather(idx),
-            "所属期": [MONTHS[month]] * len(idx),
-            "申报类型": [kind] * len(idx),
-            "营业收入": money(revenue_yuan[idx, month] * factor * scale),
-            "实缴税额": money(tax_yuan[idx, month] * factor * scale),
-            "金额单位": np.where(wan, "万元", "元"),
-            "申报日期": [filed.isoformat()] * len(idx),
-            d.marker("unit_variant"): wan,
-            d.marker("late_correction"): [kind == "更正"] * len(idx),
-        })
+        return pl.DataFrame(
+            {
+                "纳税人识别号": ent["uscc"].gather(idx),
+                "纳税人名称": ent["name"].gather(idx),
+                "所属期": [MONTHS[month]] * len(idx),
+                "申报类型": [kind] * len(idx),
+                "营业收入": money(revenue_yuan[idx, month] * factor * scale),
+                "实缴税额": money(tax_yuan[idx, month] * factor * scale),
+                "金额单位": np.where(wan, "万元", "元"),
+                "申报日期": [filed.isoformat()] * len(idx),
+                d.marker("unit_variant"): wan,
+                d.marker("late_correction"): [kind == "更正"] * len(idx),
+            }
+        )
 
     everyone = np.arange(n)
     for m in range(12):
@@ -88,8 +91,7 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
         df = d.nonstandard_dates(df, "所属期", rng, month_only=True)
         df = d.exact_duplicates(df, rng)
         damage = "truncated" if month == TRUNCATED_TAX_MONTH else None
-        out.append(Delivery("tax_monthly", f"tax/monthly/税务_月度申报_{month}.csv", df, "csv", "utf-8-sig",
-                            damage))
+        out.append(Delivery("tax_monthly", f"tax/monthly/税务_月度申报_{month}.csv", df, "csv", "utf-8-sig", damage))
     return out
 
 
@@ -106,38 +108,51 @@ def power_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]
     out = []
     for m, month in enumerate(MONTHS):
         mwh = rng.random(len(owner)) < d.UNIT_VARIANT_RATES["power_monthly"]
-        df = pl.DataFrame({
-            "用电户号": account_no,
-            "户名": ent["name"].to_numpy()[owner],
-            "统一社会信用代码": ent["uscc"].to_numpy()[owner],
-            "用电月份": [month] * len(owner),
-            "用电量": np.where(mwh, money(kwh[:, m] / 1000, 3), money(kwh[:, m], 0)),
-            "计量单位": np.where(mwh, "MWh", "kWh"),
-            "电压等级": voltage,
-            d.marker("unit_variant"): mwh,
-        })
+        df = pl.DataFrame(
+            {
+                "用电户号": account_no,
+                "户名": ent["name"].to_numpy()[owner],
+                "统一社会信用代码": ent["uscc"].to_numpy()[owner],
+                "用电月份": [month] * len(owner),
+                "用电量": np.where(mwh, money(kwh[:, m] / 1000, 3), money(kwh[:, m], 0)),
+                "计量单位": np.where(mwh, "MWh", "kWh"),
+                "电压等级": voltage,
+                d.marker("unit_variant"): mwh,
+            }
+        )
         df = d.missing(df, "统一社会信用代码", rng)
         df = d.nonstandard_dates(df, "用电月份", rng, month_only=True)
         df = d.exact_duplicates(df, rng)
         drift = {"用电量": "用电量(千瓦时)"} if month == DRIFTED_POWER_MONTH else None
-        out.append(Delivery("power_monthly", f"power/monthly/电力_月度用电_{month}.csv", df, "csv", "gb18030",
-                            "schema_drift" if drift else None, drift))
+        out.append(
+            Delivery(
+                "power_monthly",
+                f"power/monthly/电力_月度用电_{month}.csv",
+                df,
+                "csv",
+                "gb18030",
+                "schema_drift" if drift else None,
+                drift,
+            )
+        )
     return out
 
 
 def stats_annual(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
     above = ent.filter(pl.col("above_scale"))
     noise = rng.uniform(0.97, 1.03, above.height)  # statistics and tax revenue never agree exactly
-    df = pl.DataFrame({
-        "统一社会信用代码": above["uscc"],
-        "单位详细名称": above["name"],
-        "年份": [str(YEAR)] * above.height,
-        "工业增加值(万元)": money(above["value_added_wan"].to_numpy()),
-        "营业收入(万元)": money(above["revenue_wan"].to_numpy() * noise),
-        "平均从业人员(人)": above["employees"].cast(pl.String),
-        "研发费用(万元)": money(above["rd_wan"].to_numpy()),
-        "综合能源消费量(吨标准煤)": money(above["energy_tce"].to_numpy()),
-    })
+    df = pl.DataFrame(
+        {
+            "统一社会信用代码": above["uscc"],
+            "单位详细名称": above["name"],
+            "年份": [str(YEAR)] * above.height,
+            "工业增加值(万元)": money(above["value_added_wan"].to_numpy()),
+            "营业收入(万元)": money(above["revenue_wan"].to_numpy() * noise),
+            "平均从业人员(人)": above["employees"].cast(pl.String),
+            "研发费用(万元)": money(above["rd_wan"].to_numpy()),
+            "综合能源消费量(吨标准煤)": money(above["energy_tce"].to_numpy()),
+        }
+    )
     df = d.missing(df, "统一社会信用代码", rng)
     return [Delivery("stats_annual", f"stats/annual/统计_规上工业企业主要指标_{YEAR}.xlsx", df, "xlsx")]
 
@@ -151,25 +166,30 @@ def land_parcels(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
     sqm = rng.random(len(owner)) < d.UNIT_VARIANT_RATES["land_parcels"]
     acquired = rng.integers(dt.date(1995, 1, 1).toordinal(), dt.date(2023, 6, 30).toordinal(), len(owner))
     region = ent["region_code"].to_numpy()[owner]
-    df = pl.DataFrame({
-        "宗地编号": [f"{r}{i:06d}GB{j:05d}" for i, (r, j) in enumerate(zip(region, rng.integers(0, 99999, len(owner)),
-                                                                       strict=True))],
-        "权利人": ent["name"].to_numpy()[owner],
-        "统一社会信用代码": ent["uscc"].to_numpy()[owner],
-        "坐落": ent["address"].to_numpy()[owner],
-        "面积": np.where(sqm, money(mu * 666.6667), money(mu, 4)),
-        "面积单位": np.where(sqm, "平方米", "亩"),
-        "土地用途": rng.choice(["工业用地", "工业用地", "工业用地", "仓储用地"], len(owner)),
-        "取得日期": [dt.date.fromordinal(int(x)).isoformat() for x in acquired],
-        d.marker("unit_variant"): sqm,
-    })
+    df = pl.DataFrame(
+        {
+            "宗地编号": [
+                f"{r}{i:06d}GB{j:05d}"
+                for i, (r, j) in enumerate(zip(region, rng.integers(0, 99999, len(owner)), strict=True))
+            ],
+            "权利人": ent["name"].to_numpy()[owner],
+            "统一社会信用代码": ent["uscc"].to_numpy()[owner],
+            "坐落": ent["address"].to_numpy()[owner],
+            "面积": np.where(sqm, money(mu * 666.6667), money(mu, 4)),
+            "面积单位": np.where(sqm, "平方米", "亩"),
+            "土地用途": rng.choice(["工业用地", "工业用地", "工业用地", "仓储用地"], len(owner)),
+            "取得日期": [dt.date.fromordinal(int(x)).isoformat() for x in acquired],
+            d.marker("unit_variant"): sqm,
+        }
+    )
     df = d.nonstandard_dates(df, "取得日期", rng)
-    empty = pl.DataFrame({c: [] for c in df.columns if not c.startswith(d.MARK)}, schema={
-        c: pl.String for c in df.columns if not c.startswith(d.MARK)})
+    empty = pl.DataFrame(
+        {c: [] for c in df.columns if not c.startswith(d.MARK)},
+        schema={c: pl.String for c in df.columns if not c.startswith(d.MARK)},
+    )
     return [
         Delivery("land_parcels", f"land/parcels/自然资源_土地使用权_{YEAR}.csv", df, "csv", "gb18030"),
-        Delivery("land_parcels", f"land/parcels/自然资源_土地使用权_{YEAR}_补充.csv", empty, "csv", "gb18030",
-                 "empty"),
+        Delivery("land_parcels", f"land/parcels/自然资源_土地使用权_{YEAR}_补充.csv", empty, "csv", "gb18030", "empty"),
     ]
 
 
@@ -178,16 +198,19 @@ def eco_emissions(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]
     e = ent.filter(pl.Series(permitted))
     eq = e["emission_eq_t"].to_numpy()
     mix = rng.dirichlet([4, 1, 2, 3], e.height)
-    df = pl.DataFrame({
-        "统一社会信用代码": e["uscc"],
-        "单位名称": e["name"],
-        "年份": [str(YEAR)] * e.height,
-        "化学需氧量(吨)": money(eq * mix[:, 0], 4),
-        "氨氮(吨)": money(eq * mix[:, 1], 4),
-        "二氧化硫(吨)": money(eq * mix[:, 2], 4),
-        "氮氧化物(吨)": money(eq * mix[:, 3], 4),
-        "排污许可证编号": [f"{u}001{'V' if r < 0.5 else 'P'}" for u, r in zip(e["uscc"], rng.random(e.height),
-                                                                             strict=True)],
-    })
+    df = pl.DataFrame(
+        {
+            "统一社会信用代码": e["uscc"],
+            "单位名称": e["name"],
+            "年份": [str(YEAR)] * e.height,
+            "化学需氧量(吨)": money(eq * mix[:, 0], 4),
+            "氨氮(吨)": money(eq * mix[:, 1], 4),
+            "二氧化硫(吨)": money(eq * mix[:, 2], 4),
+            "氮氧化物(吨)": money(eq * mix[:, 3], 4),
+            "排污许可证编号": [
+                f"{u}001{'V' if r < 0.5 else 'P'}" for u, r in zip(e["uscc"], rng.random(e.height), strict=True)
+            ],
+        }
+    )
     df = d.missing(df, "统一社会信用代码", rng)
     return [Delivery("eco_emissions", f"eco/emissions/生态环境_排污许可执行报告_{YEAR}.csv", df, "csv", "utf-8-sig")]

@@ -14,8 +14,11 @@ from sourcegen.generate import generate
 
 
 def _hashes(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path, generated):
@@ -26,7 +29,9 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path, generated):
 
 
 def test_manifest_describes_every_landing_file(generated, manifest):
-    on_disk = {p.relative_to(generated / "landing").as_posix() for p in (generated / "landing").rglob("*") if p.is_file()}
+    on_disk = {
+        p.relative_to(generated / "landing").as_posix() for p in (generated / "landing").rglob("*") if p.is_file()
+    }
     assert on_disk == {f["path"] for f in manifest["files"]}
     for f in manifest["files"]:
         data = (generated / "landing" / f["path"]).read_bytes()
@@ -41,16 +46,28 @@ def test_encodings_are_the_ones_departments_use(generated, manifest):
         if f["encoding"] == "gb18030" and data:
             with pytest.raises(UnicodeDecodeError):
                 data.decode("utf-8")
-            assert "企业" in data.decode("gb18030") or "用电" in data.decode("gb18030") or "面积" in data.decode("gb18030")
+            assert (
+                "企业" in data.decode("gb18030") or "用电" in data.decode("gb18030") or "面积" in data.decode("gb18030")
+            )
         if f["encoding"] == "utf-8-sig":
             assert data.startswith(codecs.BOM_UTF8)
 
 
-@pytest.mark.parametrize("key", ["amr_registration.invalid_uscc_check", "amr_registration.fullwidth_or_spaces",
-                                 "amr_registration.nonstandard_date", "amr_registration.pii_in_remarks",
-                                 "tax_monthly.exact_duplicate", "tax_monthly.missing_mandatory",
-                                 "tax_monthly.late_correction", "tax_monthly.unit_variant",
-                                 "power_monthly.unit_variant", "land_parcels.unit_variant"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "amr_registration.invalid_uscc_check",
+        "amr_registration.fullwidth_or_spaces",
+        "amr_registration.nonstandard_date",
+        "amr_registration.pii_in_remarks",
+        "tax_monthly.exact_duplicate",
+        "tax_monthly.missing_mandatory",
+        "tax_monthly.late_correction",
+        "tax_monthly.unit_variant",
+        "power_monthly.unit_variant",
+        "land_parcels.unit_variant",
+    ],
+)
 def test_defect_rates_are_as_declared(manifest, key):
     rec = manifest["defects"][key]
     n, rate, count = rec["population"], rec["declared_rate"], rec["count"]
@@ -69,8 +86,11 @@ def _rows(generated, manifest, key):
     for path, rows in by_file.items():
         f = next(x for x in manifest["files"] if x["path"] == path)
         full = generated / "landing" / path
-        df = pl.read_csv(full.read_bytes().decode(f["encoding"]).encode(), infer_schema=False) \
-            if f["format"] == "csv" else pl.read_excel(full)
+        df = (
+            pl.read_csv(full.read_bytes().decode(f["encoding"]).encode(), infer_schema=False)
+            if f["format"] == "csv"
+            else pl.read_excel(full)
+        )
         out += [df.row(r - 1, named=True) for r in rows]
     return out
 
@@ -79,8 +99,11 @@ def test_listed_defect_rows_really_carry_the_defect(generated, manifest):
     bad = _rows(generated, manifest, "amr_registration.invalid_uscc_check")
     assert bad and all(len(r["统一社会信用代码"]) == 18 and not uscc.is_valid(r["统一社会信用代码"]) for r in bad)
     odd = _rows(generated, manifest, "amr_registration.fullwidth_or_spaces")
-    assert odd and all(unicodedata.normalize("NFKC", r["统一社会信用代码"]).strip().replace("\u200b", "").replace(
-        " ", "") != r["统一社会信用代码"] for r in odd)
+    assert odd and all(
+        unicodedata.normalize("NFKC", r["统一社会信用代码"]).strip().replace("\u200b", "").replace(" ", "")
+        != r["统一社会信用代码"]
+        for r in odd
+    )
     missing = _rows(generated, manifest, "tax_monthly.missing_mandatory")
     assert missing and all(not (r["纳税人识别号"] or "").strip() for r in missing)
     pii = _rows(generated, manifest, "amr_registration.pii_in_remarks")

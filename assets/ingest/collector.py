@@ -24,25 +24,43 @@ from assets.ingest.rejection import FileRejected, Rejection
 from assets.lake import Lake
 from assets.registry import Dataset
 
-PROVENANCE = pa.schema([
-    pa.field("_source_department", pa.string()),
-    pa.field("_source_file", pa.string()),
-    pa.field("_file_sha256", pa.string()),
-    pa.field("_row_number", pa.int64()),
-    pa.field("_batch_id", pa.string()),
-    pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
-    pa.field("_period", pa.string()),
-])
+PROVENANCE = pa.schema(
+    [
+        pa.field("_source_department", pa.string()),
+        pa.field("_source_file", pa.string()),
+        pa.field("_file_sha256", pa.string()),
+        pa.field("_row_number", pa.int64()),
+        pa.field("_batch_id", pa.string()),
+        pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
+        pa.field("_period", pa.string()),
+    ]
+)
 LOG_TABLE = "collect_log"
-LOG_SCHEMA = pa.schema([
-    ("dataset", pa.string()), ("department", pa.string()), ("batch_id", pa.string()), ("run_id", pa.string()),
-    ("file", pa.string()), ("sha256", pa.string()), ("bytes", pa.int64()), ("mtime_ns", pa.int64()),
-    ("format", pa.string()), ("encoding", pa.string()), ("status", pa.string()),
-    ("reason_code", pa.string()), ("reason_zh", pa.string()), ("reason_en", pa.string()),
-    ("detail", pa.string()), ("position", pa.string()), ("rejected_to", pa.string()),
-    ("rows_read", pa.int64()), ("rows_landed", pa.int64()), ("delta_version", pa.int64()),
-    ("at", pa.timestamp("us", tz="UTC")),
-])
+LOG_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("department", pa.string()),
+        ("batch_id", pa.string()),
+        ("run_id", pa.string()),
+        ("file", pa.string()),
+        ("sha256", pa.string()),
+        ("bytes", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("format", pa.string()),
+        ("encoding", pa.string()),
+        ("status", pa.string()),
+        ("reason_code", pa.string()),
+        ("reason_zh", pa.string()),
+        ("reason_en", pa.string()),
+        ("detail", pa.string()),
+        ("position", pa.string()),
+        ("rejected_to", pa.string()),
+        ("rows_read", pa.int64()),
+        ("rows_landed", pa.int64()),
+        ("delta_version", pa.int64()),
+        ("at", pa.timestamp("us", tz="UTC")),
+    ]
+)
 IGNORED = (".*", "~$*", "*.part", "*.tmp")
 
 
@@ -105,8 +123,11 @@ def landing_files(dataset: Dataset, landing_root: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and fnmatch.fnmatch(p.name, dataset.pattern) and not any(fnmatch.fnmatch(p.name, g) for g in IGNORED)
+        p
+        for p in folder.iterdir()
+        if p.is_file()
+        and fnmatch.fnmatch(p.name, dataset.pattern)
+        and not any(fnmatch.fnmatch(p.name, g) for g in IGNORED)
     )
 
 
@@ -121,13 +142,22 @@ def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at:
         pa.array([ingested_at] * n, pa.timestamp("us", tz="UTC")),
         pa.array([const["_period"]] * n, pa.string()),
     ]
-    return pa.RecordBatch.from_arrays(list(batch.columns) + extra,
-                                      schema=pa.schema(list(batch.schema) + list(PROVENANCE)))
+    return pa.RecordBatch.from_arrays(
+        list(batch.columns) + extra, schema=pa.schema(list(batch.schema) + list(PROVENANCE))
+    )
 
 
 class Collector:
-    def __init__(self, dataset: Dataset, lake: Lake, landing_root: Path, rejected_root: Path,
-                 batch_id: str, run_id: str = "", now: dt.datetime | None = None):
+    def __init__(
+        self,
+        dataset: Dataset,
+        lake: Lake,
+        landing_root: Path,
+        rejected_root: Path,
+        batch_id: str,
+        run_id: str = "",
+        now: dt.datetime | None = None,
+    ):
         self.dataset, self.lake = dataset, lake
         self.landing_root, self.rejected_root = landing_root, rejected_root
         self.batch_id, self.run_id = batch_id, run_id
@@ -137,8 +167,15 @@ class Collector:
     def _history(self) -> pl.DataFrame:
         log = self.lake.read("ops", LOG_TABLE, columns=["dataset", "file", "sha256", "bytes", "mtime_ns", "status"])
         if log is None:
-            return pl.DataFrame(schema={"file": pl.String, "sha256": pl.String, "bytes": pl.Int64,
-                                        "mtime_ns": pl.Int64, "status": pl.String})
+            return pl.DataFrame(
+                schema={
+                    "file": pl.String,
+                    "sha256": pl.String,
+                    "bytes": pl.Int64,
+                    "mtime_ns": pl.Int64,
+                    "status": pl.String,
+                }
+            )
         return log.filter(pl.col("dataset") == self.dataset.id)
 
     def run(self) -> CollectResult:
@@ -174,8 +211,13 @@ class Collector:
         return result
 
     def _land(self, path: Path, rel: str, s, outcome: FileOutcome) -> None:
-        const = {"_source_department": self.dataset.department, "_source_file": rel, "_file_sha256": s.sha256,
-                 "_batch_id": self.batch_id, "_period": self.dataset.period_of(path.name)}
+        const = {
+            "_source_department": self.dataset.department,
+            "_source_file": rel,
+            "_file_sha256": s.sha256,
+            "_batch_id": self.batch_id,
+            "_period": self.dataset.period_of(path.name),
+        }
         failure: list[FileRejected] = []
         counted = [0]
 
@@ -191,7 +233,10 @@ class Collector:
         reader = pa.RecordBatchReader.from_batches(raw_table_schema(self.dataset), batches())
         try:
             outcome.delta_version = self.lake.append(
-                "raw", self.dataset.id, reader, self.partition_by,
+                "raw",
+                self.dataset.id,
+                reader,
+                self.partition_by,
                 {"batch_id": self.batch_id, "source_file": rel, "file_sha256": s.sha256},
             )
         except Exception:
@@ -205,10 +250,17 @@ class Collector:
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / path.name
         shutil.move(path, target)
-        reason = {"dataset": self.dataset.id, "file": outcome.file, "sha256": outcome.sha256,
-                  "batch_id": self.batch_id, "rejected_at": self.now.isoformat(), **rejection.record()}
-        (target_dir / f"{path.name}.reason.json").write_text(json.dumps(reason, ensure_ascii=False, indent=1),
-                                                           encoding="utf-8")
+        reason = {
+            "dataset": self.dataset.id,
+            "file": outcome.file,
+            "sha256": outcome.sha256,
+            "batch_id": self.batch_id,
+            "rejected_at": self.now.isoformat(),
+            **rejection.record(),
+        }
+        (target_dir / f"{path.name}.reason.json").write_text(
+            json.dumps(reason, ensure_ascii=False, indent=1), encoding="utf-8"
+        )
         outcome.status, outcome.rejection = "rejected", rejection
         outcome.rows_read, outcome.rows_landed = rejection.rows_read, 0
         outcome.rejected_to = target.as_posix()
@@ -218,13 +270,33 @@ class Collector:
         if not rows:
             return
         r = lambda o, a: getattr(o.rejection, a) if o.rejection else None  # noqa: E731
-        table = pa.Table.from_pylist([{
-            "dataset": self.dataset.id, "department": self.dataset.department, "batch_id": self.batch_id,
-            "run_id": self.run_id, "file": o.file, "sha256": o.sha256, "bytes": o.bytes, "mtime_ns": o.mtime_ns,
-            "format": self.dataset.format, "encoding": o.encoding, "status": o.status,
-            "reason_code": r(o, "code"), "reason_zh": r(o, "reason_zh"), "reason_en": r(o, "reason_en"),
-            "detail": r(o, "detail"), "position": r(o, "position"), "rejected_to": o.rejected_to,
-            "rows_read": o.rows_read, "rows_landed": o.rows_landed, "delta_version": o.delta_version,
-            "at": self.now,
-        } for o in rows], schema=LOG_SCHEMA)
+        table = pa.Table.from_pylist(
+            [
+                {
+                    "dataset": self.dataset.id,
+                    "department": self.dataset.department,
+                    "batch_id": self.batch_id,
+                    "run_id": self.run_id,
+                    "file": o.file,
+                    "sha256": o.sha256,
+                    "bytes": o.bytes,
+                    "mtime_ns": o.mtime_ns,
+                    "format": self.dataset.format,
+                    "encoding": o.encoding,
+                    "status": o.status,
+                    "reason_code": r(o, "code"),
+                    "reason_zh": r(o, "reason_zh"),
+                    "reason_en": r(o, "reason_en"),
+                    "detail": r(o, "detail"),
+                    "position": r(o, "position"),
+                    "rejected_to": o.rejected_to,
+                    "rows_read": o.rows_read,
+                    "rows_landed": o.rows_landed,
+                    "delta_version": o.delta_version,
+                    "at": self.now,
+                }
+                for o in rows
+            ],
+            schema=LOG_SCHEMA,
+        )
         self.lake.append("ops", LOG_TABLE, table, metadata={"batch_id": self.batch_id})

@@ -72,10 +72,12 @@ def sniff(path: Path, text: bool) -> Sniff:
         elif (gb_bad_at := _decodes(path, "gb18030")) is None:
             encoding = "gb18030"
         else:
-            raise FileRejected(Rejection(
-                "encoding",
-                f"invalid UTF-8 at byte {utf8_bad_at}, invalid GB18030 at byte {gb_bad_at}",
-                f"byte {min(utf8_bad_at, gb_bad_at)}",
-                None,
-            ))
+            raise FileRejected(
+                Rejection(
+                    "encoding",
+                    f"invalid UTF-8 at byte {utf8_bad_at}, invalid GB18030 at byte {gb_bad_at}",
+                    f"byte {min(utf8_bad_at, gb_bad_at)}",
+                    None,
+                )
+            )
     return Sniff(digest.hexdigest(), size, encoding, last in (b"\n", b"\r"))

@@ -22,8 +22,9 @@ def check_header(found: list[str], dataset: Dataset, rows_read: int | None = Non
         detail = f"unexpected {where}" + (f"; missing {', '.join(map(repr, missing))}" if missing else "")
         raise FileRejected(Rejection("unexpected_columns", detail, "header", rows_read))
     if missing:
-        raise FileRejected(Rejection("missing_columns", f"missing {', '.join(map(repr, missing))}", "header",
-                                     rows_read))
+        raise FileRejected(
+            Rejection("missing_columns", f"missing {', '.join(map(repr, missing))}", "header", rows_read)
+        )
     return cleaned
 
 

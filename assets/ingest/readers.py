@@ -65,12 +65,15 @@ def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(
-            encoding="utf8" if encoding.startswith("utf-8") else encoding, block_size=8 << 20,
-            column_names=header, skip_rows=1,
+            encoding="utf8" if encoding.startswith("utf-8") else encoding,
+            block_size=8 << 20,
+            column_names=header,
+            skip_rows=1,
         ),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=False),
-        convert_options=pacsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                             strings_can_be_null=False, quoted_strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h: pa.string() for h in header}, strings_can_be_null=False, quoted_strings_can_be_null=False
+        ),
     )
     rows = 0
     for batch in reader:
@@ -85,12 +88,23 @@ def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
         line = number or _locate_line(path, encoding, text)
         at = f"line {line}" if line else "an unknown line"
         if len(bad) == 1 and not sniff.ends_with_newline and line is not None and line == rows_read + 1:
-            raise FileRejected(Rejection("truncated", f"last row has {actual} of {expected} fields and the file "
-                                                      "does not end with a line break", at, rows_read))
+            raise FileRejected(
+                Rejection(
+                    "truncated",
+                    f"last row has {actual} of {expected} fields and the file does not end with a line break",
+                    at,
+                    rows_read,
+                )
+            )
         first = bad[0][0] or _locate_line(path, encoding, bad[0][3])
-        raise FileRejected(Rejection("malformed_rows", f"{len(bad)} row(s) with a wrong number of fields, "
-                                                       f"first at line {first}: {bad[0][3][:80]!r}",
-                                     f"line {first}", rows_read))
+        raise FileRejected(
+            Rejection(
+                "malformed_rows",
+                f"{len(bad)} row(s) with a wrong number of fields, first at line {first}: {bad[0][3][:80]!r}",
+                f"line {first}",
+                rows_read,
+            )
+        )
 
 
 def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
@@ -100,8 +114,13 @@ def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise FileRejected(Rejection("unreadable", f"{type(exc).__name__}: {first_line[:200]}", "file", None)) from exc
-    check_header(sheet.available_columns_names if hasattr(sheet, "available_columns_names")
-                 else [c.name for c in sheet.available_columns()], dataset, sheet.height)
+    check_header(
+        sheet.available_columns_names
+        if hasattr(sheet, "available_columns_names")
+        else [c.name for c in sheet.available_columns()],
+        dataset,
+        sheet.height,
+    )
     table = pa.Table.from_batches([sheet.to_arrow()])
     if table.num_rows == 0:
         raise FileRejected(Rejection("empty", "worksheet has a header but no data rows", "sheet 1", 0))
@@ -137,6 +156,19 @@ def _bad_json_line(block: bytes, encoding: str) -> tuple[int, str]:
     return 0, "unknown"
 
 
+def _parse_block(data: bytes, overrides: dict) -> pl.DataFrame:
+    """Parse with every registered key as text; a key absent from the whole block is parsed without override."""
+    overrides = dict(overrides)
+    while True:
+        try:
+            return pl.read_ndjson(io.BytesIO(data), schema_overrides=overrides, infer_schema_length=None)
+        except pl.exceptions.SchemaFieldNotFoundError as exc:
+            absent = str(exc).strip().splitlines()[0]
+            if absent not in overrides:
+                raise
+            del overrides[absent]
+
+
 def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     encoding = sniff.encoding or "utf-8"
     keys = dataset.source_headers
@@ -147,22 +179,35 @@ def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         try:
-            df = pl.read_ndjson(io.BytesIO(data), schema_overrides=overrides, infer_schema_length=None)
+            df = _parse_block(data, overrides)
         except pl.exceptions.PolarsError as exc:
             line, msg = _bad_json_line(data, "utf-8")
             last = line == data.count(b"\n") + 1 and not sniff.ends_with_newline
             read = rows + line
-            raise FileRejected(Rejection("truncated" if last else "malformed_json", f"{msg} ({exc.__class__.__name__})",
-                                         f"line {rows + line}", read)) from exc
+            raise FileRejected(
+                Rejection(
+                    "truncated" if last else "malformed_json",
+                    f"{msg} ({exc.__class__.__name__})",
+                    f"line {rows + line}",
+                    read,
+                )
+            ) from exc
         if df.height != data.count(b"\n") + (not data.endswith(b"\n")):
             blank = next(i for i, ln in enumerate(data.split(b"\n"), start=1) if not ln.strip())
-            raise FileRejected(Rejection("malformed_json", "blank line inside the file", f"line {rows + blank}",
-                                         rows + df.height))
+            raise FileRejected(
+                Rejection("malformed_json", "blank line inside the file", f"line {rows + blank}", rows + df.height)
+            )
         extra = [c for c in df.columns if c not in overrides]
         if extra:
             first = df.select(pl.col(extra[0]).is_not_null().arg_true().first()).item()
-            raise FileRejected(Rejection("unexpected_columns", f"unregistered key(s) {extra}",
-                                         f"line {rows + (first or 0) + 1}", count_lines(path, sniff)))
+            raise FileRejected(
+                Rejection(
+                    "unexpected_columns",
+                    f"unregistered key(s) {extra}",
+                    f"line {rows + (first or 0) + 1}",
+                    count_lines(path, sniff),
+                )
+            )
         for k in keys:
             if k not in df.columns:
                 df = df.with_columns(pl.lit(None, pl.String).alias(k))

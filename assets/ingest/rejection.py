@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass
 REASONS: dict[str, tuple[str, str]] = {
     "empty": ("文件为空，没有数据行", "the file is empty: no data rows"),
     "encoding": ("字符编码无法识别（既非UTF-8也非GB18030）", "unknown character encoding (neither UTF-8 nor GB18030)"),
-    "unreadable": ("文件无法读取（已损坏或不是声明的格式）", "the file cannot be read (damaged, or not the declared format)"),
+    "unreadable": (
+        "文件无法读取（已损坏或不是声明的格式）",
+        "the file cannot be read (damaged, or not the declared format)",
+    ),
     "missing_columns": ("缺少登记的列", "columns of the registered layout are missing"),
     "unexpected_columns": ("出现未登记的列（表结构变更）", "columns not in the registered layout (schema drift)"),
     "duplicate_columns": ("列名重复", "the same column name appears twice"),
