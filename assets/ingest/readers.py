@@ -156,13 +156,22 @@ def _bad_json_line(block: bytes, encoding: str) -> tuple[int, str]:
     return 0, "unknown"
 
 
-def _parse_block(data: bytes, overrides: dict) -> pl.DataFrame:
-    """Parse with every registered key as text; a key absent from the whole block is parsed without override."""
-    overrides = dict(overrides)
+def _parse_block(data: bytes, keys: list[str]) -> pl.DataFrame:
+    """Parse a block with every registered key as text, keeping any key that is not registered.
+
+    Fast path: a typed parse ignores unknown keys, so it is trusted only when the block provably has
+    none — every line carries every registered key with a value, and the count of key separators
+    ('":') is exactly rows × keys. Anything else (nulls, nesting, '":' inside a value) is parsed again
+    with full schema inference, which surfaces unknown keys as extra columns.
+    """
+    typed = pl.read_ndjson(io.BytesIO(data), schema={k: pl.String for k in keys})
+    if typed.null_count().sum_horizontal().item() == 0 and data.count(b'":') == typed.height * len(keys):
+        return typed
+    overrides = {k: pl.String for k in keys}
     while True:
         try:
             return pl.read_ndjson(io.BytesIO(data), schema_overrides=overrides, infer_schema_length=None)
-        except pl.exceptions.SchemaFieldNotFoundError as exc:
+        except pl.exceptions.SchemaFieldNotFoundError as exc:  # a registered key absent from the whole block
             absent = str(exc).strip().splitlines()[0]
             if absent not in overrides:
                 raise
@@ -179,7 +188,7 @@ def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         try:
-            df = _parse_block(data, overrides)
+            df = _parse_block(data, keys)
         except pl.exceptions.PolarsError as exc:
             line, msg = _bad_json_line(data, "utf-8")
             last = line == data.count(b"\n") + 1 and not sniff.ends_with_newline

@@ -1,0 +1,67 @@
+"""``make bench``: generate at scale, time each stage in its own process, compare with plain DuckDB.
+
+Prints rows/s and peak memory per stage and the ratio of collection time to the DuckDB baseline,
+and writes the figures to benchmarks/results/<timestamp>.json (ignored by git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = 1.5
+TARGET_PEAK_MIB = 4096
+
+
+def _stage(*args: str) -> dict:
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark stage {args} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench")
+    parser.add_argument("--scale", type=float, default=100.0, help="100 = 100k enterprises, 10M telemetry rows")
+    parser.add_argument("--data", type=Path, default=ROOT / "data-bench")
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.data, ignore_errors=True)
+
+    print(f"bench: scale {args.scale:g} in {args.data}")
+    gen = _stage("-m", "benchmarks.stages", "generate", str(args.data), str(args.scale))
+    print(f"  generate   {gen['rows']:>12,} rows  {gen['seconds']:7.1f} s  peak {gen['peak_rss_mib']:6.0f} MiB")
+    # the baseline reads the landing files before collection moves the rejected ones away
+    base = _stage("-m", "benchmarks.duckdb_baseline", str(args.data / "landing"), str(args.data / "baseline"))
+    col = _stage("-m", "benchmarks.stages", "collect", str(args.data))
+    ratio = col["seconds"] / base["seconds"]
+    rows = [("collect (shucang)", col), ("plain DuckDB", base)]
+    print(f"  {'stage':<20}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'peak MiB':>10}")
+    for name, r in rows:
+        print(
+            f"  {name:<20}{r['rows']:>12,}{r['seconds']:>10.1f}{r['rows'] / r['seconds']:>12,.0f}"
+            f"{r['peak_rss_mib']:>10.0f}"
+        )
+    for ds, d in col["datasets"].items():
+        print(f"    {ds:<22}{d['rows']:>12,}{d['seconds']:>10.2f}{d['rows'] / max(d['seconds'], 1e-9):>12,.0f}")
+    ok_ratio, ok_mem = ratio <= TARGET_RATIO, col["peak_rss_mib"] <= TARGET_PEAK_MIB
+    print(
+        f"  collection / DuckDB = {ratio:.2f}× (target ≤ {TARGET_RATIO}×: {'met' if ok_ratio else 'NOT met'}); "
+        f"peak {col['peak_rss_mib']:.0f} MiB (target < {TARGET_PEAK_MIB}: {'met' if ok_mem else 'NOT met'})"
+    )
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    (results / f"{stamp}.json").write_text(
+        json.dumps({"scale": args.scale, "generate": gen, "collect": col, "baseline": base, "ratio": ratio}, indent=1)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
