@@ -5,8 +5,9 @@ from pathlib import Path
 import dagster as dg
 
 from assets.collect import raw_key
+from assets.ingest.collector import collect_history, landed_fingerprints
 from assets.registry import Dataset, registry
-from orchestration.resources import LandingResource
+from orchestration.resources import LakeResource, LandingResource
 from sensors.landing import arrivals, scan
 
 
@@ -18,8 +19,10 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches landing/{ds.landing} ({ds.pattern}) and collects {ds.name_zh} when files arrive.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
-        found = arrivals(context.cursor, scan(ds, Path(landing.landing_root)))
+    def _sensor(context: dg.SensorEvaluationContext, landing: LandingResource, lake: LakeResource):
+        current = scan(ds, Path(landing.landing_root))
+        collected = landed_fingerprints(collect_history(lake.lake(), ds.id)) if current else set()
+        found = arrivals(context.cursor, current, collected)
         if not found.files:
             context.update_cursor(found.cursor)
             return dg.SkipReason(f"no new files in landing/{ds.landing}")

@@ -1,6 +1,7 @@
 """Landing-zone scanning for sensors: cheap fingerprints (size, mtime), no file contents read.
 
-The collector decides by content hash; the sensor only has to notice that something arrived.
+The collector decides by content hash; the sensor only has to notice that something arrived that has
+not been collected yet. Its cursor holds what was in the folder at the last tick.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ from pathlib import Path
 from assets.ingest.collector import landing_files
 from assets.registry import Dataset
 
+Fingerprint = tuple[int, int]  # (bytes, mtime_ns)
 
-def scan(dataset: Dataset, landing_root: Path) -> dict[str, str]:
+
+def scan(dataset: Dataset, landing_root: Path) -> dict[str, Fingerprint]:
     out = {}
     for p in landing_files(dataset, landing_root):
         st = p.stat()
-        out[p.relative_to(landing_root).as_posix()] = f"{st.st_size}:{st.st_mtime_ns}"
+        out[p.relative_to(landing_root).as_posix()] = (st.st_size, st.st_mtime_ns)
     return out
 
 
 @dataclass(frozen=True)
 class Arrivals:
-    files: list[str]  # new or changed since the cursor, sorted
+    files: list[str]  # new or changed since the cursor and not collected yet, sorted
     cursor: str  # the cursor to store: what is in the folder now
 
     @property
@@ -37,7 +40,12 @@ class Arrivals:
         return f"{len(self.files)} new or changed file(s) in landing/{dataset.landing}: {shown}{more}"
 
 
-def arrivals(previous_cursor: str | None, current: dict[str, str]) -> Arrivals:
-    seen = json.loads(previous_cursor) if previous_cursor else {}
-    new = sorted(f for f, fp in current.items() if seen.get(f) != fp)
+def arrivals(
+    previous_cursor: str | None,
+    current: dict[str, Fingerprint],
+    collected: set[tuple[str, int, int]] = frozenset(),
+) -> Arrivals:
+    """Files that changed since the last tick, less those the collect log shows landed unchanged."""
+    seen = {f: tuple(fp) for f, fp in json.loads(previous_cursor).items()} if previous_cursor else {}
+    new = sorted(f for f, fp in current.items() if seen.get(f) != fp and (f, *fp) not in collected)
     return Arrivals(new, json.dumps(current, sort_keys=True, ensure_ascii=False))

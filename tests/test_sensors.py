@@ -1,51 +1,74 @@
 """Landing sensors: a dropped file requests that source's collection once, with the reason shown."""
 
 import os
+from pathlib import Path
 
 import dagster as dg
 
+from assets.ingest.collector import Collector
 from assets.registry import registry
-from orchestration.resources import LandingResource
+from orchestration.resources import LakeResource, LandingResource
 from sensors.defs import landing_sensor
 from sensors.landing import arrivals
 
 TAX = registry().dataset("tax_monthly")
 
 
-def _evaluate(sensor, cursor, landing):
-    ctx = dg.build_sensor_context(cursor=cursor, resources={"landing": landing})
-    result = sensor(ctx)
-    return result, ctx.cursor
+def _resources(tmp_path):
+    return {
+        "landing": LandingResource(landing_root=str(tmp_path / "landing"), rejected_root=str(tmp_path / "rejected")),
+        "lake": LakeResource(root=str(tmp_path / "lake")),
+    }
 
 
-def test_cursor_logic_reports_only_new_or_changed_files():
-    first = arrivals(None, {"a.csv": "10:1", "b.csv": "20:1"})
+def _evaluate(sensor, cursor, resources):
+    ctx = dg.build_sensor_context(cursor=cursor, resources=resources)
+    return sensor(ctx), ctx.cursor
+
+
+def test_cursor_logic_reports_only_new_or_changed_uncollected_files():
+    first = arrivals(None, {"a.csv": (10, 1), "b.csv": (20, 1)})
     assert first.files == ["a.csv", "b.csv"]
-    assert arrivals(first.cursor, {"a.csv": "10:1", "b.csv": "20:1"}).files == []
-    assert arrivals(first.cursor, {"a.csv": "10:1", "b.csv": "21:2", "c.csv": "5:3"}).files == ["b.csv", "c.csv"]
+    assert arrivals(first.cursor, {"a.csv": (10, 1), "b.csv": (20, 1)}).files == []
+    changed = arrivals(first.cursor, {"a.csv": (10, 1), "b.csv": (21, 2), "c.csv": (5, 3)})
+    assert changed.files == ["b.csv", "c.csv"]
+    # a file the collect log shows landed unchanged is not news, even to a sensor with no cursor
+    assert arrivals(None, {"a.csv": (10, 1), "b.csv": (20, 1)}, {("a.csv", 10, 1)}).files == ["b.csv"]
 
 
 def test_a_dropped_file_triggers_one_run_with_its_reason(tmp_path):
-    landing = LandingResource(landing_root=str(tmp_path / "landing"), rejected_root=str(tmp_path / "rejected"))
+    resources = _resources(tmp_path)
     sensor = landing_sensor(TAX)
-    result, cursor = _evaluate(sensor, None, landing)
+    result, cursor = _evaluate(sensor, None, resources)
     assert isinstance(result, dg.SkipReason)
 
     folder = tmp_path / "landing" / TAX.landing
     folder.mkdir(parents=True)
     (folder / "税务_月度申报_2023-01.csv").write_text("x", encoding="utf-8")
     (folder / "~$lock.csv").write_text("office lock file", encoding="utf-8")  # ignored
-    result, cursor = _evaluate(sensor, cursor, landing)
+    result, cursor = _evaluate(sensor, cursor, resources)
     assert isinstance(result, dg.RunRequest)
     assert result.tags["shucang/dataset"] == "tax_monthly"
     assert "1 new or changed file(s)" in result.tags["shucang/reason"] and "2023-01" in result.tags["shucang/reason"]
     first_key = result.run_key
 
-    result, cursor = _evaluate(sensor, cursor, landing)  # nothing new: no second run
+    result, cursor = _evaluate(sensor, cursor, resources)  # nothing new: no second run
     assert isinstance(result, dg.SkipReason)
 
     path = folder / "税务_月度申报_2023-01.csv"
     path.write_text("xy", encoding="utf-8")
     os.utime(path, ns=(1, 2_000_000_000))
-    result, _ = _evaluate(sensor, cursor, landing)  # a corrected delivery under the same name
+    result, _ = _evaluate(sensor, cursor, resources)  # a corrected delivery under the same name
     assert isinstance(result, dg.RunRequest) and result.run_key != first_key
+
+
+def test_files_already_collected_do_not_trigger_runs_for_a_new_sensor(workdir):
+    resources = _resources(workdir)
+    Collector(TAX, resources["lake"].lake(), workdir / "landing", workdir / "rejected", "b1").run()
+    result, _ = _evaluate(landing_sensor(TAX), None, resources)  # e.g. `make ui` after `make demo`
+    assert isinstance(result, dg.SkipReason)
+    Path(workdir / "landing" / TAX.landing / "税务_月度申报_2024-01.csv").write_bytes(
+        (workdir / "landing" / TAX.landing / "税务_月度申报_2023-12.csv").read_bytes().replace(b"2023-12", b"2024-01")
+    )
+    result, _ = _evaluate(landing_sensor(TAX), None, resources)
+    assert isinstance(result, dg.RunRequest) and "2024-01" in result.tags["shucang/reason"]

@@ -145,6 +145,28 @@ def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at:
     return frame.to_arrow().cast(pa.schema(list(batch.schema) + list(PROVENANCE))).to_batches()
 
 
+def collect_history(lake: Lake, dataset_id: str) -> pl.DataFrame:
+    """Every file outcome logged for a dataset (empty before its first collection)."""
+    log = lake.read("ops", LOG_TABLE, columns=["dataset", "file", "sha256", "bytes", "mtime_ns", "status"])
+    if log is None:
+        return pl.DataFrame(
+            schema={
+                "dataset": pl.String,
+                "file": pl.String,
+                "sha256": pl.String,
+                "bytes": pl.Int64,
+                "mtime_ns": pl.Int64,
+                "status": pl.String,
+            }
+        )
+    return log.filter(pl.col("dataset") == dataset_id)
+
+
+def landed_fingerprints(history: pl.DataFrame) -> set[tuple[str, int, int]]:
+    """(file, bytes, mtime_ns) of files that landed: the same file unchanged need not be read again."""
+    return set(history.filter(pl.col("status") == "landed").select("file", "bytes", "mtime_ns").iter_rows())
+
+
 class Collector:
     def __init__(
         self,
@@ -162,20 +184,6 @@ class Collector:
         self.now = now or dt.datetime.now(dt.UTC)
         self.partition_by = ["_period"] if dataset.period else None
 
-    def _history(self) -> pl.DataFrame:
-        log = self.lake.read("ops", LOG_TABLE, columns=["dataset", "file", "sha256", "bytes", "mtime_ns", "status"])
-        if log is None:
-            return pl.DataFrame(
-                schema={
-                    "file": pl.String,
-                    "sha256": pl.String,
-                    "bytes": pl.Int64,
-                    "mtime_ns": pl.Int64,
-                    "status": pl.String,
-                }
-            )
-        return log.filter(pl.col("dataset") == self.dataset.id)
-
     def run(self) -> CollectResult:
         result = CollectResult(self.dataset, self.batch_id)
         # Raw values are text as delivered: statistics pay off only on provenance, which audits filter by.
@@ -186,9 +194,9 @@ class Collector:
             self.partition_by,
             stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
         )
-        history = self._history()
+        history = collect_history(self.lake, self.dataset.id)
         landed = history.filter(pl.col("status") == "landed")
-        fingerprints = set(landed.select("file", "bytes", "mtime_ns").iter_rows())
+        fingerprints = landed_fingerprints(history)
         landed_shas = set(landed["sha256"].to_list())
         rejected_shas = set(history.filter(pl.col("status") == "rejected")["sha256"].to_list())
         for path in landing_files(self.dataset, self.landing_root):
