@@ -1,0 +1,1 @@
+"""Software-defined assets by stage, declared from the source registry: ``assets.defs`` is what loads."""

@@ -1,0 +1,1 @@
+"""``make bench``: stage timings, peak memory and the plain DuckDB baseline."""

@@ -1,0 +1,1 @@
+"""Dagster wiring only: ``orchestration.definitions.defs`` composes what each package exports."""

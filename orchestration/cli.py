@@ -83,7 +83,12 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
     from orchestration.definitions import defs
 
     with DagsterInstance.get() as dagster_instance:
-        result = defs.resolve_job_def("shucang_all").execute_in_process(instance=dagster_instance, raise_on_error=False)
+        result = defs.resolve_job_def("shucang_all").execute_in_process(
+            instance=dagster_instance,
+            raise_on_error=False,
+            # the UI has every event; the terminal shows what landed and what was refused
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
     print(summary(s))
     print(
         f"pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "

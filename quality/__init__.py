@@ -1,0 +1,4 @@
+"""Governance and quality (治理): standardisers, validators, rule catalogues, pandera schemas, scores.
+
+Plain code over polars frames, free of Dagster; assets call it. Filled by the governance issue.
+"""

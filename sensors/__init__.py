@@ -1,0 +1,1 @@
+"""Sensors, automation and schedules: ``sensors.defs`` is what the code location loads."""
