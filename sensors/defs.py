@@ -37,4 +37,13 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
     return _sensor
 
 
-defs = dg.Definitions(sensors=[landing_sensor(ds) for ds in registry().datasets])
+# Assets with an automation condition (the catalogue) follow their upstreams without a schedule.
+automation = dg.AutomationConditionSensorDefinition(
+    "automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materialises assets whose automation condition is met, e.g. the catalogue after a collection.",
+)
+
+defs = dg.Definitions(sensors=[*(landing_sensor(ds) for ds in registry().datasets), automation])
