@@ -63,7 +63,26 @@ def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
         kinds={"file", ds.format},
         owners=[dept.owner],
         tags={"zone": "landing", "department": ds.department},
-        metadata={"landing_folder": ds.landing, "file_pattern": ds.pattern},
+        metadata={
+            "landing_folder": ds.landing,
+            "file_pattern": ds.pattern,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(c.source, "string", description=c.description) for c in ds.columns]
+            ),
+        },
+    )
+
+
+def column_lineage(ds: Dataset) -> dg.TableColumnLineage:
+    """Each raw column is its delivered column, unchanged (text as received).
+
+    Provenance columns have no upstream column: they describe the file, so they are left out and
+    lineage reports their origin as unknown rather than inventing one.
+    """
+    return dg.TableColumnLineage(
+        deps_by_column={
+            c.name: [dg.TableColumnDep(asset_key=landing_key(ds), column_name=c.source)] for c in ds.columns
+        }
     )
 
 
@@ -124,6 +143,12 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows_after,
+                "dagster/column_lineage": column_lineage(ds),
+                "shucang/column_transformations": {
+                    c.name: {"type": "DIRECT", "subtype": "IDENTITY", "description": "copied as delivered text"}
+                    for c in ds.columns
+                },
+                "rows_written": result.rows_landed,
                 "delta_version": result.table_version,
                 "delta_uri": dg.MetadataValue.path(the_lake.uri("raw", ds.id)),
                 "batch_id": batch_id,

@@ -89,12 +89,54 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
             # the UI has every event; the terminal shows what landed and what was refused
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
+        # the same emission the lineage sensors do for runs the daemon sees
+        from orchestration.lineage.emit import emit_run
+
+        lineage = emit_run(dagster_instance, result.run_id, defs.resolve_asset_graph(), s)
     print(summary(s))
+    print(f"lineage: {lineage.summary()}")
     print(
         f"pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "
         f"in {time.perf_counter() - started:.1f} s (generation included)"
     )
     return 0 if result.success else 1
+
+
+def lineage(s: Settings, args) -> int:
+    from orchestration.lineage.emit import http_transport, naming
+    from orchestration.lineage.impact import LineageGraph
+    from orchestration.lineage.transport import LakeFileTransport
+
+    if args.action == "flush":
+        http = http_transport(s)
+        if http is None:
+            print("OPENLINEAGE_URL is not set: nothing to flush")
+            return 1
+        report = http.flush()
+        print(f"re-sent {report.resent}; {http.pending} still spooled" + (f" ({report.error})" if report.error else ""))
+        return 0 if not http.pending else 1
+    n = naming(s)
+
+    def label(c) -> str:
+        return f"{n.short(c[0], c[1])}.{c[2]}"
+
+    ref = n.dataset(args.dataset.split("/"))
+    graph = LineageGraph.from_events(LakeFileTransport(s.lake_root).read_all())
+    column = (ref.namespace, ref.name, args.column)
+    if args.action == "upstream":
+        print(f"where {label(column)} comes from:")
+        for depth, c, how in graph.upstream(column):
+            print(f"  {'  ' * depth}{'← ' if depth else ''}{label(c)}{f'  [{how}]' if how else ''}")
+        return 0
+    columns, tables = graph.downstream(column)
+    print(f"what depends on {label(column)}:")
+    for c, how in columns:
+        print(f"  → {label(c)}  [{how}]")
+    for t in tables:
+        print(f"  → {n.short(*t)}  [whole table: no column lineage declared]")
+    if not columns and not tables:
+        print("  nothing downstream in the emitted lineage")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,10 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--keep", action="store_true", help="keep the existing lake and instance (re-collect)")
     sub.add_parser("summary", help="print what the lake holds")
     sub.add_parser("prepare-instance", help="create the project-local DAGSTER_HOME")
+    lin = sub.add_parser("lineage", help="impact questions over the emitted OpenLineage events")
+    lin.add_argument("action", choices=["upstream", "downstream", "flush"])
+    lin.add_argument("dataset", nargs="?", help="asset key, e.g. raw/amr_registration or landing/amr_registration")
+    lin.add_argument("column", nargs="?", help="column name as in that dataset, e.g. legal_rep_id_no")
     args = parser.parse_args(argv)
     s = settings()
     if args.command == "demo":
         return demo(s, args.scale, fresh=not args.keep)
+    if args.command == "lineage":
+        if args.action != "flush" and not (args.dataset and args.column):
+            parser.error("lineage upstream|downstream needs DATASET and COLUMN")
+        return lineage(s, args)
     if args.command == "summary":
         print(summary(s))
         return 0

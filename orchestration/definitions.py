@@ -6,12 +6,14 @@ import dagster as dg
 
 import assets.defs
 import orchestration.jobs
+import orchestration.lineage.sensors
 import sensors.defs
 from orchestration.resources import resources
 
 defs = dg.Definitions.merge(
     assets.defs.defs,
     sensors.defs.defs,
+    orchestration.lineage.sensors.defs,
     orchestration.jobs.defs,
     dg.Definitions(resources=resources(), executor=dg.in_process_executor),
 )

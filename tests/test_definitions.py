@@ -30,7 +30,9 @@ def test_every_registered_source_has_a_collection_asset_with_its_catalogue_facts
 
 def test_jobs_sensors_and_resources_are_wired():
     assert defs.resolve_job_def("shucang_all") is not None
-    assert {s.name for s in defs.sensors} == {f"landing_{ds.id}" for ds in registry().datasets} | {"automation"}
+    landing = {f"landing_{ds.id}" for ds in registry().datasets}
+    lineage = {"lineage_on_success", "lineage_on_failure", "lineage_on_canceled", "lineage_spool"}
+    assert {s.name for s in defs.sensors} == landing | {"automation"} | lineage
     assert set(defs.resources) >= {"lake", "landing", "warehouse"}
 
 

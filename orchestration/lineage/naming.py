@@ -1,0 +1,61 @@
+"""Dataset names: one namespace per storage location, names by zone and dataset.
+
+The same dataset has the same (namespace, name) whoever produces or consumes it, because both sides
+derive it from the asset key and the storage roots here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from assets.lake import ZONES
+from assets.registry import Registry
+
+PRODUCER = "https://github.com/shucang/shucang/tree/main/orchestration/lineage"
+DEFAULT_JOB_NAMESPACE = "shucang"
+
+
+def storage_uri(root: str) -> str:
+    """A local folder becomes a file:// URI; an object-store URI stays as it is."""
+    return root if "://" in root else Path(root).resolve().as_uri()
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}::{self.name}"
+
+
+@dataclass(frozen=True)
+class Naming:
+    lake_root: str
+    landing_root: str
+    warehouse_path: str
+    registry: Registry
+    job_namespace: str = DEFAULT_JOB_NAMESPACE
+
+    def dataset(self, key_path: list[str]) -> DatasetRef:
+        zone, rest = key_path[0], key_path[1:]
+        if zone == "landing":
+            # a source's landing folder, as the registry names it: e.g. amr/registration
+            return DatasetRef(storage_uri(self.landing_root), self.registry.dataset(rest[0]).landing)
+        if zone in ZONES:
+            return DatasetRef(storage_uri(self.lake_root), "/".join(key_path))
+        # models that live only in the DuckDB warehouse
+        return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", ".".join(key_path))
+
+    def short(self, namespace: str, name: str) -> str:
+        """A readable label: lake tables by zone/name, landing folders as landing:<folder>."""
+        if namespace == storage_uri(self.lake_root):
+            return name
+        if namespace == storage_uri(self.landing_root):
+            return f"landing:{name}"
+        return f"{namespace}::{name}"
+
+    @staticmethod
+    def job_name(key_path: list[str]) -> str:
+        return ".".join(key_path)

@@ -1,0 +1,195 @@
+"""OpenLineage from every materialisation: valid events, column lineage across stages, impact queries."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+import assets.defs
+from assets.lake import Lake
+from orchestration.definitions import defs
+from orchestration.lineage import declare
+from orchestration.lineage.emit import RUN_TAG, emit_run, naming
+from orchestration.lineage.impact import LineageGraph
+from orchestration.lineage.transport import LakeFileTransport
+from orchestration.lineage.validate import EventValidator
+from orchestration.resources import resources
+from orchestration.settings import settings
+
+RAW_REG = dg.AssetKey(["raw", "amr_registration"])
+LANDING_REG = dg.AssetKey(["landing", "amr_registration"])
+
+
+def _collection_assets():
+    return [a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition)]
+
+
+def _materialize(workdir, selection, graph=None):
+    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(selection, resources=resources(s), instance=instance, raise_on_error=False)
+    graph = graph or defs.resolve_asset_graph()
+    report = emit_run(instance, result.run_id, graph, s)
+    events = [json.loads(line) for line in open(report.file, encoding="utf-8")]
+    return s, instance, result, report, events
+
+
+@pytest.fixture
+def full_run(workdir):
+    return _materialize(workdir, _collection_assets())
+
+
+def test_every_event_of_a_full_run_validates_against_the_spec(full_run):
+    _, _, result, report, events = full_run
+    validator = EventValidator()
+    assert events and all(validator.errors(e) == [] for e in events), [validator.errors(e) for e in events][:3]
+    by_job: dict[str, list[str]] = {}
+    for e in events:
+        by_job.setdefault(e["job"]["name"], []).append(e["eventType"])
+    assert by_job.pop("__ephemeral_asset_job__") == ["START", "COMPLETE"]
+    assert set(by_job) == {
+        f"raw.{d}" for d in (a.key.path[1] for a in _collection_assets() if a.key.path[0] == "raw")
+    } | {"catalogue.datasets"}
+    assert all(states == ["START", "COMPLETE"] for states in by_job.values())
+    asset_events = [e for e in events if e["job"]["name"] != "__ephemeral_asset_job__"]
+    assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in asset_events} == {result.run_id}
+    assert len({e["run"]["runId"] for e in asset_events}) == len(by_job)  # one run id per asset, START=COMPLETE
+
+
+def test_outputs_carry_version_schema_quality_and_catalogue_facets(full_run):
+    s, instance, _, _, events = full_run
+    done = next(e for e in events if e["job"]["name"] == "raw.tax_monthly" and e["eventType"] == "COMPLETE")
+    out = done["outputs"][0]
+    # one namespace per storage location (the lake root), names by zone and dataset
+    assert (out["namespace"], out["name"]) == (Path(s.lake_root).resolve().as_uri(), "raw/tax_monthly")
+    facets = out["facets"]
+    assert facets["version"]["datasetVersion"] == str(Lake(s.lake_root).table("raw", "tax_monthly").version())
+    assert "企业月度纳税申报" in facets["documentation"]["description"]
+    assert {o["name"] for o in facets["ownership"]["owners"]} == {"team:tax", "team:data-stewards"}
+    assertions = {a["name"]: a for a in facets["dataQualityAssertions"]["assertions"]}
+    assert assertions["rows_reconcile"]["success"] is True
+    assert assertions["files_accepted"]["success"] is False and assertions["files_accepted"]["severity"] == "warn"
+    assert facets["dataQualityMetrics"]["rowCount"] == Lake(s.lake_root).row_count("raw", "tax_monthly")
+    assert out["outputFacets"]["outputStatistics"]["rowCount"] > 0
+    inp = done["inputs"][0]
+    assert inp["name"] == "tax/monthly" and "纳税人识别号" in {f["name"] for f in inp["facets"]["schema"]["fields"]}
+
+
+def test_column_lineage_is_declared_not_invented(full_run):
+    _, _, result, _, events = full_run
+    done = next(e for e in events if e["job"]["name"] == "raw.amr_registration" and e["eventType"] == "COMPLETE")
+    fields = done["outputs"][0]["facets"]["columnLineage"]["fields"]
+    src = fields["legal_rep_id_no"]["inputFields"][0]
+    assert (src["name"], src["field"]) == ("amr/registration", "法定代表人证件号码")
+    assert src["transformations"][0]["subtype"] == "IDENTITY"
+    unknown = done["outputs"][0]["facets"]["shucang_columnLineageCoverage"]["unknownOrigin"]
+    assert "_row_number" in unknown and "legal_rep_id_no" not in unknown
+    # the same mapping is what the UI shows
+    mat = next(m for m in result.get_asset_materialization_events() if m.asset_key == RAW_REG)
+    ui = mat.materialization.metadata["dagster/column_lineage"].value.deps_by_column["legal_rep_id_no"]
+    assert [(d.asset_key, d.column_name) for d in ui] == [(LANDING_REG, "法定代表人证件号码")]
+
+
+def test_an_asset_with_no_lineage_code_still_has_table_lineage(full_run):
+    _, _, _, _, events = full_run
+    done = next(e for e in events if e["job"]["name"] == "catalogue.datasets" and e["eventType"] == "COMPLETE")
+    assert {i["name"] for i in done["inputs"]} == {
+        f"raw/{a.key.path[1]}" for a in _collection_assets() if a.key.path[0] == "raw"
+    }
+    assert all("version" in i["facets"] for i in done["inputs"])  # the Delta version each input stood at
+
+
+def test_emitting_a_run_again_gives_the_same_events(full_run):
+    s, instance, result, report, events = full_run
+    again = emit_run(instance, result.run_id, defs.resolve_asset_graph(), s)
+    assert [json.loads(x) for x in open(again.file, encoding="utf-8")] == events
+    assert "OpenLineage events" in instance.get_run_by_id(result.run_id).tags[RUN_TAG]
+
+
+@dg.asset(
+    key=["std", "enterprise"],
+    deps=[RAW_REG],
+    metadata={
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn("uscc"), dg.TableColumn("legal_rep_pseudonym"), dg.TableColumn("name")]
+        )
+    },
+)
+def std_enterprise():
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/column_lineage": declare.declared(
+                {
+                    "uscc": [(RAW_REG, "uscc")],
+                    "legal_rep_pseudonym": [(RAW_REG, "legal_rep_id_no")],
+                }
+            ),
+            "shucang/column_transformations": declare.transformations(
+                {"legal_rep_pseudonym": ("DIRECT", "MASKING", "HMAC-SHA-256")}
+            ),
+        }
+    )
+
+
+@dg.asset(key=["theme", "enterprise_profile"], deps=[std_enterprise])
+def theme_profile():
+    cols = ["uscc", "legal_rep_pseudonym"]
+    return dg.MaterializeResult(metadata={"dagster/column_lineage": declare.by_name(std_enterprise.key, cols, cols)})
+
+
+def test_a_column_is_traced_through_three_stages(workdir):
+    collect_reg = next(a for a in _collection_assets() if a.key == RAW_REG)
+    graph = dg.Definitions(
+        assets=[*assets.defs.landing_specs, collect_reg, std_enterprise, theme_profile], resources=resources()
+    ).resolve_asset_graph()
+    s, _, result, _, _ = _materialize(workdir, [collect_reg, std_enterprise, theme_profile], graph)
+    assert result.success
+    n = naming(s)
+    g = LineageGraph.from_events(LakeFileTransport(s.lake_root).read_all())
+    theme = n.dataset(["theme", "enterprise_profile"])
+    chain = g.upstream((theme.namespace, theme.name, "legal_rep_pseudonym"))
+    assert [(n.short(c[0], c[1]), c[2]) for _, c, _ in chain] == [
+        ("theme/enterprise_profile", "legal_rep_pseudonym"),
+        ("std/enterprise", "legal_rep_pseudonym"),
+        ("raw/amr_registration", "legal_rep_id_no"),
+        ("landing:amr/registration", "法定代表人证件号码"),
+    ]
+    assert chain[2][2] == "MASKING" and chain[-1][2].endswith("source")
+    landing = n.dataset(["landing", "amr_registration"])
+    columns, _ = g.downstream((landing.namespace, landing.name, "法定代表人证件号码"))
+    assert [(n.short(c[0], c[1]), c[2]) for c, _ in columns] == [
+        ("raw/amr_registration", "legal_rep_id_no"),
+        ("std/enterprise", "legal_rep_pseudonym"),
+        ("theme/enterprise_profile", "legal_rep_pseudonym"),
+    ]
+    # std/enterprise.name is in the schema, but nobody declared where it comes from
+    std = n.dataset(["std", "enterprise"])
+    assert g.upstream((std.namespace, std.name, "name")) == [(0, (std.namespace, std.name, "name"), "origin unknown")]
+
+
+@dg.asset(key=["std", "broken"], deps=[RAW_REG])
+def broken():
+    raise ValueError("standardiser crashed on row 17")
+
+
+def test_a_failing_step_emits_fail_with_the_error(workdir):
+    collect_reg = next(a for a in _collection_assets() if a.key == RAW_REG)
+    graph = dg.Definitions(
+        assets=[*assets.defs.landing_specs, collect_reg, broken], resources=resources()
+    ).resolve_asset_graph()
+    _, _, result, _, events = _materialize(workdir, [collect_reg, broken], graph)
+    assert not result.success
+    fail = next(e for e in events if e["job"]["name"] == "std.broken" and e["eventType"] == "FAIL")
+    assert "standardiser crashed on row 17" in fail["run"]["facets"]["errorMessage"]["message"]
+    assert [e["eventType"] for e in events if e["job"]["name"] == "__ephemeral_asset_job__"] == ["START", "FAIL"]
+    assert all(EventValidator().errors(e) == [] for e in events)
+
+
+def test_lineage_in_the_catalogue_zone_is_readable_without_dagster(full_run):
+    s, *_ = full_run
+    files = list((s.data_dir / "lake" / "ops" / "lineage").glob("*.jsonl"))
+    assert len(files) == 1
+    frame = pl.read_ndjson(files[0], infer_schema_length=None)
+    assert set(frame["eventType"]) == {"START", "COMPLETE"}
