@@ -26,7 +26,13 @@ QUERY = """
     metadataEntries { label ... on TableSchemaMetadataEntry { schema { columns { name description } } } }
     assetMaterializations(limit: 1) {
       runId
-      metadataEntries { label ... on IntMetadataEntry { intValue } }
+      metadataEntries {
+        label
+        ... on IntMetadataEntry { intValue }
+        ... on TableColumnLineageMetadataEntry {
+          lineage { columnName columnDeps { assetKey { path } columnName } }
+        }
+      }
     }
   }
 }
@@ -89,6 +95,7 @@ def test_demo_prints_what_it_built_and_where(webserver):
     assert "raw/amr_registration" in out and "企业登记信息" in out
     assert "rejected files (4)" in out and "税务_月度申报_2023-09.csv" in out and "truncated" in out
     assert "lake:" in out and "make ui" in out and "SUCCESS" in out
+    assert "lineage: 24 OpenLineage events" in out
 
 
 def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
@@ -105,6 +112,11 @@ def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
     assert "法定代表人证件号码" in described["legal_rep_id_no"]
     mat = node["assetMaterializations"][0]
     values = {e["label"]: e.get("intValue") for e in mat["metadataEntries"]}
+    lineage = next(e["lineage"] for e in mat["metadataEntries"] if e["label"] == "dagster/column_lineage")
+    deps = {c["columnName"]: c["columnDeps"] for c in lineage}
+    assert deps["legal_rep_id_no"] == [
+        {"assetKey": {"path": ["landing", "amr_registration"]}, "columnName": "法定代表人证件号码"}
+    ]
     lake = Lake(str(lake_root))
     assert values["dagster/row_count"] == lake.row_count("raw", "amr_registration") > 1000
     assert values["delta_version"] == lake.table("raw", "amr_registration").version()

@@ -202,7 +202,10 @@ class RunLineage:
         for step in steps.values():
             if step.started is None:
                 continue  # never ran (e.g. skipped after an upstream failure): no run to report
-            state = step.state or (RunState.ABORT if run.get("state") == RunState.ABORT else None)
+            # a step with no end of its own ends with the run: cancelled → ABORT, otherwise → FAIL
+            state = step.state or (
+                {RunState.ABORT: RunState.ABORT}.get(run["state"], RunState.FAIL) if "state" in run else None
+            )
             for key in step.planned:
                 node = self._node(key)
                 job = Job(
