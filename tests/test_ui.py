@@ -120,3 +120,35 @@ def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
     lake = Lake(str(lake_root))
     assert values["dagster/row_count"] == lake.row_count("raw", "amr_registration") > 1000
     assert values["delta_version"] == lake.table("raw", "amr_registration").version()
+
+
+def test_the_demo_run_lineage_validates_and_answers_impact_questions(webserver):
+    from orchestration.lineage.transport import LakeFileTransport
+    from orchestration.lineage.validate import EventValidator
+
+    _, _, lake_root = webserver
+    events = LakeFileTransport(str(lake_root)).read_all()
+    validator = EventValidator()
+    assert len(events) == 24 and all(validator.errors(e) == [] for e in events)
+    env = {**os.environ, "SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(lake_root.parent)}
+    cli = [sys.executable, "-m", "orchestration.cli", "lineage"]
+    down = subprocess.run(
+        [*cli, "downstream", "landing/amr_registration", "法定代表人证件号码"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert down.returncode == 0, down.stderr
+    assert "→ raw/amr_registration.legal_rep_id_no  [IDENTITY]" in down.stdout
+    assert "→ catalogue/datasets  [whole table" in down.stdout
+    up = subprocess.run(
+        [*cli, "upstream", "raw/amr_registration", "_row_number"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "origin unknown" in up.stdout
