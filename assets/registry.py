@@ -9,10 +9,10 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REGISTRY_PATH = Path(__file__).with_name("sources.yaml")
 
@@ -20,6 +20,15 @@ LogicalType = Literal["string", "code", "date", "month", "timestamp", "decimal",
 ShareType = Literal["无条件共享", "有条件共享", "不予共享"]
 OpenType = Literal["无条件开放", "有条件开放", "不予开放"]
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _snake_case(v: str) -> str:
+    if not _IDENT.match(v):
+        raise ValueError(f"{v!r} must be lower snake_case")
+    return v
+
+
+Ident = Annotated[str, AfterValidator(_snake_case)]
 
 
 class RegistryError(ValueError):
@@ -56,7 +65,7 @@ class Period(_Strict):
 
 
 class Column(_Strict):
-    name: str
+    name: Ident
     source: str
     type: LogicalType
     description: str
@@ -66,16 +75,9 @@ class Column(_Strict):
     grade: str | None = None
     classification: str | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _ident(cls, v: str) -> str:
-        if not _IDENT.match(v):
-            raise ValueError(f"column name {v!r} must be lower snake_case")
-        return v
-
 
 class Dataset(_Strict):
-    id: str
+    id: Ident
     department: str
     name_zh: str
     name_en: str
@@ -91,13 +93,6 @@ class Dataset(_Strict):
     classification: str | None = None
     grade: str | None = None
     columns: list[Column] = Field(min_length=1)
-
-    @field_validator("id")
-    @classmethod
-    def _ident(cls, v: str) -> str:
-        if not _IDENT.match(v):
-            raise ValueError(f"dataset id {v!r} must be lower snake_case")
-        return v
 
     @model_validator(mode="after")
     def _columns_unique(self) -> Dataset:

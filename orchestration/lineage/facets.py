@@ -27,6 +27,10 @@ from orchestration.lineage.naming import DatasetRef, Naming
 UNKNOWN_ORIGIN_FACET = "shucang_columnLineageCoverage"
 
 
+def _owner_type(owner: str) -> str:
+    return "TEAM" if owner.startswith("team:") else "USER"
+
+
 def _value(entry: Any) -> Any:
     return entry.value if isinstance(entry, dg.MetadataValue) else entry
 
@@ -53,7 +57,7 @@ def dataset_facets(ref: DatasetRef, description: str | None, owners: list[str], 
         facets["documentation"] = documentation_dataset.DocumentationDatasetFacet(description=description)
     if owners:
         facets["ownership"] = ownership_dataset.OwnershipDatasetFacet(
-            owners=[ownership_dataset.Owner(name=o, type="TEAM" if o.startswith("team:") else "USER") for o in owners]
+            owners=[ownership_dataset.Owner(name=o, type=_owner_type(o)) for o in owners]
         )
     return facets
 
@@ -132,7 +136,7 @@ def job_facets(description: str | None, owners: list[str]) -> dict:
         facets["documentation"] = documentation_job.DocumentationJobFacet(description=description)
     if owners:
         facets["ownership"] = ownership_job.OwnershipJobFacet(
-            owners=[ownership_job.Owner(name=o, type="TEAM" if o.startswith("team:") else "USER") for o in owners]
+            owners=[ownership_job.Owner(name=o, type=_owner_type(o)) for o in owners]
         )
     return facets
 
