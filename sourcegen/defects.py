@@ -129,8 +129,10 @@ def _append_copies(
     base = df.with_columns(pl.lit(False).alias(marker(defect))) if marker(defect) not in df.columns else df
     copies = copies.with_columns(pl.lit(True).alias(marker(defect)))
     out = pl.concat([base, copies.select(base.columns)])
-    # Copies land at random positions, as re-sent rows do.
-    order = np.argsort(np.concatenate([np.arange(df.height), rng.uniform(0, df.height, copies.height)]), kind="stable")
+    # Copies land at random positions after their original, as re-sent rows do.
+    originals = np.flatnonzero(mask)
+    positions = originals + 0.5 + rng.uniform(0, 1, copies.height) * (df.height - originals - 0.5)
+    order = np.argsort(np.concatenate([np.arange(df.height), positions]), kind="stable")
     return out[order]
 
 

@@ -1,0 +1,44 @@
+"""Units to one canonical unit per measure (元, kWh, m², …), from ``units.yaml``."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+UNITS_PATH = Path(__file__).with_name("units.yaml")
+
+
+@functools.cache
+def factors() -> dict[str, tuple[str, str, float]]:
+    """unit → (measure, canonical unit, factor to canonical)."""
+    data = yaml.safe_load(UNITS_PATH.read_text(encoding="utf-8"))
+    out = {}
+    for measure, spec in data["measures"].items():
+        for unit, factor in spec["factors"].items():
+            if unit in out:
+                raise ValueError(f"{UNITS_PATH}: unit {unit!r} appears under two measures")
+            out[unit] = (measure, spec["canonical"], float(factor))
+    return out
+
+
+def canonical(unit: str) -> str:
+    try:
+        return factors()[unit][1]
+    except KeyError:
+        raise ValueError(f"{UNITS_PATH}: unknown unit {unit!r}") from None
+
+
+def factor_of(unit: pl.Expr, measure: str) -> pl.Expr:
+    """Factor to the canonical unit for each row's unit; null when the unit is unknown for that measure."""
+    table = {u: f for u, (m, _, f) in factors().items() if m == measure}
+    return unit.replace_strict(table, default=None, return_dtype=pl.Float64)
+
+
+def measure_of(unit: str) -> str:
+    try:
+        return factors()[unit][0]
+    except KeyError:
+        raise ValueError(f"{UNITS_PATH}: unknown unit {unit!r}") from None
