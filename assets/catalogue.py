@@ -7,6 +7,7 @@ import dagster as dg
 import pyarrow.fs as pafs
 
 from assets import catalogue_entries
+from assets.clean import std_key
 from assets.collect import raw_key
 from assets.registry import Registry, registry
 from orchestration.resources import LakeResource
@@ -29,7 +30,7 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=["catalogue", "datasets"],
-        deps=[raw_key(ds) for ds in reg.datasets],
+        deps=[*(raw_key(ds) for ds in reg.datasets), *(std_key(ds.id) for ds in reg.datasets)],
         group_name="catalogue",
         kinds={"delta", "polars"},
         owners=[reg.defaults.steward],

@@ -13,6 +13,8 @@ import polars as pl
 from assets.ingest.collector import PROVENANCE
 from assets.lake import Lake
 from assets.registry import Dataset, Registry
+from quality import units
+from quality.gate import STD_TYPES
 
 PROVENANCE_DESCRIPTIONS = {
     "_source_department": "数源单位代码 / source department",
@@ -63,10 +65,10 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "position": i,
                 "column": c.name,
                 "source_header": c.source,
-                "physical_type": "string",
+                "physical_type": "string" if zone == "raw" else str(STD_TYPES[c.type]),
                 "logical_type": c.type,
                 "description": c.description,
-                "unit": c.unit or (f"见 {c.unit_column}" if c.unit_column else None),
+                "unit": _unit(c, zone),
                 "classification": c.classification or reg.defaults.classification,
                 "grade": c.grade or reg.defaults.grade,
                 "role": c.role or reg.defaults.role,
@@ -92,9 +94,21 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
     return rows
 
 
+def _unit(c, zone: str) -> str | None:
+    """Raw keeps the delivered unit; std holds one canonical unit per measure."""
+    if zone == "raw":
+        return c.unit or (f"见 {c.unit_column}" if c.unit_column else None)
+    if c.unit:
+        return units.canonical(c.unit)
+    return units.canonical_of_measure(c.measure) if c.measure else None
+
+
+CATALOGUED_ZONES = ("raw", "std")
+
+
 def build(reg: Registry, lake: Lake, now: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(datasets, columns) frames of the whole catalogue as the lake stands now."""
-    entries = [dataset_entry(reg, ds, "raw", lake) for ds in reg.datasets]
-    columns = [row for ds in reg.datasets for row in column_entries(reg, ds, "raw")]
+    entries = [dataset_entry(reg, ds, zone, lake) for zone in CATALOGUED_ZONES for ds in reg.datasets]
+    columns = [row for zone in CATALOGUED_ZONES for ds in reg.datasets for row in column_entries(reg, ds, zone)]
     datasets = pl.DataFrame(entries, infer_schema_length=None).with_columns(pl.lit(now).alias("catalogued_at"))
     return datasets, pl.DataFrame(columns, infer_schema_length=None)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, collect
+from assets import catalogue, clean, collect
 
 landing_specs, collect_assets = collect.build()
 
-defs = dg.Definitions(assets=[*landing_specs, *collect_assets, catalogue.build()])
+std_assets = clean.build()
+
+defs = dg.Definitions(assets=[*landing_specs, *collect_assets, *std_assets, catalogue.build()])

@@ -86,6 +86,12 @@ class Lake:
         """Append in one atomic commit; returns the new table version."""
         return self._write(zone, name, data, "append", metadata, partition_by=partition_by)
 
+    def replace_where(self, zone: str, name: str, data, column: str, value: str) -> int:
+        """Replace the rows where ``column = value`` (one dataset's partition), atomically."""
+        if self.table(zone, name) is None:
+            return self._write(zone, name, data, "append", None, partition_by=[column])
+        return self._write(zone, name, data, "overwrite", None, predicate=f"{column} = '{value}'")
+
     def overwrite(self, zone: str, name: str, data, metadata: dict[str, str] | None = None) -> int:
         """Replace the current version (earlier versions stay readable by time travel)."""
         return self._write(zone, name, data, "overwrite", metadata, schema_mode="overwrite")

@@ -71,6 +71,7 @@ class Column(_Strict):
     description: str
     unit: str | None = None
     unit_column: str | None = None
+    measure: str | None = None  # for values whose unit is in another column: money, energy, area, …
     role: str | None = None
     grade: str | None = None
     classification: str | None = None

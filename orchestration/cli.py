@@ -30,16 +30,19 @@ def summary(s: Settings) -> str:
         if log is not None
         else pl.DataFrame(schema={"dataset": pl.String, "landed": pl.UInt32, "rejected": pl.UInt32})
     )
-    table = catalogue.join(files, left_on="dataset_id", right_on="dataset", how="left").sort("asset_key")
+    raw = (
+        catalogue.filter(pl.col("zone") == "raw")
+        .join(files, left_on="dataset_id", right_on="dataset", how="left")
+        .sort("asset_key")
+    )
     out.append(f"  {'dataset':<24}{_pad('名称', 22)}{'rows':>10}{'version':>9}{'files':>7}{'rejected':>10}")
-    for r in table.iter_rows(named=True):
+    for r in raw.iter_rows(named=True):
         out.append(
             f"  {r['asset_key']:<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}"
-            f"{r['delta_version'] if r['delta_version'] is not None else '-':>9}{r['landed'] or 0:>7}"
-            f"{r['rejected'] or 0:>10}"
+            f"{_version(r)}{r['landed'] or 0:>7}{r['rejected'] or 0:>10}"
         )
-    total = int(table["row_count"].fill_null(0).sum())
-    out.append(f"  {'total':<46}{total:>10,}")
+    out.append(f"  {'total raw':<46}{int(raw['row_count'].fill_null(0).sum()):>10,}")
+    out += ["", _std_section(lake, catalogue)]
     if log is not None and (rej := log.filter(pl.col("status") == "rejected")).height:
         out += ["", f"  rejected files ({rej.height}) — moved to {s.rejected_root}, each with a .reason.json:"]
         for r in rej.sort("file").iter_rows(named=True):
@@ -56,6 +59,36 @@ def summary(s: Settings) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _version(r: dict) -> str:
+    return f"{r['delta_version'] if r['delta_version'] is not None else '-':>9}"
+
+
+def _std_section(lake, catalogue: pl.DataFrame) -> str:
+    """std: rows kept, rows quarantined (with a reason in quarantine/findings), duplicates merged."""
+    findings = lake.read("quarantine", "findings")
+    dups = lake.read("quarantine", "duplicates")
+    quarantined = (
+        findings.filter(pl.col("action") == "quarantined")
+        .unique(["dataset", "source_file", "row_number"])
+        .group_by("dataset")
+        .len("quarantined")
+        if findings is not None
+        else None
+    )
+    merged = dups.group_by("dataset").len("merged") if dups is not None else None
+    std = catalogue.filter(pl.col("zone") == "std").sort("asset_key")
+    for extra in (quarantined, merged):
+        if extra is not None:
+            std = std.join(extra, left_on="dataset_id", right_on="dataset", how="left")
+    lines = [f"  {'dataset':<24}{_pad('名称', 22)}{'rows':>10}{'version':>9}{'quarantined':>13}{'merged':>8}"]
+    for r in std.iter_rows(named=True):
+        lines.append(
+            f"  {r['asset_key']:<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}{_version(r)}"
+            f"{r.get('quarantined') or 0:>13,}{r.get('merged') or 0:>8,}"
+        )
+    return "\n".join(lines)
 
 
 def _pad(text: str, width: int) -> str:

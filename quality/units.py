@@ -42,3 +42,11 @@ def measure_of(unit: str) -> str:
         return factors()[unit][0]
     except KeyError:
         raise ValueError(f"{UNITS_PATH}: unknown unit {unit!r}") from None
+
+
+def canonical_of_measure(measure: str) -> str:
+    data = yaml.safe_load(UNITS_PATH.read_text(encoding="utf-8"))
+    try:
+        return data["measures"][measure]["canonical"]
+    except KeyError:
+        raise ValueError(f"{UNITS_PATH}: unknown measure {measure!r}") from None

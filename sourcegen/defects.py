@@ -127,7 +127,10 @@ def _append_copies(
     if alter is not None:
         copies = alter(copies)
     base = df.with_columns(pl.lit(False).alias(marker(defect))) if marker(defect) not in df.columns else df
-    copies = copies.with_columns(pl.lit(True).alias(marker(defect)))
+    # a copy's defect is being a copy; what else is wrong with it is its original's, listed there
+    copies = copies.with_columns(
+        *(pl.lit(False).alias(c) for c in copies.columns if c.startswith(MARK)), pl.lit(True).alias(marker(defect))
+    )
     out = pl.concat([base, copies.select(base.columns)])
     # Copies land at random positions after their original, as re-sent rows do.
     originals = np.flatnonzero(mask)

@@ -49,9 +49,7 @@ def test_every_event_of_a_full_run_validates_against_the_spec(full_run):
     for e in events:
         by_job.setdefault(e["job"]["name"], []).append(e["eventType"])
     assert by_job.pop("__ephemeral_asset_job__") == ["START", "COMPLETE"]
-    assert set(by_job) == {
-        f"raw.{d}" for d in (a.key.path[1] for a in _collection_assets() if a.key.path[0] == "raw")
-    } | {"catalogue.datasets"}
+    assert set(by_job) == {".".join(a.key.path) for a in _collection_assets()}
     assert all(states == ["START", "COMPLETE"] for states in by_job.values())
     asset_events = [e for e in events if e["job"]["name"] != "__ephemeral_asset_job__"]
     assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in asset_events} == {result.run_id}
@@ -92,11 +90,28 @@ def test_column_lineage_is_declared_not_invented(full_run):
     assert [(d.asset_key, d.column_name) for d in ui] == [(LANDING_REG, "法定代表人证件号码")]
 
 
+def test_a_column_is_traced_through_the_real_stages(full_run):
+    s, *_ = full_run
+    n = naming(s)
+    g = LineageGraph.from_events(LakeFileTransport(s.lake_root).read_all())
+    std = n.dataset(["std", "amr_registration"])
+    chain = [(n.short(c[0], c[1]), c[2], how) for _, c, how in g.upstream((std.namespace, std.name, "legal_rep_id_no"))]
+    assert chain == [
+        ("std/amr_registration", "legal_rep_id_no", ""),
+        ("raw/amr_registration", "legal_rep_id_no", "TRANSFORMATION"),
+        ("landing:amr/registration", "法定代表人证件号码", "IDENTITY · source"),
+    ]
+    # every std column of every dataset has a declared origin
+    for e in LakeFileTransport(s.lake_root).read_all():
+        if e["eventType"] == "COMPLETE" and e["job"]["name"].startswith("std."):
+            assert "shucang_columnLineageCoverage" not in e["outputs"][0]["facets"], e["job"]["name"]
+
+
 def test_an_asset_with_no_lineage_code_still_has_table_lineage(full_run):
     _, _, _, _, events = full_run
     done = next(e for e in events if e["job"]["name"] == "catalogue.datasets" and e["eventType"] == "COMPLETE")
     assert {i["name"] for i in done["inputs"]} == {
-        f"raw/{a.key.path[1]}" for a in _collection_assets() if a.key.path[0] == "raw"
+        "/".join(a.key.path) for a in _collection_assets() if a.key.path[0] in ("raw", "std")
     }
     assert all("version" in i["facets"] for i in done["inputs"])  # the Delta version each input stood at
 

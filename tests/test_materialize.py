@@ -23,15 +23,24 @@ def run(workdir):
 def test_full_graph_materialises_with_checks_and_catalogue(run, manifest):
     result, s = run
     assert result.success
-    checks = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
+    checks = {(*e.asset_key.path, e.check_name): e for e in result.get_asset_check_evaluations()}
     datasets = [ds.id for ds in registry().datasets]
-    assert all(checks[(d, "rows_reconcile")].passed for d in datasets)
+    assert all(checks[("raw", d, "rows_reconcile")].passed for d in datasets)
     damaged = {f["dataset"] for f in manifest["files"] if f["expected_status"] == "rejected"}
-    assert {d for d in datasets if not checks[(d, "files_accepted")].passed} == damaged
-    assert all(checks[(d, "files_accepted")].severity == dg.AssetCheckSeverity.WARN for d in damaged)
+    assert {d for d in datasets if not checks[("raw", d, "files_accepted")].passed} == damaged
+    assert all(checks[("raw", d, "files_accepted")].severity == dg.AssetCheckSeverity.WARN for d in damaged)
+    # std: every batch conserves its rows and passes its gate; rules that caught rows say how many
+    assert all(checks[("std", d, "conservation")].passed for d in datasets)
+    assert all(checks[("std", d, "key_unique")].passed for d in datasets)
+    caught = checks[("std", "amr_registration", "uscc_valid")]
+    assert not caught.passed and caught.metadata["failures"].value > 0 and "row" in caught.metadata["sample"].value
 
-    mats = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
-    tax = mats["tax_monthly"]
+    mats = {tuple(e.asset_key.path): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    std_tax = mats[("std", "tax_monthly")]
+    assert std_tax["rows_in"].value == (std_tax["dagster/row_count"].value + std_tax["rows_quarantined"].value
+                                        + std_tax["exact_duplicates_merged"].value
+                                        + std_tax["key_duplicates_merged"].value)
+    tax = mats[("raw", "tax_monthly")]
     assert tax["files_rejected"].value == 1 and tax["dagster/row_count"].value == tax["rows_landed"].value
     assert "税务_月度申报_2023-09.csv" in tax["rejected_files"].value
 
@@ -47,4 +56,4 @@ def test_catalogue_is_readable_without_dagster(run):
     col = next(c for c in reg["columns"] if c["column"] == "legal_rep_id_no")
     assert col["source_header"] == "法定代表人证件号码" and col["role"] == "unclassified"
     table = pl.read_delta(str(s.data_dir / "lake" / "catalogue" / "datasets"))
-    assert table.filter(pl.col("dataset_id") == "ent_telemetry")["row_count"].item() > 90_000
+    assert table.filter((pl.col("dataset_id") == "ent_telemetry") & (pl.col("zone") == "raw"))["row_count"].item() > 90_000

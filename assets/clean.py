@@ -1,0 +1,200 @@
+"""Clean assets (治理): raw → std for every registered dataset, with the rule catalogue as asset checks.
+
+Write-audit-publish: the batch is standardised and audited in memory; only a batch that passes its
+ERROR batch rules and conserves every row is written. Rejected rows go to ``quarantine/findings``.
+"""
+
+import hashlib
+
+import dagster as dg
+import polars as pl
+
+from assets.collect import asset_tags, raw_key
+from assets.ingest.collector import PROVENANCE, raw_table_schema
+from assets.registry import Dataset, Registry, registry
+from orchestration.lineage import declare
+from orchestration.resources import LakeResource
+from quality.catalogue import RULES_DIR, RuleSet, rules_for
+from quality.conform import Conformed, conform
+from quality.gate import STD_TYPES
+from quality.units import canonical
+
+FINDINGS = "findings"
+DUPLICATES = "duplicates"  # rows merged away: exact copies and superseded deliveries
+
+
+def std_key(dataset_id: str) -> dg.AssetKey:
+    return dg.AssetKey(["std", dataset_id])
+
+
+def _std_schema(ds: Dataset) -> dg.TableSchema:
+    cols = []
+    for c in ds.columns:
+        unit = canonical(c.unit) if c.unit else (f"canonical {c.measure} unit" if c.measure else None)
+        desc = c.description + (f" · 单位 {unit}" if unit else "")
+        cols.append(dg.TableColumn(c.name, str(STD_TYPES[c.type]), description=desc))
+    cols += [dg.TableColumn(f.name, str(f.type), description="provenance (from raw)") for f in PROVENANCE]
+    return dg.TableSchema(columns=cols)
+
+
+def _lineage(ds: Dataset) -> tuple[dg.TableColumnLineage, dict]:
+    names = [c.name for c in ds.columns] + [f.name for f in PROVENANCE]
+    how = {c.name: ("DIRECT", "TRANSFORMATION", f"standardised as {c.type}") for c in ds.columns}
+    how.update({f.name: ("DIRECT", "IDENTITY", "provenance carried from raw") for f in PROVENANCE})
+    return declare.by_name(raw_key(ds), names, names), declare.transformations(how)
+
+
+def _fingerprint(rules: RuleSet, raw_version: int) -> str:
+    """What the std table was computed from: the raw version and the rule catalogue."""
+    text = (RULES_DIR / f"{rules.dataset}.yaml").read_text(encoding="utf-8")
+    return f"raw@{raw_version}:rules@{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def _sample(result: Conformed, rule_id: str) -> str:
+    rows = result.findings.filter(pl.col("rule_id") == rule_id).head(5)
+    return "\n".join(f"- {r['source_file']} row {r['row_number']}: {r['value']!r}" for r in rows.iter_rows(named=True))
+
+
+def _check_results(rules: RuleSet, result: Conformed) -> list[dg.AssetCheckResult]:
+    out = []
+    for r in rules.rules:
+        n = result.rule_failures.get(r.id, 0)
+        out.append(
+            dg.AssetCheckResult(
+                check_name=r.id,
+                passed=n == 0,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "failures": n,
+                    "action": "quarantined" if r.severity == "ERROR" else "flagged",
+                    "dimension": r.dimension,
+                    "sample": dg.MetadataValue.md(_sample(result, r.id) or "none"),
+                },
+            )
+        )
+    failed = {g.rule_id: g for g in result.gate}
+    for b in rules.batch:
+        g = failed.get(b.id)
+        out.append(
+            dg.AssetCheckResult(
+                check_name=b.id,
+                passed=g is None,
+                severity=dg.AssetCheckSeverity.ERROR if b.severity == "ERROR" else dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "failures": g.count if g else 0,
+                    "sample": dg.MetadataValue.md("\n".join(f"- {s}" for s in g.sample) if g else "none"),
+                },
+            )
+        )
+    out.append(
+        dg.AssetCheckResult(
+            check_name="conservation",
+            passed=result.conserved,
+            metadata={
+                "rows_in": result.rows_in,
+                "rows_out": result.rows_out,
+                "quarantined": result.quarantined,
+                "exact_duplicates": result.exact_duplicates,
+                "key_duplicates_merged": result.key_duplicates,
+            },
+        )
+    )
+    return out
+
+
+def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
+    rules = rules_for(ds.id)
+    key = std_key(ds.id)
+    lineage, transformations = _lineage(ds)
+    specs = [
+        dg.AssetCheckSpec(
+            r.id,
+            asset=key,
+            description=f"{r.zh} / {r.en} — {r.severity}: rows "
+            f"{'quarantined' if r.severity == 'ERROR' else 'flagged'} ({r.dimension})",
+        )
+        for r in rules.rules
+    ]
+    specs += [
+        dg.AssetCheckSpec(
+            b.id, asset=key, blocking=b.severity == "ERROR", description=f"{b.zh} / {b.en} — batch rule, {b.severity}"
+        )
+        for b in rules.batch
+    ]
+    specs.append(
+        dg.AssetCheckSpec(
+            "conservation",
+            asset=key,
+            blocking=True,
+            description="rows in = rows in std + rows quarantined + duplicates merged",
+        )
+    )
+
+    @dg.asset(
+        key=key,
+        deps=[raw_key(ds), *(std_key(t) for t in sorted(rules.references))],
+        description=f"**{ds.name_zh}** ({ds.name_en}) — 标准库 std zone.\n\nStandardised (half-width text, ISO "
+        f"dates, canonical units), de-duplicated (exact; then by {', '.join(rules.key)} with the latest delivery "
+        "winning) and validated against the rule catalogue "
+        f"`quality/rules/{ds.id}.yaml`. Rejected rows are in `quarantine/findings` with rule and reason.",
+        group_name="std",
+        kinds={"polars", "delta", "pandera"},
+        owners=[reg.departments[ds.department].owner, reg.defaults.steward],
+        tags={**asset_tags(reg, ds, "std")},
+        metadata={
+            "dagster/column_schema": _std_schema(ds),
+            "dagster/table_name": f"std.{ds.id}",
+            "rule_catalogue": f"quality/rules/{ds.id}.yaml",
+        },
+        check_specs=specs,
+    )
+    def std(context: dg.AssetExecutionContext, lake: LakeResource):
+        the_lake = lake.lake()
+        raw_table = the_lake.table("raw", ds.id)
+        raw = the_lake.read("raw", ds.id) if raw_table else pl.DataFrame(schema=raw_table_schema(ds))
+        refs = {f"{t}.uscc": the_lake.read("std", t, columns=["uscc"])["uscc"] for t in rules.references}
+        result = conform(ds, rules, raw, refs)
+        checks = _check_results(rules, result)
+        if result.blocked or not result.conserved:
+            yield from checks
+            reasons = "; ".join(f"{g.rule_id} ({g.count})" for g in result.gate) or "rows do not reconcile"
+            raise dg.Failure(
+                description=f"std/{ds.id}: batch not written — {reasons}. The std table stays at "
+                "its previous version and downstream does not run."
+            )
+        version = the_lake.overwrite(
+            "std",
+            ds.id,
+            result.std.to_arrow(),
+            metadata={"computed_from": _fingerprint(rules, raw_table.version() if raw_table else -1)},
+        )
+        the_lake.replace_where("quarantine", FINDINGS, result.findings.to_arrow(), "dataset", ds.id)
+        merged = result.duplicates.select(pl.lit(ds.id).alias("dataset"), pl.all())
+        the_lake.replace_where("quarantine", DUPLICATES, merged.to_arrow(), "dataset", ds.id)
+        context.log.info(
+            f"std/{ds.id}: {result.rows_in} in → {result.rows_out} std, {result.quarantined} "
+            f"quarantined, {result.exact_duplicates + result.key_duplicates} duplicates merged"
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": result.rows_out,
+                "rows_written": result.rows_out,
+                "rows_in": result.rows_in,
+                "rows_quarantined": result.quarantined,
+                "exact_duplicates_merged": result.exact_duplicates,
+                "key_duplicates_merged": result.key_duplicates,
+                "rows_flagged": int(result.findings.filter(pl.col("action") == "flagged")["row_number"].len()),
+                "delta_version": version,
+                "delta_uri": dg.MetadataValue.path(the_lake.uri("std", ds.id)),
+                "dagster/column_lineage": lineage,
+                "shucang/column_transformations": transformations,
+            }
+        )
+        yield from checks
+
+    return std
+
+
+def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
+    reg = reg or registry()
+    return [_std_asset(reg, ds) for ds in reg.datasets]

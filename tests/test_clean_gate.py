@@ -1,0 +1,55 @@
+"""Write-audit-publish in Dagster: a batch that fails an ERROR rule is not committed; downstream does not run."""
+
+import dagster as dg
+import polars as pl
+
+import assets.defs
+from assets.lake import Lake
+from assets.registry import registry
+from orchestration.resources import resources
+from orchestration.settings import settings
+
+REG = registry().dataset("amr_registration")
+
+
+def _select(*keys):
+    wanted = {tuple(k) for k in keys}
+    return [a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and tuple(a.key.path) in wanted]
+
+
+def test_a_failing_error_rule_keeps_std_at_its_previous_version_and_stops_downstream(workdir):
+    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
+    instance = dg.DagsterInstance.ephemeral()
+    graph = [("raw", "amr_registration"), ("std", "amr_registration"), ("raw", "tax_monthly"), ("std", "tax_monthly")]
+    first = dg.materialize(_select(*graph), resources=resources(s), instance=instance)
+    assert first.success
+    lake = Lake(s.lake_root)
+    version, rows = lake.table("std", "amr_registration").version(), lake.row_count("std", "amr_registration")
+
+    # a new delivery in which hundreds of rows lack the USCC: more than the 20% the batch rule allows
+    header = ",".join(REG.source_headers)
+    good = lake.read("raw", "amr_registration").row(0, named=True)
+
+    def row(i: int) -> str:
+        values = {c.name: (good[c.name] or "").replace(",", " ") for c in REG.columns}
+        values.update(uscc="", name=f"{values['name']}{i}")  # distinct records, none with a USCC
+        return ",".join(values[c.name] for c in REG.columns)
+
+    (workdir / "landing" / REG.landing / "市场监管_企业登记信息_补报.csv").write_bytes(
+        ("\n".join([header, *(row(i) for i in range(400))]) + "\n").encode("gb18030")
+    )
+
+    second = dg.materialize(
+        _select(*graph[:2], graph[3]), resources=resources(s), instance=instance, raise_on_error=False
+    )
+    assert not second.success
+    checks = {(c.asset_key.path[-1], c.check_name): c for c in second.get_asset_check_evaluations()}
+    gate = checks[("amr_registration", "quarantine_share")]
+    assert not gate.passed and gate.severity == dg.AssetCheckSeverity.ERROR
+    assert checks[("amr_registration", "uscc_required")].metadata["failures"].value == 400
+    materialized = {tuple(m.asset_key.path) for m in second.get_asset_materialization_events()}
+    assert ("std", "amr_registration") not in materialized and ("std", "tax_monthly") not in materialized
+    assert ("raw", "amr_registration") in materialized  # the delivery itself landed in raw, as received
+    assert lake.table("std", "amr_registration").version() == version  # nothing of the batch is visible
+    assert lake.row_count("std", "amr_registration") == rows
+    assert lake.read("quarantine", "findings").filter(pl.col("dataset") == "amr_registration").height < 400
