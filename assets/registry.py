@@ -72,6 +72,7 @@ class Column(_Strict):
     unit: str | None = None
     unit_column: str | None = None
     measure: str | None = None  # for values whose unit is in another column: money, energy, area, …
+    aliases: list[str] = []  # other headers a delivery may use for this column (schema-drift mapping)
     role: str | None = None
     grade: str | None = None
     classification: str | None = None
@@ -111,6 +112,11 @@ class Dataset(_Strict):
     @property
     def source_headers(self) -> list[str]:
         return [c.source for c in self.columns]
+
+    @property
+    def alias_map(self) -> dict[str, str]:
+        """Configured drift mappings: delivered header → registered header."""
+        return {a: c.source for c in self.columns for a in c.aliases}
 
     def period_of(self, filename: str) -> str | None:
         """The delivery period a file name declares (e.g. '2023-05'), or None."""

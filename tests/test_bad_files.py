@@ -158,3 +158,23 @@ def test_the_same_bad_file_dropped_again_is_refused_again_without_reading(tmp_pa
     _collect(tmp_path, LAND, {"bad.csv": bad})
     lake, out = _collect(tmp_path, LAND, {"bad_again.csv": bad})
     assert out["bad_again.csv"].rejection.code == "duplicate_of_rejected"
+
+
+POWER = registry().dataset("power_monthly")
+POWER_ROW = "3312345678,台州市黄岩永兴模具有限公司,91331003MAEFPX141W,2023-07,12345,kWh,10kV"
+
+
+def test_a_renamed_column_with_a_configured_mapping_lands_under_its_registered_name(tmp_path):
+    assert POWER.alias_map == {"用电量(千瓦时)": "用电量"}  # configured in assets/sources.yaml
+    header = ",".join(POWER.source_headers).replace("用电量,", "用电量(千瓦时),")
+    lake, out = _collect(tmp_path, POWER, {"p_2023-07.csv": f"{header}\n{POWER_ROW}\n".encode("gb18030")})
+    assert out["p_2023-07.csv"].status == "landed"
+    assert lake.read("raw", "power_monthly")["consumption"].to_list() == ["12345"]
+
+
+def test_drift_without_a_mapping_is_refused_and_names_the_columns(tmp_path):
+    header = ",".join(POWER.source_headers).replace("用电量,", "用电量(千瓦时),") + ",抄表员"
+    lake, out = _collect(tmp_path, POWER, {"p_2023-07.csv": f"{header}\n{POWER_ROW},张三\n".encode("gb18030")})
+    r = out["p_2023-07.csv"].rejection
+    assert r.code == "unexpected_columns" and "'抄表员' (column 8)" in r.detail and "用电量" not in r.detail
+    assert lake.row_count("raw", "power_monthly") == 0

@@ -37,9 +37,12 @@ def test_full_graph_materialises_with_checks_and_catalogue(run, manifest):
 
     mats = {tuple(e.asset_key.path): e.materialization.metadata for e in result.get_asset_materialization_events()}
     std_tax = mats[("std", "tax_monthly")]
-    assert std_tax["rows_in"].value == (std_tax["dagster/row_count"].value + std_tax["rows_quarantined"].value
-                                        + std_tax["exact_duplicates_merged"].value
-                                        + std_tax["key_duplicates_merged"].value)
+    assert std_tax["rows_in"].value == (
+        std_tax["dagster/row_count"].value
+        + std_tax["rows_quarantined"].value
+        + std_tax["exact_duplicates_merged"].value
+        + std_tax["key_duplicates_merged"].value
+    )
     tax = mats[("raw", "tax_monthly")]
     assert tax["files_rejected"].value == 1 and tax["dagster/row_count"].value == tax["rows_landed"].value
     assert "税务_月度申报_2023-09.csv" in tax["rejected_files"].value
@@ -56,4 +59,6 @@ def test_catalogue_is_readable_without_dagster(run):
     col = next(c for c in reg["columns"] if c["column"] == "legal_rep_id_no")
     assert col["source_header"] == "法定代表人证件号码" and col["role"] == "unclassified"
     table = pl.read_delta(str(s.data_dir / "lake" / "catalogue" / "datasets"))
-    assert table.filter((pl.col("dataset_id") == "ent_telemetry") & (pl.col("zone") == "raw"))["row_count"].item() > 90_000
+    assert (
+        table.filter((pl.col("dataset_id") == "ent_telemetry") & (pl.col("zone") == "raw"))["row_count"].item() > 90_000
+    )

@@ -10,7 +10,9 @@ from assets.registry import Dataset
 
 def check_header(found: list[str], dataset: Dataset, rows_read: int | None = None) -> list[str]:
     """The delivered headers, cleaned of stray blanks, if they are exactly the registered ones (any order)."""
-    cleaned = [h.strip().strip("\ufeff") for h in found]
+    aliases = dataset.alias_map
+    delivered = [h.strip().strip("\ufeff") for h in found]
+    cleaned = [aliases.get(h, h) for h in delivered]  # a configured drift mapping renames, nothing else does
     dupes = sorted({h for h in cleaned if cleaned.count(h) > 1})
     if dupes:
         raise FileRejected(Rejection("duplicate_columns", f"repeated: {', '.join(dupes)}", "header", rows_read))
@@ -34,7 +36,10 @@ def raw_schema(dataset: Dataset) -> pa.Schema:
 
 
 def to_warehouse_names(batch: pa.RecordBatch, dataset: Dataset) -> pa.RecordBatch:
-    by_source = {name.strip().strip("\ufeff"): i for i, name in enumerate(batch.schema.names)}
+    aliases = dataset.alias_map
+    by_source = {
+        aliases.get(n, n): i for i, n in enumerate(name.strip().strip("\ufeff") for name in batch.schema.names)
+    }
     arrays = []
     for c in dataset.columns:
         arr = batch.column(by_source[c.source])

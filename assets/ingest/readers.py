@@ -206,6 +206,7 @@ def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
             raise FileRejected(
                 Rejection("malformed_json", "blank line inside the file", f"line {rows + blank}", rows + df.height)
             )
+        df = df.rename({a: src for a, src in dataset.alias_map.items() if a in df.columns and src not in df.columns})
         extra = [c for c in df.columns if c not in overrides]
         if extra:
             first = df.select(pl.col(extra[0]).is_not_null().arg_true().first()).item()
