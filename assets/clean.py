@@ -4,6 +4,7 @@ Write-audit-publish: the batch is standardised and audited in memory; only a bat
 ERROR batch rules and conserves every row is written. Rejected rows go to ``quarantine/findings``.
 """
 
+import datetime as dt
 import hashlib
 
 import dagster as dg
@@ -17,6 +18,9 @@ from orchestration.resources import LakeResource
 from quality.catalogue import RULES_DIR, RuleSet, rules_for
 from quality.conform import Conformed, conform
 from quality.gate import STD_TYPES
+from quality.scores import SCHEMA as SCORE_SCHEMA
+from quality.scores import dataset_scores, overall
+from quality.scores import row as score_row
 from quality.units import canonical
 
 FINDINGS = "findings"
@@ -102,6 +106,25 @@ def _check_results(rules: RuleSet, result: Conformed) -> list[dg.AssetCheckResul
     return out
 
 
+def _score(lake, ds: Dataset, rules: RuleSet, result: Conformed) -> dict[str, float]:
+    """This run's GB/T 36344 scores, appended to the history in quality/scores."""
+    log = lake.read("ops", "collect_log", columns=["dataset", "status"])
+    files = log.filter(pl.col("dataset") == ds.id) if log is not None else pl.DataFrame({"status": []})
+    scores = dataset_scores(
+        rules,
+        result.rule_failures,
+        result.rows_in - result.exact_duplicates,
+        result.rows_in,
+        result.exact_duplicates,
+        files.height,
+        files.filter(pl.col("status") == "landed").height,
+        result.repaired,
+    )
+    row = score_row("dataset", ds.id, ds.department, result.rows_in, scores, dt.datetime.now(dt.UTC))
+    lake.append("quality", "scores", pl.DataFrame([row], schema=SCORE_SCHEMA).to_arrow())
+    return scores
+
+
 def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     rules = rules_for(ds.id)
     key = std_key(ds.id)
@@ -175,8 +198,11 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             f"std/{ds.id}: {result.rows_in} in → {result.rows_out} std, {result.quarantined} "
             f"quarantined, {result.exact_duplicates + result.key_duplicates} duplicates merged"
         )
+        scores = _score(the_lake, ds, rules, result)
         yield dg.MaterializeResult(
             metadata={
+                **{f"score/{d}": dg.FloatMetadataValue(v) for d, v in scores.items()},
+                "score/overall": dg.FloatMetadataValue(overall(scores)),
                 "dagster/row_count": result.rows_out,
                 "rows_written": result.rows_out,
                 "rows_in": result.rows_in,

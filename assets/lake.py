@@ -13,7 +13,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 
 # ZSTD level 1: as fast to write as Snappy here, and smaller files.
 WRITER = WriterProperties(compression="ZSTD", compression_level=1)
-ZONES = ("raw", "std", "quarantine", "base", "theme", "topic", "publish", "share", "catalogue", "ops")
+ZONES = ("raw", "std", "quarantine", "base", "theme", "topic", "publish", "share", "catalogue", "quality", "ops")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class Conformed:
     rule_failures: dict[str, int] = field(default_factory=dict)
     gate: list[GateFailure] = field(default_factory=list)
     duplicates: pl.DataFrame | None = None  # provenance of every merged row: exact copy, or superseded
+    repaired: dict[str, int] = field(default_factory=dict)  # column → values standardised from another spelling
 
     @property
     def rows_out(self) -> int:
@@ -150,6 +151,16 @@ def conform(ds: Dataset, rules: RuleSet, raw: pl.DataFrame, refs: dict[str, pl.S
     frame = frame.with_columns((pl.any_horizontal(errors) if errors else pl.lit(False)).alias("__quarantined"))
     findings = _findings(ds, rules, frame)
     rule_failures = {r.id: int(frame[f"__fail_{r.id}"].sum()) for r in rules.rules}
+    # delivered in a non-standard spelling but repaired: dates and months not written the ISO way
+    repaired = {
+        c.name: int(
+            frame.select(
+                (pl.col(c.name).cast(pl.String) != text.clean_text(pl.col(f"__raw_{c.name}"))).fill_null(False).sum()
+            ).item()
+        )
+        for c in ds.columns
+        if c.type in ("date", "month")
+    }
     passing = frame.filter(~pl.col("__quarantined"))
     quarantined = frame.height - passing.height
     # 3. business-key duplicates among passing rows: the latest delivery wins
@@ -163,7 +174,9 @@ def conform(ds: Dataset, rules: RuleSet, raw: pl.DataFrame, refs: dict[str, pl.S
         ]
     )
     std = std.select(*source, *(f.name for f in PROVENANCE))
-    result = Conformed(std, findings, rows_in, exact, keyed, quarantined, rule_failures, duplicates=duplicates)
+    result = Conformed(
+        std, findings, rows_in, exact, keyed, quarantined, rule_failures, duplicates=duplicates, repaired=repaired
+    )
     result.gate = audit(std, ds, rules, rows_in, quarantined)
     return result
 
