@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, clean, collect
+from assets import catalogue, clean, collect, govern
 
 landing_specs, collect_assets = collect.build()
 
 std_assets = clean.build()
 
-defs = dg.Definitions(assets=[*landing_specs, *collect_assets, *std_assets, catalogue.build()])
+defs = dg.Definitions(assets=[*landing_specs, *collect_assets, *std_assets, *govern.build(), catalogue.build()])

@@ -36,7 +36,13 @@ FINDING_SCHEMA = {
     "value": pl.String,
     "reason_zh": pl.String,
     "reason_en": pl.String,
+    "record_key": pl.String,
 }
+
+
+def record_key(key: list[str]) -> pl.Expr:
+    """The business key as text, e.g. 'uscc=9133…|period=2023-05'; '∅' marks a missing part."""
+    return pl.concat_str([pl.lit(f"{k}=") + pl.col(k).cast(pl.String).fill_null("∅") for k in key], separator="|")
 
 
 @dataclass
@@ -203,6 +209,7 @@ def _findings(ds: Dataset, rules: RuleSet, frame: pl.DataFrame) -> pl.DataFrame:
                 pl.col(f"__raw_{r.column}").alias("value"),
                 pl.lit(r.zh).alias("reason_zh"),
                 pl.lit(r.en).alias("reason_en"),
+                record_key(rules.key).alias("record_key"),
             )
         )
     return pl.concat(parts) if parts else pl.DataFrame(schema=FINDING_SCHEMA)

@@ -25,6 +25,9 @@ RATES: dict[str, float] = {
     "late_correction": 0.02,
     "pii_in_remarks": 0.02,
     "telemetry_duplicate": 0.001,
+    # cross-source inconsistencies the reconciliation must flag
+    "revenue_mismatch": 0.03,  # of 规上 firms: 统计 revenue far from the 税务 revenue
+    "electricity_mismatch": 0.02,  # of firm-months: reported electricity far from the metered
 }
 UNIT_VARIANT_RATES = {"tax_monthly": 0.3, "power_monthly": 0.2, "land_parcels": 0.5}
 

@@ -19,10 +19,21 @@ TELEMETRY_INTERVAL_S = 900
 TELEMETRY_ROWS_PER_FILE = 2_000_000
 
 
-def production(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
+def production(ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.ndarray, truth: dict) -> list[Delivery]:
+    """规上 firms report monthly; their electricity is the metered figure give or take 3%, except where a
+    mismatch is injected (recorded in the truth for the reconciliation to find)."""
+    is_above = ent["above_scale"].to_numpy()
     above = ent.filter(pl.col("above_scale"))
     n = above.height
     shares = monthly_shares(rng, n)
+    metered = above["electricity_kwh"].to_numpy()[:, None] * elec_shares[is_above]
+    off = rng.random((n, 12)) < d.RATES["electricity_mismatch"]
+    reported = metered * np.where(off, rng.uniform(1.25, 1.6, (n, 12)), rng.uniform(0.97, 1.03, (n, 12)))
+    truth["power_vs_production_electricity"] = [
+        {"uscc": above["uscc"][int(i)], "period": MONTHS[int(m)]}
+        for i, m in zip(*np.nonzero(off), strict=True)
+        if MONTHS[int(m)] != CORRUPT_PRODUCTION_MONTH
+    ]
     reporter = person_names(rng, n)
     reporter_mobile = mobiles(rng, n)
     unit_price = rng.lognormal(np.log(50.0), 0.6, n)  # yuan per piece
@@ -36,9 +47,7 @@ def production(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
                 "报告期": [month] * n,
                 "工业总产值(万元)": money(value_wan),
                 "主要产品产量(件)": np.round(value_wan * 10_000 / unit_price).astype(np.int64).astype(str),
-                "用电量(千瓦时)": money(
-                    above["electricity_kwh"].to_numpy() * shares[:, m] * rng.uniform(0.97, 1.03, n), 0
-                ),
+                "用电量(千瓦时)": money(reported[:, m], 0),
                 "期末从业人员(人)": np.maximum(5, above["employees"].to_numpy() + rng.integers(-3, 4, n)).astype(str),
                 "填报人": reporter,
                 "填报人手机": reporter_mobile,

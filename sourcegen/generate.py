@@ -9,7 +9,7 @@ import numpy as np
 
 from sourcegen import enterprise, government
 from sourcegen.defects import RATES, UNIT_VARIANT_RATES, split_markers
-from sourcegen.model import enterprises
+from sourcegen.model import enterprises, monthly_shares
 from sourcegen.writers import write
 
 ENTERPRISES_PER_SCALE = 1_000
@@ -22,14 +22,16 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
     rng = np.random.default_rng(seed)
     n = max(20, int(ENTERPRISES_PER_SCALE * scale))
     ent = enterprises(rng, n)
+    inconsistencies: dict = {}  # cross-source disagreements injected on purpose, for the reconciliation
+    elec_shares = monthly_shares(rng, n)  # one monthly profile per firm, metered and reported alike
     deliveries = [
         *government.registration(ent, rng),
         *government.tax_monthly(ent, rng),
-        *government.stats_annual(ent, rng),
-        *government.power_monthly(ent, rng),
+        *government.stats_annual(ent, rng, inconsistencies),
+        *government.power_monthly(ent, rng, elec_shares),
         *government.land_parcels(ent, rng),
         *government.eco_emissions(ent, rng),
-        *enterprise.production(ent, rng),
+        *enterprise.production(ent, rng, elec_shares, inconsistencies),
     ]
     equipment, devices = enterprise.equipment(ent, rng)
     deliveries += equipment
@@ -64,6 +66,7 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
         "declared_rates": {**RATES, **{f"unit_variant.{k}": v for k, v in UNIT_VARIANT_RATES.items()}},
         "files": files,
         "defects": dict(sorted(defects.items())),
+        "inconsistencies": inconsistencies,
     }
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)

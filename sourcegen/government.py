@@ -92,18 +92,20 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
         df = d.exact_duplicates(df, rng)
         damage = "truncated" if month == TRUNCATED_TAX_MONTH else None
         out.append(Delivery("tax_monthly", f"tax/monthly/税务_月度申报_{month}.csv", df, "csv", "utf-8-sig", damage))
+        if damage:  # after the rejection, the department re-sends the month in full under a new name
+            out.append(Delivery("tax_monthly", f"tax/monthly/税务_月度申报_{month}_重报.csv", df, "csv", "utf-8-sig"))
     return out
 
 
-def power_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
+def power_monthly(ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.ndarray) -> list[Delivery]:
+    """Metered kWh per supply account; a firm's accounts split its monthly consumption in fixed parts."""
     n = ent.height
     accounts = 1 + (rng.random(n) < 0.3) + (rng.random(n) < 0.1)
     owner = np.repeat(np.arange(n), accounts)
     split = rng.dirichlet(np.ones(3), n)
     part = np.concatenate([split[i, : accounts[i]] / split[i, : accounts[i]].sum() for i in range(n)])
     account_no = [f"33{x:08d}" for x in rng.choice(10**8, len(owner), replace=False)]
-    shares = monthly_shares(rng, len(owner))
-    kwh = ent["electricity_kwh"].to_numpy()[owner][:, None] * part[:, None] * shares
+    kwh = ent["electricity_kwh"].to_numpy()[owner][:, None] * part[:, None] * elec_shares[owner]
     voltage = rng.choice(["10kV", "0.4kV", "20kV"], len(owner), p=[0.6, 0.3, 0.1])
     out = []
     for m, month in enumerate(MONTHS):
@@ -138,9 +140,18 @@ def power_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]
     return out
 
 
-def stats_annual(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
+def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict) -> list[Delivery]:
     above = ent.filter(pl.col("above_scale"))
     noise = rng.uniform(0.97, 1.03, above.height)  # statistics and tax revenue never agree exactly
+    off = d.pick(rng, above.height, d.RATES["revenue_mismatch"])
+    noise = np.where(
+        off,
+        np.where(
+            rng.random(above.height) < 0.5, rng.uniform(1.2, 1.5, above.height), rng.uniform(0.55, 0.8, above.height)
+        ),
+        noise,
+    )
+    truth["tax_vs_stats_revenue"] = [{"uscc": u, "year": str(YEAR)} for u in above["uscc"].filter(pl.Series(off))]
     df = pl.DataFrame(
         {
             "统一社会信用代码": above["uscc"],

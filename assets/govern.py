@@ -1,0 +1,164 @@
+"""Governance outputs across datasets: reconciliation (对账), problem lists (问题清单), department scores."""
+
+import datetime as dt
+import io
+
+import dagster as dg
+import polars as pl
+import pyarrow.fs as pafs
+
+from assets.clean import std_key
+from assets.registry import Registry, registry
+from orchestration.resources import LakeResource
+from quality import problems as pb
+from quality import reconcile
+from quality.catalogue import rules_for
+from quality.conform import record_key
+from quality.scores import DIMENSIONS, department_scores
+
+RECON_KEY = dg.AssetKey(["quality", "reconciliation"])
+
+
+def _fs(root: str) -> tuple[pafs.FileSystem, str]:
+    return pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
+
+
+@dg.asset(
+    key=RECON_KEY,
+    deps=[std_key(d) for d in ("tax_monthly", "stats_annual", "power_monthly", "ent_production")],
+    group_name="quality",
+    kinds={"polars", "delta"},
+    owners=["team:data-stewards"],
+    tags={"zone": "quality"},
+    check_specs=[
+        dg.AssetCheckSpec(cid, asset=RECON_KEY, description=spec["name_zh"]) for cid, spec in reconcile.config().items()
+    ],
+)
+def reconciliation(context: dg.AssetExecutionContext, lake: LakeResource):
+    """对账：同一事实在两个部门的数据之间比对（税务与统计的年度营业收入；电力抄表与企业填报的月度用电量），
+    超出容差的差异同时标记给两个部门。Cross-source reconciliation with configured tolerances
+    (`quality/reconcile.yaml`); mismatches go to both departments' problem lists."""
+    the_lake = lake.lake()
+    read = lambda name: the_lake.read("std", name)  # noqa: E731
+    result = pl.concat(
+        [
+            reconcile.tax_vs_stats_revenue(read("tax_monthly"), read("stats_annual")),
+            reconcile.power_vs_production_electricity(read("power_monthly"), read("ent_production")),
+        ]
+    )
+    version = the_lake.overwrite("quality", "reconciliation", result.to_arrow())
+    counts = result.group_by("check_id", "status").len().sort("check_id", "status")
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.height,
+            "delta_version": version,
+            "by_status": dg.MetadataValue.md("\n".join(f"- {c} · {s}: {n}" for c, s, n in counts.iter_rows())),
+        }
+    )
+    for cid in reconcile.config():
+        mism = result.filter((pl.col("check_id") == cid) & (pl.col("status") == "mismatch"))
+        yield dg.AssetCheckResult(
+            check_name=cid,
+            passed=mism.height == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "mismatches": mism.height,
+                "compared": result.filter(pl.col("check_id") == cid).height,
+                "sample": dg.MetadataValue.md(
+                    "\n".join(
+                        f"- {r['uscc']} {r['period']}: {r['left_value']:.0f} vs {r['right_value']:.0f}"
+                        for r in mism.head(5).iter_rows(named=True)
+                    )
+                    or "none"
+                ),
+            },
+        )
+
+
+def _problem_lists_asset(reg: Registry) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["quality", "problem_lists"],
+        deps=[*(std_key(ds.id) for ds in reg.datasets), RECON_KEY],
+        group_name="quality",
+        kinds={"polars", "delta", "xlsx"},
+        owners=[reg.defaults.steward],
+        tags={"zone": "quality"},
+    )
+    def problem_lists(context: dg.AssetExecutionContext, lake: LakeResource):
+        """问题清单：按数源单位导出需退回整改或核实的问题（XLSX与CSV），并记录后续交付是否已整改。
+        Problem lists per source department (XLSX and CSV under `quarantine/problem_lists/<department>/`),
+        a ledger `quarantine/problems` of every problem raised and whether a later delivery fixed it, and
+        GB/T 36344 scores per department."""
+        the_lake = lake.lake()
+        at = dt.datetime.now(dt.UTC)
+        findings = the_lake.read("quarantine", "findings")
+        recon = the_lake.read("quality", "reconciliation")
+        now = pb.current(findings, recon.filter(pl.col("status") == "mismatch"))
+        std_keys = pl.concat(
+            [
+                the_lake.read("std", ds.id).select(
+                    pl.lit(ds.id).alias("dataset"),
+                    record_key(rules_for(ds.id).key).alias("record_key"),
+                    pl.col("_source_file").alias("source_file"),
+                )
+                for ds in reg.datasets
+            ]
+        )
+        ledger = pb.update_ledger(the_lake.read("quarantine", "problems"), now, std_keys, at)
+        the_lake.overwrite("quarantine", "problems", ledger.to_arrow())
+        fs, base = _fs(lake.root)
+        paths, lines = (
+            {},
+            ["| 数源单位 department | rejected | verify | reconcile | open | fixed |", "|---|---|---|---|---|---|"],
+        )
+        for dept, info in reg.departments.items():
+            mine = now.filter(pl.col("department") == dept)
+            folder = f"{base.rstrip('/')}/quarantine/problem_lists/{dept}"
+            fs.create_dir(folder, recursive=True)
+            sheet = pb.export_frame(mine)
+            xlsx = io.BytesIO()
+            sheet.write_excel(xlsx, worksheet="问题清单")
+            stem = f"{folder}/问题清单_{info.name_zh}"
+            for suffix, data in ((".xlsx", xlsx.getvalue()), (".csv", sheet.write_csv().encode("utf-8-sig"))):
+                with fs.open_output_stream(stem + suffix) as out:
+                    out.write(data)
+            paths[dept] = stem
+            handled = mine.group_by("handling").len()
+            count = dict(handled.iter_rows())
+            status = ledger.filter(pl.col("department") == dept).group_by("status").len()
+            st = dict(status.iter_rows())
+            lines.append(
+                f"| {info.name_zh} | {count.get('退回整改 rejected', 0)} | {count.get('请核实 verify', 0)} | "
+                f"{count.get('对账核实 reconcile', 0)} | {st.get('open', 0)} | {st.get('fixed', 0)} |"
+            )
+        scores = the_lake.read("quality", "scores")
+        latest = scores.filter(pl.col("level") == "dataset").sort("scored_at").group_by("subject").last()
+        dept_scores = department_scores(latest, at)
+        the_lake.append("quality", "scores", dept_scores.to_arrow())
+        return dg.MaterializeResult(
+            metadata={
+                "problems": dg.MetadataValue.md("\n".join(lines)),
+                "problems_open": ledger.filter(pl.col("status") == "open").height,
+                "problems_fixed": ledger.filter(pl.col("status") == "fixed").height,
+                "exports": dg.MetadataValue.path(f"{base.rstrip('/')}/quarantine/problem_lists"),
+                **{
+                    f"score/{r['subject']}": dg.FloatMetadataValue(r["overall"])
+                    for r in dept_scores.iter_rows(named=True)
+                },
+                "department_scores": dg.MetadataValue.md(
+                    "\n".join(
+                        [f"| department | {' | '.join(DIMENSIONS)} | overall |", "|---" * (len(DIMENSIONS) + 2) + "|"]
+                        + [
+                            f"| {r['subject']} | {' | '.join(str(r[d]) for d in DIMENSIONS)} | {r['overall']} |"
+                            for r in dept_scores.iter_rows(named=True)
+                        ]
+                    )
+                ),
+            }
+        )
+
+    return problem_lists
+
+
+def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
+    return [reconciliation, _problem_lists_asset(reg or registry())]

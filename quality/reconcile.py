@@ -1,0 +1,78 @@
+"""Cross-source reconciliation (对账): the same fact from two departments, compared within a tolerance."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+CONFIG = Path(__file__).with_name("reconcile.yaml")
+SCHEMA = {
+    "check_id": pl.String,
+    "uscc": pl.String,
+    "period": pl.String,
+    "left_value": pl.Float64,
+    "right_value": pl.Float64,
+    "diff_ratio": pl.Float64,
+    "tolerance": pl.Float64,
+    "status": pl.String,
+    "departments": pl.String,
+}
+
+
+@functools.cache
+def config() -> dict:
+    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    for cid, spec in data["checks"].items():
+        if not (0 < float(spec.get("tolerance", -1)) < 1) or not spec.get("departments"):
+            raise ValueError(f"{CONFIG}: checks.{cid} needs a tolerance in (0, 1) and departments")
+    return data["checks"]
+
+
+def _compare(check_id: str, joined: pl.DataFrame, complete: pl.Expr) -> pl.DataFrame:
+    spec = config()[check_id]
+    tol = float(spec["tolerance"])
+    ratio = (pl.col("left_value") - pl.col("right_value")).abs() / pl.col("right_value").abs()
+    return (
+        joined.with_columns(
+            pl.lit(check_id).alias("check_id"),
+            ratio.alias("diff_ratio"),
+            pl.lit(tol).alias("tolerance"),
+            pl.when(~complete)
+            .then(pl.lit("incomplete"))
+            .when(ratio > tol)
+            .then(pl.lit("mismatch"))
+            .otherwise(pl.lit("ok"))
+            .alias("status"),
+            pl.lit(",".join(spec["departments"])).alias("departments"),
+        )
+        .select(list(SCHEMA))
+        .cast(SCHEMA)
+    )
+
+
+def tax_vs_stats_revenue(tax: pl.DataFrame, stats: pl.DataFrame) -> pl.DataFrame:
+    """Annual 税务 revenue (sum of the 12 monthly filings, in 元) against 统计 revenue (元)."""
+    left = tax.group_by("uscc", pl.col("period").str.slice(0, 4).alias("period")).agg(
+        pl.col("revenue").sum().alias("left_value"), pl.col("period").n_unique().alias("months")
+    )
+    right = stats.select("uscc", pl.col("year").cast(pl.String).alias("period"), pl.col("revenue").alias("right_value"))
+    return _compare("tax_vs_stats_revenue", left.join(right, on=["uscc", "period"]), pl.col("months") == 12)
+
+
+def power_vs_production_electricity(power: pl.DataFrame, production: pl.DataFrame) -> pl.DataFrame:
+    """Metered kWh (all of a firm's supply accounts) against the kWh the firm reported, per month."""
+    accounts = power.group_by("uscc").agg(pl.col("account_no").n_unique().alias("accounts"))
+    left = (
+        power.group_by("uscc", "period")
+        .agg(pl.col("consumption").sum().alias("left_value"), pl.col("account_no").n_unique().alias("metered"))
+        .join(accounts, on="uscc")
+    )
+    right = production.select("uscc", "period", pl.col("electricity_kwh").alias("right_value"))
+    return _compare(
+        "power_vs_production_electricity",
+        left.join(right, on=["uscc", "period"]),
+        pl.col("metered") == pl.col("accounts"),
+    )
