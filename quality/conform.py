@@ -8,7 +8,6 @@ rows in = rows in std + rows quarantined + duplicates merged.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -213,7 +212,3 @@ def _findings(ds: Dataset, rules: RuleSet, frame: pl.DataFrame) -> pl.DataFrame:
             )
         )
     return pl.concat(parts) if parts else pl.DataFrame(schema=FINDING_SCHEMA)
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
