@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         f"  lineage: {col['lineage_events']} events in {col['lineage_seconds']:.2f} s = {lineage_share:.1%} of the "
         f"collection wall time (target ≤ 5%: {'met' if lineage_share <= 0.05 else 'NOT met'})"
     )
+    clean = _stage("-m", "benchmarks.stages", "clean", str(args.data))
+    print(
+        f"  clean (std_all job) {clean['rows']:>12,}{clean['seconds']:>10.1f}{clean['rows'] / clean['seconds']:>12,.0f}"
+        f"{clean['peak_rss_mib']:>10.0f}   (no DuckDB baseline for this stage yet; target ≤2×, peak <4 GiB)"
+    )
     ok_ratio, ok_mem = ratio <= TARGET_RATIO, col["peak_rss_mib"] <= TARGET_PEAK_MIB
     print(
         f"  collection / DuckDB = {ratio:.2f}× (target ≤ {TARGET_RATIO}×: {'met' if ok_ratio else 'NOT met'}); "

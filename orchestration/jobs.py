@@ -17,4 +17,10 @@ collect_all = dg.define_asset_job(
     description="Collect every source into raw.",
 )
 
-defs = dg.Definitions(jobs=[shucang_all, collect_all])
+std_all = dg.define_asset_job(
+    "std_all",
+    selection=dg.AssetSelection.groups("std"),
+    description="Standardise every raw dataset into std.",
+)
+
+defs = dg.Definitions(jobs=[shucang_all, collect_all, std_all])
