@@ -29,7 +29,11 @@ def test_every_registered_source_has_a_collection_asset_with_its_catalogue_facts
 
 
 def test_jobs_sensors_and_resources_are_wired():
-    assert defs.resolve_job_def("shucang_all") is not None
+    jobs = {name: defs.resolve_job_def(name) for name in ("shucang_all", "collect_all", "std_all")}
+    graph = defs.resolve_asset_graph()
+    std_keys = {k for k in graph.materializable_asset_keys if k.path[0] == "std"}
+    assert len(std_keys) == len(registry().datasets)
+    assert set(jobs["std_all"].asset_layer.selected_asset_keys) == std_keys
     landing = {f"landing_{ds.id}" for ds in registry().datasets}
     lineage = {"lineage_on_success", "lineage_on_failure", "lineage_on_canceled", "lineage_spool"}
     assert {s.name for s in defs.sensors} == landing | {"automation"} | lineage
