@@ -8,6 +8,7 @@ import resource
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from sourcegen.generate import generate
@@ -18,8 +19,10 @@ def generate_stage(data: Path, scale: float) -> dict:
     return {"rows": sum(f["rows"] or 0 for f in manifest["files"]), "files": len(manifest["files"])}
 
 
-def clean_stage(data: Path) -> dict:
-    """raw → std for every dataset, as the std_all Dagster job runs it (checks, gate, quarantine, scores)."""
+@contextmanager
+def _job(data: Path, name: str):
+    """Run a job of the code location on a throw-away instance over the lake in ``data``; yields
+    (instance, result, seconds, definitions)."""
     os.environ.update({"SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)})
     import dagster as dg
 
@@ -27,33 +30,28 @@ def clean_stage(data: Path) -> dict:
 
     with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.local_temp(home) as instance:
         started = time.perf_counter()
-        result = defs.resolve_job_def("std_all").execute_in_process(
+        result = defs.resolve_job_def(name).execute_in_process(
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         )
         seconds = time.perf_counter() - started
         if not result.success:
-            raise SystemExit("the std_all job failed")
+            raise SystemExit(f"the {name} job failed")
+        yield instance, result, seconds, defs
+
+
+def clean_stage(data: Path) -> dict:
+    """raw → std for every dataset, as the std_all Dagster job runs it (checks, gate, quarantine, scores)."""
+    with _job(data, "std_all") as (_, result, seconds, _):
         rows = sum(e.materialization.metadata["rows_in"].value for e in result.get_asset_materialization_events())
     return {"rows": rows, "seconds": seconds}
 
 
 def pipeline_stage(data: Path) -> dict:
     """Collection as the product runs it: the Dagster job with its checks and metadata, then lineage."""
-    os.environ.update({"SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)})
-    import dagster as dg
-
-    from orchestration.definitions import defs
     from orchestration.lineage.emit import emit_run
     from orchestration.settings import settings
 
-    with tempfile.TemporaryDirectory() as home, dg.DagsterInstance.local_temp(home) as instance:
-        started = time.perf_counter()
-        result = defs.resolve_job_def("collect_all").execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        )
-        job_seconds = time.perf_counter() - started
-        if not result.success:
-            raise SystemExit("the collect_all job failed")
+    with _job(data, "collect_all") as (instance, result, job_seconds, defs):
         started = time.perf_counter()
         report = emit_run(instance, result.run_id, defs.resolve_asset_graph(), settings())
         lineage_seconds = time.perf_counter() - started
