@@ -12,11 +12,15 @@ UNITS_PATH = Path(__file__).with_name("units.yaml")
 
 
 @functools.cache
+def _measures() -> dict[str, dict]:
+    return yaml.safe_load(UNITS_PATH.read_text(encoding="utf-8"))["measures"]
+
+
+@functools.cache
 def factors() -> dict[str, tuple[str, str, float]]:
     """unit → (measure, canonical unit, factor to canonical)."""
-    data = yaml.safe_load(UNITS_PATH.read_text(encoding="utf-8"))
     out = {}
-    for measure, spec in data["measures"].items():
+    for measure, spec in _measures().items():
         for unit, factor in spec["factors"].items():
             if unit in out:
                 raise ValueError(f"{UNITS_PATH}: unit {unit!r} appears under two measures")
@@ -45,8 +49,7 @@ def measure_of(unit: str) -> str:
 
 
 def canonical_of_measure(measure: str) -> str:
-    data = yaml.safe_load(UNITS_PATH.read_text(encoding="utf-8"))
     try:
-        return data["measures"][measure]["canonical"]
+        return _measures()[measure]["canonical"]
     except KeyError:
         raise ValueError(f"{UNITS_PATH}: unknown measure {measure!r}") from None

@@ -138,24 +138,20 @@ def test_the_demo_run_lineage_validates_and_answers_impact_questions(webserver):
     validator = EventValidator()
     assert len(events) == _expected_events() and all(validator.errors(e) == [] for e in events)
     env = {**os.environ, "SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(lake_root.parent)}
-    cli = [sys.executable, "-m", "orchestration.cli", "lineage"]
-    down = subprocess.run(
-        [*cli, "downstream", "landing/amr_registration", "法定代表人证件号码"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def lineage(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestration.cli", "lineage", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    down = lineage("downstream", "landing/amr_registration", "法定代表人证件号码")
     assert down.returncode == 0, down.stderr
     assert "→ raw/amr_registration.legal_rep_id_no  [IDENTITY]" in down.stdout
     assert "→ catalogue/datasets  [whole table" in down.stdout
-    up = subprocess.run(
-        [*cli, "upstream", "raw/amr_registration", "_row_number"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    up = lineage("upstream", "raw/amr_registration", "_row_number")
     assert "origin unknown" in up.stdout
