@@ -5,18 +5,25 @@ ERROR batch rules and conserves every row is written. Rejected rows go to ``quar
 """
 
 import datetime as dt
+import functools
 import hashlib
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 
 from assets.collect import asset_tags, raw_key
 from assets.ingest.collector import PROVENANCE, raw_table_schema
+from assets.lake import Lake
 from assets.registry import Dataset, Registry, registry
 from orchestration.lineage import declare
 from orchestration.resources import LakeResource
 from quality.catalogue import RULES_DIR, RuleSet, rules_for
-from quality.conform import Conformed, conform
+from quality.conform import Conformed, Totals, conform, with_bucket
 from quality.gate import STD_TYPES
 from quality.scores import SCHEMA as SCORE_SCHEMA
 from quality.scores import dataset_scores, overall
@@ -25,6 +32,7 @@ from quality.units import canonical
 
 FINDINGS = "findings"
 DUPLICATES = "duplicates"  # rows merged away: exact copies and superseded deliveries
+PART_ROWS = 1_000_000  # rows per key bucket when a raw table is conformed in parts
 
 
 def std_key(dataset_id: str) -> dg.AssetKey:
@@ -125,6 +133,68 @@ def _score(lake, ds: Dataset, rules: RuleSet, result: Conformed) -> dict[str, fl
     return scores
 
 
+def std_arrow_schema(ds: Dataset) -> pa.Schema:
+    provenance = pl.from_arrow(PROVENANCE.empty_table()).schema
+    frame = pl.DataFrame(schema={**{c.name: STD_TYPES[c.type] for c in ds.columns}, **provenance})
+    return frame.to_arrow().schema
+
+
+class _Withheld(Exception):
+    """Raised inside the std write stream to abort its commit."""
+
+
+@contextmanager
+def _buckets(lake: Lake, ds: Dataset, rules: RuleSet, raw_table) -> Iterator[list[Callable[[], pl.DataFrame]]]:
+    """The raw table as key buckets of about PART_ROWS rows (one bucket when it is small), so memory
+    follows the bucket, not the table. Everything that reads Delta happens here, before the std write
+    starts: the write stream must not call into deltalake."""
+    if raw_table is None:
+        yield [lambda: pl.DataFrame(schema=raw_table_schema(ds))]
+        return
+    rows = lake.row_count("raw", ds.id)
+    if rows <= PART_ROWS:
+        frame = lake.read("raw", ds.id)
+        yield [lambda: frame]
+        return
+    scan = pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
+    with tempfile.TemporaryDirectory(prefix=f"shucang-std-{ds.id}-") as tmp:
+        with_bucket(scan, ds, rules, -(-rows // PART_ROWS)).sink_parquet(
+            pl.PartitionBy(tmp, key="__bucket", include_key=False), compression="lz4"
+        )
+        yield [functools.partial(pl.read_parquet, part) for part in sorted(Path(tmp).iterdir())]
+
+
+def _conform_and_write(
+    lake: Lake, ds: Dataset, rules: RuleSet, refs: dict, raw_table, fingerprint: str
+) -> tuple[Conformed, int | None]:
+    """Write-audit-publish in one Delta commit: each bucket's std rows stream into the commit after its
+    audit; when any bucket fails an ERROR rule, or the whole batch fails the share rule or conservation,
+    the stream raises and nothing is committed. Returns the totals and the new version (None: withheld)."""
+    totals = Totals(rules)
+    schema = std_arrow_schema(ds)
+    finished: list[Conformed] = []
+
+    def batches(buckets):
+        for load in buckets:
+            part = conform(ds, rules, load(), refs, whole=False)
+            totals.add(part)
+            if not totals.total.blocked:
+                yield from part.std.to_arrow().cast(schema).to_batches()
+        finished.append(totals.finish())
+        if finished[0].blocked or not finished[0].conserved:
+            raise _Withheld(ds.id)
+
+    with _buckets(lake, ds, rules, raw_table) as buckets:
+        try:
+            reader = pa.RecordBatchReader.from_batches(schema, batches(buckets))
+            version = lake.overwrite("std", ds.id, reader, metadata={"computed_from": fingerprint})
+        except Exception:
+            if finished and (finished[0].blocked or not finished[0].conserved):
+                return finished[0], None
+            raise
+    return finished[0], version
+
+
 def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     rules = rules_for(ds.id)
     key = std_key(ds.id)
@@ -174,23 +244,17 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     def std(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
         raw_table = the_lake.table("raw", ds.id)
-        raw = the_lake.read("raw", ds.id) if raw_table else pl.DataFrame(schema=raw_table_schema(ds))
         refs = {f"{t}.uscc": the_lake.read("std", t, columns=["uscc"])["uscc"] for t in rules.references}
-        result = conform(ds, rules, raw, refs)
+        fingerprint = _fingerprint(rules, raw_table.version() if raw_table else -1)
+        result, version = _conform_and_write(the_lake, ds, rules, refs, raw_table, fingerprint)
         checks = _check_results(rules, result)
-        if result.blocked or not result.conserved:
+        if version is None:
             yield from checks
             reasons = "; ".join(f"{g.rule_id} ({g.count})" for g in result.gate) or "rows do not reconcile"
             raise dg.Failure(
                 description=f"std/{ds.id}: batch not written — {reasons}. The std table stays at "
                 "its previous version and downstream does not run."
             )
-        version = the_lake.overwrite(
-            "std",
-            ds.id,
-            result.std.to_arrow(),
-            metadata={"computed_from": _fingerprint(rules, raw_table.version() if raw_table else -1)},
-        )
         the_lake.replace_where("quarantine", FINDINGS, result.findings.to_arrow(), "dataset", ds.id)
         merged = result.duplicates.select(pl.lit(ds.id).alias("dataset"), pl.all())
         the_lake.replace_where("quarantine", DUPLICATES, merged.to_arrow(), "dataset", ds.id)

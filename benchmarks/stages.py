@@ -39,11 +39,28 @@ def _job(data: Path, name: str):
         yield instance, result, seconds, defs
 
 
+def _steps(instance, run_id: str, rows_key: str) -> dict[str, dict]:
+    """Rows (from the materialization's ``rows_key``) and seconds of every step of a run, by dataset."""
+    datasets, open_steps = {}, {}
+    for entry in instance.all_logs(run_id):
+        ev = entry.dagster_event
+        if ev is None or not ev.step_key:
+            continue
+        name = ev.step_key.split("__", 1)[-1]
+        if ev.event_type_value == "STEP_START":
+            open_steps[name] = entry.timestamp
+        elif ev.event_type_value == "ASSET_MATERIALIZATION":
+            datasets[name] = {"rows": ev.event_specific_data.materialization.metadata[rows_key].value}
+        elif ev.event_type_value == "STEP_SUCCESS":
+            datasets[name]["seconds"] = entry.timestamp - open_steps[name]
+    return datasets
+
+
 def clean_stage(data: Path) -> dict:
     """raw → std for every dataset, as the std_all Dagster job runs it (checks, gate, quarantine, scores)."""
-    with _job(data, "std_all") as (_, result, seconds, _):
-        rows = sum(e.materialization.metadata["rows_in"].value for e in result.get_asset_materialization_events())
-    return {"rows": rows, "seconds": seconds}
+    with _job(data, "std_all") as (instance, result, seconds, _):
+        datasets = _steps(instance, result.run_id, "rows_in")
+    return {"rows": sum(d["rows"] for d in datasets.values()), "seconds": seconds, "datasets": datasets}
 
 
 def pipeline_stage(data: Path) -> dict:
@@ -55,24 +72,13 @@ def pipeline_stage(data: Path) -> dict:
         started = time.perf_counter()
         report = emit_run(instance, result.run_id, defs.resolve_asset_graph(), settings())
         lineage_seconds = time.perf_counter() - started
-        datasets, open_steps = {}, {}
-        for entry in instance.all_logs(result.run_id):
-            ev = entry.dagster_event
-            if ev is None or not ev.step_key:
-                continue
-            if ev.event_type_value == "STEP_START":
-                open_steps[ev.step_key] = entry.timestamp
-            elif ev.event_type_value == "ASSET_MATERIALIZATION":
-                meta = ev.event_specific_data.materialization.metadata
-                datasets[ev.step_key] = {"rows": meta["rows_landed"].value}
-            elif ev.event_type_value == "STEP_SUCCESS":
-                datasets[ev.step_key]["seconds"] = entry.timestamp - open_steps[ev.step_key]
+        datasets = _steps(instance, result.run_id, "rows_landed")
     return {
         "rows": sum(d["rows"] for d in datasets.values()),
         "seconds": job_seconds,
         "lineage_seconds": lineage_seconds,
         "lineage_events": report.events,
-        "datasets": {k.removeprefix("raw__"): v for k, v in datasets.items()},
+        "datasets": datasets,
     }
 
 

@@ -8,6 +8,7 @@ rows in = rows in std + rows quarantined + duplicates merged.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -16,7 +17,7 @@ from assets.ingest.collector import PROVENANCE
 from assets.registry import Dataset
 from quality import dates, identifiers, text, units
 from quality.catalogue import RowRule, RuleSet
-from quality.gate import GateFailure, audit
+from quality.gate import GateFailure, audit, share_failures
 
 LATEST = ["_ingested_at", "_period", "_source_file", "_row_number"]
 DUPLICATE_COLUMNS = ["_source_file", "_row_number", "_file_sha256", "_batch_id"]
@@ -46,7 +47,10 @@ def record_key(key: list[str]) -> pl.Expr:
 
 @dataclass
 class Conformed:
-    std: pl.DataFrame
+    """One batch (or one key bucket of it), conformed. ``std`` is None for a total over buckets whose std
+    rows were streamed to the table as they were produced."""
+
+    std: pl.DataFrame | None
     findings: pl.DataFrame  # one row per (row, failed rule): quarantined (ERROR) or flagged (WARN)
     rows_in: int
     exact_duplicates: int
@@ -56,10 +60,11 @@ class Conformed:
     gate: list[GateFailure] = field(default_factory=list)
     duplicates: pl.DataFrame | None = None  # provenance of every merged row: exact copy, or superseded
     repaired: dict[str, int] = field(default_factory=dict)  # column → values standardised from another spelling
+    rows_written: int | None = None
 
     @property
     def rows_out(self) -> int:
-        return self.std.height
+        return self.std.height if self.std is not None else (self.rows_written or 0)
 
     @property
     def conserved(self) -> bool:
@@ -70,38 +75,44 @@ class Conformed:
         return any(g.severity == "ERROR" for g in self.gate)
 
 
-def _std_expr(ds: Dataset, c, names: set[str]) -> pl.Expr:
-    raw = pl.col(c.name)
+def _text_col(name: str) -> str:
+    return f"__txt_{name}"
+
+
+def _typed(c, names: set[str]) -> pl.Expr:
+    """The column's standard value, from its cleaned text."""
+    t = pl.col(_text_col(c.name))
     if c.type == "code":
-        return text.clean_code(raw)
+        return text.on_distinct(t, text.code_of, pl.String)
     if c.type == "string":
-        return text.enterprise_name(raw) if c.name in names else text.clean_text(raw)
+        return text.on_distinct(t, text.name_of, pl.String) if c.name in names else t
     if c.type == "date":
-        return dates.parse_date(raw)
+        return text.on_distinct(t, dates.date_of, pl.Date)
     if c.type == "month":
-        return dates.parse_month(raw)
+        return text.on_distinct(t, dates.month_of, pl.String)
     if c.type == "timestamp":
-        return dates.parse_timestamp(raw)
-    number = text.clean_text(raw).str.replace_all(",", "").cast(pl.Float64, strict=False)
+        return dates.timestamp_of(t)
+    number = t.str.replace_all(",", "", literal=True).cast(pl.Float64, strict=False)
     if c.type == "integer":
         return number.round(0).cast(pl.Int64, strict=False)
     if c.unit_column:
-        return number * units.factor_of(text.clean_text(pl.col(c.unit_column)), c.measure)
+        return number * units.factor_of(pl.col(_text_col(c.unit_column)), c.measure)
     return number * units.factors()[c.unit][2] if c.unit and c.unit in units.factors() else number
 
 
-def _fails(rule: RowRule, raw: pl.Expr, std: pl.Expr, refs: dict[str, pl.Series]) -> pl.Expr:
-    """True where the row breaks the rule; a rule on a missing value is the 'required' rule's business."""
+def _fails(rule: RowRule, txt: pl.Expr, std: pl.Expr, refs: dict[str, pl.Series]) -> pl.Expr:
+    """True where the row breaks the rule; a rule on a missing value is the 'required' rule's business.
+    ``txt`` is the delivered value as cleaned text, ``std`` the standard value."""
     present = std.is_not_null()
     match rule.check:
         case "required":
             return std.is_null()
         case "uscc":
-            return present & identifiers.uscc_problem(std).is_not_null()
+            return present & text.on_distinct(std, identifiers.uscc_problem, pl.String).is_not_null()
         case "ric":
-            return present & identifiers.ric_problem(std).is_not_null()
+            return present & text.on_distinct(std, identifiers.ric_problem, pl.String).is_not_null()
         case "mobile":
-            return present & identifiers.mobile_problem(std).is_not_null()
+            return present & text.on_distinct(std, identifiers.mobile_problem, pl.String).is_not_null()
         case "region_code":
             return present & ~std.is_in(identifiers.region_codes())
         case "industry_code":
@@ -109,7 +120,7 @@ def _fails(rule: RowRule, raw: pl.Expr, std: pl.Expr, refs: dict[str, pl.Series]
         case "pattern":
             return present & ~std.cast(pl.String).str.contains(rule.pattern)
         case "parsed":  # something was delivered but it is not a value of the column's type
-            return text.clean_text(raw).is_not_null() & std.is_null()
+            return txt.is_not_null() & std.is_null()
         case "in":
             return present & ~std.cast(pl.String).is_in(rule.values)
         case "range":
@@ -117,7 +128,7 @@ def _fails(rule: RowRule, raw: pl.Expr, std: pl.Expr, refs: dict[str, pl.Series]
             hi = std > rule.max if rule.max is not None else pl.lit(False)
             return present & (lo | hi)
         case "unit_known":
-            return text.clean_text(raw).is_null() | units.factor_of(text.clean_text(raw), rule.measure).is_null()
+            return txt.is_null() | units.factor_of(txt, rule.measure).is_null()
         case "references":
             return present & ~std.is_in(refs[f"{rule.table}.{rule.table_column}"].implode())
         case "not_after_ingest":
@@ -126,7 +137,28 @@ def _fails(rule: RowRule, raw: pl.Expr, std: pl.Expr, refs: dict[str, pl.Series]
     raise ValueError(f"unknown check {rule.check!r}")
 
 
-def conform(ds: Dataset, rules: RuleSet, raw: pl.DataFrame, refs: dict[str, pl.Series] | None = None) -> Conformed:
+def _standardise(ds: Dataset, rules: RuleSet, frame: pl.DataFrame) -> pl.DataFrame:
+    """Clean every delivered column's text once (only the passes its values need), keep the delivered
+    value as ``__raw_<col>`` for findings, then replace each column by its standard value."""
+    source = [c.name for c in ds.columns]
+    needs = text.text_needs(frame, source) if frame.height else {}
+    return (
+        frame.with_columns(pl.col(c).alias(f"__raw_{c}") for c in source)
+        .with_columns(
+            text.on_distinct(pl.col(c), functools.partial(text.clean_text, needs=needs.get(c)), pl.String).alias(
+                _text_col(c)
+            )
+            for c in source
+        )
+        .with_columns(_typed(c, set(rules.names)).alias(c.name) for c in ds.columns)
+    )
+
+
+def conform(
+    ds: Dataset, rules: RuleSet, raw: pl.DataFrame, refs: dict[str, pl.Series] | None = None, whole: bool = True
+) -> Conformed:
+    """Conform one batch. ``whole=False`` marks one key bucket of a larger batch: the batch-wide share rule
+    is then the caller's (see ``Totals``)."""
     refs = refs or {}
     missing = sorted(
         f"{r.table}.{r.table_column}"
@@ -142,13 +174,11 @@ def conform(ds: Dataset, rules: RuleSet, raw: pl.DataFrame, refs: dict[str, pl.S
     deduped = ordered.unique(subset=source, keep="first", maintain_order=True)
     exact = rows_in - deduped.height
     merged_exact = ordered.join(deduped.select("__order"), on="__order", how="anti")
+    del ordered
     # 2. standardise every column, keeping the delivered text beside it for the rules and the findings
-    names = set(rules.names)
-    frame = deduped.with_columns(
-        *(pl.col(c.name).alias(f"__raw_{c.name}") for c in ds.columns),
-    ).with_columns(*(_std_expr(ds, c, names).alias(c.name) for c in ds.columns))
+    frame = _standardise(ds, rules, deduped)
     flags = [
-        _fails(r, pl.col(f"__raw_{r.column}"), pl.col(r.column), refs).fill_null(True).alias(f"__fail_{r.id}")
+        _fails(r, pl.col(_text_col(r.column)), pl.col(r.column), refs).fill_null(True).alias(f"__fail_{r.id}")
         for r in rules.rules
     ]
     frame = frame.with_columns(flags)
@@ -159,15 +189,14 @@ def conform(ds: Dataset, rules: RuleSet, raw: pl.DataFrame, refs: dict[str, pl.S
     # delivered in a non-standard spelling but repaired: dates and months not written the ISO way
     repaired = {
         c.name: int(
-            frame.select(
-                (pl.col(c.name).cast(pl.String) != text.clean_text(pl.col(f"__raw_{c.name}"))).fill_null(False).sum()
-            ).item()
+            frame.select((pl.col(c.name).cast(pl.String) != pl.col(_text_col(c.name))).fill_null(False).sum()).item()
         )
         for c in ds.columns
         if c.type in ("date", "month")
     }
-    passing = frame.filter(~pl.col("__quarantined"))
-    quarantined = frame.height - passing.height
+    passing = frame.filter(~pl.col("__quarantined")).select(*source, *(f.name for f in PROVENANCE), "__order")
+    del frame
+    quarantined = deduped.height - passing.height
     # 3. business-key duplicates among passing rows: the latest delivery wins
     std = passing.unique(subset=rules.key, keep="last", maintain_order=True)
     keyed = passing.height - std.height
@@ -178,12 +207,66 @@ def conform(ds: Dataset, rules: RuleSet, raw: pl.DataFrame, refs: dict[str, pl.S
             merged_key.select(*DUPLICATE_COLUMNS, pl.lit("superseded").alias("kind")),
         ]
     )
-    std = std.select(*source, *(f.name for f in PROVENANCE))
+    std = std.drop("__order")
     result = Conformed(
         std, findings, rows_in, exact, keyed, quarantined, rule_failures, duplicates=duplicates, repaired=repaired
     )
-    result.gate = audit(std, ds, rules, rows_in, quarantined)
+    result.gate = audit(std, ds, rules) + (share_failures(rules, rows_in, quarantined) if whole else [])
     return result
+
+
+class Totals:
+    """Adds up the conformed key buckets of one batch; ``finish`` applies the batch-wide rules."""
+
+    def __init__(self, rules: RuleSet):
+        self.rules = rules
+        self.parts: list[Conformed] = []
+        self.total = Conformed(None, pl.DataFrame(schema=FINDING_SCHEMA), 0, 0, 0, 0, rows_written=0)
+
+    def add(self, part: Conformed) -> None:
+        t = self.total
+        t.rows_in += part.rows_in
+        t.exact_duplicates += part.exact_duplicates
+        t.key_duplicates += part.key_duplicates
+        t.quarantined += part.quarantined
+        t.rows_written += part.rows_out
+        for k, v in part.rule_failures.items():
+            t.rule_failures[k] = t.rule_failures.get(k, 0) + v
+        for k, v in part.repaired.items():
+            t.repaired[k] = t.repaired.get(k, 0) + v
+        gate = {g.rule_id: g for g in t.gate}
+        for g in part.gate:
+            if g.rule_id in gate:
+                prev = gate[g.rule_id]
+                gate[g.rule_id] = GateFailure(g.rule_id, g.severity, prev.count + g.count, (prev.sample + g.sample)[:5])
+            else:
+                gate[g.rule_id] = g
+        t.gate = list(gate.values())
+        self.parts.append(Conformed(None, part.findings, 0, 0, 0, 0, duplicates=part.duplicates))
+
+    def finish(self) -> Conformed:
+        t = self.total
+        t.gate += share_failures(self.rules, t.rows_in, t.quarantined)
+        t.findings = pl.concat([t.findings, *(p.findings for p in self.parts)], how="vertical_relaxed")
+        dups = [p.duplicates for p in self.parts if p.duplicates is not None]
+        t.duplicates = pl.concat(dups) if dups else None
+        self.parts = []
+        return t
+
+
+def with_bucket(frame: pl.LazyFrame, ds: Dataset, rules: RuleSet, buckets: int) -> pl.LazyFrame:
+    """Adds ``__bucket``, a number from the standardised business key: rows with the same key (corrections,
+    exact copies) always share a bucket, so each bucket can be de-duplicated on its own."""
+    by_name = {c.name: c for c in ds.columns}
+    # equal keys have equal identifier parts: hashing those alone is enough, and avoids parsing dates
+    part = [k for k in rules.key if by_name[k].type in ("code", "string")] or rules.key
+    cols = set(part) | {by_name[k].unit_column for k in part if by_name[k].unit_column}
+    key = [_typed(by_name[k], set(rules.names)).cast(pl.String) for k in part]
+    return (
+        frame.with_columns(text.clean_text(pl.col(c)).alias(_text_col(c)) for c in cols)
+        .with_columns((pl.concat_str(key, separator="\x1f").hash(seed=20231231) % buckets).alias("__bucket"))
+        .drop(_text_col(c) for c in cols)
+    )
 
 
 def _findings(ds: Dataset, rules: RuleSet, frame: pl.DataFrame) -> pl.DataFrame:

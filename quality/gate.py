@@ -30,27 +30,34 @@ class GateFailure:
     sample: list[str]
 
 
-def schema(ds: Dataset, rules: RuleSet, rows_in: int, quarantined: int) -> pa.DataFrameSchema:
+def schema(ds: Dataset, rules: RuleSet) -> pa.DataFrameSchema:
+    """Types, required columns and the business-key uniqueness of one batch (or one key bucket of it)."""
     required = {r.column for r in rules.rules if r.check == "required" and r.severity == "ERROR"}
-    checks = []
-    for b in rules.batch:
-        if b.check == "max_quarantine_share":
-            share = quarantined / rows_in if rows_in else 0.0
-            checks.append(pa.Check(lambda d, ok=share <= b.max: d.lazyframe.select(pl.lit(ok)), error=b.id))
     unique = next((b.columns for b in rules.batch if b.check == "unique"), None)
     return pa.DataFrameSchema(
         {c.name: pa.Column(STD_TYPES[c.type], nullable=c.name not in required) for c in ds.columns},
         unique=unique,
-        checks=checks,
         strict=False,
         name=f"std.{ds.id}",
     )
 
 
-def audit(std: pl.DataFrame, ds: Dataset, rules: RuleSet, rows_in: int, quarantined: int) -> list[GateFailure]:
-    """Failures of the batch rules (and of the std schema itself); empty when the batch may be written."""
+def share_failures(rules: RuleSet, rows_in: int, quarantined: int) -> list[GateFailure]:
+    """The batch rules on the whole batch's counts: the share of rows quarantined."""
+    share = quarantined / rows_in if rows_in else 0.0
+    return [
+        GateFailure(
+            b.id, b.severity, quarantined, [f"{quarantined} of {rows_in} rows quarantined ({share:.1%} > {b.max:.1%})"]
+        )
+        for b in rules.batch
+        if b.check == "max_quarantine_share" and share > b.max
+    ]
+
+
+def audit(std: pl.DataFrame, ds: Dataset, rules: RuleSet) -> list[GateFailure]:
+    """Failures of the std schema and the key rule on these rows; empty when they may be written."""
     try:
-        schema(ds, rules, rows_in, quarantined).validate(std, lazy=True)
+        schema(ds, rules).validate(std, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         unique_rule = next((b.id for b in rules.batch if b.check == "unique"), "key_unique")
@@ -58,8 +65,6 @@ def audit(std: pl.DataFrame, ds: Dataset, rules: RuleSet, rows_in: int, quaranti
         named = cases.with_columns(
             pl.when(pl.col("check") == "multiple_fields_uniqueness")
             .then(pl.lit(unique_rule))
-            .when(pl.col("check").is_in(list(severity)))
-            .then(pl.col("check"))
             .otherwise(pl.lit("std_schema"))
             .alias("rule_id")
         )

@@ -21,6 +21,25 @@ def test_text_is_half_width_without_invisible_characters():
     assert _apply(text.enterprise_name, ["台州 永兴(模具)有限公司 "]) == ["台州永兴（模具）有限公司"]
 
 
+def test_cleaning_skips_only_the_passes_a_column_does_not_need():
+    frame = pl.DataFrame(
+        {
+            "plain": ["DEV-0001", "DEV-0002", None],
+            "spaced": ["DEV 01 ", "x", None],
+            "hidden": ["a\x07b", "c", None],  # BEL: an ASCII control character, invisible
+            "wide": ["ＤＥＶ\u3000０１", "DEV01", None],  # non-ASCII: NFKC, which makes the U+3000 a space
+        }
+    )
+    needs = text.text_needs(frame, frame.columns)
+    assert needs["plain"] == text.TextNeeds(nfkc=False, invisible=False, space=False)
+    assert needs["spaced"] == text.TextNeeds(nfkc=False, invisible=False, space=True)
+    assert needs["hidden"] == text.TextNeeds(nfkc=False, invisible=True, space=False)
+    assert needs["wide"] == text.TextNeeds(nfkc=True, invisible=True, space=True)
+    for c in frame.columns:  # the shortcut changes nothing
+        full = frame.select(text.clean_text(pl.col(c)))
+        assert frame.select(text.clean_text(pl.col(c), needs[c])).equals(full), c
+
+
 @pytest.mark.parametrize(
     "raw",
     ["2023-05-01", "2023/5/1", "2023.5.1", "20230501", "2023年5月1日", "２０２３年５月１日", " 2023 年 5 月 1 日 "],
@@ -88,6 +107,50 @@ def test_resident_ids_via_stdnum_with_its_key_error_wrapped():
         ["11010519491231002X", "110105194912310021", bad_birth, "1101051949", half_known_area, None],
     )
     assert got == [None, "ric_check", "ric_birth_date_or_area", "ric_length", "ric_area_unknown", None]
+
+
+def _stdnum_reason(number: str) -> str | None:
+    """python-stdnum, row by row: the reference the vectorised check must agree with."""
+    from stdnum import exceptions as e
+    from stdnum.cn import ric
+
+    try:
+        ric.validate(number)
+    except e.InvalidLength:
+        return "ric_length"
+    except e.InvalidFormat:
+        return "ric_format"
+    except e.InvalidChecksum:
+        return "ric_check"
+    except e.InvalidComponent:
+        return "ric_birth_date_or_area"
+    except KeyError:
+        return "ric_area_unknown"
+    return None
+
+
+def test_vectorised_resident_id_check_agrees_with_stdnum_row_by_row():
+    import random
+
+    rng = random.Random(11643)
+    areas = ["110105", "332603", "331003", "332722", "620201", "999999", "331083", "330000"]
+    numbers = []
+    for _ in range(3000):
+        born = f"{rng.randint(1930, 2010)}{rng.randint(1, 13):02d}{rng.randint(1, 31):02d}"
+        good = make_ric(rng.choice(areas), born, rng.randint(0, 999))
+        match rng.randint(0, 5):
+            case 0:
+                good = good[:17] + rng.choice("0123456789XY")  # any check character
+            case 1:
+                good = good[: rng.randint(1, 17)]
+            case 2:
+                i = rng.randint(0, 16)
+                good = good[:i] + "A" + good[i + 1 :]
+        numbers.append(good)
+    got = _apply(identifiers.ric_problem, numbers)
+    expected = [_stdnum_reason(n) for n in numbers]
+    assert got == expected
+    assert {None, "ric_check", "ric_length", "ric_format", "ric_birth_date_or_area", "ric_area_unknown"} <= set(got)
 
 
 def test_region_codes_are_year_versioned():
