@@ -13,6 +13,7 @@ import polars as pl
 from assets.ingest.collector import PROVENANCE
 from assets.lake import Lake
 from assets.registry import Dataset, Registry
+from privacy import grading, policy
 from quality import units
 from quality.gate import STD_TYPES
 
@@ -46,7 +47,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
         "owner": ds.owner or dept.owner,
         "steward": reg.defaults.steward,
         "classification": ds.classification or reg.defaults.classification,
-        "grade": ds.grade or reg.defaults.grade,
+        **_dataset_grade(reg, ds),
         "format": ds.format,
         "delta_uri": lake.uri(zone, ds.id) if lake else None,
         "delta_version": table.version() if table else None,
@@ -55,7 +56,21 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
     }
 
 
+def _crosswalk(level: str | None, what: str):
+    levels = grading.vocabulary()["levels"]
+    return levels[level][what] if level in levels else None
+
+
+def _dataset_grade(reg: Registry, ds: Dataset) -> dict:
+    """A dataset is graded at its highest column (就高从严); unclassified while any column is."""
+    if grading.unclassified(ds):
+        return {"grade": reg.defaults.grade, "grade_national": None, "miit_level": None}
+    level = grading.dataset_level(ds)
+    return {"grade": level, "grade_national": _crosswalk(level, "grade"), "miit_level": _crosswalk(level, "miit")}
+
+
 def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
+    classified = not grading.unclassified(ds)
     rows = []
     for i, c in enumerate(ds.columns, start=1):
         rows.append(
@@ -71,7 +86,10 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "unit": _unit(c, zone),
                 "classification": c.classification or reg.defaults.classification,
                 "grade": c.grade or reg.defaults.grade,
+                "grade_national": _crosswalk(c.grade, "grade"),
+                "miit_level": _crosswalk(c.grade, "miit"),
                 "role": c.role or reg.defaults.role,
+                "privacy_transform": (policy.std_transforms(ds).get(c.name) if zone != "raw" and classified else None),
             }
         )
     for j, f in enumerate(PROVENANCE, start=len(rows) + 1):
@@ -87,8 +105,11 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "description": PROVENANCE_DESCRIPTIONS[f.name],
                 "unit": None,
                 "classification": "provenance",
-                "grade": "general",
+                "grade": "L1",
+                "grade_national": "general",
+                "miit_level": 1,
                 "role": "none",
+                "privacy_transform": None,
             }
         )
     return rows

@@ -16,12 +16,15 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 
-from assets.collect import asset_tags, raw_key
+from assets.collect import asset_tags, column_schema, raw_key
 from assets.ingest.collector import PROVENANCE, raw_table_schema
 from assets.lake import Lake
 from assets.registry import Dataset, Registry, registry
 from orchestration.lineage import declare
-from orchestration.resources import LakeResource
+from orchestration.resources import LakeResource, PrivacyResource
+from privacy import policy
+from privacy.grading import unclassified
+from privacy.keys import KeyRing
 from quality.catalogue import RULES_DIR, RuleSet, rules_for
 from quality.conform import Conformed, Totals, conform, with_bucket
 from quality.gate import STD_TYPES
@@ -39,12 +42,15 @@ def std_key(dataset_id: str) -> dg.AssetKey:
     return dg.AssetKey(["std", dataset_id])
 
 
-def _std_schema(ds: Dataset) -> dg.TableSchema:
+def _std_schema(reg: Registry, ds: Dataset) -> dg.TableSchema:
+    """The std column schema, with the units and the privacy tags of the raw one (classification, grade,
+    role, and what the std zone did: pseudonymise or redact)."""
+    tagged = {c.name: c.tags for c in column_schema(reg, ds, "std").columns}
     cols = []
     for c in ds.columns:
         unit = canonical(c.unit) if c.unit else (f"canonical {c.measure} unit" if c.measure else None)
         desc = c.description + (f" · 单位 {unit}" if unit else "")
-        cols.append(dg.TableColumn(c.name, str(STD_TYPES[c.type]), description=desc))
+        cols.append(dg.TableColumn(c.name, str(STD_TYPES[c.type]), description=desc, tags=tagged.get(c.name)))
     cols += [dg.TableColumn(f.name, str(f.type), description="provenance (from raw)") for f in PROVENANCE]
     return dg.TableSchema(columns=cols)
 
@@ -52,6 +58,12 @@ def _std_schema(ds: Dataset) -> dg.TableSchema:
 def _lineage(ds: Dataset) -> tuple[dg.TableColumnLineage, dict]:
     names = [c.name for c in ds.columns] + [f.name for f in PROVENANCE]
     how = {c.name: ("DIRECT", "TRANSFORMATION", f"standardised as {c.type}") for c in ds.columns}
+    for column, what in policy.std_transforms(ds).items():
+        how[column] = (
+            ("DIRECT", "TRANSFORMATION", f"keyed HMAC-SHA-256 pseudonym ({policy.pseudonym_domain(column)})", True)
+            if what == "pseudonymise"
+            else ("DIRECT", "TRANSFORMATION", "personal information in the text redacted", True)
+        )
     how.update({f.name: ("DIRECT", "IDENTITY", "provenance carried from raw") for f in PROVENANCE})
     return declare.by_name(raw_key(ds), names, names), declare.transformations(how)
 
@@ -165,7 +177,7 @@ def _buckets(lake: Lake, ds: Dataset, rules: RuleSet, raw_table) -> Iterator[lis
 
 
 def _conform_and_write(
-    lake: Lake, ds: Dataset, rules: RuleSet, refs: dict, raw_table, fingerprint: str
+    lake: Lake, ds: Dataset, rules: RuleSet, refs: dict, raw_table, fingerprint: str, ring: KeyRing | None = None
 ) -> tuple[Conformed, int | None]:
     """Write-audit-publish in one Delta commit: each bucket's std rows stream into the commit after its
     audit; when any bucket fails an ERROR rule, or the whole batch fails the share rule or conservation,
@@ -179,7 +191,8 @@ def _conform_and_write(
             part = conform(ds, rules, load(), refs, whole=False)
             totals.add(part)
             if not totals.total.blocked:
-                yield from part.std.to_arrow().cast(schema).to_batches()
+                std = policy.apply_std(part.std, ds, ring) if ring is not None else part.std
+                yield from std.to_arrow().cast(schema).to_batches()
         finished.append(totals.finish())
         if finished[0].blocked or not finished[0].conserved:
             raise _Withheld(ds.id)
@@ -216,6 +229,14 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     ]
     specs.append(
         dg.AssetCheckSpec(
+            "classified",
+            asset=key,
+            blocking=True,
+            description="every column classified and graded (分类分级) before the dataset leaves raw",
+        )
+    )
+    specs.append(
+        dg.AssetCheckSpec(
             "conservation",
             asset=key,
             blocking=True,
@@ -235,18 +256,41 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         owners=[reg.departments[ds.department].owner, reg.defaults.steward],
         tags={**asset_tags(reg, ds, "std")},
         metadata={
-            "dagster/column_schema": _std_schema(ds),
+            "dagster/column_schema": _std_schema(reg, ds),
             "dagster/table_name": f"std.{ds.id}",
             "rule_catalogue": f"quality/rules/{ds.id}.yaml",
         },
         check_specs=specs,
     )
-    def std(context: dg.AssetExecutionContext, lake: LakeResource):
+    def std(context: dg.AssetExecutionContext, lake: LakeResource, privacy: PrivacyResource):
+        missing = unclassified(ds)
+        if missing:
+            yield dg.AssetCheckResult(
+                check_name="classified", passed=False, metadata={"unclassified": ", ".join(missing)}
+            )
+            raise dg.Failure(
+                description=f"std/{ds.id}: columns {missing} are not classified (分类分级). The dataset stays in raw "
+                f"until a steward sets classification, grade and role for them in assets/sources.yaml; the "
+                "privacy_scan asset proposes values."
+            )
+        yield dg.AssetCheckResult(check_name="classified", passed=True)
+        ring = privacy.key_ring() if policy.std_transforms(ds) else None
         the_lake = lake.lake()
         raw_table = the_lake.table("raw", ds.id)
         refs = {f"{t}.uscc": the_lake.read("std", t, columns=["uscc"])["uscc"] for t in rules.references}
         fingerprint = _fingerprint(rules, raw_table.version() if raw_table else -1)
-        result, version = _conform_and_write(the_lake, ds, rules, refs, raw_table, fingerprint)
+        result, version = _conform_and_write(the_lake, ds, rules, refs, raw_table, fingerprint, ring)
+        if ring is not None and version is not None:
+            privacy.audit().append(
+                "key.use",
+                purpose="pseudonymise std",
+                dataset=f"std.{ds.id}",
+                delta_version=version,
+                key_version=ring.current,
+                columns=sorted(c for c, w in policy.std_transforms(ds).items() if w == "pseudonymise"),
+                rows=result.rows_out,
+                run_id=context.run.run_id,
+            )
         checks = _check_results(rules, result)
         if version is None:
             yield from checks

@@ -34,7 +34,18 @@ def column_schema(reg: Registry, ds: Dataset, zone: str) -> dg.TableSchema:
                     )
                     if x
                 ),
-                tags={"role": c["role"], "grade": c["grade"]},
+                tags={
+                    k: str(v)
+                    for k, v in {
+                        "classification": c["classification"],
+                        "grade": c["grade"],
+                        "grade_national": c["grade_national"],
+                        "miit_level": c["miit_level"],
+                        "role": c["role"],
+                        "privacy_transform": c["privacy_transform"],
+                    }.items()
+                    if v is not None
+                },
             )
             for c in column_entries(reg, ds, zone)
         ]

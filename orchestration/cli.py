@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -11,6 +12,8 @@ import polars as pl
 
 from orchestration import instance
 from orchestration.settings import Settings, settings
+from privacy import keys
+from privacy.audit import AuditLog
 
 
 def summary(s: Settings) -> str:
@@ -172,6 +175,31 @@ def lineage(s: Settings, args) -> int:
     return 0
 
 
+def audit(s: Settings, action: str) -> int:
+    log = AuditLog(s.audit_log)
+    if action == "show":
+        for e in log.entries():
+            print(
+                f"{e['seq']:>5} {e['at']} {e['actor']:<16} {e['action']:<12} {json.dumps(e['detail'], ensure_ascii=False)}"
+            )
+    verdict = log.verify()
+    print(
+        f"{s.audit_log}: {verdict.entries} entries, chain intact"
+        if verdict.ok
+        else f"{s.audit_log}: TAMPERED — {verdict.problem}"
+    )
+    return 0 if verdict.ok else 1
+
+
+def keys_command(s: Settings, action: str) -> int:
+    log = AuditLog(s.audit_log)
+    ring = keys.rotate(log, s.key_file) if action == "rotate" else keys.load(log, s.key_file)
+    print(f"{ring.source}: versions {sorted(ring.keys)}, current {ring.current}")
+    if action == "rotate":
+        print("re-run the std jobs to re-pseudonymise with the new version (older pseudonyms stay matchable)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shucang")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -184,8 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     lin.add_argument("action", choices=["upstream", "downstream", "flush"])
     lin.add_argument("dataset", nargs="?", help="asset key, e.g. raw/amr_registration or landing/amr_registration")
     lin.add_argument("column", nargs="?", help="column name as in that dataset, e.g. legal_rep_id_no")
+    aud = sub.add_parser("audit", help="the hash-chained log of privileged operations")
+    aud.add_argument("action", choices=["verify", "show"])
+    key = sub.add_parser("keys", help="pseudonymisation keys (kept outside the repository and the lake)")
+    key.add_argument("action", choices=["status", "rotate"])
     args = parser.parse_args(argv)
     s = settings()
+    if args.command == "audit":
+        return audit(s, args.action)
+    if args.command == "keys":
+        return keys_command(s, args.action)
     if args.command == "demo":
         return demo(s, args.scale, fresh=not args.keep)
     if args.command == "lineage":

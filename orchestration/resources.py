@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 from pydantic import Field
 
 from assets.lake import Lake
 from orchestration.settings import Settings, settings
+from privacy import keys
+from privacy.audit import AuditLog
+from privacy.keys import KeyRing
 
 # Everything that opens the DuckDB file runs in this pool; dagster.yaml limits every pool to 1.
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -43,10 +48,25 @@ class WarehouseResource(dg.ConfigurableResource):
         )
 
 
+class PrivacyResource(dg.ConfigurableResource):
+    """Pseudonymisation keys (a key file outside the repository and the lake, or $SHUCANG_PSEUDONYM_KEYS)
+    and the audit log of privileged operations."""
+
+    key_file: str
+    audit_log: str
+
+    def audit(self) -> AuditLog:
+        return AuditLog(Path(self.audit_log))
+
+    def key_ring(self) -> KeyRing:
+        return keys.load(self.audit(), Path(self.key_file))
+
+
 def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     s = s or settings()
     return {
         "lake": LakeResource(root=s.lake_root, storage_options=s.storage_options),
         "landing": LandingResource(landing_root=str(s.landing_root), rejected_root=str(s.rejected_root)),
         "warehouse": WarehouseResource(path=str(s.warehouse_path)),
+        "privacy": PrivacyResource(key_file=str(s.key_file), audit_log=str(s.audit_log)),
     }

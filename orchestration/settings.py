@@ -25,6 +25,8 @@ class Settings:
     truth_dir: Path
     warehouse_path: Path
     dagster_home: Path
+    key_file: Path  # pseudonymisation keys: outside the repository and the lake
+    audit_log: Path  # hash-chained log of privileged operations
     storage_options: dict[str, str] = field(default_factory=dict)
 
 
@@ -48,5 +50,11 @@ def settings(environ: dict[str, str] | None = None) -> Settings:
         truth_dir=data / "truth",
         warehouse_path=Path(env.get("WAREHOUSE_PATH", data / "warehouse.duckdb")),
         dagster_home=Path(env.get("DAGSTER_HOME", PROJECT_ROOT / ".dagster_home")),
+        key_file=Path(
+            env.get("SHUCANG_KEY_FILE")
+            or os.environ.get("SHUCANG_KEY_FILE")  # a secret's location is the process's, whatever profile
+            or Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "shucang" / "pseudonym_keys.json"
+        ),
+        audit_log=Path(env.get("SHUCANG_AUDIT_LOG", data / "audit" / "privileged.jsonl")),
         storage_options=storage_options,
     )

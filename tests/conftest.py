@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from sourcegen.generate import generate
+
+# Pseudonymisation keys and the audit log of a test session live in its own temporary folder, never in
+# the developer's ~/.config (each process of pytest-xdist gets its own, which is what a fresh machine sees).
+_KEYS = Path(tempfile.mkdtemp(prefix="shucang-test-keys-"))
+os.environ.setdefault("SHUCANG_KEY_FILE", str(_KEYS / "pseudonym_keys.json"))
 
 SMALL_SCALE = 1.0  # the demo scale: 1,000 enterprises, 100,000 telemetry rows; every defect kind occurs
 

@@ -55,10 +55,45 @@ def test_catalogue_is_readable_without_dagster(run):
     assert set(by_id) == {ds.id for ds in registry().datasets}
     reg = by_id["amr_registration"]
     assert reg["name_zh"] == "企业登记信息" and reg["source_department_zh"] == "台州市黄岩区市场监督管理局"
-    assert reg["share_type"] == "有条件共享" and reg["update_cycle"] == "每日" and reg["grade"] == "unclassified"
+    assert reg["share_type"] == "有条件共享" and reg["update_cycle"] == "每日" and reg["grade"] == "L4"
+    assert (reg["grade_national"], reg["miit_level"]) == ("core", 3)  # 就高从严: its resident-ID column
     col = next(c for c in reg["columns"] if c["column"] == "legal_rep_id_no")
-    assert col["source_header"] == "法定代表人证件号码" and col["role"] == "unclassified"
+    assert col["source_header"] == "法定代表人证件号码" and col["role"] == "direct"
+    assert (col["grade"], col["grade_national"], col["miit_level"]) == ("L4", "core", 3)
     table = pl.read_delta(str(s.data_dir / "lake" / "catalogue" / "datasets"))
     assert (
         table.filter((pl.col("dataset_id") == "ent_telemetry") & (pl.col("zone") == "raw"))["row_count"].item() > 90_000
     )
+
+
+def test_outside_raw_no_table_holds_a_valid_resident_id_or_a_mobile(run):
+    """The zone policy after a full run: std holds pseudonyms, free text is redacted, and a scan of every
+    Delta table outside raw finds zero valid resident IDs and zero mobile numbers."""
+    from deltalake import DeltaTable
+
+    from privacy.audit import AuditLog
+    from privacy.scan import valid_identifiers
+
+    result, s = run
+    assert result.success
+    lake = s.data_dir / "lake"
+    scanned = 0
+    for zone in sorted(p for p in lake.iterdir() if p.is_dir()):
+        for table in sorted(p for p in zone.iterdir() if (p / "_delta_log").is_dir()):
+            frame = pl.from_arrow(DeltaTable(str(table)).to_pyarrow_table())
+            found = valid_identifiers(frame)
+            if zone.name == "raw" and table.name == "amr_registration":
+                assert found["ric"] > 900 and found["mobile"] > 900  # the scan does find them where they are
+            elif zone.name != "raw":
+                assert found == {"ric": 0, "mobile": 0}, f"{zone.name}/{table.name}"
+                scanned += 1
+    assert scanned >= 15
+    std = pl.read_delta(str(lake / "std" / "amr_registration"))
+    for column in ("legal_rep_id_no", "legal_rep_name", "contact_mobile"):
+        assert std[column].drop_nulls().str.contains(r"^k\d+:[0-9a-f]{32}$").all(), column
+    production = pl.read_delta(str(lake / "std" / "ent_production"))
+    assert production["remarks"].str.contains(r"\[姓名\]").sum() > 10
+    log = AuditLog(s.audit_log)
+    uses = [e for e in log.entries() if e["action"] == "key.use"]
+    assert {e["detail"]["dataset"] for e in uses} == {"std.amr_registration", "std.ent_production"}
+    assert log.verify().ok

@@ -26,6 +26,9 @@ def by_name(
     return declared({c: [(upstream, c)] for c in output_columns if c in have})
 
 
-def transformations(spec: Mapping[str, tuple[str, str | None, str | None]]) -> dict:
-    """Metadata value for ``shucang/column_transformations``: column → (type, subtype, description)."""
-    return {c: {"type": t, "subtype": st, "description": d} for c, (t, st, d) in spec.items()}
+def transformations(spec: Mapping[str, tuple]) -> dict:
+    """Metadata value for ``shucang/column_transformations``: column → (type, subtype, description[, masking])."""
+    return {
+        c: {"type": t[0], "subtype": t[1], "description": t[2], "masking": bool(t[3]) if len(t) > 3 else False}
+        for c, t in spec.items()
+    }

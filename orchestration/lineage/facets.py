@@ -85,7 +85,10 @@ def column_lineage(
                     field=dep.column_name,
                     transformations=[
                         column_lineage_dataset.Transformation(
-                            type=t["type"], subtype=t.get("subtype"), description=t.get("description")
+                            type=t["type"],
+                            subtype=t.get("subtype"),
+                            description=t.get("description"),
+                            masking=bool(t.get("masking")),
                         )
                     ],
                 )

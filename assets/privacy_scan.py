@@ -1,0 +1,117 @@
+"""The privacy scan asset: what the scanner proposes for every raw column, beside what is declared.
+
+Stewards read it in the UI (a table of disagreements in the asset's metadata, and a WARN check) and in
+``catalogue/privacy_scan``; declarations stay theirs, in assets/sources.yaml.
+"""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from assets.collect import raw_key
+from assets.registry import Registry, registry
+from orchestration.resources import LakeResource
+from privacy import scan
+
+SCHEMA = {
+    "dataset_id": pl.String,
+    "column": pl.String,
+    "detected": pl.String,
+    "detected_by": pl.String,
+    "share": pl.Float64,
+    "proposed_classification": pl.String,
+    "proposed_grade": pl.String,
+    "proposed_role": pl.String,
+    "declared_classification": pl.String,
+    "declared_grade": pl.String,
+    "declared_role": pl.String,
+    "agrees": pl.Boolean,
+    "scanned_at": pl.Datetime("us", "UTC"),
+}
+
+
+def scan_registry(reg: Registry, lake) -> pl.DataFrame:
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for ds in reg.datasets:
+        frame = lake.read("raw", ds.id)
+        if frame is None:
+            continue
+        declared = {c.name: c for c in ds.columns}
+        for f in scan.scan_frame(frame, {c.name: c.source for c in ds.columns}):
+            d = declared[f.column]
+            # agreement is on what protects people: the role, and a grade at least as high as proposed
+            agrees = d.role == f.role and (d.grade or "L0") >= f.level
+            rows.append(
+                {
+                    "dataset_id": ds.id,
+                    "column": f.column,
+                    "detected": f.kind,
+                    "detected_by": f.by,
+                    "share": f.share,
+                    "proposed_classification": f.classification,
+                    "proposed_grade": f.level,
+                    "proposed_role": f.role,
+                    "declared_classification": d.classification,
+                    "declared_grade": d.grade,
+                    "declared_role": d.role,
+                    "agrees": agrees,
+                    "scanned_at": now,
+                }
+            )
+    return pl.DataFrame(rows, schema=SCHEMA)
+
+
+def build(reg: Registry | None = None) -> dg.AssetsDefinition:
+    reg = reg or registry()
+
+    @dg.asset(
+        key=["catalogue", "privacy_scan"],
+        deps=[raw_key(ds) for ds in reg.datasets],
+        group_name="catalogue",
+        description="个人信息扫描: the scanner's proposals (resident IDs with their check digit, mobiles, bank cards "
+        "by Luhn, e-mails, USCCs, addresses, person names, personal information in free text) for every raw "
+        "column, beside the declared classification, grade and role.",
+        kinds={"delta", "polars"},
+        owners=[reg.defaults.steward],
+        tags={"zone": "catalogue"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "declarations_agree",
+                asset=["catalogue", "privacy_scan"],
+                description="every column the scanner finds personal or sensitive is declared with that role "
+                "and at least that grade",
+            )
+        ],
+        automation_condition=dg.AutomationCondition.eager(),
+    )
+    def privacy_scan(context: dg.AssetExecutionContext, lake: LakeResource):
+        the_lake = lake.lake()
+        found = scan_registry(reg, the_lake)
+        version = the_lake.overwrite("catalogue", "privacy_scan", found.to_arrow())
+        disagree = found.filter(~pl.col("agrees"))
+        md = "\n".join(
+            f"| {r['dataset_id']}.{r['column']} | {r['detected']} ({r['detected_by']}, {r['share']:.0%}) | "
+            f"{r['proposed_role']} {r['proposed_grade']} | {r['declared_role']} {r['declared_grade']} |"
+            for r in disagree.iter_rows(named=True)
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": found.height,
+                "personal_columns": found.filter(pl.col("proposed_role") == "direct").height,
+                "disagreements": disagree.height,
+                "delta_version": version,
+                "disagreement_table": dg.MetadataValue.md(
+                    "| column | detected | proposed | declared |\n|---|---|---|---|\n" + md if md else "none"
+                ),
+            }
+        )
+        yield dg.AssetCheckResult(
+            check_name="declarations_agree",
+            passed=disagree.height == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"disagreements": disagree.height},
+        )
+
+    return privacy_scan

@@ -1,0 +1,56 @@
+"""Zone policies: what each zone may hold, applied by the stage that writes it."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from assets.registry import Dataset
+from privacy import transforms
+from privacy.grading import grading, unclassified
+from privacy.keys import KeyRing
+
+POLICY_PATH = Path(__file__).with_name("policy.yaml")
+
+
+@functools.cache
+def policy() -> dict:
+    return yaml.safe_load(POLICY_PATH.read_text(encoding="utf-8"))
+
+
+def pseudonym_domain(column: str) -> str:
+    try:
+        return policy()["pseudonym_domains"][column]
+    except KeyError:
+        raise ValueError(
+            f"{POLICY_PATH}: column {column!r} is a direct identifier without a pseudonym domain; add it under "
+            "pseudonym_domains"
+        ) from None
+
+
+def std_transforms(ds: Dataset) -> dict[str, str]:
+    """column → what the std zone does to it: 'pseudonymise' (direct identifiers) or 'redact' (free text)."""
+    out, pending = {}, set(unclassified(ds))  # unclassified columns keep the dataset in raw anyway
+    for c in ds.columns:
+        if c.name in pending:
+            continue
+        g = grading(ds, c)
+        if g.role == "direct":
+            out[c.name] = "pseudonymise"
+        elif g.classification == "free_text":
+            out[c.name] = "redact"
+    return out
+
+
+def apply_std(frame: pl.DataFrame, ds: Dataset, ring: KeyRing) -> pl.DataFrame:
+    """The std zone's policy on standardised rows: pseudonyms for direct identifiers, free text redacted."""
+    exprs = []
+    for column, how in std_transforms(ds).items():
+        if how == "pseudonymise":
+            exprs.append(transforms.pseudonym(pl.col(column), ring, pseudonym_domain(column)).alias(column))
+        else:
+            exprs.append(transforms.redact(pl.col(column)).alias(column))
+    return frame.with_columns(exprs) if exprs else frame

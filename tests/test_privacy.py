@@ -1,0 +1,272 @@
+"""Privacy library: grading crosswalk, keys and rotation, pseudonyms, transforms, audit chain, scanner."""
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+
+import polars as pl
+import pytest
+
+from assets.ingest.collector import Collector
+from assets.lake import Lake
+from assets.registry import registry
+from privacy import grading, keys, scan, transforms
+from privacy.audit import AuditLog
+from privacy.keys import KeyRing
+
+RING = KeyRing(1, {1: "0123456789abcdef" * 4}, "test")
+
+
+def _one(expr, values, dtype=pl.String):
+    return pl.DataFrame({"v": values}, schema={"v": dtype}).select(expr(pl.col("v"))).to_series().to_list()
+
+
+def test_every_registered_column_is_classified_and_the_crosswalk_holds():
+    for ds in registry().datasets:
+        assert grading.unclassified(ds) == [], ds.id
+        for c in ds.columns:
+            grading.grading(ds, c)  # raises on a value outside the vocabulary
+    cross = {
+        lv: (grading.Grading("time", lv, "none").grade, grading.Grading("time", lv, "none").miit)
+        for lv in ("L1", "L2", "L3", "L4")
+    }
+    assert cross == {"L1": ("general", 1), "L2": ("general", 1), "L3": ("important", 2), "L4": ("core", 3)}
+    amr = registry().dataset("amr_registration")
+    assert grading.dataset_level(amr) == "L4"  # 就高从严: the resident-ID column grades the dataset
+    assert grading.dataset_level(registry().dataset("ent_telemetry")) == "L2"
+    assert set(grading.direct_identifiers(amr)) == {"legal_rep_name", "legal_rep_id_no", "contact_mobile"}
+
+
+def test_pseudonyms_are_standard_hmac_sha256_versioned_and_consistent_across_datasets():
+    ric = "11010519491231002X"
+    got = _one(lambda e: transforms.pseudonym(e, RING, "ric"), [ric, None])
+    mac = hmac.new(RING.keys[1].encode(), ("ric\x1f" + ric).encode(), hashlib.sha256).hexdigest()
+    assert got == [f"k1:{mac[:32]}", None]
+    # two datasets pseudonymised separately still join on the person
+    a = pl.DataFrame({"id": [ric, "330102199001011234"], "x": [1, 2]})
+    b = pl.DataFrame({"id": ["330102199001011234", ric, ric], "y": [10, 20, 30]})
+    pa_ = a.with_columns(transforms.pseudonym(pl.col("id"), RING, "ric"))
+    pb_ = b.with_columns(transforms.pseudonym(pl.col("id"), RING, "ric"))
+    assert pa_.join(pb_, on="id").sort("y")["x"].to_list() == a.join(b, on="id").sort("y")["x"].to_list()
+    # another domain never gives the same pseudonym for an equal value
+    assert _one(lambda e: transforms.pseudonym(e, RING, "mobile"), [ric]) != got[:1]
+
+
+def test_the_key_file_is_created_once_private_and_rotation_keeps_old_versions(tmp_path, monkeypatch):
+    monkeypatch.delenv(keys.ENV_KEYS, raising=False)
+    path, log = tmp_path / "k" / "keys.json", AuditLog(tmp_path / "audit.jsonl")
+    first = keys.load(log, path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and first.current == 1
+    assert keys.load(log, path) == first  # not re-created
+    rotated = keys.rotate(log, path)
+    assert rotated.current == 2 and rotated.keys[1] == first.keys[1] and rotated.keys[2] != first.keys[1]
+    old = _one(lambda e: transforms.pseudonym(e, first, "ric"), ["330102199001011234"])[0]
+    new = _one(lambda e: transforms.pseudonym(e, rotated, "ric"), ["330102199001011234"])[0]
+    assert old.startswith("k1:") and new.startswith("k2:") and old != new
+    # an old pseudonym can still be matched with the version it names
+    assert _one(lambda e: transforms.pseudonym(e, rotated, "ric", version=1), ["330102199001011234"])[0] == old
+    assert [e["action"] for e in log.entries()] == ["key.create", "key.rotate"] and log.verify().ok
+    # keys from the environment win, and are validated
+    monkeypatch.setenv(keys.ENV_KEYS, json.dumps({"current": 3, "keys": {"3": "ab" * 32}}))
+    assert keys.load(log, path).current == 3
+    monkeypatch.setenv(keys.ENV_KEYS, json.dumps({"current": 3, "keys": {"3": "short"}}))
+    with pytest.raises(ValueError, match="version 3"):
+        keys.load(log, path)
+
+
+def test_masking_generalisation_suppression_and_coding():
+    assert _one(transforms.mask_ric, ["330102199001011234", None]) == ["330***********1234", None]
+    assert _one(transforms.mask_mobile, ["13812345678"]) == ["138****5678"]
+    assert _one(transforms.birth_year, ["330102199001011234"]) == [1990]
+    assert _one(lambda e: transforms.age_band(e, 2023), ["330102199001011234"]) == ["30-39"]
+    assert _one(transforms.district, ["浙江省台州市黄岩区西城街道劳动北路1号"]) == ["浙江省台州市黄岩区"]
+    assert _one(lambda e: transforms.region_prefix(e, "city"), ["331003"]) == ["331000"]
+    assert _one(transforms.suppress, ["x"]) == [None]
+    assert _one(lambda e: transforms.top_bottom(e, 0, 100), [-5.0, 50.0, 500.0], pl.Float64) == [0.0, 50.0, 100.0]
+
+
+def test_redaction_removes_personal_information_from_free_text_and_keeps_the_rest():
+    texts = [
+        "联系人王小明，电话13912345678",
+        "经办人：李四 13812345678，请核实",
+        "已电话联系张三(15012345678)确认数据",
+        "证件11010519491231002X已核验，邮箱 a.b@example.com",
+        "产能扩张中，订单同比增长12%",
+    ]
+    out = _one(transforms.redact, texts)
+    assert out[:3] == [
+        "联系人[姓名]，电话[手机号]",
+        "经办人：[姓名] [手机号]，请核实",
+        "已电话联系[姓名]([手机号])确认数据",
+    ]
+    assert out[3] == "证件[身份证号]已核验，邮箱 [邮箱]" and out[4] == texts[4]
+    assert not any(_one(scan.pi_in_text, out))
+
+
+def test_the_audit_log_detects_edits_deletions_reordering_and_truncation(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    for i in range(5):
+        log.append("key.use", actor="steward-a", dataset=f"std.d{i}", rows=i)
+    assert log.verify().ok and log.verify().entries == 5
+    lines = log.path.read_text().splitlines()
+
+    def tampered(new_lines):
+        log.path.write_text("\n".join(new_lines) + "\n")
+        verdict = log.verify()
+        log.path.write_text("\n".join(lines) + "\n")
+        return verdict
+
+    edited = json.loads(lines[2])
+    edited["detail"]["rows"] = 999
+    v = tampered(lines[:2] + [json.dumps(edited)] + lines[3:])
+    assert not v.ok and "line 3" in v.problem and "edited" in v.problem
+    v = tampered(lines[:1] + lines[2:])
+    assert not v.ok and "line 2" in v.problem
+    v = tampered([lines[1], lines[0], *lines[2:]])
+    assert not v.ok and "line 1" in v.problem
+    v = tampered(lines[:4])
+    assert not v.ok and "truncated" in v.problem
+    assert log.verify().ok
+
+
+def test_luhn():
+    cards = ["4111111111111111", "4111111111111112", "6222021234567890128", "6222021234567890129", "79927398713"]
+    assert _one(scan.luhn_ok, cards) == [True, False, True, False, True]
+
+
+@pytest.fixture(scope="module")
+def raw_lake(generated, tmp_path_factory):
+    import shutil
+
+    work = tmp_path_factory.mktemp("scan")
+    shutil.copytree(generated / "landing", work / "landing")
+    lake = Lake(str(work / "lake"))
+    for ds in registry().datasets:
+        Collector(ds, lake, work / "landing", work / "rejected", "b1").run()
+    return lake
+
+
+def test_the_scanner_finds_exactly_the_declared_personal_columns(raw_lake):
+    """Column-level precision and recall: proposed direct identifiers = declared ones, in every dataset."""
+    for ds in registry().datasets:
+        found = scan.scan_frame(raw_lake.read("raw", ds.id), {c.name: c.source for c in ds.columns})
+        proposed = {f.column: f for f in found}
+        declared_direct = {c.name for c in ds.columns if c.role == "direct"}
+        assert {c for c, f in proposed.items() if f.role == "direct"} == declared_direct, ds.id
+        for c in declared_direct:
+            assert proposed[c].by == "content" and proposed[c].share > 0.9, (ds.id, c)
+        free = {c.name for c in ds.columns if c.classification == "free_text"}
+        assert {c for c, f in proposed.items() if f.kind == "free_text_pi"} == free, ds.id
+
+
+def test_the_scanner_finds_exactly_the_personal_information_hidden_in_remarks(raw_lake, manifest):
+    landed = {f["path"] for f in manifest["files"] if f["expected_status"] == "landed"}
+    for key in ("amr_registration.pii_in_remarks", "ent_production.pii_in_remarks"):
+        truth = {(p, r) for p, r in manifest["defects"][key]["rows"] if p in landed}
+        raw = raw_lake.read("raw", key.split(".")[0])
+        hits = raw.filter(scan.pi_in_text(pl.col("remarks")))
+        assert set(hits.select("_source_file", "_row_number").iter_rows()) == truth, key
+        assert len(truth) > 10
+
+
+def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
+    """A new or drifted column nobody classified blocks promotion beyond raw, with the reason."""
+    import dagster as dg
+
+    import assets.clean
+    import assets.defs
+    from orchestration.resources import resources
+    from orchestration.settings import settings
+
+    reg = registry()
+    ds = reg.dataset("eco_emissions")
+    columns = [c.model_copy(update={"classification": None}) if c.name == "permit_no" else c for c in ds.columns]
+    unclassified_ds = ds.model_copy(update={"columns": columns})
+    raw = next(
+        a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and a.key.path == ["raw", ds.id]
+    )
+    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
+    result = dg.materialize(
+        [raw, assets.clean._std_asset(reg, unclassified_ds)],
+        resources=resources(s),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+    assert not result.success
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "classified")
+    assert not check.passed and check.metadata["unclassified"].value == "permit_no"
+    assert [m.asset_key.path for m in result.get_asset_materialization_events()] == [["raw", ds.id]]
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "not classified" in failure.step_failure_data.user_failure_data.description
+    assert not (workdir / "lake" / "std" / ds.id).exists()
+
+
+def test_the_privacy_scan_agrees_with_every_declaration(raw_lake):
+    from assets.privacy_scan import scan_registry
+
+    found = scan_registry(registry(), raw_lake)
+    assert found.filter(~pl.col("agrees")).height == 0
+    direct = found.filter(pl.col("proposed_role") == "direct")
+    assert set(direct.select("dataset_id", "column").iter_rows()) == {
+        (ds.id, c.name) for ds in registry().datasets for c in ds.columns if c.role == "direct"
+    }
+
+
+def test_the_publication_gate_blocks_identifiers_high_grades_and_small_classes():
+    from privacy import gate
+
+    g = {
+        "industry": grading.Grading("organisation.registration", "L1", "quasi"),
+        "region": grading.Grading("organisation.location", "L1", "quasi"),
+        "revenue": grading.Grading("organisation.finance", "L3", "sensitive"),
+        "person": grading.Grading("personal.identity", "L4", "direct"),
+    }
+    rows = [("C29", "331003", 1.0, "p")] * 6 + [("C35", "331003", 2.0, "q")] * 5 + [("C35", "331004", 3.0, "r")] * 2
+    frame = pl.DataFrame(rows, schema=["industry", "region", "revenue", "person"], orient="row")
+    problems = {p.rule for p in gate.check(frame, g, quasi=["industry", "region"], k=5)}
+    assert problems == {"direct_identifier", "grade", "k_anonymity"}
+    # transformed, aggregated and with the small class suppressed, it passes
+    safe = frame.drop("person").filter(pl.col("region") != "331004")
+    assert gate.check(safe, g, {"revenue": "aggregated"}, quasi=["industry", "region"], k=5) == []
+    assert gate.smallest_class(frame, ["industry", "region"]) == 2
+    # a real resident ID anywhere is found, whatever the declarations say
+    leaked = safe.with_columns(pl.lit("证件11010519491231002X").alias("note"))
+    assert [p.rule for p in gate.check(leaked, g, {"revenue": "aggregated"})] == ["scanner"]
+    cells = gate.suppress_small_cells(frame.group_by("region").len("n").sort("region"), "n", 5, [])
+    assert cells["n"].to_list() == [11, None] and cells["suppressed"].to_list() == [False, True]
+
+
+def test_differential_privacy_noise_and_budget(tmp_path):
+    from privacy import dp
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    budget = dp.Budget(tmp_path / "budget.json", total=1.0, audit=log)
+    frame = pl.DataFrame({"industry": ["C29"] * 400 + ["C35"] * 100})
+    out = dp.release_counts(frame, ["industry"], 0.5, budget, "firms_by_industry", seed=7)
+    assert out["industry"].to_list() == ["C29", "C35"] and (out["count"] >= 0).all()
+    assert abs(out["count"][0] - 400) < 40  # Laplace(2): 40 is 20 scales away
+    dp.release_counts(frame, ["industry"], 0.5, budget, "firms_by_industry")
+    with pytest.raises(dp.BudgetExceeded, match="firms_by_industry"):
+        dp.release_counts(frame, ["industry"], 0.1, budget, "firms_by_industry")
+    assert budget.spent("firms_by_industry") == pytest.approx(1.0)
+    assert budget.spent("another_release") == 0.0
+    # the noise has the Laplace scale Δ/ε: variance 2b²
+    noise = dp.laplace(pl.Series([0.0] * 200_000), 1.0, 0.5, seed=1)
+    assert noise.var() == pytest.approx(2 * 2.0**2, rel=0.05) and abs(noise.mean()) < 0.05
+    assert [e["action"] for e in log.entries()] == ["dp.spend", "dp.spend"] and log.verify().ok
+
+
+def test_the_audit_and_keys_commands(tmp_path, monkeypatch, capsys):
+    from orchestration import cli
+
+    monkeypatch.delenv(keys.ENV_KEYS, raising=False)
+    monkeypatch.setenv("SHUCANG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SHUCANG_KEY_FILE", str(tmp_path / "keys.json"))
+    assert cli.main(["keys", "status"]) == 0 and cli.main(["keys", "rotate"]) == 0
+    assert "versions [1, 2], current 2" in capsys.readouterr().out
+    assert cli.main(["audit", "verify"]) == 0 and "2 entries, chain intact" in capsys.readouterr().out
+    log = tmp_path / "data" / "audit" / "privileged.jsonl"
+    log.write_text(log.read_text().replace('"previous": 1', '"previous": 7'))
+    assert cli.main(["audit", "verify"]) == 1 and "TAMPERED" in capsys.readouterr().out
