@@ -88,9 +88,14 @@ def run(landing: Path, out: Path) -> dict:
     return {"rows": rows_total}
 
 
-if __name__ == "__main__":
+def timed_main(run_fn) -> None:
+    """``python -m <baseline> SOURCE OUT``: run, then print rows, seconds and peak memory as one JSON line."""
     started = time.perf_counter()
-    result = run(Path(sys.argv[1]), Path(sys.argv[2]))
+    result = run_fn(Path(sys.argv[1]), Path(sys.argv[2]))
     result["seconds"] = time.perf_counter() - started
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    timed_main(run)

@@ -11,9 +11,6 @@ no Delta reader without a downloaded extension). No Dagster, no catalogue, no sc
 
 from __future__ import annotations
 
-import json
-import resource
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import duckdb
 from deltalake import DeltaTable
 
 from assets.registry import registry
+from benchmarks.duckdb_baseline import timed_main
 from quality.catalogue import RowRule, rules_for
 from quality.conform import LATEST
 from quality.identifiers import USCC_ALPHABET, authority_categories, industry_codes, region_codes, region_history
@@ -213,8 +211,4 @@ def run(lake: Path, out: Path) -> dict:
 
 
 if __name__ == "__main__":
-    started = time.perf_counter()
-    result = run(Path(sys.argv[1]), Path(sys.argv[2]))
-    result["seconds"] = time.perf_counter() - started
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result))
+    timed_main(run)
