@@ -49,11 +49,11 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
         datasets, columns = catalogue_entries.build(reg, the_lake, now)
         version = the_lake.overwrite("catalogue", "datasets", datasets.to_arrow())
         the_lake.overwrite("catalogue", "columns", columns.to_arrow())
-        by_ds = columns.partition_by("dataset_id", as_dict=True)
+        by_ds = columns.partition_by("dataset_id", "zone", as_dict=True)
         document = {
             "generated_at": now.isoformat(),
             "datasets": [
-                {**row, "columns": by_ds[(row["dataset_id"],)].drop("dataset_id").to_dicts()}
+                {**row, "columns": by_ds[(row["dataset_id"], row["zone"])].drop("dataset_id", "zone").to_dicts()}
                 for row in datasets.drop("catalogued_at").to_dicts()
             ],
         }

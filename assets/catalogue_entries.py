@@ -47,7 +47,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
         "owner": ds.owner or dept.owner,
         "steward": reg.defaults.steward,
         "classification": ds.classification or reg.defaults.classification,
-        **_dataset_grade(reg, ds),
+        **_dataset_grade(reg, ds, zone),
         "format": ds.format,
         "delta_uri": lake.uri(zone, ds.id) if lake else None,
         "delta_version": table.version() if table else None,
@@ -61,16 +61,18 @@ def _crosswalk(level: str | None, what: str):
     return levels[level][what] if level in levels else None
 
 
-def _dataset_grade(reg: Registry, ds: Dataset) -> dict:
-    """A dataset is graded at its highest column (就高从严); unclassified while any column is."""
+def _dataset_grade(reg: Registry, ds: Dataset, zone: str) -> dict:
+    """A dataset is graded at its highest column (就高从严) — in std, after the std transforms; unclassified
+    while any column is."""
     if grading.unclassified(ds):
         return {"grade": reg.defaults.grade, "grade_national": None, "miit_level": None}
-    level = grading.dataset_level(ds)
+    level = grading.dataset_level(ds) if zone == "raw" else grading.highest(policy.std_levels(ds).values())
     return {"grade": level, "grade_national": _crosswalk(level, "grade"), "miit_level": _crosswalk(level, "miit")}
 
 
 def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
     classified = not grading.unclassified(ds)
+    std_levels = policy.std_levels(ds) if classified else {}
     rows = []
     for i, c in enumerate(ds.columns, start=1):
         rows.append(
@@ -90,6 +92,7 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "miit_level": _crosswalk(c.grade, "miit"),
                 "role": c.role or reg.defaults.role,
                 "privacy_transform": (policy.std_transforms(ds).get(c.name) if zone != "raw" and classified else None),
+                "effective_grade": (std_levels.get(c.name) if zone != "raw" else c.grade) if classified else None,
             }
         )
     for j, f in enumerate(PROVENANCE, start=len(rows) + 1):
@@ -110,6 +113,7 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "miit_level": 1,
                 "role": "none",
                 "privacy_transform": None,
+                "effective_grade": "L1",
             }
         )
     return rows

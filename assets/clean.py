@@ -23,6 +23,7 @@ from assets.registry import Dataset, Registry, registry
 from orchestration.lineage import declare
 from orchestration.resources import LakeResource, PrivacyResource
 from privacy import policy
+from privacy.access import record_policy
 from privacy.grading import unclassified
 from privacy.keys import KeyRing
 from quality.catalogue import RULES_DIR, RuleSet, rules_for
@@ -274,6 +275,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 "privacy_scan asset proposes values."
             )
         yield dg.AssetCheckResult(check_name="classified", passed=True)
+        record_policy(privacy.audit())
         ring = privacy.key_ring() if policy.std_transforms(ds) else None
         the_lake = lake.lake()
         raw_table = the_lake.table("raw", ds.id)

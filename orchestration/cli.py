@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
 
 import polars as pl
 
+from assets.lake import Lake
 from orchestration import instance
 from orchestration.settings import Settings, settings
-from privacy import keys
+from privacy import access, keys
 from privacy.audit import AuditLog
 
 
@@ -200,6 +202,28 @@ def keys_command(s: Settings, action: str) -> int:
     return 0
 
 
+def served(s: Settings, args) -> int:
+    """Commands that hand data out: every one goes through the access rules."""
+    lake = Lake(s.lake_root, s.storage_options)
+    try:
+        who = access.Principal(args.who, args.role, args.department)
+        if args.command == "reidentify":
+            log = AuditLog(s.audit_log)
+            found = access.reidentify(
+                lake, who, keys.load(log, s.key_file), log, args.dataset, args.column, args.pseudonym, args.reason
+            )
+            print("\n".join(found) if found else "no match")
+            return 0 if found else 1
+        zone, name = args.table.split("/", 1)
+        frame = access.read(lake, who, zone, name)
+        frame.write_parquet(args.out)
+        print(f"{args.out}: {frame.height} rows of {zone}/{name} for {who.name} ({who.role})")
+        return 0
+    except (access.AccessDenied, ValueError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="shucang")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,8 +240,22 @@ def main(argv: list[str] | None = None) -> int:
     aud.add_argument("action", choices=["verify", "show"])
     key = sub.add_parser("keys", help="pseudonymisation keys (kept outside the repository and the lake)")
     key.add_argument("action", choices=["status", "rotate"])
+    rid = sub.add_parser("reidentify", help="stewards only: the original values behind a pseudonym (audited)")
+    rid.add_argument("dataset")
+    rid.add_argument("column")
+    rid.add_argument("pseudonym")
+    rid.add_argument("--reason", required=True)
+    exp = sub.add_parser("export", help="write a table as Parquet, as the given role may read it")
+    exp.add_argument("table", help="zone/name, e.g. std/tax_monthly")
+    exp.add_argument("out")
+    for p in (rid, exp):
+        p.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who is asking")
+        p.add_argument("--role", default=os.environ.get("SHUCANG_ROLE", "consumer"), choices=access.ROLES)
+        p.add_argument("--department", default=os.environ.get("SHUCANG_DEPARTMENT"))
     args = parser.parse_args(argv)
     s = settings()
+    if args.command in ("reidentify", "export"):
+        return served(s, args)
     if args.command == "audit":
         return audit(s, args.action)
     if args.command == "keys":

@@ -45,6 +45,18 @@ def std_transforms(ds: Dataset) -> dict[str, str]:
     return out
 
 
+def std_levels(ds: Dataset) -> dict[str, str]:
+    """The level of each std column, propagated from its raw column through the std transform."""
+    from privacy.propagation import propagate
+
+    done = {"pseudonymise": "pseudonymised", "redact": "redacted"}
+    return propagate(
+        {c.name: [(ds.id, c.name)] for c in ds.columns},
+        lambda _, column: grading(ds, column).level,
+        {c: done[w] for c, w in std_transforms(ds).items()},
+    )
+
+
 def apply_std(frame: pl.DataFrame, ds: Dataset, ring: KeyRing) -> pl.DataFrame:
     """The std zone's policy on standardised rows: pseudonyms for direct identifiers, free text redacted."""
     exprs = []

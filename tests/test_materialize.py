@@ -51,15 +51,21 @@ def test_full_graph_materialises_with_checks_and_catalogue(run, manifest):
 def test_catalogue_is_readable_without_dagster(run):
     _, s = run
     doc = json.loads((s.data_dir / "lake" / "catalogue" / "catalogue.json").read_text(encoding="utf-8"))
-    by_id = {d["dataset_id"]: d for d in doc["datasets"]}
-    assert set(by_id) == {ds.id for ds in registry().datasets}
-    reg = by_id["amr_registration"]
+    by_id = {(d["dataset_id"], d["zone"]): d for d in doc["datasets"]}
+    assert {i for i, _ in by_id} == {ds.id for ds in registry().datasets}
+    reg = by_id[("amr_registration", "raw")]
     assert reg["name_zh"] == "企业登记信息" and reg["source_department_zh"] == "台州市黄岩区市场监督管理局"
     assert reg["share_type"] == "有条件共享" and reg["update_cycle"] == "每日" and reg["grade"] == "L4"
     assert (reg["grade_national"], reg["miit_level"]) == ("core", 3)  # 就高从严: its resident-ID column
+    assert [c["column"] for c in reg["columns"]].count("legal_rep_id_no") == 1  # each zone its own columns
     col = next(c for c in reg["columns"] if c["column"] == "legal_rep_id_no")
     assert col["source_header"] == "法定代表人证件号码" and col["role"] == "direct"
     assert (col["grade"], col["grade_national"], col["miit_level"]) == ("L4", "core", 3)
+    # in std the resident ID is a pseudonym: graded by propagation through the approved transform
+    std = by_id[("amr_registration", "std")]
+    assert std["grade"] == "L2"
+    std_col = next(c for c in std["columns"] if c["column"] == "legal_rep_id_no")
+    assert (std_col["privacy_transform"], std_col["effective_grade"], std_col["grade"]) == ("pseudonymise", "L2", "L4")
     table = pl.read_delta(str(s.data_dir / "lake" / "catalogue" / "datasets"))
     assert (
         table.filter((pl.col("dataset_id") == "ent_telemetry") & (pl.col("zone") == "raw"))["row_count"].item() > 90_000

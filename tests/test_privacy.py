@@ -270,3 +270,97 @@ def test_the_audit_and_keys_commands(tmp_path, monkeypatch, capsys):
     log = tmp_path / "data" / "audit" / "privileged.jsonl"
     log.write_text(log.read_text().replace('"previous": 1', '"previous": 7'))
     assert cli.main(["audit", "verify"]) == 1 and "TAMPERED" in capsys.readouterr().out
+
+
+def test_grades_propagate_along_column_lineage_highest_first_unless_an_approved_transform_lowers_them():
+    from privacy.propagation import propagate
+
+    levels = {("a", "ric"): "L4", ("a", "revenue"): "L2", ("b", "region"): "L1", ("b", "remarks"): "L3"}
+    deps = {
+        "person": [("a", "ric")],
+        "person_pseudonym": [("a", "ric")],
+        "revenue_by_region": [("a", "revenue"), ("b", "region")],
+        "mixed": [("a", "revenue"), ("b", "remarks")],
+        "count": [("a", "ric"), ("b", "region")],
+    }
+    got = propagate(
+        deps,
+        lambda d, c: levels[(d, c)],
+        {"person_pseudonym": "pseudonymised", "count": "aggregated", "revenue_by_region": "aggregated"},
+    )
+    assert got == {"person": "L4", "person_pseudonym": "L2", "revenue_by_region": "L1", "mixed": "L3", "count": "L1"}
+    with pytest.raises(ValueError, match="approved"):
+        propagate(deps, lambda d, c: levels[(d, c)], {"person": "renamed"})
+
+
+def test_roles_by_zone_and_reidentification_only_by_stewards_with_a_reason(raw_lake, tmp_path):
+    from privacy import access
+
+    steward = access.Principal("li", "steward")
+    modeler = access.Principal("wang", "modeler")
+    consumer = access.Principal("app", "consumer", department="economy")
+    assert access.read(raw_lake, steward, "raw", "amr_registration").height > 900
+    with pytest.raises(access.AccessDenied, match="raw is for"):
+        access.read(raw_lake, modeler, "raw", "amr_registration")
+    assert access.can_read(modeler, "std") and not access.can_read(consumer, "std")
+    assert access.can_read(consumer, "publish") and not access.can_read(consumer, "quarantine")
+    with pytest.raises(ValueError, match="department"):
+        access.Principal("x", "consumer")
+
+    log = AuditLog(tmp_path / "audit.jsonl")
+    raw = raw_lake.read("raw", "amr_registration")
+    original = raw["legal_rep_id_no"].drop_nulls()[0].strip().upper()
+    pseudo = _one(lambda e: transforms.pseudonym(e, RING, "ric"), [original])[0]
+    with pytest.raises(access.AccessDenied):
+        access.reidentify(raw_lake, modeler, RING, log, "amr_registration", "legal_rep_id_no", pseudo, "audit")
+    found = access.reidentify(
+        raw_lake, steward, RING, log, "amr_registration", "legal_rep_id_no", pseudo, "complaint 2023-117"
+    )
+    assert found == [original]
+    assert [e["action"] for e in log.entries()] == ["reidentify.denied", "reidentify"] and log.verify().ok
+    assert log.entries()[-1]["detail"]["reason"] == "complaint 2023-117"
+    # a change of the privacy configuration is recorded once
+    assert access.record_policy(log) and not access.record_policy(log)
+
+
+def test_the_export_command_enforces_roles(raw_lake, tmp_path, monkeypatch, capsys):
+    from orchestration import cli
+
+    monkeypatch.setenv("LAKE_ROOT", raw_lake.root)
+    monkeypatch.setenv("SHUCANG_DATA_DIR", str(tmp_path))
+    out = tmp_path / "x.parquet"
+    assert cli.main(["export", "raw/amr_registration", str(out), "--role", "modeler", "--as", "wang"]) == 3
+    assert "may not read raw/amr_registration" in capsys.readouterr().err and not out.exists()
+    assert cli.main(["export", "raw/amr_registration", str(out), "--role", "steward", "--as", "li"]) == 0
+    assert pl.read_parquet(out).height > 900
+
+
+def test_after_key_rotation_std_is_repseudonymised_and_old_pseudonyms_still_match(workdir, monkeypatch):
+    import dagster as dg
+
+    import assets.defs
+    from orchestration.resources import resources
+    from orchestration.settings import settings
+
+    monkeypatch.delenv(keys.ENV_KEYS, raising=False)
+    monkeypatch.setenv("SHUCANG_KEY_FILE", str(workdir / "keys.json"))
+    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
+    wanted = {("raw", "amr_registration"), ("std", "amr_registration")}
+    selection = [
+        a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and tuple(a.key.path) in wanted
+    ]
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(selection, resources=resources(s), instance=instance).success
+    lake = Lake(s.lake_root)
+    before = lake.read("std", "amr_registration").select("uscc", "legal_rep_id_no")
+    ring = keys.rotate(AuditLog(s.audit_log), s.key_file)
+    assert dg.materialize(selection[1:], resources=resources(s), instance=instance).success
+    after = lake.read("std", "amr_registration").select("uscc", "legal_rep_id_no")
+    assert before["legal_rep_id_no"].drop_nulls().str.starts_with("k1:").all()
+    assert after["legal_rep_id_no"].drop_nulls().str.starts_with("k2:").all()
+    # the old pseudonyms are still reproducible with key version 1 from the same std values
+    raw_ids = lake.read("raw", "amr_registration")["legal_rep_id_no"].str.strip_chars().str.to_uppercase()
+    old = set(_one(lambda e: transforms.pseudonym(e, ring, "ric", version=1), raw_ids.to_list()))
+    assert set(before["legal_rep_id_no"].drop_nulls()) <= old
+    actions = [e["action"] for e in AuditLog(s.audit_log).entries()]
+    assert actions.count("key.use") == 2 and "key.rotate" in actions and AuditLog(s.audit_log).verify().ok
