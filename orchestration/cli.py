@@ -47,7 +47,7 @@ def summary(s: Settings) -> str:
             f"{_version(r)}{r['landed'] or 0:>7}{r['rejected'] or 0:>10}"
         )
     out.append(f"  {'total raw':<46}{int(raw['row_count'].fill_null(0).sum()):>10,}")
-    out += ["", _std_section(lake, catalogue)]
+    out += ["", _std_section(lake, catalogue), "", _privacy_section(s, lake, catalogue)]
     if log is not None and (rej := log.filter(pl.col("status") == "rejected")).height:
         out += ["", f"  rejected files ({rej.height}) — moved to {s.rejected_root}, each with a .reason.json:"]
         for r in rej.sort("file").iter_rows(named=True):
@@ -94,6 +94,25 @@ def _std_section(lake, catalogue: pl.DataFrame) -> str:
             f"{r.get('quarantined') or 0:>13,}{r.get('merged') or 0:>8,}"
         )
     return "\n".join(lines)
+
+
+def _privacy_section(s: Settings, lake, catalogue: pl.DataFrame) -> str:
+    """What the privacy stage did: the grade of each zone's dataset, what std transformed, the audit log."""
+    columns = lake.read("catalogue", "columns")
+    out = ["  privacy (分类分级, std zone policy)"]
+    if columns is not None and "privacy_transform" in columns.columns:
+        done = columns.filter((pl.col("zone") == "std") & pl.col("privacy_transform").is_not_null())
+        for (ds,), group in done.sort("dataset_id", "position").group_by("dataset_id", maintain_order=True):
+            grades = catalogue.filter(pl.col("dataset_id") == ds).select("zone", "grade").rows()
+            what = ", ".join(f"{r['column']} ({r['privacy_transform']})" for r in group.iter_rows(named=True))
+            out.append(f"    {ds:<20} {' → '.join(f'{z} {g}' for z, g in sorted(grades))}: {what}")
+    verdict = AuditLog(s.audit_log).verify()
+    out.append(
+        f"    audit log {s.audit_log}: {verdict.entries} entries, "
+        + ("chain intact" if verdict.ok else f"TAMPERED — {verdict.problem}")
+    )
+    out.append(f"    keys      {s.key_file} (outside the repository and the lake)")
+    return "\n".join(out)
 
 
 def _pad(text: str, width: int) -> str:

@@ -16,6 +16,7 @@ from sourcegen.generate import generate
 # the developer's ~/.config (each process of pytest-xdist gets its own, which is what a fresh machine sees).
 _KEYS = Path(tempfile.mkdtemp(prefix="shucang-test-keys-"))
 os.environ.setdefault("SHUCANG_KEY_FILE", str(_KEYS / "pseudonym_keys.json"))
+os.environ.setdefault("SHUCANG_AUDIT_LOG", str(_KEYS / "privileged.jsonl"))  # for tests on default settings
 
 SMALL_SCALE = 1.0  # the demo scale: 1,000 enterprises, 100,000 telemetry rows; every defect kind occurs
 
