@@ -13,7 +13,7 @@ import polars as pl
 from assets.ingest.collector import PROVENANCE
 from assets.lake import Lake
 from assets.registry import Dataset, Registry
-from privacy import grading, policy
+from privacy import grading, overrides, policy
 from quality import units
 from quality.gate import STD_TYPES
 
@@ -136,4 +136,47 @@ def build(reg: Registry, lake: Lake, now: dt.datetime) -> tuple[pl.DataFrame, pl
     entries = [dataset_entry(reg, ds, zone, lake) for zone in CATALOGUED_ZONES for ds in reg.datasets]
     columns = [row for zone in CATALOGUED_ZONES for ds in reg.datasets for row in column_entries(reg, ds, zone)]
     datasets = pl.DataFrame(entries, infer_schema_length=None).with_columns(pl.lit(now).alias("catalogued_at"))
-    return datasets, pl.DataFrame(columns, infer_schema_length=None)
+    return _apply_overrides(datasets, pl.DataFrame(columns, infer_schema_length=None), overrides.current(lake))
+
+
+def _apply_overrides(
+    datasets: pl.DataFrame, columns: pl.DataFrame, approved: dict
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Stewards' grade overrides replace the propagated effective grade; a dataset whose columns changed
+    is graded again at its highest effective column (L1 < … < L4 sort as text)."""
+    if not approved:
+        return datasets, columns.with_columns(pl.lit(False).alias("grade_overridden"))
+    keys = pl.DataFrame(
+        [(d, z, c, lv) for (d, z, c), lv in approved.items()],
+        schema=["dataset_id", "zone", "column", "override"],
+        orient="row",
+    )
+    columns = (
+        columns.join(keys, on=["dataset_id", "zone", "column"], how="left")
+        .with_columns(
+            pl.col("override").is_not_null().alias("grade_overridden"),
+            pl.coalesce("override", "effective_grade").alias("effective_grade"),
+        )
+        .drop("override")
+    )
+    touched = {(d, z) for d, z, _ in approved}
+    regraded = (
+        columns.filter(pl.struct("dataset_id", "zone").is_in([{"dataset_id": d, "zone": z} for d, z in touched]))
+        .group_by("dataset_id", "zone")
+        .agg(pl.col("effective_grade").max().alias("regraded"))
+    )
+    crosswalk = grading.vocabulary()["levels"]
+    datasets = (
+        datasets.join(regraded, on=["dataset_id", "zone"], how="left")
+        .with_columns(pl.coalesce("regraded", "grade").alias("grade"))
+        .with_columns(
+            pl.col("grade")
+            .replace_strict({k: v["grade"] for k, v in crosswalk.items()}, default=pl.col("grade_national"))
+            .alias("grade_national"),
+            pl.col("grade")
+            .replace_strict({k: v["miit"] for k, v in crosswalk.items()}, default=pl.col("miit_level"))
+            .alias("miit_level"),
+        )
+        .drop("regraded")
+    )
+    return datasets, columns

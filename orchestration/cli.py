@@ -14,7 +14,7 @@ import polars as pl
 from assets.lake import Lake
 from orchestration import instance
 from orchestration.settings import Settings, settings
-from privacy import access, keys
+from privacy import access, keys, overrides
 from privacy.audit import AuditLog
 
 
@@ -234,6 +234,29 @@ def served(s: Settings, args) -> int:
             print("\n".join(found) if found else "no match")
             return 0 if found else 1
         zone, name = args.table.split("/", 1)
+        if args.command == "grade-override":
+            from assets.catalogue_entries import column_entries
+            from assets.registry import registry
+
+            reg = registry()
+            entry = next((c for c in column_entries(reg, reg.dataset(name), zone) if c["column"] == args.column), None)
+            if entry is None:
+                raise ValueError(f"{name} has no column {args.column!r}")
+            overrides.override(
+                lake,
+                AuditLog(s.audit_log),
+                who,
+                name,
+                zone,
+                args.column,
+                args.level,
+                entry["effective_grade"],
+                args.reason,
+            )
+            print(
+                f"{zone}/{name}.{args.column}: {entry['effective_grade']} → {args.level} (the catalogue applies it on its next run)"
+            )
+            return 0
         frame = access.read(lake, who, zone, name)
         frame.write_parquet(args.out)
         print(f"{args.out}: {frame.height} rows of {zone}/{name} for {who.name} ({who.role})")
@@ -264,16 +287,21 @@ def main(argv: list[str] | None = None) -> int:
     rid.add_argument("column")
     rid.add_argument("pseudonym")
     rid.add_argument("--reason", required=True)
+    gro = sub.add_parser("grade-override", help="stewards only: set a column's effective grade in a zone (audited)")
+    gro.add_argument("table", help="zone/dataset, e.g. std/amr_registration")
+    gro.add_argument("column")
+    gro.add_argument("level", choices=["L1", "L2", "L3", "L4"])
+    gro.add_argument("--reason", required=True)
     exp = sub.add_parser("export", help="write a table as Parquet, as the given role may read it")
     exp.add_argument("table", help="zone/name, e.g. std/tax_monthly")
     exp.add_argument("out")
-    for p in (rid, exp):
+    for p in (rid, exp, gro):
         p.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who is asking")
         p.add_argument("--role", default=os.environ.get("SHUCANG_ROLE", "consumer"), choices=access.ROLES)
         p.add_argument("--department", default=os.environ.get("SHUCANG_DEPARTMENT"))
     args = parser.parse_args(argv)
     s = settings()
-    if args.command in ("reidentify", "export"):
+    if args.command in ("reidentify", "export", "grade-override"):
         return served(s, args)
     if args.command == "audit":
         return audit(s, args.action)

@@ -263,6 +263,7 @@ def test_the_audit_and_keys_commands(tmp_path, monkeypatch, capsys):
 
     monkeypatch.delenv(keys.ENV_KEYS, raising=False)
     monkeypatch.setenv("SHUCANG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SHUCANG_AUDIT_LOG", str(tmp_path / "data" / "audit" / "privileged.jsonl"))
     monkeypatch.setenv("SHUCANG_KEY_FILE", str(tmp_path / "keys.json"))
     assert cli.main(["keys", "status"]) == 0 and cli.main(["keys", "rotate"]) == 0
     assert "versions [1, 2], current 2" in capsys.readouterr().out
@@ -364,3 +365,28 @@ def test_after_key_rotation_std_is_repseudonymised_and_old_pseudonyms_still_matc
     assert set(before["legal_rep_id_no"].drop_nulls()) <= old
     actions = [e["action"] for e in AuditLog(s.audit_log).entries()]
     assert actions.count("key.use") == 2 and "key.rotate" in actions and AuditLog(s.audit_log).verify().ok
+
+
+def test_grade_overrides_are_stewards_only_audited_and_regrade_the_catalogue(tmp_path, monkeypatch, capsys):
+    import datetime as dt
+
+    from assets import catalogue_entries
+    from orchestration import cli
+
+    monkeypatch.setenv("SHUCANG_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SHUCANG_AUDIT_LOG", str(tmp_path / "audit" / "privileged.jsonl"))
+    args = ["grade-override", "std/amr_registration", "legal_rep_id_no", "L3", "--reason", "review 2023-12"]
+    assert cli.main([*args, "--role", "modeler", "--as", "wang"]) == 3
+    assert cli.main([*args, "--role", "steward", "--as", "li"]) == 0
+    assert "L2 → L3" in capsys.readouterr().out
+    lake = Lake(str(tmp_path / "lake"))
+    datasets, columns = catalogue_entries.build(registry(), lake, dt.datetime.now(dt.UTC))
+    col = columns.filter((pl.col("zone") == "std") & (pl.col("column") == "legal_rep_id_no")).row(0, named=True)
+    assert (col["effective_grade"], col["grade_overridden"]) == ("L3", True)
+    std = datasets.filter((pl.col("dataset_id") == "amr_registration") & (pl.col("zone") == "std")).row(0, named=True)
+    assert (std["grade"], std["grade_national"], std["miit_level"]) == ("L3", "important", 2)
+    raw = datasets.filter((pl.col("dataset_id") == "amr_registration") & (pl.col("zone") == "raw")).row(0, named=True)
+    assert raw["grade"] == "L4"  # only the overridden zone changes
+    log = AuditLog(tmp_path / "audit" / "privileged.jsonl")
+    assert [e["action"] for e in log.entries()] == ["grade.override.denied", "grade.override"] and log.verify().ok
+    assert log.entries()[-1]["detail"]["reason"] == "review 2023-12"
