@@ -61,13 +61,18 @@ def read(lake: Lake, who: Principal, zone: str, name: str, columns: list[str] | 
     return frame
 
 
+def require_steward(who: Principal, audit: AuditLog, action: str, **detail) -> None:
+    """Privileged operations are for stewards; a refusal is itself written to the audit log."""
+    if who.role != "steward":
+        audit.append(f"{action}.denied", actor=who.name, **detail)
+        raise AccessDenied(f"{who.name} ({who.role}) may not {action}: stewards only")
+
+
 def reidentify(
     lake: Lake, who: Principal, ring: KeyRing, audit: AuditLog, dataset: str, column: str, pseudonym: str, reason: str
 ) -> list[str]:
     """The original values behind a pseudonym, from raw — stewards only, with a reason, always audited."""
-    if who.role != "steward":
-        audit.append("reidentify.denied", actor=who.name, dataset=dataset, column=column, reason=reason)
-        raise AccessDenied(f"{who.name} ({who.role}) may not re-identify: stewards only")
+    require_steward(who, audit, "reidentify", dataset=dataset, column=column, reason=reason)
     if not reason.strip():
         raise ValueError("re-identification needs a reason")
     from assets.registry import registry

@@ -9,7 +9,7 @@ import datetime as dt
 import polars as pl
 
 from assets.lake import Lake
-from privacy.access import AccessDenied, Principal
+from privacy.access import Principal, require_steward
 from privacy.audit import AuditLog
 from privacy.grading import level_rank
 
@@ -37,9 +37,7 @@ def override(
     previous: str,
     reason: str,
 ) -> dict:
-    if who.role != "steward":
-        audit.append("grade.override.denied", actor=who.name, dataset=dataset, zone=zone, column=column, level=level)
-        raise AccessDenied(f"{who.name} ({who.role}) may not override grades: stewards only")
+    require_steward(who, audit, "grade.override", dataset=dataset, zone=zone, column=column, level=level)
     level_rank(level)  # a known level
     if not reason.strip():
         raise ValueError("a grade override needs a reason")
