@@ -1,0 +1,11 @@
+select
+    account_no,
+    account_name,
+    uscc,
+    period,
+    consumption as consumption_kwh,
+    voltage_level,
+    _source_department,
+    _source_file,
+    cast(_ingested_at as date) as _delivered_on
+from {{ source('std', 'power_monthly') }}

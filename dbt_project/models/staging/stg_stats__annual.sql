@@ -1,0 +1,13 @@
+select
+    uscc,
+    name,
+    year,
+    value_added as value_added_yuan,
+    revenue as revenue_yuan,
+    avg_employees,
+    rd_expense as rd_expense_yuan,
+    energy_tce,
+    _source_department,
+    _source_file,
+    cast(_ingested_at as date) as _delivered_on
+from {{ source('std', 'stats_annual') }}

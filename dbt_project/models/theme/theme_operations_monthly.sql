@@ -1,0 +1,44 @@
+-- 企业经营主题库（月）: revenue and tax (税务), metered electricity (电力, all supply accounts of the firm),
+-- and the firm's own report of output, electricity and headcount (企业填报), per enterprise and month.
+
+with tax as (
+    select uscc, period, sum(revenue_yuan) as revenue_yuan, sum(tax_paid_yuan) as tax_paid_yuan
+    from {{ ref('stg_tax__monthly') }}
+    group by uscc, period
+),
+
+power as (
+    select uscc, period, sum(consumption_kwh) as electricity_kwh, count(*) as supply_accounts
+    from {{ ref('stg_power__monthly') }}
+    where uscc is not null
+    group by uscc, period
+),
+
+production as (
+    select uscc, period, output_value_yuan, output_qty, electricity_kwh as reported_electricity_kwh, employees
+    from {{ ref('stg_ent__production') }}
+),
+
+keys as (
+    select uscc, period from tax
+    union
+    select uscc, period from power
+    union
+    select uscc, period from production
+)
+
+select
+    k.uscc,
+    k.period,
+    t.revenue_yuan,
+    t.tax_paid_yuan,
+    p.electricity_kwh,
+    p.supply_accounts,
+    d.output_value_yuan,
+    d.output_qty,
+    d.reported_electricity_kwh,
+    d.employees
+from keys as k
+left join tax as t on t.uscc = k.uscc and t.period = k.period
+left join power as p on p.uscc = k.uscc and p.period = k.period
+left join production as d on d.uscc = k.uscc and d.period = k.period

@@ -1,0 +1,1 @@
+"""dbt wiring: the Delta source plugin dbt-duckdb loads, the project handle and the Dagster translator."""
