@@ -1,15 +1,24 @@
-"""What the assets package gives the code location: landing specs, collection assets, the catalogue."""
+"""What the assets package gives the code location: landing specs, collection, std, governance, the
+catalogue, the privacy scan and the publish zone (the dbt models come from orchestration.dbt)."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, clean, collect, govern, privacy_scan
+from assets import catalogue, clean, collect, govern, privacy_scan, publish
 
 landing_specs, collect_assets = collect.build()
 
 std_assets = clean.build()
 
 defs = dg.Definitions(
-    assets=[*landing_specs, *collect_assets, *std_assets, *govern.build(), catalogue.build(), privacy_scan.build()]
+    assets=[
+        *landing_specs,
+        *collect_assets,
+        *std_assets,
+        *govern.build(),
+        catalogue.build(),
+        privacy_scan.build(),
+        *publish.build(),
+    ]
 )

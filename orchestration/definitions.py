@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 import assets.defs
+import orchestration.dbt.assets
 import orchestration.jobs
 import orchestration.lineage.sensors
 import sensors.defs
@@ -12,6 +13,7 @@ from orchestration.resources import resources
 
 defs = dg.Definitions.merge(
     assets.defs.defs,
+    dg.Definitions(assets=orchestration.dbt.assets.build()),
     sensors.defs.defs,
     orchestration.lineage.sensors.defs,
     orchestration.jobs.defs,

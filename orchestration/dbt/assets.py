@@ -1,0 +1,213 @@
+"""The dbt models as Dagster assets: one ``dbt build`` per run, in the warehouse pool (one DuckDB writer).
+
+Each run pins the std Delta versions it reads (recorded on every materialisation, so a rerun with the same
+pins rebuilds the same tables), and adds to each model's materialisation what dbt alone does not give:
+column lineage (sqlglot over the compiled SQL, with the schemas DuckDB reports after the build), the
+propagated grade and identifier role of every column (就高从严: privacy.propagation.derive), and the dbt
+tests that failed on it — which the publish gates read.
+"""
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+import duckdb
+from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
+from sqlglot import exp, to_table
+from sqlglot.expressions import normalize_table_name
+
+from assets.registry import registry
+from orchestration.dbt import delta_source
+from orchestration.dbt.project import Translator, column_meta, manifest, project
+from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
+from privacy import policy
+from privacy.grading import grading, highest
+from privacy.propagation import derive
+
+GRADES = "shucang/column_grades"
+FAILED_TESTS = "shucang/failed_tests"
+SOURCE_VERSIONS = "source_versions"
+UNKNOWN = "unknown/lineage"
+
+
+class DbtRunConfig(dg.Config):
+    """``pins``: 'zone.dataset' → Delta version to read instead of the current one (reproduce a run)."""
+
+    pins: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def current_pins(lake, sources: list[tuple[str, str]], requested: Mapping[str, int]) -> dict[str, int]:
+    """The version of every source table this run reads: the requested pin, else the current version."""
+    pins = {}
+    for zone, name in sources:
+        ref = f"{zone}.{name}"
+        if ref in requested:
+            pins[ref] = int(requested[ref])
+        elif (table := lake.table(zone, name)) is not None:
+            pins[ref] = table.version()
+    unknown = sorted(set(requested) - set(pins))
+    if unknown:
+        raise dg.Failure(f"pins for tables that are not dbt sources: {unknown}")
+    return pins
+
+
+def _schemas(path: str) -> dict[str, dict[str, dict[str, str]]]:
+    """normalised relation name → column → {data_type}, from the warehouse after the build."""
+    con = duckdb.connect(path, read_only=True, config={"autoload_known_extensions": False})
+    try:
+        rows = con.execute(
+            "select table_catalog, table_schema, table_name, column_name, data_type "
+            "from information_schema.columns order by ordinal_position"
+        ).fetchall()
+    finally:
+        con.close()
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for db, schema, table, column, dtype in rows:
+        name = normalize_table_name(exp.table_(table, db=schema, catalog=db), dialect="duckdb")
+        out.setdefault(name, {})[column] = {"data_type": dtype}
+    return out
+
+
+def _relation(props: Mapping[str, Any]) -> str:
+    return normalize_table_name(to_table(props["relation_name"], dialect="duckdb"), dialect="duckdb")
+
+
+def _std_grading(dataset: str, column: str) -> tuple[str, str]:
+    reg = registry()
+    ds = reg.dataset(dataset)
+    levels = policy.std_levels(ds)
+    if column not in levels:  # provenance columns
+        return "L1", "none"
+    return levels[column], grading(ds, column).role
+
+
+def build() -> list[dg.AssetsDefinition]:
+    dbt_project = project()
+    translator = Translator()
+
+    @dbt_assets(
+        manifest=dbt_project.manifest_path,
+        project=dbt_project,
+        dagster_dbt_translator=translator,
+        pool=WAREHOUSE_POOL,
+        name="dbt_models",
+    )
+    def dbt_models(
+        context: dg.AssetExecutionContext,
+        config: DbtRunConfig,
+        dbt: DbtCliResource,
+        lake: LakeResource,
+        warehouse: WarehouseResource,
+    ):
+        the_manifest = manifest(dbt_project)
+        sources = [(p.get("config", {}).get("zone") or "std", p["name"]) for p in the_manifest["sources"].values()]
+        pins = current_pins(lake.lake(), sources, config.pins)
+        env = {
+            delta_source.PINS_ENV: json.dumps(pins),
+            "WAREHOUSE_PATH": warehouse.path,
+            "LAKE_ROOT": lake.root,
+            "LAKE_STORAGE_OPTIONS": json.dumps(dict(lake.storage_options)),
+        }
+        with _environment(env):
+            invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+        events = list(invocation.stream())  # dbt holds the DuckDB file until it exits
+        yield from _enriched(context, events, invocation, translator, warehouse.path, pins)
+        if not invocation.is_successful():
+            results = invocation.get_artifact("run_results.json")["results"]
+            errors = [r["unique_id"] for r in results if r["status"] == "error"]
+            if errors:
+                raise dg.Failure(
+                    description=f"dbt build: {len(errors)} node(s) failed: {', '.join(errors)}",
+                    metadata={"failed": ", ".join(errors)},
+                )
+            context.log.warning("dbt build finished with failing tests; their models stay unpublished")
+
+    return [dbt_models]
+
+
+def _enriched(context, events, invocation, translator, warehouse_path: str, pins: dict[str, int]):
+    run_manifest = invocation.get_artifact("manifest.json")
+    nodes = {**run_manifest["nodes"], **run_manifest["sources"]}
+    failed: dict[dg.AssetKey, list[str]] = {}
+    for ev in events:
+        if isinstance(ev, dg.AssetCheckResult) and not ev.passed:
+            failed.setdefault(ev.asset_key, []).append(ev.check_name)
+    schemas = _schemas(warehouse_path)
+    graded: dict[str, dict[str, dict]] = {}  # asset key (a/b) → column → grading, for this run's models
+
+    def grading_of(key: str, column: str) -> tuple[str, str]:
+        if key == UNKNOWN:
+            return "L4", "none"
+        zone, name = key.split("/", 1)
+        if zone == "std":
+            return _std_grading(name, column)
+        if zone == "parameters":
+            return "L1", "none"
+        if key not in graded:  # a model not rebuilt in this run: its last materialisation says
+            event = context.instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
+            value = event.asset_materialization.metadata.get(GRADES) if event else None
+            graded[key] = value.value if value is not None else {}
+        g = graded[key].get(column)
+        return (g["level"], g["role"]) if g else ("L4", "none")  # unknown: graded as strictly as possible
+
+    for ev in events:
+        if not isinstance(ev, dg.Output):
+            yield ev
+            continue
+        uid = ev.metadata["unique_id"].value
+        props = nodes[uid]
+        key = translator.get_asset_key(props)
+        extra: dict[str, Any] = {SOURCE_VERSIONS: pins}
+        if props["resource_type"] == "model":
+            columns = schemas.get(_relation(props), {})
+            parents = {
+                nodes[p]["relation_name"]: schemas.get(_relation(nodes[p]), {})
+                for p in props["depends_on"]["nodes"]
+                if p in nodes
+            }
+            lineage = {}
+            try:
+                lineage = _build_column_lineage_metadata(
+                    EventHistoryMetadata(columns=columns, parents=parents),
+                    props,
+                    run_manifest,
+                    translator,
+                    invocation.target_path,
+                    None,
+                ).get("dagster/column_lineage")
+            except Exception as exc:  # noqa: BLE001 — lineage must not stop the build; say so
+                context.log.warning(f"{key.to_user_string()}: column lineage not derived ({exc})")
+            if lineage is not None and lineage != {}:
+                extra["dagster/column_lineage"] = lineage
+                deps = {
+                    c: [(d.asset_key.to_user_string(), d.column_name) for d in ds]
+                    for c, ds in lineage.deps_by_column.items()
+                }
+            else:  # without lineage nothing can be proven: every column is graded as strictly as possible
+                deps = {c: [(UNKNOWN, c)] for c in columns}
+                extra["shucang/lineage_unknown"] = True
+            declared = {c: column_meta(props, c) for c in columns}
+            grades = derive(deps, grading_of, declared)
+            graded[key.to_user_string()] = grades
+            extra[GRADES] = grades
+            extra["grade"] = highest(g["level"] for g in grades.values()) if grades else "L1"
+            extra[FAILED_TESTS] = sorted(failed.get(key, []))
+        yield dg.Output(value=None, output_name=ev.output_name, metadata={**ev.metadata, **extra})
