@@ -9,6 +9,7 @@ import pyarrow.fs as pafs
 from assets import catalogue_entries
 from assets.clean import std_key
 from assets.collect import raw_key
+from assets.publish import GRADES, publish_key
 from assets.registry import Registry, registry
 from orchestration.resources import LakeResource
 
@@ -25,12 +26,50 @@ def write_export(root: str, storage_options: dict, document: dict) -> str:
     return path
 
 
-def build(reg: Registry | None = None) -> dg.AssetsDefinition:
+def public_models() -> list[dict]:
+    """The public dbt models as catalogue input: name, description, meta and columns from the manifest."""
+    from orchestration.dbt.project import is_public, manifest, model_meta, project
+
+    return [
+        {
+            "name": p["name"],
+            "description": p.get("description") or "",
+            "meta": model_meta(p),
+            "columns": {
+                c: {
+                    "description": spec.get("description"),
+                    "data_type": spec.get("data_type"),
+                    "meta": {**spec.get("meta", {}), **spec.get("config", {}).get("meta", {})},
+                }
+                for c, spec in p.get("columns", {}).items()
+            },
+        }
+        for p in manifest(project())["nodes"].values()
+        if is_public(p)
+    ]
+
+
+def _published_grades(instance: dg.DagsterInstance, models: list[dict]) -> dict[str, dict]:
+    out = {}
+    for m in models:
+        event = instance.get_latest_materialization_event(publish_key(m["name"]))
+        value = event.asset_materialization.metadata.get(GRADES) if event else None
+        if value is not None:
+            out[m["name"]] = value.value
+    return out
+
+
+def build(reg: Registry | None = None, published: list[dict] | None = None) -> dg.AssetsDefinition:
     reg = reg or registry()
+    published = public_models() if published is None else published
 
     @dg.asset(
         key=["catalogue", "datasets"],
-        deps=[*(raw_key(ds) for ds in reg.datasets), *(std_key(ds.id) for ds in reg.datasets)],
+        deps=[
+            *(raw_key(ds) for ds in reg.datasets),
+            *(std_key(ds.id) for ds in reg.datasets),
+            *(publish_key(m["name"]) for m in published),
+        ],
         group_name="catalogue",
         kinds={"delta", "polars"},
         owners=[reg.defaults.steward],
@@ -38,7 +77,7 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
         automation_condition=dg.AutomationCondition.eager(),
     )
     def catalogue(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        """数据目录：每个数据集及其每一列的编目信息（中英文名称、数源单位、更新周期、共享/开放属性、
+        """数据目录：每个数据集（原始库、标准库、共享库）及其每一列的编目信息（中英文名称、数源单位、更新周期、共享/开放属性、
         分类分级、字段说明），连同当前Delta版本与行数。
 
         The catalogue of every dataset and column, as Delta tables `catalogue/datasets` and
@@ -46,7 +85,8 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
         """
         the_lake = lake.lake()
         now = dt.datetime.now(dt.UTC)
-        datasets, columns = catalogue_entries.build(reg, the_lake, now)
+        grades = _published_grades(context.instance, published)
+        datasets, columns = catalogue_entries.build(reg, the_lake, now, published, grades)
         version = the_lake.overwrite("catalogue", "datasets", datasets.to_arrow())
         the_lake.overwrite("catalogue", "columns", columns.to_arrow())
         by_ds = columns.partition_by("dataset_id", "zone", as_dict=True)

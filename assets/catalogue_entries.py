@@ -131,10 +131,16 @@ def _unit(c, zone: str) -> str | None:
 CATALOGUED_ZONES = ("raw", "std")
 
 
-def build(reg: Registry, lake: Lake, now: dt.datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(datasets, columns) frames of the whole catalogue as the lake stands now."""
+def build(
+    reg: Registry, lake: Lake, now: dt.datetime, published: list[dict] | None = None, grades: dict | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(datasets, columns) frames of the whole catalogue as the lake stands now: raw and std from the
+    registry, the publish zone from the public dbt models (``published_entries``)."""
     entries = [dataset_entry(reg, ds, zone, lake) for zone in CATALOGUED_ZONES for ds in reg.datasets]
     columns = [row for zone in CATALOGUED_ZONES for ds in reg.datasets for row in column_entries(reg, ds, zone)]
+    more_entries, more_columns = published_entries(published or [], lake, grades or {})
+    entries += more_entries
+    columns += more_columns
     datasets = pl.DataFrame(entries, infer_schema_length=None).with_columns(pl.lit(now).alias("catalogued_at"))
     return _apply_overrides(datasets, pl.DataFrame(columns, infer_schema_length=None), overrides.current(lake))
 
@@ -179,4 +185,67 @@ def _apply_overrides(
         )
         .drop("regraded")
     )
+    return datasets, columns
+
+
+def published_entries(models: list[dict], lake: Lake, grades: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """Catalogue rows of the publish zone: one dataset per public dbt model (its yml ``meta`` is the entry)
+    and its columns with the grade propagated along column lineage (``grades``: model → column → grading).
+
+    ``models``: dicts with name, description, meta, columns (name → description, data_type, meta)."""
+    datasets, columns = [], []
+    for m in models:
+        meta, name = m["meta"], m["name"]
+        graded = grades.get(name, {})
+        level = grading.highest(g["level"] for g in graded.values()) if graded else None
+        table = lake.table("publish", name)
+        datasets.append(
+            {
+                "dataset_id": name,
+                "zone": "publish",
+                "asset_key": f"publish/{name}",
+                "name_zh": meta.get("name_zh", name),
+                "name_en": meta.get("name_en", name),
+                "description": m["description"],
+                "source_department": "modelling",
+                "source_department_zh": "分析建模（dbt）",
+                "source_department_en": "modelling (dbt)",
+                "update_cycle": meta.get("update_cycle"),
+                "share_type": meta.get("share_type"),
+                "open_type": meta.get("open_type"),
+                "owner": meta.get("owner"),
+                "steward": "team:data-stewards",
+                "classification": meta.get("classification", "derived"),
+                "grade": level,
+                "grade_national": _crosswalk(level, "grade"),
+                "miit_level": _crosswalk(level, "miit"),
+                "format": "delta",
+                "delta_uri": lake.uri("publish", name),
+                "delta_version": table.version() if table else None,
+                "row_count": lake.row_count("publish", name) if table else None,
+                "column_count": len(m["columns"]),
+            }
+        )
+        for i, (column, spec) in enumerate(m["columns"].items(), start=1):
+            g = graded.get(column, {})
+            columns.append(
+                {
+                    "dataset_id": name,
+                    "zone": "publish",
+                    "position": i,
+                    "column": column,
+                    "source_header": None,
+                    "physical_type": spec.get("data_type"),
+                    "logical_type": spec.get("data_type"),
+                    "description": spec.get("description"),
+                    "unit": spec.get("meta", {}).get("unit"),
+                    "classification": spec.get("meta", {}).get("classification", "unclassified"),
+                    "grade": g.get("inherited"),
+                    "grade_national": _crosswalk(g.get("level"), "grade"),
+                    "miit_level": _crosswalk(g.get("level"), "miit"),
+                    "role": g.get("role") or spec.get("meta", {}).get("role"),
+                    "privacy_transform": g.get("transform"),
+                    "effective_grade": g.get("level"),
+                }
+            )
     return datasets, columns

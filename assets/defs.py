@@ -7,18 +7,20 @@ import dagster as dg
 
 from assets import catalogue, clean, collect, govern, privacy_scan, publish
 
-landing_specs, collect_assets = collect.build()
 
-std_assets = clean.build()
+def build() -> dg.Definitions:
+    landing_specs, collect_assets = collect.build()
+    return dg.Definitions(
+        assets=[
+            *landing_specs,
+            *collect_assets,
+            *clean.build(),
+            *govern.build(),
+            catalogue.build(),
+            privacy_scan.build(),
+            *publish.build(),
+        ]
+    )
 
-defs = dg.Definitions(
-    assets=[
-        *landing_specs,
-        *collect_assets,
-        *std_assets,
-        *govern.build(),
-        catalogue.build(),
-        privacy_scan.build(),
-        *publish.build(),
-    ]
-)
+
+defs = build()

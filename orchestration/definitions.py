@@ -11,11 +11,18 @@ import orchestration.lineage.sensors
 import sensors.defs
 from orchestration.resources import resources
 
-defs = dg.Definitions.merge(
-    assets.defs.defs,
-    dg.Definitions(assets=orchestration.dbt.assets.build()),
-    sensors.defs.defs,
-    orchestration.lineage.sensors.defs,
-    orchestration.jobs.defs,
-    dg.Definitions(resources=resources(), executor=dg.in_process_executor),
-)
+
+def build(fresh: bool = False) -> dg.Definitions:
+    """Everything the code location holds; ``fresh`` builds it again, for another dbt project (a modeler's
+    copy, ``$SHUCANG_DBT_PROJECT_DIR``)."""
+    return dg.Definitions.merge(
+        assets.defs.build() if fresh else assets.defs.defs,
+        dg.Definitions(assets=orchestration.dbt.assets.build()),
+        sensors.defs.defs,
+        orchestration.lineage.sensors.defs,
+        orchestration.jobs.defs,
+        dg.Definitions(resources=resources(), executor=dg.in_process_executor),
+    )
+
+
+defs = build()

@@ -60,11 +60,15 @@ def prepare(root: Path | None = None) -> Path:
     return root / "target" / "manifest.json"
 
 
+def project(root: str | Path | None = None) -> DbtProject:
+    """The dbt project (``$SHUCANG_DBT_PROJECT_DIR`` or ``dbt_project/``), its manifest prepared."""
+    return _project(str(Path(root).resolve() if root else project_dir()))
+
+
 @cache
-def project(root: str | None = None) -> DbtProject:
-    path = Path(root) if root else project_dir()
-    prepare(path)
-    return DbtProject(project_dir=path, profiles_dir=path)
+def _project(root: str) -> DbtProject:
+    prepare(Path(root))
+    return DbtProject(project_dir=root, profiles_dir=root)
 
 
 def manifest(dbt_project: DbtProject) -> dict[str, Any]:

@@ -5,7 +5,7 @@ with power as (
     select
         uscc,
         cast(substr(period, 1, 4) as integer) as year,
-        sum(consumption_kwh) as electricity_kwh_delivered,
+        {{ exact_sum('consumption_kwh') }} as electricity_kwh_delivered,
         count(distinct period) as electricity_months
     from {{ ref('stg_power__monthly') }}
     where uscc is not null

@@ -9,10 +9,10 @@ ops as (
     select
         uscc,
         cast(substr(period, 1, 4) as integer) as year,
-        sum(revenue_yuan) as tax_revenue_yuan,
-        sum(tax_paid_yuan) as tax_paid_yuan,
+        {{ exact_sum('revenue_yuan') }} as tax_revenue_yuan,
+        {{ exact_sum('tax_paid_yuan') }} as tax_paid_yuan,
         count(tax_paid_yuan) as tax_months,
-        sum(output_value_yuan) as output_value_yuan,
+        {{ exact_sum('output_value_yuan') }} as output_value_yuan,
         avg(employees) as reported_employees
     from {{ ref('theme_operations_monthly') }}
     group by uscc, cast(substr(period, 1, 4) as integer)
@@ -22,7 +22,7 @@ land as (
     select
         l.uscc,
         y.year,
-        sum(l.area_m2) / 666.6666666667 as land_mu,
+        {{ exact_sum('l.area_m2') }} / 666.6666666667 as land_mu,
         count(*) as parcels
     from {{ ref('stg_land__parcels') }} as l
     cross join years as y
@@ -31,25 +31,25 @@ land as (
 ),
 
 devices as (
-    select e.uscc, count(*) as devices, sum(e.rated_power_kw) as rated_power_kw
+    select e.uscc, count(*) as devices, {{ exact_sum('e.rated_power_kw') }} as rated_power_kw
     from {{ ref('stg_ent__equipment') }} as e
     group by e.uscc
 ),
 
 utilisation as (
-    select uscc, avg(oee) as mean_oee, avg(availability) as mean_availability
+    select uscc, {{ exact_avg('oee') }} as mean_oee, {{ exact_avg('availability') }} as mean_availability
     from {{ ref('theme_equipment_utilisation') }}
     group by uscc
 ),
 
 supplies as (
-    select supplier_uscc as uscc, count(*) as buyers, sum(amount_yuan) as sales_yuan
+    select supplier_uscc as uscc, count(*) as buyers, {{ exact_sum('amount_yuan') }} as sales_yuan
     from {{ ref('theme_supply_relations') }}
     group by supplier_uscc
 ),
 
 buys as (
-    select buyer_uscc as uscc, count(*) as suppliers, sum(amount_yuan) as purchases_yuan
+    select buyer_uscc as uscc, count(*) as suppliers, {{ exact_sum('amount_yuan') }} as purchases_yuan
     from {{ ref('theme_supply_relations') }}
     group by buyer_uscc
 )

@@ -24,7 +24,7 @@ daily as (
         count(*) filter (where state = 'idle') as idle_samples,
         count(*) filter (where state = 'fault') as fault_samples,
         count(*) filter (where state = 'stop') as stop_samples,
-        avg(power_kw) filter (where state = 'run') as mean_run_power_kw,
+        {{ exact_avg("case when state = 'run' then power_kw end") }} as mean_run_power_kw,
         max(output_count) - min(output_count) as output_count
     from readings
     group by device_id, day

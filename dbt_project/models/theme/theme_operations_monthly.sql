@@ -2,13 +2,13 @@
 -- and the firm's own report of output, electricity and headcount (企业填报), per enterprise and month.
 
 with tax as (
-    select uscc, period, sum(revenue_yuan) as revenue_yuan, sum(tax_paid_yuan) as tax_paid_yuan
+    select uscc, period, {{ exact_sum('revenue_yuan') }} as revenue_yuan, {{ exact_sum('tax_paid_yuan') }} as tax_paid_yuan
     from {{ ref('stg_tax__monthly') }}
     group by uscc, period
 ),
 
 power as (
-    select uscc, period, sum(consumption_kwh) as electricity_kwh, count(*) as supply_accounts
+    select uscc, period, {{ exact_sum('consumption_kwh') }} as electricity_kwh, count(*) as supply_accounts
     from {{ ref('stg_power__monthly') }}
     where uscc is not null
     group by uscc, period

@@ -3,7 +3,7 @@ select
     supplier_uscc,
     buyer_uscc,
     count(*) as orders,
-    sum(amount_yuan) as amount_yuan,
+    {{ exact_sum('amount_yuan') }} as amount_yuan,
     min(order_date) as first_order_on,
     max(order_date) as last_order_on,
     count(distinct product) as products

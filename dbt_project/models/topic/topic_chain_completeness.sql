@@ -12,7 +12,7 @@ observed as (
         count(*) as relations,
         count(distinct supplier_uscc) as suppliers,
         count(distinct buyer_uscc) as buyers,
-        sum(amount_yuan) as amount_yuan
+        {{ exact_sum('amount_yuan') }} as amount_yuan
     from {{ ref('topic_chain_edges') }}
     group by supplier_industry, buyer_industry
 ),

@@ -9,7 +9,7 @@ with trade as (
 ),
 
 per_firm as (
-    select uscc, sum(amount_yuan) as chain_trade_yuan, count(distinct partner) as partners
+    select uscc, {{ exact_sum('amount_yuan') }} as chain_trade_yuan, count(distinct partner) as partners
     from trade
     group by uscc
 ),
@@ -23,7 +23,9 @@ placed as (
         c.chain_role,
         f.chain_trade_yuan,
         f.partners,
-        f.chain_trade_yuan / sum(f.chain_trade_yuan) over (partition by c.chain_id, m.industry_code) as industry_share,
+        f.chain_trade_yuan / cast(sum(cast(f.chain_trade_yuan as decimal(38, 6))) over (
+            partition by c.chain_id, m.industry_code
+        ) as double) as industry_share,
         row_number() over (
             partition by c.chain_id, m.industry_code order by f.chain_trade_yuan desc, f.uscc
         ) as rank_in_industry

@@ -2,7 +2,7 @@
 -- readable explanation of each indicator's contribution. Exempt firms are listed with the reason.
 
 with totals as (
-    select uscc, year, sum(score) as total_score
+    select uscc, year, {{ exact_sum('score') }} as total_score
     from {{ ref('topic_mujun_indicator_scores') }}
     group by uscc, year
 ),

@@ -1,0 +1,349 @@
+"""Modelling (分析建模): dbt models in the Dagster graph, the enterprise master against the truth, the 亩均
+evaluation, publication through the gates, reproducibility from pinned versions, and the modeler workflow.
+
+One full run on the demo-scale sources, in a temporary copy of the dbt project to which a modeler has
+added a thematic library (theme_land_use: SQL and yml, nothing in Python)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from orchestration.dbt.project import PROJECT_DIR_ENV
+from orchestration.lineage.emit import emit_run
+from orchestration.lineage.validate import EventValidator
+from orchestration.resources import resources
+from orchestration.settings import PROJECT_ROOT, settings
+from privacy.scan import valid_identifiers
+
+NEW_MODEL_SQL = """-- 企业用地主题库: land per enterprise (added by a modeler: this file and its yml, nothing else)
+select
+    uscc,
+    count(*) as parcels,
+    sum(area_m2) / 666.6666666667 as land_mu
+from {{ ref('stg_land__parcels') }}
+where uscc is not null
+group by uscc
+"""
+
+NEW_MODEL_YML = """version: 2
+models:
+  - name: theme_land_use
+    description: 企业用地 / Land use per enterprise.
+    config:
+      access: public
+      contract: {enforced: true}
+      meta: {name_zh: 企业用地, name_en: Land use, update_cycle: 每年, share_type: 有条件共享,
+             open_type: 不予开放, owner: "team:modelers", key: [uscc]}
+    columns:
+      - name: uscc
+        data_type: varchar
+        description: 统一社会信用代码
+        meta: {classification: organisation.identity, role: none}
+        data_tests: [unique, not_null]
+      - name: parcels
+        data_type: bigint
+        description: 宗地数
+        meta: {classification: organisation.land, role: none}
+      - name: land_mu
+        data_type: double
+        description: 用地面积（亩）
+        meta: {classification: organisation.land, role: none}
+"""
+
+
+def _copy_project(dest: Path) -> Path:
+    shutil.copytree(PROJECT_ROOT / "dbt_project", dest, ignore=shutil.ignore_patterns("target", "logs"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def env_project(tmp_path_factory):
+    """Point the definitions at a dbt project copy for the duration of the module."""
+    saved = os.environ.get(PROJECT_DIR_ENV)
+    yield
+    if saved is None:
+        os.environ.pop(PROJECT_DIR_ENV, None)
+    else:
+        os.environ[PROJECT_DIR_ENV] = saved
+
+
+def _definitions(project: Path) -> dg.Definitions:
+    import orchestration.definitions
+
+    os.environ[PROJECT_DIR_ENV] = str(project)
+    return orchestration.definitions.build(fresh=True)
+
+
+def _assets(defs: dg.Definitions, keep=lambda a: True) -> list[dg.AssetsDefinition]:
+    return [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and keep(a)]
+
+
+@pytest.fixture(scope="module")
+def built(generated, tmp_path_factory, env_project):
+    root = tmp_path_factory.mktemp("modelling")
+    shutil.copytree(generated / "landing", root / "landing")
+    project = _copy_project(root / "dbt_project")
+    (project / "models" / "theme" / "theme_land_use.sql").write_text(NEW_MODEL_SQL, encoding="utf-8")
+    (project / "models" / "theme" / "_theme_land_use.yml").write_text(NEW_MODEL_YML, encoding="utf-8")
+    defs = _definitions(project)
+    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(root)})
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(_assets(defs), resources=resources(s), instance=instance, raise_on_error=False)
+    return {"defs": defs, "settings": s, "instance": instance, "result": result, "project": project, "root": root}
+
+
+def _publish(s, name: str) -> pl.DataFrame:
+    return pl.from_arrow(DeltaTable(f"{s.lake_root}/publish/{name}").to_pyarrow_table())
+
+
+def test_the_run_builds_models_as_assets_with_dbt_tests_as_checks(built):
+    result = built["result"]
+    assert result.success
+    mats = {tuple(e.asset_key.path) for e in result.get_asset_materialization_events()}
+    for key in [
+        ("staging", "stg_amr__registration"),
+        ("base", "base_enterprise"),
+        ("theme", "theme_enterprise_360"),
+        ("topic", "topic_mujun_evaluation"),
+        ("topic", "topic_chain_completeness"),
+        ("publish", "topic_mujun_evaluation"),
+    ]:
+        assert key in mats
+    checks = {(*e.asset_key.path, e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert checks[("base", "base_enterprise", "unique_base_enterprise_uscc")].passed
+    assert any(k[:2] == ("topic", "topic_mujun_evaluation") and "relationships" in k[2] for k in checks)
+    # the std sources are the std assets: one graph
+    graph = built["defs"].resolve_asset_graph()
+    parents = graph.get(dg.AssetKey(["staging", "stg_tax__monthly"])).parent_keys
+    assert parents == {dg.AssetKey(["std", "tax_monthly"])}
+
+
+def test_enterprise_master_is_each_enterprise_once_with_attributes_from_the_right_source(built, generated):
+    truth = pl.read_parquet(generated / "truth" / "enterprises.parquet")
+    master = _publish(built["settings"], "base_enterprise")
+    assert master["uscc"].n_unique() == master.height == truth.height
+    both = truth.join(master, on="uscc", suffix="_m", how="full", coalesce=True)
+    assert both.height == truth.height  # nobody missing, nobody invented
+    assert (both["name"] == both["name_m"]).all()
+    assert (both["region_code"] == both["region_code_m"]).all()
+    registered = both.filter(pl.col("registration_source") == "amr")
+    assert (registered["industry_code"] == registered["industry_code_m"]).all()
+    assert set(registered["name_source"]) == {"amr"}
+    # firms whose registration row was quarantined: name from tax, region from the USCC, never invented
+    unregistered = both.filter(pl.col("registration_source").is_null())
+    assert unregistered.height > 0
+    assert set(unregistered["name_source"]) <= {"tax", "stats", "power", "land", "eco", "enterprise"}
+    assert set(unregistered["region_code_source"]) == {"uscc"}
+    assert unregistered["industry_code_m"].is_null().all()
+    known = both.filter(pl.col("scale_type").is_not_null())
+    assert (known["above_scale"] == (known["scale_type"] == "规上")).all()
+    assert master["name_delivered_on"].null_count() == 0
+
+
+def test_mujun_evaluation_bands_explains_and_exempts(built):
+    s = built["settings"]
+    ev = _publish(s, "topic_mujun_evaluation")
+    scores = _publish(s, "topic_mujun_indicator_scores")
+    rated = ev.filter(pl.col("band").is_not_null())
+    assert set(rated["band"]) == {"A", "B", "C", "D"}
+    for (county, group), g in rated.group_by("county_code", "scale_group"):
+        n = g.height
+        top = g.filter(pl.col("band") == "A").height
+        assert top == sum(1 for r in range(1, n + 1) if 100 * r / n <= 25), (county, group)
+    exempt = ev.filter(pl.col("exempt_reason").is_not_null())
+    assert exempt["band"].is_null().all() and exempt.height > 0
+    per_firm = scores.group_by("uscc", "scale_group").len()
+    assert set(per_firm.filter(pl.col("scale_group") == "规上")["len"]) == {6}
+    assert set(per_firm.filter(pl.col("scale_group") == "规下")["len"]) == {2}
+    # total = sum of the explained parts
+    totals = scores.group_by("uscc").agg(pl.col("score").sum().alias("sum"))
+    joined = rated.join(totals, on="uscc")
+    assert ((joined["total_score"] - joined["sum"]).abs() < 1e-5).all()  # parts summed exactly at 6 decimals
+    assert rated["explanation"].str.contains("亩均税收").all()
+
+
+def test_published_tables_passed_both_gates_and_hold_no_personal_identifiers(built):
+    result, s = built["result"], built["settings"]
+    gates = [e for e in result.get_asset_check_evaluations() if e.asset_key.path[0] == "publish"]
+    assert gates and all(g.passed for g in gates)
+    assert {g.check_name for g in gates} == {"quality_gate", "privacy_gate"}
+    for name in ("base_enterprise", "theme_enterprise_360", "topic_operation_monitoring"):
+        found = valid_identifiers(_publish(s, name))
+        assert all(n == 0 for n in found.values()), (name, found)
+
+
+def test_downstream_reads_published_delta_without_the_duckdb_file(built):
+    s = built["settings"]
+    uri = f"{s.lake_root}/publish/topic_mujun_evaluation"
+    via_polars = pl.read_delta(uri)
+    dataset = DeltaTable(uri).to_pyarrow_dataset()  # noqa: F841 — DuckDB scans it by name, through Arrow
+    via_duckdb = duckdb.connect().execute("select count(*), count(band) from dataset").fetchall()[0]
+    assert via_duckdb == (via_polars.height, via_polars["band"].count())
+    commit = DeltaTable(uri).history(1)[0]
+    assert json.loads(commit["source_versions"])["std.tax_monthly"] >= 0 and commit["content_sha256"]
+
+
+def test_a_modelers_new_model_appears_as_asset_in_catalogue_lineage_and_publish_zone(built):
+    defs, s, result, instance = built["defs"], built["settings"], built["result"], built["instance"]
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey(["theme", "theme_land_use"])
+    assert key in graph.get_all_asset_keys()
+    assert graph.get(dg.AssetKey(["publish", "theme_land_use"])).parent_keys == {key}
+    published = _publish(s, "theme_land_use")
+    assert published.height > 900 and published["uscc"].is_unique().all()
+    catalogue = pl.read_delta(f"{s.lake_root}/catalogue/datasets")
+    entry = catalogue.filter((pl.col("zone") == "publish") & (pl.col("dataset_id") == "theme_land_use"))
+    assert entry.height == 1 and entry["name_zh"][0] == "企业用地" and entry["grade"][0] == "L1"
+    columns = pl.read_delta(f"{s.lake_root}/catalogue/columns").filter(pl.col("dataset_id") == "theme_land_use")
+    assert set(columns["column"]) == {"uscc", "parcels", "land_mu"}
+    report = emit_run(instance, result.run_id, graph, s)
+    events = [json.loads(line) for line in open(report.file, encoding="utf-8")]
+    validator = EventValidator()
+    assert all(validator.errors(e) == [] for e in events)
+    outputs = [o for e in events if e["eventType"] == "COMPLETE" for o in e.get("outputs", [])]
+    land = next(o for o in outputs if o["name"].endswith("theme/theme_land_use"))
+    fields = land["facets"]["columnLineage"]["fields"]
+    assert [(f["name"], f["field"]) for f in fields["land_mu"]["inputFields"]] == [
+        ("staging.stg_land__parcels", "area_m2")
+    ]
+
+
+def test_grades_propagate_from_std_columns(built):
+    event = built["instance"].get_latest_materialization_event(dg.AssetKey(["theme", "theme_operations_monthly"]))
+    grades = event.asset_materialization.metadata["shucang/column_grades"].value
+    assert grades["revenue_yuan"]["level"] == "L2"  # from std tax_monthly.revenue (L2)
+    assert grades["uscc"]["level"] == "L1"
+    assert grades["period"]["level"] == "L1"
+
+
+def test_rerun_is_identical_a_correction_makes_a_new_version_with_a_diff_and_pins_reproduce(built):
+    defs, s, instance = built["defs"], built["settings"], built["instance"]
+    dbt_and_publish = _assets(
+        defs, lambda a: any(k.path[0] in ("staging", "base", "theme", "topic", "publish", "parameters") for k in a.keys)
+    )
+    uri = f"{s.lake_root}/publish/topic_mujun_evaluation"
+    before = DeltaTable(uri).version()
+    again = dg.materialize(dbt_and_publish, resources=resources(s), instance=instance)
+    assert again.success and DeltaTable(uri).version() == before  # same inputs: nothing new published
+
+    # 异议: the land department corrects one firm's parcels (double the area) — a new std version
+    land_uri = f"{s.lake_root}/std/land_parcels"
+    land = pl.read_delta(land_uri)
+    original_land = DeltaTable(land_uri).version()
+    evaluated = _publish(s, "topic_mujun_evaluation").filter(pl.col("band").is_not_null())
+    firm = evaluated.sort("uscc")["uscc"][0]
+    land.with_columns(
+        pl.when(pl.col("uscc") == firm).then(pl.col("area") * 2).otherwise(pl.col("area")).alias("area")
+    ).write_delta(land_uri, mode="overwrite")
+    corrected = dg.materialize(dbt_and_publish, resources=resources(s), instance=instance)
+    assert corrected.success and DeltaTable(uri).version() == before + 1
+    changes = pl.read_delta(f"{s.lake_root}/publish/changes").filter(pl.col("dataset") == "topic_mujun_evaluation")
+    mine = changes.filter(pl.col("key").str.contains(firm))
+    assert "total_score" in set(mine["column"]) and mine["to_version"].unique().to_list() == [before + 1]
+    old, new = mine.filter(pl.col("column") == "total_score").select("old", "new").row(0)
+    assert float(new) < float(old)  # more land, lower 亩均 figures
+
+    # re-running with the std versions of the first run reproduces its results exactly
+    pins = {"std.land_parcels": original_land}
+    config = dg.RunConfig(ops={"dbt_models": {"config": {"pins": pins}}})
+    pinned = dg.materialize(dbt_and_publish, resources=resources(s), instance=instance, run_config=config)
+    assert pinned.success
+    first = pl.from_arrow(DeltaTable(uri, version=before).to_pyarrow_table())
+    assert DeltaTable(uri).version() == before + 2
+    assert _publish(s, "topic_mujun_evaluation").equals(first)
+
+
+def test_failing_gates_keep_models_unpublished(built, tmp_path):
+    """A public model exposing an L3 column untransformed, and one whose quasi-identifiers are not
+    5-anonymous, are built but not published; the rest is untouched."""
+    project = _copy_project(tmp_path / "dbt_project")
+    models = project / "models" / "topic"
+    (models / "topic_bad_grade.sql").write_text(
+        "select uscc, tax_paid_yuan from {{ ref('theme_enterprise_360') }}\n", encoding="utf-8"
+    )
+    (models / "topic_bad_k.sql").write_text(
+        "select region_code, industry_code, count(*) as enterprises from {{ ref('base_enterprise') }} group by all\n",
+        encoding="utf-8",
+    )
+    (models / "_bad.yml").write_text(
+        """version: 2
+models:
+  - name: topic_bad_grade
+    config: {access: public, meta: {name_zh: 坏, key: [uscc]}}
+    columns:
+      - {name: uscc, meta: {classification: organisation.identity, role: none}}
+      - {name: tax_paid_yuan, meta: {classification: organisation.finance, role: sensitive, grade: L3}}
+  - name: topic_bad_k
+    config: {access: public, meta: {name_zh: 坏k, key: [region_code, industry_code]}}
+    columns:
+      - {name: region_code, meta: {classification: organisation.location, role: quasi}}
+      - {name: industry_code, meta: {classification: organisation.registration, role: quasi}}
+      - {name: enterprises, meta: {classification: organisation.operations, role: none}}
+""",
+        encoding="utf-8",
+    )
+    defs = _definitions(project)
+    s, instance = built["settings"], built["instance"]
+    keys = {
+        ("topic", "topic_bad_grade"),
+        ("topic", "topic_bad_k"),
+        ("publish", "topic_bad_grade"),
+        ("publish", "topic_bad_k"),
+    }
+    result = dg.materialize(
+        _assets(defs),
+        selection=dg.AssetSelection.assets(*(dg.AssetKey(list(k)) for k in keys)),
+        resources=resources(s),
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    gates = {
+        (e.asset_key.path[1], e.check_name): e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.path[0] == "publish"
+    }
+    grade = gates[("topic_bad_grade", "privacy_gate")]
+    assert not grade.passed and "tax_paid_yuan is L3" in grade.metadata["problems"].value
+    k = gates[("topic_bad_k", "privacy_gate")]
+    assert not k.passed and "k_anonymity" in k.metadata["problems"].value
+    for name in ("topic_bad_grade", "topic_bad_k"):
+        assert not DeltaTable.is_deltatable(f"{s.lake_root}/publish/{name}")
+
+
+def test_a_contract_violation_is_caught(built, tmp_path):
+    project = _copy_project(tmp_path / "dbt_project")
+    yml = project / "models" / "topic" / "_topic.yml"
+    text = yml.read_text(encoding="utf-8")
+    i = text.index("- name: topic_chain_completeness")
+    j = text.index("data_type: double", i)  # relations… amount_yuan is double: declare it varchar
+    yml.write_text(text[:j] + "data_type: varchar" + text[j + len("data_type: double") :], encoding="utf-8")
+    s = built["settings"]
+    env = {**os.environ, "WAREHOUSE_PATH": str(s.warehouse_path), "LAKE_ROOT": s.lake_root}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "build",
+            "-s",
+            "topic_chain_completeness",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "contract" in done.stdout and "data type mismatch" in done.stdout
