@@ -24,3 +24,4 @@ def build() -> dg.Definitions:
 
 
 defs = build()
+landing_specs = [a for a in defs.assets if isinstance(a, dg.AssetSpec)]

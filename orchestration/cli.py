@@ -48,6 +48,7 @@ def summary(s: Settings) -> str:
         )
     out.append(f"  {'total raw':<46}{int(raw['row_count'].fill_null(0).sum()):>10,}")
     out += ["", _std_section(lake, catalogue), "", _privacy_section(s, lake, catalogue)]
+    out += ["", _publish_section(lake, catalogue)]
     if log is not None and (rej := log.filter(pl.col("status") == "rejected")).height:
         out += ["", f"  rejected files ({rej.height}) — moved to {s.rejected_root}, each with a .reason.json:"]
         for r in rej.sort("file").iter_rows(named=True):
@@ -112,6 +113,29 @@ def _privacy_section(s: Settings, lake, catalogue: pl.DataFrame) -> str:
         + ("chain intact" if verdict.ok else f"TAMPERED — {verdict.problem}")
     )
     out.append(f"    keys      {s.key_file} (outside the repository and the lake)")
+    return "\n".join(out)
+
+
+def _publish_section(lake, catalogue: pl.DataFrame) -> str:
+    """The publish zone (共享库): what dbt modelled and the gates let through, and the 亩均 bands."""
+    published = catalogue.filter(pl.col("zone") == "publish").sort("asset_key")
+    if published.height == 0:
+        return "  publish zone: nothing published yet"
+    out = ["  publish zone (共享库) — dbt models marked public, through the quality and privacy gates", ""]
+    out.append(f"  {'dataset':<40}{_pad('名称', 24)}{'rows':>9}{'version':>9}{'grade':>7}")
+    for r in published.iter_rows(named=True):
+        out.append(
+            f"  {r['asset_key']:<40}{_pad(r['name_zh'], 24)}{r['row_count'] or 0:>9,}{_version(r)}"
+            f"{r['grade'] or '-':>7}"
+        )
+    evaluation = lake.read("publish", "topic_mujun_evaluation")
+    if evaluation is not None:
+        bands = evaluation.group_by("scale_group", "band").len().sort("scale_group", "band", nulls_last=True)
+        parts = {
+            g: ", ".join(f"{b or '不参评'} {n}" for b, n in zip(grp["band"], grp["len"], strict=True))
+            for (g,), grp in bands.group_by("scale_group", maintain_order=True)
+        }
+        out += ["", "  亩均效益综合评价 (topic_mujun_evaluation): " + "; ".join(f"{g}: {v}" for g, v in parts.items())]
     return "\n".join(out)
 
 

@@ -8,7 +8,7 @@ import dagster as dg
 shucang_all = dg.define_asset_job(
     "shucang_all",
     selection=dg.AssetSelection.all() - dg.AssetSelection.groups("landing"),
-    description="Collect every source into raw and rebuild the catalogue.",
+    description="Everything: collect, standardise, govern, model, publish, catalogue.",
 )
 
 collect_all = dg.define_asset_job(
@@ -23,4 +23,11 @@ std_all = dg.define_asset_job(
     description="Standardise every raw dataset into std.",
 )
 
-defs = dg.Definitions(jobs=[shucang_all, collect_all, std_all])
+model_all = dg.define_asset_job(
+    "model_all",
+    selection=dg.AssetSelection.groups("staging", "parameters", "base", "theme", "topic", "publish"),
+    description="Rebuild the dbt models (one dbt build, std versions pinned) and publish the public ones through "
+    "their gates.",
+)
+
+defs = dg.Definitions(jobs=[shucang_all, collect_all, std_all, model_all])
