@@ -79,7 +79,9 @@ def _publish_asset(props: dict, translator: Translator) -> dg.AssetsDefinition:
     meta = model_meta(props)
     order = list(meta.get("key") or [])
     quasi = [c for c in props.get("columns", {}) if column_meta(props, c).get("role") == "quasi"]
-    relation = props["relation_name"]
+    # schema and alias, not relation_name: the catalog part is the warehouse file's name when the manifest
+    # was prepared, which need not be the file this run writes
+    relation = f'"{props["schema"]}"."{props["alias"]}"'
     schema = dg.TableSchema(
         columns=[
             dg.TableColumn(

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from quality import yamlfile
+
 REGISTRY_PATH = Path(__file__).with_name("sources.yaml")
 
 LogicalType = Literal["string", "code", "date", "month", "timestamp", "decimal", "integer"]
@@ -158,7 +160,7 @@ def _where(loc: tuple) -> str:
 def load_registry(path: Path = REGISTRY_PATH) -> Registry:
     """Load and validate a registry file; errors name the file and the offending key."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yamlfile.load(path)
     except (OSError, yaml.YAMLError) as exc:
         raise RegistryError(f"{path}: cannot read the source registry: {exc}") from exc
     try:

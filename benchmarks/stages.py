@@ -82,6 +82,73 @@ def pipeline_stage(data: Path) -> dict:
     }
 
 
+def model_stage(data: Path) -> dict:
+    """The dbt stage as the product runs it: the model_all job (dbt build with pinned std versions, column
+    lineage and grades, then the publish gates and writes); reports the dbt step and the publish steps apart,
+    the dbt artifacts folder of the run (for the DuckDB baseline), and a no-op dbt invocation's time."""
+    import subprocess
+
+    from orchestration.dbt.project import project
+
+    with _job(data, "model_all") as (instance, result, seconds, _):
+        steps, opened = {}, {}
+        for entry in instance.all_logs(result.run_id):
+            ev = entry.dagster_event
+            if ev is None or not ev.step_key:
+                continue
+            if ev.event_type_value == "STEP_START":
+                opened[ev.step_key] = entry.timestamp
+            elif ev.event_type_value == "STEP_SUCCESS":
+                steps[ev.step_key] = entry.timestamp - opened[ev.step_key]
+    root = project().project_dir
+    target = max((p for p in (root / "target").glob("dbt_models-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "build",
+            "--select",
+            "nothing_is_called_this",
+            "--quiet",
+            "--project-dir",
+            str(root),
+            "--profiles-dir",
+            str(root),
+        ],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "WAREHOUSE_PATH": str(data / "warehouse-noop.duckdb")},
+    )
+    noop = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {
+        "rows": 0,
+        "seconds": seconds,
+        "dbt_seconds": steps["dbt_models"],
+        "dbt_nodes_seconds": sum(r["execution_time"] for r in results["results"]),
+        "publish_seconds": sum(v for k, v in steps.items() if k.startswith("publish__")),
+        "dbt_noop_seconds": noop,
+        "target": str(target),
+        "dbt_peak_rss_mib": children,
+    }
+
+
+def import_stage(data: Path, runs: int = 3) -> dict:
+    """Wall time of loading the code location's definitions in a fresh interpreter (what ``dagster dev`` and
+    every run worker pay), best of ``runs``."""
+    import subprocess
+
+    env = {**os.environ, "SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)}
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import orchestration.definitions"], env=env, check=True)
+        times.append(time.perf_counter() - started)
+    return {"rows": 0, "seconds": min(times), "runs": runs, "all": times}
+
+
 if __name__ == "__main__":
     stage, data = sys.argv[1], Path(sys.argv[2])
     started = time.perf_counter()
@@ -89,6 +156,8 @@ if __name__ == "__main__":
         "generate": lambda: generate_stage(data, float(sys.argv[3])),
         "pipeline": lambda: pipeline_stage(data),
         "clean": lambda: clean_stage(data),
+        "model": lambda: model_stage(data),
+        "import": lambda: import_stage(data),
     }
     out = stages[stage]()
     out.setdefault("seconds", time.perf_counter() - started)

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_dbt import DbtCliResource
 from pydantic import Field
 
 from assets.lake import Lake
-from orchestration.dbt.project import project
+from orchestration.dbt.project import DbtResource, project
 from orchestration.settings import Settings, settings
 from privacy import keys
 from privacy.audit import AuditLog
@@ -72,5 +71,5 @@ def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
         "landing": LandingResource(landing_root=str(s.landing_root), rejected_root=str(s.rejected_root)),
         "warehouse": WarehouseResource(path=str(s.warehouse_path)),
         "privacy": PrivacyResource(key_file=str(s.key_file), audit_log=str(s.audit_log)),
-        "dbt": DbtCliResource(project_dir=project(), dbt_executable=str(Path(sys.executable).with_name("dbt"))),
+        "dbt": DbtResource(project_dir=project(), dbt_executable=str(Path(sys.executable).with_name("dbt"))),
     }

@@ -10,9 +10,8 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from assets.registry import Column, Dataset, RegistryError
+from quality import yamlfile
 
 GRADING_PATH = Path(__file__).with_name("grading.yaml")
 UNCLASSIFIED = "unclassified"
@@ -20,7 +19,7 @@ UNCLASSIFIED = "unclassified"
 
 @functools.cache
 def vocabulary() -> dict:
-    return yaml.safe_load(GRADING_PATH.read_text(encoding="utf-8"))
+    return yamlfile.load(GRADING_PATH)
 
 
 def level_rank(level: str) -> int:

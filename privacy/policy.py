@@ -6,19 +6,19 @@ import functools
 from pathlib import Path
 
 import polars as pl
-import yaml
 
 from assets.registry import Dataset
 from privacy import transforms
 from privacy.grading import grading, unclassified
 from privacy.keys import KeyRing
+from quality import yamlfile
 
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
 
 
 @functools.cache
 def policy() -> dict:
-    return yaml.safe_load(POLICY_PATH.read_text(encoding="utf-8"))
+    return yamlfile.load(POLICY_PATH)
 
 
 def pseudonym_domain(column: str) -> str:

@@ -9,6 +9,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from quality import yamlfile
+
 RULES_DIR = Path(__file__).with_name("rules")
 Dimension = Literal["completeness", "validity", "accuracy", "uniqueness", "consistency", "timeliness", "referential"]
 RowCheck = Literal[
@@ -108,7 +110,7 @@ class RuleSet(BaseModel):
 
 def load_rules(path: Path, columns: set[str] | None = None) -> RuleSet:
     try:
-        rules = RuleSet.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        rules = RuleSet.model_validate(yamlfile.load(path))
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogueError(f"{path}: cannot read the rule catalogue: {exc}") from exc
     except ValidationError as exc:

@@ -6,7 +6,8 @@ import functools
 from pathlib import Path
 
 import polars as pl
-import yaml
+
+from quality import yamlfile
 
 CONFIG = Path(__file__).with_name("reconcile.yaml")
 SCHEMA = {
@@ -24,7 +25,7 @@ SCHEMA = {
 
 @functools.cache
 def config() -> dict:
-    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    data = yamlfile.load(CONFIG)
     for cid, spec in data["checks"].items():
         if not (0 < float(spec.get("tolerance", -1)) < 1) or not spec.get("departments"):
             raise ValueError(f"{CONFIG}: checks.{cid} needs a tolerance in (0, 1) and departments")

@@ -6,14 +6,15 @@ import functools
 from pathlib import Path
 
 import polars as pl
-import yaml
+
+from quality import yamlfile
 
 UNITS_PATH = Path(__file__).with_name("units.yaml")
 
 
 @functools.cache
 def _measures() -> dict[str, dict]:
-    return yaml.safe_load(UNITS_PATH.read_text(encoding="utf-8"))["measures"]
+    return yamlfile.load(UNITS_PATH)["measures"]
 
 
 @functools.cache
