@@ -122,10 +122,10 @@ def _publish_section(lake, catalogue: pl.DataFrame) -> str:
     if published.height == 0:
         return "  publish zone: nothing published yet"
     out = ["  publish zone (共享库) — dbt models marked public, through the quality and privacy gates", ""]
-    out.append(f"  {'dataset':<40}{_pad('名称', 24)}{'rows':>9}{'version':>9}{'grade':>7}")
+    out.append(f"  {'dataset':<46}{_pad('名称', 24)}{'rows':>9}{'version':>9}{'grade':>7}")
     for r in published.iter_rows(named=True):
         out.append(
-            f"  {r['asset_key']:<40}{_pad(r['name_zh'], 24)}{r['row_count'] or 0:>9,}{_version(r)}"
+            f"  {r['asset_key']:<46}{_pad(r['name_zh'], 24)}{r['row_count'] or 0:>9,}{_version(r)}"
             f"{r['grade'] or '-':>7}"
         )
     evaluation = lake.read("publish", "topic_mujun_evaluation")
