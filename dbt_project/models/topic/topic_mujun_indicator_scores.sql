@@ -8,27 +8,28 @@ with inputs as (
     select * from {{ ref('topic_mujun_inputs') }} where exempt_reason is null
 ),
 
+{#- indicator → how its value is computed from the inputs (units as the published formula states them) -#}
+{%- set formulas = {
+    'tax_per_mu': 'tax_wan / nullif(land_mu, 0)',
+    'value_added_per_mu': 'value_added_wan / nullif(land_mu, 0)',
+    'value_added_per_energy': 'value_added_wan / nullif(energy_tce, 0)',
+    'value_added_per_emission': 'value_added_wan / nullif(emission_eq_t, 0)',
+    'labour_productivity': 'value_added_wan / nullif(employees, 0)',
+    'rd_share': 'rd_wan / nullif(revenue_wan, 0)',
+    'tax_per_kwh': 'tax_wan / nullif(electricity_10k_kwh, 0)',
+} %}
+
 values_long as (
-    select uscc, year, parameter_county, scale_group, missing_emission_rule, 'tax_per_mu' as indicator,
-           tax_wan / nullif(land_mu, 0) as value from inputs
+    {%- for indicator, formula in formulas.items() %}
+    select
+        uscc, year, parameter_county, scale_group, missing_emission_rule,
+        '{{ indicator }}' as indicator,
+        {{ formula }} as value
+    from inputs
+    {%- if not loop.last %}
     union all
-    select uscc, year, parameter_county, scale_group, missing_emission_rule, 'value_added_per_mu',
-           value_added_wan / nullif(land_mu, 0) from inputs
-    union all
-    select uscc, year, parameter_county, scale_group, missing_emission_rule, 'value_added_per_energy',
-           value_added_wan / nullif(energy_tce, 0) from inputs
-    union all
-    select uscc, year, parameter_county, scale_group, missing_emission_rule, 'value_added_per_emission',
-           value_added_wan / nullif(emission_eq_t, 0) from inputs
-    union all
-    select uscc, year, parameter_county, scale_group, missing_emission_rule, 'labour_productivity',
-           value_added_wan / nullif(employees, 0) from inputs
-    union all
-    select uscc, year, parameter_county, scale_group, missing_emission_rule, 'rd_share',
-           rd_wan / nullif(revenue_wan, 0) from inputs
-    union all
-    select uscc, year, parameter_county, scale_group, missing_emission_rule, 'tax_per_kwh',
-           tax_wan / nullif(electricity_10k_kwh, 0) from inputs
+    {%- endif %}
+    {%- endfor %}
 ),
 
 params as (
