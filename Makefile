@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test ui bench lint summary clean
+.PHONY: env manifest demo test ui share-server bench lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -38,6 +38,9 @@ test: env $(MANIFEST) ## the test suite (CI runs exactly this)
 ui: env $(MANIFEST) ## Dagster UI on 127.0.0.1:3000 with the project-local DAGSTER_HOME
 	$(PY) -m orchestration.cli prepare-instance >/dev/null
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+share-server: env ## the Delta Sharing service for approved data requests, on 127.0.0.1:8765 (SHARE_PORT=…)
+	$(PY) -m exchange.server --host 127.0.0.1 --port $${SHARE_PORT:-8765}
 
 bench: env $(MANIFEST) ## benchmark against a plain DuckDB baseline (BENCH_SCALE=100: 100k enterprises, 10M telemetry rows)
 	$(PY) -m benchmarks.run --scale $${BENCH_SCALE:-100}

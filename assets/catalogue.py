@@ -28,24 +28,28 @@ def write_export(root: str, storage_options: dict, document: dict) -> str:
 
 def public_models() -> list[dict]:
     """The public dbt models as catalogue input: name, description, meta and columns from the manifest."""
+    from exchange.statistics import CATALOGUE_ENTRY
     from orchestration.dbt.project import is_public, manifest, model_meta, project
 
     return [
-        {
-            "name": p["name"],
-            "description": p.get("description") or "",
-            "meta": model_meta(p),
-            "columns": {
-                c: {
-                    "description": spec.get("description"),
-                    "data_type": spec.get("data_type"),
-                    "meta": {**spec.get("meta", {}), **spec.get("config", {}).get("meta", {})},
-                }
-                for c, spec in p.get("columns", {}).items()
-            },
-        }
-        for p in manifest(project())["nodes"].values()
-        if is_public(p)
+        *(
+            {
+                "name": p["name"],
+                "description": p.get("description") or "",
+                "meta": model_meta(p),
+                "columns": {
+                    c: {
+                        "description": spec.get("description"),
+                        "data_type": spec.get("data_type"),
+                        "meta": {**spec.get("meta", {}), **spec.get("config", {}).get("meta", {})},
+                    }
+                    for c, spec in p.get("columns", {}).items()
+                },
+            }
+            for p in manifest(project())["nodes"].values()
+            if is_public(p)
+        ),
+        CATALOGUE_ENTRY,  # published by the exchange (assets/share.py), not by dbt
     ]
 
 

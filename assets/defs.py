@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, clean, collect, govern, privacy_scan, publish
+from assets import catalogue, clean, collect, govern, privacy_scan, publish, share
 
 
 def build() -> dg.Definitions:
@@ -19,6 +19,8 @@ def build() -> dg.Definitions:
             catalogue.build(),
             privacy_scan.build(),
             *publish.build(),
+            share.share_extracts,
+            share.sharing_statistics,
         ]
     )
 

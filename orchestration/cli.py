@@ -48,7 +48,7 @@ def summary(s: Settings) -> str:
         )
     out.append(f"  {'total raw':<46}{int(raw['row_count'].fill_null(0).sum()):>10,}")
     out += ["", _std_section(lake, catalogue), "", _privacy_section(s, lake, catalogue)]
-    out += ["", _publish_section(lake, catalogue)]
+    out += ["", _publish_section(lake, catalogue), "", _exchange_section(s)]
     if log is not None and (rej := log.filter(pl.col("status") == "rejected")).height:
         out += ["", f"  rejected files ({rej.height}) — moved to {s.rejected_root}, each with a .reason.json:"]
         for r in rej.sort("file").iter_rows(named=True):
@@ -121,7 +121,10 @@ def _publish_section(lake, catalogue: pl.DataFrame) -> str:
     published = catalogue.filter(pl.col("zone") == "publish").sort("asset_key")
     if published.height == 0:
         return "  publish zone: nothing published yet"
-    out = ["  publish zone (共享库) — dbt models marked public, through the quality and privacy gates", ""]
+    out = [
+        "  publish zone (共享库) — public dbt models through their quality and privacy gates, and the sharing statistics",
+        "",
+    ]
     out.append(f"  {'dataset':<46}{_pad('名称', 24)}{'rows':>9}{'version':>9}{'grade':>7}")
     for r in published.iter_rows(named=True):
         out.append(
@@ -174,13 +177,144 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
         from orchestration.lineage.emit import emit_run
 
         lineage = emit_run(dagster_instance, result.run_id, defs.resolve_asset_graph(), s)
+        exchanged = _exchange_demo(s, dagster_instance, defs) if result.success else True
     print(summary(s))
     print(f"lineage: {lineage.summary()}")
     print(
         f"pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "
         f"in {time.perf_counter() - started:.1f} s (generation included)"
     )
-    return 0 if result.success else 1
+    return 0 if result.success and exchanged else 1
+
+
+DEMO_STEWARD = "demo-steward"
+
+
+def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
+    """The exchange as a steward sees it: the example requests dropped in the inbox and filed, the 经信局's
+    亩均 request approved, the approved shares built, the sharing statistics published."""
+    import datetime as dt
+
+    import yaml
+
+    from assets.share import SHARE_KEY
+    from exchange.service import Exchange
+    from exchange.statistics import NAME as STATISTICS
+
+    ex = Exchange(Lake(s.lake_root, s.storage_options), s.exchange_dir, s.sharing_endpoint)
+    ex.inbox.mkdir(parents=True, exist_ok=True)
+    today = dt.date.today()
+    known = ex.ledger.states()
+    for example in sorted((orchestration_root() / "exchange" / "examples").glob("*.yaml")):
+        if example.stem in known:
+            continue
+        doc = yaml.safe_load(example.read_text(encoding="utf-8"))
+        doc["period"] = {"start": today.isoformat(), "end": (today + dt.timedelta(days=180)).isoformat()}
+        (ex.inbox / example.name).write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
+    ok = defs.resolve_job_def("file_data_requests").execute_in_process(instance=dagster_instance).success
+    if ex.ledger.states().get("mujun-jingxinju") and ex.state("mujun-jingxinju").status == "pending":
+        ok &= (
+            defs.resolve_job_def("decide_data_request")
+            .execute_in_process(
+                instance=dagster_instance,
+                run_config={
+                    "ops": {
+                        "decide": {
+                            "config": {
+                                "request_id": "mujun-jingxinju",
+                                "decision": "approved",
+                                "approver": DEMO_STEWARD,
+                                "reason": "区经信局依《亩均效益综合评价办法》履职所需，准予共享（演示）",
+                            }
+                        }
+                    }
+                },
+            )
+            .success
+        )
+    due = sorted(r.id for r in ex.ledger.states().values() if r.status == "approved" and r.manifest is None)
+    job = defs.resolve_implicit_global_asset_job_def()
+    if due:
+        dagster_instance.add_dynamic_partitions("data_requests", due)
+    for rid in due:
+        ok &= job.execute_in_process(
+            instance=dagster_instance, partition_key=rid, asset_selection=[SHARE_KEY], raise_on_error=False
+        ).success
+    ok &= job.execute_in_process(
+        instance=dagster_instance,
+        asset_selection=[dg_key("publish", STATISTICS), dg_key("catalogue", "datasets")],
+        raise_on_error=False,
+    ).success
+    return ok
+
+
+def dg_key(*parts: str):
+    from dagster import AssetKey
+
+    return AssetKey(list(parts))
+
+
+def orchestration_root():
+    from orchestration.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT
+
+
+def _exchange_section(s: Settings) -> str:
+    from exchange.ledger import Ledger
+
+    ledger = Ledger(s.exchange_dir / "ledger.jsonl")
+    states = ledger.states()
+    if not states:
+        return "  exchange: no data request yet (drop a YAML request in " + str(s.exchange_dir / "inbox") + ")"
+    verdict = ledger.verify()
+    out = ["  exchange (交换区) — data requests, their shares and the ledger", ""]
+    out.append(f"  {'request':<22}{_pad('申请方', 26)}{'grade':>6}  {'status':<10}{'rows':>8}  reason")
+    for r in sorted(states.values(), key=lambda r: r.id):
+        rows = sum(t["rows"] for t in r.manifest["tables"]) if r.manifest else 0
+        out.append(
+            f"  {r.id:<22}{_pad(r.request['consumer']['name'], 26)}{r.level or '-':>6}  {r.status:<10}{rows:>8,}  "
+            f"{(r.reasons[-1] if r.reasons else '')[:60]}"
+        )
+    profiles = sorted((s.exchange_dir / "profiles").glob("*.share"))
+    out += [
+        "",
+        f"  ledger:     {ledger.path} — {verdict.entries} entries, "
+        + ("chain verifies" if verdict.ok else f"BROKEN: {verdict.problem}"),
+        f"  profiles:   {', '.join(p.name for p in profiles) or 'none'} in {s.exchange_dir / 'profiles'} (hand each to its consumer)",
+        f"  sharing:    make share-server  →  {s.sharing_endpoint}",
+    ]
+    return "\n".join(out)
+
+
+def exchange_command(s: Settings, args) -> int:
+    from exchange.requests import RequestError, read_file
+    from exchange.service import Exchange
+
+    ex = Exchange(Lake(s.lake_root, s.storage_options), s.exchange_dir, s.sharing_endpoint)
+    try:
+        if args.action == "file":
+            state = ex.file(read_file(args.target), actor=args.who)
+            print(f"request {state.id}: {state.level} {state.status} — {state.reasons[-1]}")
+        elif args.action == "decide":
+            state = ex.decide(args.target, args.decision, args.who, args.reason or "")
+            print(f"request {state.id}: {state.status} by {state.decided_by}; pinned {state.pins}")
+        elif args.action == "revoke":
+            state = ex.revoke(args.target, args.who, args.reason or "")
+            print(f"request {state.id}: revoked")
+        elif args.action == "verify":
+            verdict = ex.ledger.verify()
+            print(
+                f"ledger {ex.ledger.path}: {verdict.entries} entries, "
+                + ("verifies" if verdict.ok else verdict.problem)
+            )
+            return 0 if verdict.ok else 2
+        else:
+            print(_exchange_section(s))
+        return 0
+    except (RequestError, ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
 
 
 def lineage(s: Settings, args) -> int:
@@ -323,8 +457,20 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who is asking")
         p.add_argument("--role", default=os.environ.get("SHUCANG_ROLE", "consumer"), choices=access.ROLES)
         p.add_argument("--department", default=os.environ.get("SHUCANG_DEPARTMENT"))
+    ex = sub.add_parser("exchange", help="data requests, shares and the exchange ledger")
+    ex.add_argument("action", choices=["status", "file", "decide", "revoke", "verify"])
+    ex.add_argument("target", nargs="?", help="a request file (file) or a request id (decide, revoke)")
+    ex.add_argument("decision", nargs="?", choices=["approved", "rejected"])
+    ex.add_argument("--reason")
+    ex.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who acts")
     args = parser.parse_args(argv)
     s = settings()
+    if args.command == "exchange":
+        if args.action in ("file", "decide", "revoke") and not args.target:
+            parser.error(f"exchange {args.action} needs a target")
+        if args.action == "decide" and not args.decision:
+            parser.error("exchange decide ID approved|rejected --reason …")
+        return exchange_command(s, args)
     if args.command in ("reidentify", "export", "grade-override"):
         return served(s, args)
     if args.command == "audit":

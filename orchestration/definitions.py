@@ -9,6 +9,7 @@ import orchestration.dbt.assets
 import orchestration.jobs
 import orchestration.lineage.sensors
 import sensors.defs
+import sensors.exchange
 from orchestration.resources import resources
 
 
@@ -19,6 +20,7 @@ def build(fresh: bool = False) -> dg.Definitions:
         assets.defs.build() if fresh else assets.defs.defs,
         dg.Definitions(assets=orchestration.dbt.assets.build()),
         sensors.defs.defs,
+        sensors.exchange.defs,
         orchestration.lineage.sensors.defs,
         orchestration.jobs.defs,
         dg.Definitions(resources=resources(), executor=dg.in_process_executor),

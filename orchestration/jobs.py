@@ -7,8 +7,9 @@ import dagster as dg
 # Everything materialisable, in dependency order: the demo and a full refresh.
 shucang_all = dg.define_asset_job(
     "shucang_all",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("landing"),
-    description="Everything: collect, standardise, govern, model, publish, catalogue.",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("landing", "share"),
+    description="Everything but the per-request shares (built when a request is approved): collect, standardise, "
+    "govern, model, publish, catalogue.",
 )
 
 collect_all = dg.define_asset_job(

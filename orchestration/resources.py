@@ -64,6 +64,19 @@ class PrivacyResource(dg.ConfigurableResource):
         return keys.load(self.audit(), Path(self.key_file))
 
 
+class ExchangeResource(dg.ConfigurableResource):
+    """The exchange: the request folder (inbox/, filed/, refused/), consumer profiles, the ledger, and the
+    sharing service's address written into consumers' profiles."""
+
+    folder: str
+    endpoint: str
+
+    def exchange(self, lake: Lake):
+        from exchange.service import Exchange
+
+        return Exchange(lake, Path(self.folder), self.endpoint)
+
+
 def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     s = s or settings()
     return {
@@ -71,5 +84,6 @@ def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
         "landing": LandingResource(landing_root=str(s.landing_root), rejected_root=str(s.rejected_root)),
         "warehouse": WarehouseResource(path=str(s.warehouse_path)),
         "privacy": PrivacyResource(key_file=str(s.key_file), audit_log=str(s.audit_log)),
+        "exchange": ExchangeResource(folder=str(s.exchange_dir), endpoint=s.sharing_endpoint),
         "dbt": DbtResource(project_dir=project(), dbt_executable=str(Path(sys.executable).with_name("dbt"))),
     }

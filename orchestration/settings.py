@@ -27,6 +27,8 @@ class Settings:
     dagster_home: Path
     key_file: Path  # pseudonymisation keys: outside the repository and the lake
     audit_log: Path  # hash-chained log of privileged operations
+    exchange_dir: Path  # data requests (inbox, filed), consumer profiles and the exchange ledger
+    sharing_endpoint: str  # where consumers reach the Delta Sharing service (written into their profiles)
     storage_options: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,5 +58,7 @@ def settings(environ: dict[str, str] | None = None) -> Settings:
             or Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "shucang" / "pseudonym_keys.json"
         ),
         audit_log=Path(env.get("SHUCANG_AUDIT_LOG", data / "audit" / "privileged.jsonl")),
+        exchange_dir=Path(env.get("SHUCANG_EXCHANGE_DIR", data / "exchange")),
+        sharing_endpoint=env.get("SHUCANG_SHARING_ENDPOINT", "http://127.0.0.1:8765/delta-sharing"),
         storage_options=storage_options,
     )

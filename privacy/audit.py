@@ -25,6 +25,24 @@ def _digest(entry: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def _last_entry(fh, chunk: int = 65536) -> dict | None:
+    """The last entry of an open log, read from its end (appends stay cheap however long the log grows)."""
+    fh.seek(0, os.SEEK_END)
+    end = fh.tell()
+    if end == 0:
+        return None
+    raw = fh.buffer if hasattr(fh, "buffer") else fh
+    start, tail = end, b""
+    while start > 0:
+        start = max(0, start - chunk)
+        raw.seek(start)
+        tail = raw.read(end - start)
+        lines = [line for line in tail.splitlines() if line.strip()]
+        if len(lines) >= 2 or start == 0:
+            return json.loads(lines[-1]) if lines else None
+    return None
+
+
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
@@ -42,11 +60,10 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a+", encoding="utf-8") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
-            fh.seek(0)
-            lines = [line for line in fh.read().splitlines() if line.strip()]
-            prev = json.loads(lines[-1])["hash"] if lines else GENESIS
+            last = _last_entry(fh)
+            prev = last["hash"] if last else GENESIS
             entry = {
-                "seq": len(lines) + 1,
+                "seq": last["seq"] + 1 if last else 1,
                 "at": dt.datetime.now(dt.UTC).isoformat(),
                 "actor": actor or os.environ.get("SHUCANG_ACTOR") or os.environ.get("USER", "unknown"),
                 "action": action,

@@ -1,0 +1,128 @@
+"""交换区: the per-request shares of approved data requests, and the sharing statistics (共享情况分析).
+
+``share/extracts`` has one partition per approved request (a dynamic partition the exchange sensor adds):
+materialising it builds that request's share from the publish versions pinned at approval, through the
+consumer's privacy policy and the privacy gate (a blocking check; a refused share writes nothing), and the
+first time issues the consumer's bearer token. The steward decides requests with the ``decide_data_request``
+job (the decision as run config), and revokes with ``revoke_share``; see sensors/exchange.py.
+"""
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from assets.publish import content_hash, publish_key
+from exchange import statistics
+from exchange.shares import ShareRefused
+from orchestration.dbt.assets import GRADES
+from orchestration.resources import ExchangeResource, LakeResource
+
+DATA_REQUESTS = dg.DynamicPartitionsDefinition(name="data_requests")
+SHARE_KEY = dg.AssetKey(["share", "extracts"])
+
+
+@dg.asset(
+    key=SHARE_KEY,
+    partitions_def=DATA_REQUESTS,
+    group_name="share",
+    kinds={"delta", "polars"},
+    owners=["team:data-stewards"],
+    tags={"zone": "share"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "privacy_gate",
+            asset=SHARE_KEY,
+            blocking=True,
+            description="the consumer's policy applied; no identifiers; nothing above L2 untransformed; k-anonymity",
+        )
+    ],
+)
+def share_extracts(context: dg.AssetExecutionContext, lake: LakeResource, exchange: ExchangeResource):
+    """交换区：经批准的数据申请的专属数据集 — the share of one approved data request (partition = request id):
+    the columns and rows granted, the consumer's privacy policy applied, pinned to the publish versions of the
+    approval, with a manifest of content hashes; served by the Delta Sharing service (`make share-server`)."""
+    rid = context.partition_key
+    ex = exchange.exchange(lake.lake())
+    try:
+        manifest, profile = ex.build(rid, actor=f"dagster:{context.run.run_id}")
+    except ShareRefused as refused:
+        yield dg.AssetCheckResult(check_name="privacy_gate", passed=False, metadata={"problems": str(refused)})
+        raise dg.Failure(f"share of request {rid} refused, nothing written: {refused}") from None
+    tables = manifest["tables"]
+    yield dg.AssetCheckResult(
+        check_name="privacy_gate",
+        passed=True,
+        metadata={"transforms": json.dumps({t["dataset"]: t["transforms"] for t in tables}, ensure_ascii=False)},
+    )
+    lines = ["| dataset | publish version | rows | columns | transforms |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {t['dataset']} | {t['source_version']} | {t['rows']} | {', '.join(t['columns'])} | "
+        f"{json.dumps(t['transforms'], ensure_ascii=False)} |"
+        for t in tables
+    ]
+    context.log.info(f"share {rid}: {len(tables)} table(s), {sum(t['rows'] for t in tables)} rows")
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(t["rows"] for t in tables),
+            "consumer": f"{manifest['consumer']['name']} ({manifest['consumer']['department']})",
+            "tables": dg.MetadataValue.md("\n".join(lines)),
+            "source_versions": {t["dataset"]: t["source_version"] for t in tables},
+            "content_sha256": {t["dataset"]: t["content_sha256"] for t in tables},
+            "profile": profile or "issued before",
+        }
+    )
+
+
+@dg.asset(
+    key=publish_key(statistics.NAME),
+    group_name="publish",
+    kinds={"delta", "polars"},
+    owners=["team:data-stewards"],
+    tags={"zone": "publish", "access": "public"},
+    automation_condition=dg.AutomationCondition.cron_tick_passed("*/15 * * * *")
+    & ~dg.AutomationCondition.in_progress(),
+    metadata={
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(c, t, description=d) for c, (d, t) in statistics.COLUMNS.items()]
+        ),
+        "dagster/table_name": f"publish.{statistics.NAME}",
+    },
+)
+def sharing_statistics(context: dg.AssetExecutionContext, lake: LakeResource, exchange: ExchangeResource):
+    """共享情况分析：按数据集、部门、申请方统计申请、审批、共享、读取 — sharing statistics from the exchange
+    ledger (verified first: a broken ledger publishes nothing)."""
+    the_lake = lake.lake()
+    ex = exchange.exchange(the_lake)
+    verdict = ex.ledger.verify()
+    if not verdict.ok:
+        raise dg.Failure(f"the exchange ledger {ex.ledger.path} does not verify: {verdict.problem}")
+    frame = statistics.statistics(ex.ledger.entries())
+    digest = content_hash(frame, statistics.KEY)
+    current = the_lake.table("publish", statistics.NAME)
+    last = next(iter(current.history(1)), {}) if current is not None else {}
+    if current is not None and last.get("content_sha256") == digest:
+        version = current.version()
+    else:
+        version = the_lake.overwrite("publish", statistics.NAME, frame.to_arrow(), metadata={"content_sha256": digest})
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "delta_version": version,
+            "ledger_entries": verdict.entries,
+            GRADES: statistics.grades(),
+            "by_department": dg.MetadataValue.md(_by_department(frame)),
+        }
+    )
+
+
+def _by_department(frame: pl.DataFrame) -> str:
+    if frame.height == 0:
+        return "no requests yet"
+    agg = frame.group_by("department").agg(pl.col("requests", "approved", "rejected", "reads", "rows_read").sum())
+    lines = ["| department | requests | approved | rejected | reads | rows read |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"| {r['department']} | {r['requests']} | {r['approved']} | {r['rejected']} | {r['reads']} | {r['rows_read']} |"
+        for r in agg.sort("department").iter_rows(named=True)
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The exchange ledger: every request, decision, share build, token issue, read, revocation and expiry,
+appended to a hash-chained log (the same chain as the privileged-operations audit log: an edited, moved or
+deleted entry, or a cut-off tail, fails ``verify`` and says where).
+
+The ledger is the system of record of the exchange: the state of every request is a replay of its entries,
+so what the sharing service allows is exactly what the ledger says.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from privacy.audit import AuditLog
+
+ACTIONS = (
+    "request.filed",
+    "request.decided",
+    "share.built",
+    "token.issued",
+    "share.read",
+    "share.denied",
+    "share.revoked",
+    "share.expired",
+)
+
+
+class Ledger(AuditLog):
+    def record(self, action: str, actor: str, request_id: str, **detail) -> dict:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown ledger action {action!r}; actions are {ACTIONS}")
+        return self.append(action, actor=actor, request_id=request_id, **detail)
+
+    def states(self) -> dict[str, RequestState]:
+        return replay(self.entries())
+
+
+class CachedLedger(Ledger):
+    """A ledger whose replayed state is kept until the file changes (the sharing service asks on every call)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._seen: tuple | None = None
+        self._states: dict[str, RequestState] = {}
+
+    def states(self) -> dict[str, RequestState]:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._seen:
+            self._states, self._seen = replay(self.entries()), stamp
+        return self._states
+
+
+@dataclass
+class RequestState:
+    id: str
+    request: dict
+    level: str | None
+    status: str  # pending | approved | rejected | revoked | expired
+    filed_at: str
+    reasons: list[str] = field(default_factory=list)
+    decided_by: str | None = None
+    decided_at: str | None = None
+    pins: dict[str, int] = field(default_factory=dict)  # dataset → publish version the share is built from
+    manifest: dict | None = None  # the last share build
+    tokens: set[str] = field(default_factory=set)  # sha256 of the bearer tokens issued
+    reads: int = 0
+    rows_read: int = 0
+
+    @property
+    def expires_at(self) -> dt.datetime:
+        end = dt.date.fromisoformat(self.request["period"]["end"])
+        tz = dt.timezone(dt.timedelta(hours=8))
+        return dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
+
+    @property
+    def starts_at(self) -> dt.datetime:
+        start = dt.date.fromisoformat(self.request["period"]["start"])
+        return dt.datetime.combine(start, dt.time(), dt.timezone(dt.timedelta(hours=8))).astimezone(dt.UTC)
+
+    def active(self, now: dt.datetime | None = None) -> bool:
+        """Shared right now: approved, built, within its period, neither revoked nor expired."""
+        now = now or dt.datetime.now(dt.UTC)
+        return self.status == "approved" and self.manifest is not None and self.starts_at <= now < self.expires_at
+
+    def why_not(self, now: dt.datetime | None = None) -> str:
+        now = now or dt.datetime.now(dt.UTC)
+        if self.status in ("revoked", "rejected", "pending", "expired"):
+            return f"request {self.id} is {self.status}" + (f": {self.reasons[-1]}" if self.reasons else "")
+        if self.manifest is None:
+            return f"request {self.id} is approved but its share has not been built yet"
+        if now >= self.expires_at:
+            return f"request {self.id} expired at {self.expires_at.isoformat()}"
+        if now < self.starts_at:
+            return f"request {self.id} starts at {self.starts_at.isoformat()}"
+        return "active"
+
+
+def replay(entries: list[dict]) -> dict[str, RequestState]:
+    states: dict[str, RequestState] = {}
+    for e in entries:
+        d = e.get("detail", {})
+        rid = d.get("request_id")
+        if rid is None:
+            continue
+        action = e["action"]
+        if action == "request.filed":
+            states[rid] = RequestState(
+                rid, d["request"], d.get("level"), "pending", e["at"], list(d.get("reasons", []))
+            )
+            continue
+        s = states.get(rid)
+        if s is None:
+            continue
+        if action == "request.decided":
+            s.status = d["decision"]
+            s.decided_by, s.decided_at = e["actor"], e["at"]
+            reason = d.get("reason") or d["decision"]
+            if not s.reasons or s.reasons[-1] != reason:
+                s.reasons.append(reason)
+            s.pins = {k: int(v) for k, v in (d.get("pins") or {}).items()}
+        elif action == "share.built":
+            s.manifest = d["manifest"]
+        elif action == "token.issued":
+            s.tokens.add(d["token_sha256"])
+        elif action == "share.read":
+            s.reads += 1
+            s.rows_read += int(d.get("rows", 0))
+        elif action in ("share.revoked", "share.expired"):
+            s.status = action.split(".")[1]
+            s.reasons.append(d.get("reason") or s.status)
+    return states

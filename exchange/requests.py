@@ -1,0 +1,263 @@
+"""Data requests (数据申请): what a consumer asks for, read from a YAML file or the service's API, checked
+against the catalogue, and assessed by the grade of what it asks for.
+
+A request names datasets of the publish zone, the columns it wants of each, a row scope (a column's value
+prefix, e.g. a region code, or a list of values), its purpose, legal basis and period. The grade of a
+request is the highest effective grade among the columns it asks for (就高从严), so asking for fewer
+columns can lower it. The rules (configuration in ``exchange/policy.yaml``):
+
+- L1 is shared on request: approved by rule when filed;
+- L2 and L3 need a steward's approval, and the consumer's privacy policy is applied to the share;
+- L4 is never shared: rejected when filed, with the reason; so is a dataset whose 共享属性 is 不予共享.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from privacy.grading import highest, level_rank
+from quality import yamlfile
+
+POLICY_PATH = Path(__file__).with_name("policy.yaml")
+NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")  # request ids, share and table names: safe in paths and URLs
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+class RequestError(ValueError):
+    """A request that cannot be filed as written: says which file and which field."""
+
+
+def policy() -> dict:
+    return yamlfile.load(POLICY_PATH)
+
+
+@dataclass(frozen=True)
+class RowScope:
+    column: str
+    prefix: str | None = None
+    values: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return (
+            f"{self.column} starts with {self.prefix!r}"
+            if self.prefix is not None
+            else f"{self.column} in {list(self.values)}"
+        )
+
+
+@dataclass(frozen=True)
+class DatasetAsk:
+    dataset: str
+    columns: tuple[str, ...]
+    rows: tuple[RowScope, ...] = ()
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    department: str
+    kind: str  # a key of policy.yaml's consumer_policies: department | enterprise
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    id: str
+    consumer: Consumer
+    datasets: tuple[DatasetAsk, ...]
+    purpose: str
+    legal_basis: str
+    start: dt.date
+    end: dt.date  # the share expires at the end of this day (UTC+8, the departments' day)
+    source: str = "api"  # the file it came from, or "api"
+
+    @property
+    def expires_at(self) -> dt.datetime:
+        tz = dt.timezone(dt.timedelta(hours=8))
+        return dt.datetime.combine(self.end + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "consumer": {
+                "name": self.consumer.name,
+                "department": self.consumer.department,
+                "kind": self.consumer.kind,
+            },
+            "datasets": [
+                {
+                    "dataset": a.dataset,
+                    "columns": list(a.columns),
+                    "rows": [
+                        {
+                            "column": r.column,
+                            **({"prefix": r.prefix} if r.prefix is not None else {"in": list(r.values)}),
+                        }
+                        for r in a.rows
+                    ],
+                }
+                for a in self.datasets
+            ],
+            "purpose": self.purpose,
+            "legal_basis": self.legal_basis,
+            "period": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+            "source": self.source,
+        }
+
+
+def _need(doc: dict, key: str, where: str, kind=str):
+    value = doc.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise RequestError(f"{where}: '{key}' is required")
+    if not isinstance(value, kind):
+        raise RequestError(f"{where}: '{key}' must be a {kind.__name__}, not {type(value).__name__}")
+    return value.strip() if isinstance(value, str) else value
+
+
+def _date(value, where: str) -> dt.date:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise RequestError(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _rows(spec, where: str) -> tuple[RowScope, ...]:
+    if spec in (None, {}):
+        return ()
+    if not isinstance(spec, dict):
+        raise RequestError(f"{where}: 'rows' maps a column to a value prefix or a list of values")
+    out = []
+    for column, scope in spec.items():
+        if isinstance(scope, (str, int)) and str(scope):
+            out.append(RowScope(str(column), prefix=str(scope)))
+        elif isinstance(scope, list) and scope and all(isinstance(v, (str, int)) for v in scope):
+            out.append(RowScope(str(column), values=tuple(str(v) for v in scope)))
+        else:
+            raise RequestError(f"{where}.rows.{column}: give a value prefix or a non-empty list of values")
+    return tuple(out)
+
+
+def parse(doc, request_id: str, source: str = "api") -> DataRequest:
+    """A request from its YAML/JSON document; RequestError says what is wrong and where."""
+    where = source
+    if not isinstance(doc, dict):
+        raise RequestError(f"{where}: a request is a mapping with consumer, datasets, purpose, legal_basis, period")
+    if not NAME.match(request_id):
+        raise RequestError(
+            f"{where}: request id {request_id!r} must be lower-case letters, digits, '_' or '-' (at most 63)"
+        )
+    known = {"id", "consumer", "datasets", "purpose", "legal_basis", "period"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise RequestError(f"{where}: unknown field(s) {unknown}; a request has {sorted(known)}")
+    c = _need(doc, "consumer", where, dict)
+    kinds = sorted(policy()["consumer_policies"])
+    kind = c.get("kind", "department")
+    if kind not in kinds:
+        raise RequestError(f"{where}.consumer.kind: {kind!r} is not one of {kinds}")
+    consumer = Consumer(_need(c, "name", f"{where}.consumer"), _need(c, "department", f"{where}.consumer"), kind)
+    asks = _need(doc, "datasets", where, list)
+    if not asks:
+        raise RequestError(f"{where}: 'datasets' is empty")
+    datasets = []
+    for i, a in enumerate(asks):
+        w = f"{where}.datasets[{i}]"
+        if not isinstance(a, dict):
+            raise RequestError(f"{w}: each entry has 'dataset', 'columns' and optionally 'rows'")
+        columns = _need(a, "columns", w, list)
+        if not columns or not all(isinstance(x, str) and x for x in columns):
+            raise RequestError(f"{w}.columns: a non-empty list of column names")
+        if len(set(columns)) != len(columns):
+            raise RequestError(f"{w}.columns: a column is listed twice")
+        datasets.append(DatasetAsk(_need(a, "dataset", w), tuple(columns), _rows(a.get("rows"), w)))
+    if len({a.dataset for a in datasets}) != len(datasets):
+        raise RequestError(f"{where}.datasets: a dataset is listed twice")
+    period = _need(doc, "period", where, dict)
+    start, end = _date(period.get("start"), f"{where}.period.start"), _date(period.get("end"), f"{where}.period.end")
+    if end < start:
+        raise RequestError(f"{where}.period: ends ({end}) before it starts ({start})")
+    longest = int(policy()["max_period_days"])
+    if (end - start).days > longest:
+        raise RequestError(f"{where}.period: {(end - start).days} days; a share lasts at most {longest} days")
+    return DataRequest(
+        id=request_id,
+        consumer=consumer,
+        datasets=tuple(datasets),
+        purpose=_need(doc, "purpose", where),
+        legal_basis=_need(doc, "legal_basis", where),
+        start=start,
+        end=end,
+        source=source,
+    )
+
+
+def read_file(path: Path) -> DataRequest:
+    """A request dropped in the inbox; its id is the ``id`` field or the file's name."""
+    path = Path(path)
+    if path.stat().st_size > MAX_REQUEST_BYTES:
+        raise RequestError(f"{path.name}: {path.stat().st_size} bytes; a request is at most {MAX_REQUEST_BYTES}")
+    try:
+        doc = yamlfile.load(path)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RequestError(f"{path.name}: not readable YAML: {exc}") from None
+    rid = str(doc.get("id") or path.stem) if isinstance(doc, dict) else path.stem
+    return parse(doc, rid.lower(), source=path.name)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What the rules say of a request against the catalogue."""
+
+    level: str | None  # highest effective grade asked for; None when the request is invalid
+    outcome: str  # approved (L1, by rule) | pending (a steward decides) | rejected
+    reasons: tuple[str, ...] = ()
+    levels: dict[str, str] = field(default_factory=dict)  # dataset → its requested columns' highest grade
+    versions: dict[str, int] = field(default_factory=dict)  # dataset → publish version when assessed
+
+
+def catalogue_index(catalogue: dict) -> dict[str, dict]:
+    """Published datasets of an exported catalogue (catalogue.json), by dataset id."""
+    return {d["dataset_id"]: d for d in catalogue.get("datasets", []) if d.get("zone") == "publish"}
+
+
+def assess(request: DataRequest, catalogue: dict) -> Assessment:
+    published = catalogue_index(catalogue)
+    problems, levels, versions = [], {}, {}
+    for ask in request.datasets:
+        entry = published.get(ask.dataset)
+        if entry is None:
+            problems.append(f"{ask.dataset}: not a published dataset (only the publish zone is shared)")
+            continue
+        columns = {c["column"]: c for c in entry["columns"]}
+        missing = [c for c in ask.columns if c not in columns]
+        missing += [r.column for r in ask.rows if r.column not in columns]
+        if missing:
+            problems.append(f"{ask.dataset}: no column(s) {sorted(set(missing))}")
+            continue
+        if entry.get("share_type") == "不予共享":
+            problems.append(f"{ask.dataset}: 共享属性 is 不予共享 (never shared)")
+            continue
+        level = highest(columns[c].get("effective_grade") or columns[c]["grade"] for c in ask.columns)
+        levels[ask.dataset] = level
+        versions[ask.dataset] = entry.get("delta_version")
+        if level_rank(level) >= level_rank(policy()["never_shared_level"]):
+            top = [c for c in ask.columns if (columns[c].get("effective_grade") or columns[c]["grade"]) == level]
+            problems.append(f"{ask.dataset}: {', '.join(top)} graded {level}; {level} data is never shared")
+    if problems:
+        return Assessment(
+            None if len(levels) < len(request.datasets) else highest(levels.values()),
+            "rejected",
+            tuple(problems),
+            levels,
+            versions,
+        )
+    level = highest(levels.values())
+    on_request = level_rank(level) <= level_rank(policy()["shared_on_request_level"])
+    reason = f"graded {level}: " + ("shared on request" if on_request else "needs a steward's approval")
+    return Assessment(level, "approved" if on_request else "pending", (reason,), levels, versions)

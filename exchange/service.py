@@ -1,0 +1,178 @@
+"""The exchange's operations, each one written to the ledger: file a request, decide it, build its share and
+issue its token, revoke, expire. The Dagster jobs, the CLI and the sharing service's API all call these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from assets.lake import Lake
+from exchange import shares
+from exchange.ledger import Ledger, RequestState
+from exchange.requests import DataRequest, RequestError, assess, read_file
+
+RULES = "rules"  # the actor of decisions the grade rules take
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Exchange:
+    lake: Lake
+    folder: Path  # inbox/, filed/, refused/, profiles/ and ledger.jsonl
+    endpoint: str = "http://127.0.0.1:8765/delta-sharing"
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.folder / "ledger.jsonl")
+
+    @property
+    def inbox(self) -> Path:
+        return self.folder / "inbox"
+
+    def catalogue(self) -> dict:
+        path = Path(self.lake.uri("catalogue", "catalogue.json"))
+        if not path.exists():
+            raise FileNotFoundError(f"no catalogue export at {path}: run the pipeline (make demo) first")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def state(self, request_id: str) -> RequestState:
+        s = self.ledger.states().get(request_id)
+        if s is None:
+            raise KeyError(f"no data request {request_id!r} in the ledger {self.ledger.path}")
+        return s
+
+    # --- filing ------------------------------------------------------------------------------------------
+    def file(self, request: DataRequest, actor: str) -> RequestState:
+        """Record a request and what the grade rules say of it (L1 approved, L4 rejected, else pending)."""
+        if request.id in self.ledger.states():
+            raise RequestError(f"{request.source}: request id {request.id!r} was filed before; choose another id")
+        verdict = assess(request, self.catalogue())
+        self.ledger.record(
+            "request.filed",
+            actor,
+            request.id,
+            request=request.to_dict(),
+            level=verdict.level,
+            reasons=list(verdict.reasons),
+            catalogue_versions=verdict.versions,
+        )
+        if verdict.outcome != "pending":
+            self.ledger.record(
+                "request.decided",
+                RULES,
+                request.id,
+                decision=verdict.outcome,
+                reason="; ".join(verdict.reasons),
+                pins=verdict.versions if verdict.outcome == "approved" else {},
+            )
+        return self.state(request.id)
+
+    def file_inbox(self, actor: str) -> list[tuple[str, RequestState | str]]:
+        """File every request in the inbox; each file moves to filed/ or, unreadable or invalid, to refused/
+        with a reason file beside it. Returns (file, state or reason)."""
+        out = []
+        for path in sorted(self.inbox.glob("*.y*ml")):
+            try:
+                state = self.file(read_file(path), actor)
+                target = self.folder / "filed" / path.name
+                out.append((path.name, state))
+            except (RequestError, FileNotFoundError) as exc:
+                target = self.folder / "refused" / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.with_name(path.name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
+                out.append((path.name, str(exc)))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+        return out
+
+    # --- decisions -----------------------------------------------------------------------------------------
+    def decide(self, request_id: str, decision: str, approver: str, reason: str) -> RequestState:
+        """A steward's decision on a pending request; approval pins the publish versions current now."""
+        if decision not in ("approved", "rejected"):
+            raise ValueError(f"decision {decision!r}: approved or rejected")
+        if not approver.strip() or not reason.strip():
+            raise ValueError("a decision names its approver and gives a reason")
+        s = self.state(request_id)
+        if s.status != "pending":
+            raise ValueError(f"request {request_id} is {s.status}, not pending: nothing to decide")
+        pins = {}
+        if decision == "approved":
+            for ask in s.request["datasets"]:
+                table = self.lake.table("publish", ask["dataset"])
+                if table is None:
+                    raise FileNotFoundError(f"{ask['dataset']} is not in the publish zone any more")
+                pins[ask["dataset"]] = table.version()
+        self.ledger.record("request.decided", approver, request_id, decision=decision, reason=reason, pins=pins)
+        return self.state(request_id)
+
+    # --- shares --------------------------------------------------------------------------------------------
+    def build(self, request_id: str, actor: str, k: int | None = None) -> tuple[dict, str | None]:
+        """Build the share of an approved request and, the first time, issue its bearer token (written to a
+        profile file only the consumer is given). Returns the manifest and the new profile's path."""
+        s = self.state(request_id)
+        if s.status != "approved":
+            raise ValueError(f"request {request_id} is {s.status}: only an approved request gets a share")
+        manifest = shares.build(self.lake, s, self.catalogue(), k)
+        shares.write_manifest(self.lake, manifest)
+        self.ledger.record(
+            "share.built",
+            actor,
+            request_id,
+            manifest=manifest,
+            manifest_sha256=hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
+        )
+        profile = None if s.tokens else self.issue_token(request_id, actor)
+        return manifest, profile
+
+    def issue_token(self, request_id: str, actor: str) -> str:
+        s = self.state(request_id)
+        token = secrets.token_urlsafe(32)
+        self.ledger.record(
+            "token.issued",
+            actor,
+            request_id,
+            token_sha256=token_digest(token),
+            expires_at=s.expires_at.isoformat(),
+        )
+        path = self.folder / "profiles" / f"{request_id}.share"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {
+            "shareCredentialsVersion": 1,
+            "endpoint": self.endpoint,
+            "bearerToken": token,
+            "expirationTime": s.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(body, fh, indent=2)
+        return str(path)
+
+    def revoke(self, request_id: str, actor: str, reason: str) -> RequestState:
+        s = self.state(request_id)
+        if s.status not in ("approved", "pending"):
+            raise ValueError(f"request {request_id} is {s.status}: nothing to revoke")
+        if not reason.strip():
+            raise ValueError("a revocation gives a reason")
+        self.ledger.record("share.revoked", actor, request_id, reason=reason)
+        return self.state(request_id)
+
+    def expire(self, now: dt.datetime | None = None) -> list[str]:
+        """Record the expiry of every approved request whose period has ended (the service refuses them from
+        the moment the period ends, recorded or not)."""
+        now = now or dt.datetime.now(dt.UTC)
+        due = [s.id for s in self.ledger.states().values() if s.status == "approved" and now >= s.expires_at]
+        for rid in due:
+            self.ledger.record(
+                "share.expired", RULES, rid, reason=f"period ended {self.state(rid).expires_at.isoformat()}"
+            )
+        return due

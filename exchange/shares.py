@@ -1,0 +1,191 @@
+"""Shares (交换区): the per-request extract of an approved data request.
+
+For each dataset asked for: the publish-zone table at the version pinned when the request was approved,
+the rows in scope, the columns granted, the consumer's privacy policy applied column by column, then the
+privacy gate (no identifiers, nothing above L2 untransformed, k-anonymity on the quasi-identifiers). Only a
+share that passes is written, as Delta tables under ``share/<request>/<dataset>``, with a manifest holding
+the content hash of every delivered file so the consumer can check what it received. Built from the same
+pinned versions, a share is byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from assets.lake import Lake
+from exchange.requests import catalogue_index, policy
+from privacy import gate, transforms
+from privacy.grading import Grading
+
+
+class ShareRefused(RuntimeError):
+    """The share does not pass its gate: nothing was written."""
+
+
+def column_transform(kind: str, level: str, role: str) -> str:
+    rule = policy()["consumer_policies"][kind][level]
+    return rule if isinstance(rule, str) else rule.get(role, rule.get("none", "suppress"))
+
+
+def _significant(e: pl.Expr, digits: int = 2) -> pl.Expr:
+    """Round to ``digits`` significant digits (0 stays 0)."""
+    magnitude = e.abs().log10().floor()
+    scale = pl.lit(10.0).pow(pl.lit(digits - 1) - magnitude)
+    return pl.when(e == 0).then(e).otherwise((e * scale).round(0) / scale)
+
+
+def _generalise(name: str, dtype: pl.DataType) -> tuple[pl.Expr, str]:
+    c = pl.col(name)
+    if dtype.is_numeric():
+        return _significant(c.cast(pl.Float64)).alias(name), "generalised"
+    if dtype in (pl.Date, pl.Datetime):
+        return c.dt.truncate("1y").alias(name), "generalised"
+    if name.endswith("region_code"):
+        return transforms.region_prefix(c, "city").alias(name), "generalised"
+    if name.endswith("industry_code"):
+        return c.str.slice(0, 3).alias(name), "generalised"
+    if name == "address" or name.endswith("_address"):
+        return transforms.district(c).alias(name), "generalised"
+    if dtype == pl.String:
+        return transforms.mask(c, 1, 0).alias(name), "masked"
+    return transforms.suppress(c).alias(name), "suppressed"
+
+
+def apply_policy(frame: pl.DataFrame, columns: dict[str, dict], kind: str) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The consumer's privacy policy applied to every column; returns the frame and what each column got."""
+    exprs, applied = [], {}
+    for name in frame.columns:
+        meta = columns[name]
+        level = meta.get("effective_grade") or meta["grade"]
+        how = column_transform(kind, level, meta.get("role") or "none")
+        dtype = frame.schema[name]
+        if how == "keep":
+            exprs.append(pl.col(name))
+            continue
+        if how == "round" and not dtype.is_numeric():
+            how = "suppress"
+        if how == "round":
+            exprs.append(_significant(pl.col(name).cast(pl.Float64)).alias(name))
+            applied[name] = "generalised"
+        elif how == "generalise":
+            expr, applied[name] = _generalise(name, dtype)
+            exprs.append(expr)
+        elif how == "suppress":
+            exprs.append(pl.lit(None, dtype=dtype).alias(name))
+            applied[name] = "suppressed"
+        else:
+            raise ValueError(f"{policy.__module__}: unknown transform {how!r} for {name}")
+    return frame.select(exprs), applied
+
+
+def scope(frame: pl.DataFrame, rows) -> pl.DataFrame:
+    for r in rows:
+        c = pl.col(r["column"]).cast(pl.String)
+        frame = frame.filter(c.str.starts_with(r["prefix"]) if "prefix" in r else c.is_in(r["in"]))
+    return frame
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    dataset: str
+    columns: list[str]
+    rows: list[dict]
+    version: int
+
+
+def add_actions(table: DeltaTable) -> list[dict]:
+    """The current version's data files (path, size_bytes, num_records, …), sorted by path."""
+    return sorted(pa.table(table.get_add_actions(flatten=True)).to_pylist(), key=lambda a: a["path"])
+
+
+def file_entries(table: DeltaTable) -> list[dict]:
+    """The data files of a table's current version with their sizes, row counts and SHA-256."""
+    root = Path(table.table_uri.removeprefix("file://"))
+    out = []
+    for a in add_actions(table):
+        path = root / a["path"]
+        out.append(
+            {
+                "path": a["path"],
+                "size": int(a["size_bytes"]),
+                "rows": int(a["num_records"]),
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            }
+        )
+    return out
+
+
+def share_table_name(request_id: str, dataset: str) -> str:
+    return f"{request_id}/{dataset}"
+
+
+def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
+    """Build the share of an approved request; returns its manifest. ShareRefused: nothing written."""
+    published = catalogue_index(catalogue)
+    request = state.request
+    kind = request["consumer"]["kind"]
+    frames, manifest_tables = {}, []
+    for ask in request["datasets"]:
+        name, version = ask["dataset"], state.pins[ask["dataset"]]
+        source = lake.table("publish", name)
+        if source is None:
+            raise ShareRefused(f"{name}: no publish table in {lake.root}")
+        source.load_as_version(version)
+        meta = {c["column"]: c for c in published[name]["columns"]}
+        needed = list(dict.fromkeys([*ask["columns"], *(r["column"] for r in ask["rows"])]))
+        full = pl.from_arrow(source.to_pyarrow_table(columns=needed))
+        in_scope = scope(full, ask["rows"]).select(ask["columns"])
+        shared, applied = apply_policy(in_scope, meta, kind)
+        gradings = {
+            c: Grading(
+                meta[c]["classification"] or "metadata",
+                meta[c].get("effective_grade") or meta[c]["grade"],
+                meta[c].get("role") or "none",
+            )
+            for c in shared.columns
+        }
+        quasi = [c for c in shared.columns if meta[c].get("role") == "quasi"]
+        problems = gate.check(shared, gradings, applied, quasi, k)
+        if problems:
+            raise ShareRefused(f"{name}: " + "; ".join(f"{p.rule}: {p.detail}" for p in problems))
+        frames[name] = shared
+        manifest_tables.append(
+            {
+                "dataset": name,
+                "source_version": version,
+                "source_rows": full.height,
+                "rows": shared.height,
+                "rows_out_of_scope": full.height - in_scope.height,
+                "columns": shared.columns,
+                "row_scope": ask["rows"],
+                "transforms": applied,
+            }
+        )
+    # every table passed: write them all
+    for entry in manifest_tables:
+        name = entry["dataset"]
+        table_name = share_table_name(state.id, name)
+        version = lake.overwrite(
+            "share",
+            table_name,
+            frames[name].to_arrow(),
+            metadata={"request_id": state.id, "source_version": str(entry["source_version"])},
+        )
+        table = lake.table("share", table_name)
+        entry["share_version"] = version
+        entry["files"] = file_entries(table)
+        entry["content_sha256"] = hashlib.sha256("".join(f["sha256"] for f in entry["files"]).encode()).hexdigest()
+    return {"request_id": state.id, "consumer": request["consumer"], "tables": manifest_tables}
+
+
+def write_manifest(lake: Lake, manifest: dict) -> Path:
+    path = Path(lake.uri("share", manifest["request_id"])) / "manifest.json"
+    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
+    return path

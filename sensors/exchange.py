@@ -1,0 +1,130 @@
+"""The exchange's automation and the steward's jobs (交换共享).
+
+- ``data_request_inbox``: a request YAML dropped in ``<exchange>/inbox`` starts ``file_data_requests``,
+  which files it on the ledger; the grade rules approve L1 and reject L4 at once, the rest wait.
+- ``decide_data_request``: the steward's decision, launched from the UI's launchpad with the decision as
+  run config (request id, approved/rejected, approver, reason); approval pins the publish versions.
+- ``share_builds``: an approved request without a share gets its partition of ``share/extracts`` built.
+- ``revoke_share``: takes effect on the sharing service's next call; ``share_expiry`` records expiries
+  (the service refuses an expired share from the moment its period ends, recorded or not).
+"""
+
+import hashlib
+import json
+from typing import Literal
+
+import dagster as dg
+
+from assets.share import DATA_REQUESTS, SHARE_KEY
+from orchestration.resources import ExchangeResource, LakeResource
+
+
+class DecisionConfig(dg.Config):
+    request_id: str
+    decision: Literal["approved", "rejected"]
+    approver: str
+    reason: str
+
+
+class RevocationConfig(dg.Config):
+    request_id: str
+    revoked_by: str
+    reason: str
+
+
+@dg.op(description="File every request in the exchange inbox on the ledger, with what the grade rules say.")
+def file_requests(context: dg.OpExecutionContext, lake: LakeResource, exchange: ExchangeResource) -> None:
+    ex = exchange.exchange(lake.lake())
+    filed = ex.file_inbox(actor=f"dagster:{context.run.run_id}")
+    for name, outcome in filed:
+        if isinstance(outcome, str):
+            context.log.warning(f"{name}: refused — {outcome}")
+        else:
+            context.log.info(f"{name}: request {outcome.id} ({outcome.level}) {outcome.status}: {outcome.reasons[-1]}")
+
+
+@dg.op(description="Record the steward's decision on a pending data request.")
+def decide(context: dg.OpExecutionContext, config: DecisionConfig, lake: LakeResource, exchange: ExchangeResource):
+    state = exchange.exchange(lake.lake()).decide(config.request_id, config.decision, config.approver, config.reason)
+    context.log.info(f"request {state.id}: {state.status} by {state.decided_by}; pinned {state.pins}")
+
+
+@dg.op(description="Revoke a data request's share: the sharing service refuses its token from the next call.")
+def revoke(context: dg.OpExecutionContext, config: RevocationConfig, lake: LakeResource, exchange: ExchangeResource):
+    state = exchange.exchange(lake.lake()).revoke(config.request_id, config.revoked_by, config.reason)
+    context.log.info(f"request {state.id}: {state.status} — {config.reason}")
+
+
+@dg.job(tags={"shucang/area": "exchange"})
+def file_data_requests():
+    file_requests()
+
+
+@dg.job(tags={"shucang/area": "exchange"})
+def decide_data_request():
+    decide()
+
+
+@dg.job(tags={"shucang/area": "exchange"})
+def revoke_share():
+    revoke()
+
+
+def _inbox_listing(folder) -> dict[str, list[int]]:
+    inbox = folder / "inbox"
+    if not inbox.is_dir():
+        return {}
+    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(inbox.glob("*.y*ml"))}
+
+
+@dg.sensor(
+    job=file_data_requests,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Files data requests dropped in the exchange inbox.",
+)
+def data_request_inbox(context: dg.SensorEvaluationContext, lake: LakeResource, exchange: ExchangeResource):
+    listing = _inbox_listing(exchange.exchange(lake.lake()).folder)
+    if not listing:
+        return dg.SkipReason("no request in the inbox")
+    key = hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:16]
+    return dg.RunRequest(run_key=key, tags={"shucang/requests": ", ".join(listing)[:1000]})
+
+
+@dg.sensor(
+    asset_selection=[SHARE_KEY],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Builds the share of every approved data request that has none yet.",
+)
+def share_builds(context: dg.SensorEvaluationContext, lake: LakeResource, exchange: ExchangeResource):
+    states = exchange.exchange(lake.lake()).ledger.states()
+    due = sorted(s.id for s in states.values() if s.status == "approved" and s.manifest is None)
+    if not due:
+        return dg.SkipReason("no approved request waiting for its share")
+    known = set(context.instance.get_dynamic_partitions(DATA_REQUESTS.name))
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                partition_key=rid, asset_selection=[SHARE_KEY], run_key=f"share-{rid}-{states[rid].decided_at}"
+            )
+            for rid in due
+        ],
+        dynamic_partitions_requests=[DATA_REQUESTS.build_add_request([r for r in due if r not in known])],
+    )
+
+
+@dg.sensor(
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records on the ledger the expiry of shares whose period has ended.",
+)
+def share_expiry(context: dg.SensorEvaluationContext, lake: LakeResource, exchange: ExchangeResource):
+    expired = exchange.exchange(lake.lake()).expire()
+    return dg.SkipReason(f"recorded expiry of {expired}" if expired else "nothing expired")
+
+
+defs = dg.Definitions(
+    jobs=[file_data_requests, decide_data_request, revoke_share],
+    sensors=[data_request_inbox, share_builds, share_expiry],
+)
