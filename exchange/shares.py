@@ -36,9 +36,8 @@ def column_transform(kind: str, level: str, role: str) -> str:
 
 def _significant(e: pl.Expr, digits: int = 2) -> pl.Expr:
     """Round to ``digits`` significant digits (0 stays 0)."""
-    magnitude = e.abs().log10().floor()
-    scale = pl.lit(10.0).pow(pl.lit(digits - 1) - magnitude)
-    return pl.when(e == 0).then(e).otherwise((e * scale).round(0) / scale)
+    step = pl.lit(10.0).pow(e.abs().log10().floor() - (digits - 1))  # 7,150,590.5 → step 100,000
+    return pl.when(e == 0).then(e).otherwise((e / step).round(0) * step)
 
 
 def _generalise(name: str, dtype: pl.DataType) -> tuple[pl.Expr, str]:

@@ -42,5 +42,6 @@ def workdir(generated, tmp_path) -> Path:
 
 
 def is_published(a) -> bool:
-    """Publish-zone assets need the dbt models upstream; tests of the Python stages leave them out."""
-    return any(k.path[0] == "publish" for k in a.keys)
+    """Publish- and share-zone assets need the dbt models (or approved data requests) upstream; tests of the
+    Python stages leave them out."""
+    return any(k.path[0] in ("publish", "share") for k in a.keys)

@@ -97,7 +97,9 @@ def built(generated, tmp_path_factory, env_project):
     defs = _definitions(project)
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(root)})
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(_assets(defs), resources=resources(s), instance=instance, raise_on_error=False)
+    # everything but the per-request shares (they follow approved data requests: test_exchange_* below)
+    not_shares = _assets(defs, lambda a: all(k.path[0] != "share" for k in a.keys))
+    result = dg.materialize(not_shares, resources=resources(s), instance=instance, raise_on_error=False)
     return {"defs": defs, "settings": s, "instance": instance, "result": result, "project": project, "root": root}
 
 
@@ -347,3 +349,64 @@ def test_a_contract_violation_is_caught(built, tmp_path):
     )
     assert done.returncode != 0
     assert "contract" in done.stdout and "data type mismatch" in done.stdout
+
+
+def test_exchange_files_decides_builds_and_counts_requests_for_published_data_through_dagster(built):
+    """The steward's path in Dagster on the real publish zone: requests dropped in the inbox are filed by the
+    sensor's job, the grade rules decide L1 and L4, the steward approves the L2 one with the decision job,
+    the build sensor adds the partition and the share is built; the statistics are published."""
+    import datetime as dt
+
+    import yaml
+
+    from assets import share
+    from sensors import exchange as sx
+
+    s, instance = built["settings"], built["instance"]
+    res = resources(s)
+    on = {"lake": res["lake"], "exchange": res["exchange"]}
+    inbox = s.exchange_dir / "inbox"
+    inbox.mkdir(parents=True)
+    for example in sorted((PROJECT_ROOT / "exchange" / "examples").glob("*.yaml")):
+        doc = yaml.safe_load(example.read_text(encoding="utf-8"))
+        doc["period"] = {"start": dt.date.today().isoformat(), "end": (dt.date.today() + dt.timedelta(30)).isoformat()}
+        (inbox / example.name).write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+
+    assert isinstance(sx.data_request_inbox(dg.build_sensor_context(instance=instance, resources=on)), dg.RunRequest)
+    assert sx.file_data_requests.execute_in_process(resources=on, instance=instance).success
+    ex = res["exchange"].exchange(res["lake"].lake())
+    states = ex.ledger.states()
+    assert {r: (st.level, st.status) for r, st in states.items()} == {
+        "chain-directory": ("L1", "approved"),
+        "mujun-jingxinju": ("L2", "pending"),
+        "operations-bank": ("L2", "pending"),
+        "registration-raw": (None, "rejected"),
+    }
+    decision = {"request_id": "mujun-jingxinju", "decision": "approved", "approver": "张管理员", "reason": "依职责"}
+    assert sx.decide_data_request.execute_in_process(
+        resources=on, instance=instance, run_config={"ops": {"decide": {"config": decision}}}
+    ).success
+
+    result = sx.share_builds(dg.build_sensor_context(instance=instance, resources=on))
+    assert sorted(r.partition_key for r in result.run_requests) == ["chain-directory", "mujun-jingxinju"]
+    instance.add_dynamic_partitions("data_requests", list(result.dynamic_partitions_requests[0].partition_keys))
+    for run in result.run_requests:
+        built_share = dg.materialize(
+            [share.share_extracts], partition_key=run.partition_key, resources=on, instance=instance
+        )
+        assert built_share.success
+        assert all(c.passed for c in built_share.get_asset_check_evaluations())
+    assert isinstance(sx.share_builds(dg.build_sensor_context(instance=instance, resources=on)), dg.SkipReason)
+
+    got = pl.read_delta(f"{s.lake_root}/share/mujun-jingxinju/topic_mujun_evaluation")
+    columns = ["uscc", "name", "county_code", "industry_code", "scale_group", "total_score", "band", "band_name_zh"]
+    expected = _publish(s, "topic_mujun_evaluation").filter(pl.col("county_code").str.starts_with("331003"))
+    assert got.columns == columns and got.sort("uscc").equals(expected.select(columns).sort("uscc"))
+    assert (s.exchange_dir / "profiles" / "mujun-jingxinju.share").exists()
+
+    stats = dg.materialize([share.sharing_statistics], resources=on, instance=instance)
+    assert stats.success
+    table = pl.read_delta(f"{s.lake_root}/publish/sharing_statistics")
+    row = table.filter(pl.col("dataset") == "topic_mujun_evaluation").row(0, named=True)
+    assert (row["requests"], row["approved"], row["active_shares"], row["department"]) == (1, 1, 1, "区经信局")
+    assert table["requests"].sum() == 4 and table["rejected"].sum() == 1 and table["pending"].sum() == 1

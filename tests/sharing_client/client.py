@@ -1,0 +1,39 @@
+"""Runs inside .venv-sharing with the official delta-sharing connector, never with the project's code.
+
+    python client.py PROFILE tables              → JSON list of "share.schema.table"
+    python client.py PROFILE read TABLE OUT      → the table as pandas, written to OUT (Parquet); JSON summary
+    python client.py PROFILE version TABLE       → JSON table version
+
+On an HTTP error: JSON {"status": code, "message": …} and exit code 2.
+"""
+
+import json
+import sys
+
+import delta_sharing
+from requests.exceptions import HTTPError
+
+
+def main() -> int:
+    profile, command, *rest = sys.argv[1:]
+    try:
+        if command == "tables":
+            client = delta_sharing.SharingClient(profile)
+            print(json.dumps([f"{t.share}.{t.schema}.{t.name}" for t in client.list_all_tables()]))
+        elif command == "read":
+            table, out = rest
+            frame = delta_sharing.load_as_pandas(f"{profile}#{table}")
+            frame.to_parquet(out, index=False)
+            print(json.dumps({"rows": len(frame), "columns": list(frame.columns)}))
+        elif command == "version":
+            print(json.dumps(delta_sharing.get_table_version(f"{profile}#{rest[0]}")))
+        else:
+            raise SystemExit(f"unknown command {command}")
+    except HTTPError as exc:
+        print(json.dumps({"status": exc.response.status_code, "message": str(exc)}))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""Data requests, grade rules, shares and the exchange ledger, on a small publish zone of known values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from deltalake import DeltaTable
+from exchange_support import firms, published_lake, request
+
+from exchange import statistics
+from exchange.ledger import Ledger
+from exchange.requests import RequestError, parse
+from exchange.service import RULES
+from exchange.shares import ShareRefused, share_table_name
+
+
+@pytest.fixture
+def ex(tmp_path):
+    return published_lake(tmp_path)
+
+
+def _file(ex, doc):
+    return ex.file(parse(doc, doc["id"]), actor="tester")
+
+
+# --- requests and the grade rules ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("purpose"), "'purpose' is required"),
+        (lambda d: d.update(extra=1), "unknown field(s) ['extra']"),
+        (lambda d: d["period"].update(end="2020-13-01"), "period.end: '2020-13-01' is not a date"),
+        (lambda d: d["period"].update(end="2000-01-01"), "ends (2000-01-01) before it starts"),
+        (lambda d: d["datasets"][0].update(columns=[]), "datasets[0].columns: a non-empty list"),
+        (lambda d: d["datasets"][0].update(rows={"region_code": {"x": 1}}), "datasets[0].rows.region_code"),
+        (lambda d: d["consumer"].update(kind="spy"), "consumer.kind: 'spy' is not one of"),
+        (lambda d: d["period"].update(end="2099-01-01"), "a share lasts at most 366 days"),
+    ],
+)
+def test_a_malformed_request_says_what_and_where(change, message):
+    doc = request("r1", ["uscc"])
+    change(doc)
+    with pytest.raises(RequestError) as err:
+        parse(doc, "r1", source="r1.yaml")
+    assert message in str(err.value) and str(err.value).startswith("r1.yaml")
+
+
+def test_request_ids_are_safe_names():
+    with pytest.raises(RequestError, match="must be lower-case letters"):
+        parse(request("x", ["uscc"]), "../../etc")
+
+
+def test_inbox_files_good_requests_and_refuses_bad_ones_with_a_reason(ex):
+    ex.inbox.mkdir(parents=True)
+    (ex.inbox / "good.yaml").write_text(yaml.safe_dump(request("good", ["uscc", "name"]), allow_unicode=True))
+    (ex.inbox / "broken.yaml").write_text("consumer: [unclosed\n")
+    (ex.inbox / "huge.yaml").write_text("# " + "x" * 70_000)
+    done = dict(ex.file_inbox("tester"))
+    assert done["good.yaml"].status == "approved"
+    assert "not readable YAML" in done["broken.yaml"] and "at most 65536" in done["huge.yaml"]
+    assert (ex.folder / "filed" / "good.yaml").exists() and not list(ex.inbox.iterdir())
+    reason = (ex.folder / "refused" / "broken.yaml.reason.txt").read_text()
+    assert "broken.yaml" in reason and (ex.folder / "refused" / "broken.yaml").exists()
+
+
+def test_l1_is_shared_on_request_l2_waits_for_a_steward(ex):
+    l1 = _file(ex, request("l1", ["uscc", "name", "region_code"]))
+    assert (l1.level, l1.status, l1.decided_by) == ("L1", "approved", RULES)
+    assert l1.pins == {"firms": DeltaTable(ex.lake.uri("publish", "firms")).version()}
+    l2 = _file(ex, request("l2", ["uscc", "revenue_yuan"]))
+    assert (l2.level, l2.status) == ("L2", "pending") and "needs a steward's approval" in l2.reasons[-1]
+    l3 = _file(ex, request("l3", ["uscc", "tax_arrears_yuan"]))
+    assert (l3.level, l3.status) == ("L3", "pending")
+
+
+def test_l4_and_never_shared_and_unknown_requests_are_rejected_with_the_reason(ex):
+    l4 = _file(ex, request("l4", ["uscc", "legal_rep_ref"]))
+    assert l4.status == "rejected" and "legal_rep_ref graded L4; L4 data is never shared" in l4.reasons[-1]
+    secret = _file(ex, request("sec", ["uscc"], dataset="secrets"))
+    assert secret.status == "rejected" and "不予共享" in secret.reasons[-1]
+    raw = _file(ex, request("raw", ["uscc"], dataset="amr_registration"))
+    assert raw.status == "rejected" and "not a published dataset" in raw.reasons[-1]
+    col = _file(ex, request("col", ["uscc", "nope"]))
+    assert col.status == "rejected" and "no column(s) ['nope']" in col.reasons[-1]
+    with pytest.raises(RequestError, match="filed before"):
+        _file(ex, request("l4", ["uscc"]))
+    with pytest.raises(ValueError, match="rejected, not pending"):
+        ex.decide("l4", "approved", "steward", "try anyway")
+
+
+# --- shares ---------------------------------------------------------------------------------------------------
+
+
+def _share(ex, rid: str, dataset: str = "firms") -> pl.DataFrame:
+    return pl.read_delta(ex.lake.uri("share", share_table_name(rid, dataset)))
+
+
+def test_a_share_holds_exactly_the_granted_columns_and_rows_pinned_at_approval(ex):
+    _file(ex, request("dept", ["uscc", "region_code", "revenue_yuan"], rows={"region_code": "33100"}))
+    ex.decide("dept", "approved", "张管理员", "依职责")
+    # the publish zone moves on after the approval: the share still comes from the pinned version
+    ex.lake.overwrite("publish", "firms", firms(600).with_columns(pl.col("revenue_yuan") * 2).to_arrow())
+    manifest, profile = ex.build("dept", "tester")
+    expected = (
+        firms(600).filter(pl.col("region_code").str.starts_with("33100")).select("uscc", "region_code", "revenue_yuan")
+    )
+    got = _share(ex, "dept")
+    assert got.columns == ["uscc", "region_code", "revenue_yuan"]
+    assert got.sort("uscc").equals(expected.sort("uscc"))  # department policy keeps L2 values as they are
+    table = manifest["tables"][0]
+    assert table["source_version"] == 0 and table["rows"] == expected.height == 300
+    assert table["source_rows"] == table["rows"] + table["rows_out_of_scope"]  # rows reconcile
+    root = Path(ex.lake.uri("share", share_table_name("dept", "firms")))
+    for f in table["files"]:
+        assert hashlib.sha256((root / f["path"]).read_bytes()).hexdigest() == f["sha256"]
+    written = json.loads(Path(ex.lake.uri("share", "dept"), "manifest.json").read_text())
+    assert written == json.loads(json.dumps(manifest))
+    assert profile and json.loads(Path(profile).read_text())["bearerToken"]
+    assert oct(Path(profile).stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_enterprise_consumer_gets_its_policy_applied(ex):
+    _file(ex, request("bank", ["uscc", "revenue_yuan", "tax_arrears_yuan", "established_on"], kind="enterprise"))
+    ex.decide("bank", "approved", "张管理员", "企业授权")
+    manifest, _ = ex.build("bank", "tester")
+    got = _share(ex, "bank").sort("uscc")
+    src = firms(600).sort("uscc")
+    assert manifest["tables"][0]["transforms"] == {
+        "revenue_yuan": "generalised",
+        "tax_arrears_yuan": "suppressed",
+        "established_on": "generalised",
+    }
+    # L2 sensitive → two significant digits; L3 → suppressed; L2 quasi date → its year
+    assert got["revenue_yuan"][0] == 1_200_000.0 and got["revenue_yuan"][599] == 7_200_000.0  # 7,150,590.5
+    assert got["tax_arrears_yuan"].null_count() == got.height
+    assert got["established_on"].to_list() == [dt.date(d.year, 1, 1) for d in src["established_on"]]
+    assert got["uscc"].equals(src["uscc"])
+
+
+def test_a_k_anonymity_failure_refuses_the_share_and_writes_nothing(ex):
+    # scale × establishment date is unique per firm for a department (which keeps L2 quasi-identifiers)
+    _file(ex, request("kfail", ["scale_type", "established_on", "revenue_yuan"]))
+    ex.decide("kfail", "approved", "张管理员", "统计分析")
+    with pytest.raises(ShareRefused, match="k_anonymity"):
+        ex.build("kfail", "tester")
+    assert ex.lake.table("share", share_table_name("kfail", "firms")) is None
+    assert ex.state("kfail").manifest is None and not ex.state("kfail").tokens
+    # generalised for an enterprise consumer (date → year), the classes are large enough
+    _file(ex, request("kok", ["scale_type", "established_on", "revenue_yuan"], kind="enterprise"))
+    ex.decide("kok", "approved", "张管理员", "统计分析")
+    assert ex.build("kok", "tester")[0]["tables"][0]["rows"] == 600
+
+
+def test_a_share_rebuilt_from_its_pinned_versions_is_byte_identical(ex):
+    _file(ex, request("again", ["uscc", "name", "revenue_yuan"], kind="enterprise"))
+    ex.decide("again", "approved", "张管理员", "依职责")
+    first, profile = ex.build("again", "tester")
+    ex.lake.overwrite("publish", "firms", firms(700).to_arrow())  # publish moves on
+    second, no_new_profile = ex.build("again", "tester")
+    a, b = first["tables"][0], second["tables"][0]
+    assert b["share_version"] == a["share_version"] + 1
+    assert [f["sha256"] for f in a["files"]] == [f["sha256"] for f in b["files"]]
+    assert a["content_sha256"] == b["content_sha256"] and profile and no_new_profile is None
+
+
+def test_revocation_and_expiry_end_a_share(ex):
+    _file(ex, request("rv", ["uscc"]))
+    ex.build("rv", "tester")
+    assert ex.state("rv").active()
+    ex.revoke("rv", "张管理员", "用途变更")
+    s = ex.state("rv")
+    assert s.status == "revoked" and not s.active() and "用途变更" in s.why_not()
+    past = dt.date.today() - dt.timedelta(days=40)
+    _file(ex, request("old", ["uscc"], start=past, days=10))
+    ex.build("old", "tester")
+    old = ex.state("old")
+    assert not old.active() and "expired" in old.why_not()  # refused from the end of the period
+    assert ex.expire() == ["old"] and ex.state("old").status == "expired"
+    assert ex.expire() == []  # recorded once
+
+
+# --- the ledger ---------------------------------------------------------------------------------------------------
+
+
+def _busy_ledger(ex) -> Ledger:
+    _file(ex, request("a", ["uscc", "revenue_yuan"]))
+    ex.decide("a", "approved", "张管理员", "依职责")
+    ex.build("a", "tester")
+    _file(ex, request("b", ["uscc", "legal_rep_ref"]))
+    ex.ledger.record("share.read", "consumer of a", "a", dataset="firms", table_version=0, rows=600)
+    assert ex.ledger.verify().ok
+    return ex.ledger
+
+
+def _rewrite(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def test_ledger_edit_is_detected(ex):
+    ledger = _busy_ledger(ex)
+    lines = ledger.path.read_text(encoding="utf-8").splitlines()
+    entry = json.loads(lines[-1])
+    entry["detail"]["rows"] = 6  # under-report a read
+    _rewrite(ledger.path, [*lines[:-1], json.dumps(entry, ensure_ascii=False, sort_keys=True)])
+    verdict = ledger.verify()
+    assert not verdict.ok and f"line {len(lines)}: content does not match its hash" in verdict.problem
+
+
+def test_ledger_deletion_and_truncation_are_detected(ex):
+    ledger = _busy_ledger(ex)
+    lines = ledger.path.read_text(encoding="utf-8").splitlines()
+    _rewrite(ledger.path, [lines[0], *lines[2:]])  # the decision on request a disappears
+    assert "line 2" in ledger.verify().problem
+    _rewrite(ledger.path, lines[:-1])  # the last read disappears
+    assert "truncated" in ledger.verify().problem
+
+
+def test_sharing_statistics_count_requests_decisions_and_reads(ex):
+    _busy_ledger(ex)
+    ex.revoke("a", "张管理员", "到此为止")
+    ex.ledger.record("share.denied", "consumer of a", "a", path="/x", reason="revoked")
+    stats = statistics.statistics(ex.ledger.entries()).sort("consumer")
+    a, b = stats.row(0, named=True), stats.row(1, named=True)
+    assert (a["dataset"], a["requests"], a["approved"], a["revoked"], a["reads"], a["rows_read"], a["denied"]) == (
+        "firms",
+        1,
+        1,
+        1,
+        1,
+        600,
+        1,
+    )
+    assert (b["requests"], b["approved"], b["rejected"], b["active_shares"]) == (1, 0, 1, 0)
+    assert stats.columns == list(statistics.COLUMNS)

@@ -1,0 +1,261 @@
+"""The Delta Sharing service over HTTP: the official client end to end (from its own environment), and what
+the service refuses — missing, wrong, revoked or expired tokens, another consumer's share, path traversal,
+malformed and oversized requests, forged or stale file URLs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+import uvicorn
+from exchange_support import firms, published_lake, request
+
+from exchange.requests import parse
+from exchange.server import app
+from exchange.shares import share_table_name
+
+HERE = Path(__file__).parent
+PROJECT = HERE.parent
+CLIENT_ENV = PROJECT / ".venv-sharing"
+
+
+@pytest.fixture(scope="module")
+def client_python() -> Path:
+    """The official delta-sharing client in its own environment, created with uv on first use."""
+    python = CLIENT_ENV / "bin" / "python"
+    requirements = HERE / "sharing_client" / "requirements.txt"
+    stamp = CLIENT_ENV / ".requirements"
+    if not (python.exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):
+        uv = Path(sys.executable).with_name("uv")
+        subprocess.run([str(uv), "venv", "--quiet", "--clear", "--python", sys.executable, str(CLIENT_ENV)], check=True)
+        subprocess.run(
+            [str(uv), "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements)], check=True
+        )
+        stamp.write_text(requirements.read_text())
+    return python
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A publish zone, three requests (a department's, an enterprise's, one to be revoked), their shares,
+    and the service on a free port of 127.0.0.1."""
+    port = _free_port()
+    ex = published_lake(tmp_path_factory.mktemp("sharing"))
+    ex = type(ex)(ex.lake, ex.folder, endpoint=f"http://127.0.0.1:{port}/delta-sharing")
+    docs = {
+        "dept": request(
+            "dept", ["uscc", "name", "region_code", "revenue_yuan"], rows={"region_code": ["331003", "331004"]}
+        ),
+        "bank": request("bank", ["uscc", "revenue_yuan", "established_on"], kind="enterprise"),
+        "gone": request("gone", ["uscc", "name"]),
+        "old": request("old", ["uscc"], start=dt.date.today() - dt.timedelta(days=30), days=5),
+    }
+    profiles = {}
+    for rid, doc in docs.items():
+        state = ex.file(parse(doc, rid), actor="tester")
+        if state.status == "pending":
+            ex.decide(rid, "approved", "张管理员", "依职责")
+        profiles[rid] = Path(ex.build(rid, "tester")[1])
+    server = uvicorn.Server(uvicorn.Config(app(ex, url_seconds=60), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield {"ex": ex, "profiles": profiles, "base": f"http://127.0.0.1:{port}/delta-sharing"}
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _token(served, rid) -> str:
+    return json.loads(served["profiles"][rid].read_text())["bearerToken"]
+
+
+def _client(python: Path, *args) -> tuple[int, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    done = subprocess.run(
+        [str(python), str(HERE / "sharing_client" / "client.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode in (0, 2), done.stderr
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- the official client -------------------------------------------------------------------------------------------
+
+
+def test_the_official_client_reads_exactly_its_granted_columns_and_rows(served, client_python, tmp_path):
+    code, tables = _client(client_python, served["profiles"]["dept"], "tables")
+    assert code == 0 and tables == ["dept.shucang.firms"]  # its own share, nothing else
+    code, summary = _client(
+        client_python, served["profiles"]["dept"], "read", "dept.shucang.firms", tmp_path / "d.parquet"
+    )
+    assert code == 0 and summary == {"rows": 200, "columns": ["uscc", "name", "region_code", "revenue_yuan"]}
+    got = pl.read_parquet(tmp_path / "d.parquet")
+    expected = (
+        firms()
+        .filter(pl.col("region_code").is_in(["331003", "331004"]))
+        .select("uscc", "name", "region_code", "revenue_yuan")
+    )
+    assert got.sort("uscc").equals(expected.sort("uscc"))
+
+    code, summary = _client(
+        client_python, served["profiles"]["bank"], "read", "bank.shucang.firms", tmp_path / "b.parquet"
+    )
+    bank = pl.read_parquet(tmp_path / "b.parquet").sort("uscc")
+    assert code == 0 and bank.columns == ["uscc", "revenue_yuan", "established_on"] and bank.height == 600
+    # the enterprise policy: revenue to two significant digits, establishment date to its year
+    assert bank["revenue_yuan"][0] == 1_200_000.0
+    assert {d.month for d in pl.Series(bank["established_on"]).cast(pl.Date)} == {1}
+    code, version = _client(client_python, served["profiles"]["bank"], "version", "bank.shucang.firms")
+    assert code == 0 and version == served["ex"].state("bank").manifest["tables"][0]["share_version"]
+
+    reads = [e for e in served["ex"].ledger.entries() if e["action"] == "share.read"]
+    dept_read = next(e for e in reads if e["detail"]["request_id"] == "dept")
+    assert dept_read["actor"] == "consumer of dept" and dept_read["detail"]["rows"] == 200
+    assert dept_read["detail"]["table_version"] == 0 and dept_read["detail"]["source_version"] == 0
+
+
+def test_the_client_with_a_revoked_or_expired_token_gets_403_and_no_data(served, client_python, tmp_path):
+    code, _ = _client(client_python, served["profiles"]["gone"], "tables")
+    assert code == 0
+    served["ex"].revoke("gone", "张管理员", "用途已结束")
+    code, error = _client(
+        client_python, served["profiles"]["gone"], "read", "gone.shucang.firms", tmp_path / "g.parquet"
+    )
+    assert code == 2 and error["status"] == 403 and "revoked" in error["message"]
+    assert not (tmp_path / "g.parquet").exists()
+    code, error = _client(client_python, served["profiles"]["old"], "read", "old.shucang.firms", tmp_path / "o.parquet")
+    assert code == 2 and error["status"] == 403 and "expired" in error["message"]
+    denied = [e for e in served["ex"].ledger.entries() if e["action"] == "share.denied"]
+    assert {e["detail"]["request_id"] for e in denied} >= {"gone", "old"}
+    assert served["ex"].ledger.verify().ok
+
+
+# --- what the service refuses, over plain HTTP --------------------------------------------------------------------
+
+
+def _get(served, path, token=None, **kw):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.get(served["base"] + path, headers=headers, **kw)
+
+
+def _post(served, path, token, content: bytes):
+    return httpx.post(served["base"] + path, headers={"Authorization": f"Bearer {token}"}, content=content)
+
+
+def test_no_token_or_a_wrong_token_gets_401(served):
+    for token in (None, "not-a-token"):
+        r = _get(served, "/shares", token)
+        assert r.status_code == 401 and r.json()["errorCode"] == "UNAUTHENTICATED" and "items" not in r.text
+    r = httpx.get(served["base"] + "/shares", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401
+
+
+def test_a_token_opens_its_own_share_only(served):
+    token = _token(served, "dept")
+    assert [s["name"] for s in _get(served, "/shares", token).json()["items"]] == ["dept"]
+    for path in ("/shares/bank", "/shares/bank/schemas", "/shares/bank/schemas/shucang/tables/firms/metadata"):
+        r = _get(served, path, token)
+        assert r.status_code == 403 and "does not open share 'bank'" in r.json()["message"]
+    assert _get(served, "/shares/dept/schemas/shucang/tables/nope/metadata", token).status_code == 404
+    assert _get(served, "/shares/dept/schemas/other/tables", token).status_code == 404
+
+
+def test_path_traversal_gets_a_clear_error_and_no_data(served):
+    token = _token(served, "dept")
+    for path in (
+        "/shares/dept/schemas/shucang/tables/..%2F..%2Fpublish%2Ffirms/metadata",
+        "/shares/..%2Fbank/schemas",
+        "/files/dept/firms/..%2F..%2F..%2Fpublish%2Ffirms%2F_delta_log%2F00000000000000000000.json",
+        "/files/dept/firms/%2Fetc%2Fpasswd",
+    ):
+        r = _get(served, path, token)
+        assert r.status_code in (400, 403, 404) and r.json()["message"], path
+        assert "uscc" not in r.text
+
+
+def test_malformed_and_oversized_requests_get_clear_errors(served):
+    token = _token(served, "dept")
+    query = "/shares/dept/schemas/shucang/tables/firms/query"
+    r = _post(served, query, token, b"{not json")
+    assert r.status_code == 400 and "not JSON" in r.json()["message"]
+    r = _post(served, query, token, b"[1, 2]")
+    assert r.status_code == 400 and "JSON object" in r.json()["message"]
+    r = _post(served, query, token, json.dumps({"limitHint": -1}).encode())
+    assert r.status_code == 400 and "limitHint" in r.json()["message"]
+    r = _post(served, query, token, json.dumps({"version": "latest"}).encode())
+    assert r.status_code == 400 and "version" in r.json()["message"]
+    r = _post(served, query, token, json.dumps({"predicateHints": ["x" * 100_000]}).encode())
+    assert r.status_code == 413 and "65536" in r.json()["message"]
+    r = _get(served, "/shares?maxResults=0", token)
+    assert r.status_code == 400
+    r = httpx.request("DELETE", served["base"] + "/shares", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 405
+
+
+def test_query_answers_signed_urls_with_range_support_and_forged_or_stale_urls_are_refused(served):
+    token = _token(served, "dept")
+    r = _post(served, "/shares/dept/schemas/shucang/tables/firms/query", token, b"{}")
+    assert r.status_code == 200 and r.headers["delta-table-version"] == "0"
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert lines[0] == {"protocol": {"minReaderVersion": 1}}
+    fields = [f["name"] for f in json.loads(lines[1]["metaData"]["schemaString"])["fields"]]
+    assert fields == ["uscc", "name", "region_code", "revenue_yuan"]
+    file = lines[2]["file"]
+    assert json.loads(file["stats"])["numRecords"] == 200
+    whole = httpx.get(file["url"])  # no bearer token: the signature is the authorisation
+    assert whole.status_code == 200 and len(whole.content) == file["size"]
+    part = httpx.get(file["url"], headers={"Range": "bytes=4-99"})
+    assert part.status_code == 206 and part.content == whole.content[4:100]
+    assert httpx.head(file["url"]).headers["content-length"] == str(file["size"])
+
+    forged = file["url"].replace("sig=", "sig=0")
+    assert httpx.get(forged).status_code == 403
+    moved = file["url"].replace("/files/dept/", "/files/bank/")  # a valid signature for another share's path
+    assert httpx.get(moved).status_code == 403
+    stale = file["url"].split("expires=")[0] + "expires=1000&sig=" + file["url"].split("sig=")[1]
+    assert httpx.get(stale).status_code == 403
+
+
+def test_version_and_paged_listing(served):
+    token = _token(served, "dept")
+    r = httpx.head(
+        served["base"] + "/shares/dept/schemas/shucang/tables/firms/version",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert r.status_code == 200 and r.headers["delta-table-version"] == "0"
+    assert _get(served, "/shares/dept/all-tables", token).json()["items"][0]["name"] == "firms"
+    page = _get(served, "/shares?maxResults=1", token).json()
+    assert len(page["items"]) == 1 and "nextPageToken" not in page
+
+
+def test_requests_can_be_filed_through_the_api(served):
+    doc = request("api-one", ["uscc", "name"])
+    r = httpx.post(served["base"].replace("/delta-sharing", "") + "/api/requests", json=doc)
+    assert r.status_code == 201 and r.json()["status"] == "approved" and r.json()["level"] == "L1"
+    bad = {**request("api-two", ["uscc"]), "purpose": ""}
+    r = httpx.post(served["base"].replace("/delta-sharing", "") + "/api/requests", json=bad)
+    assert r.status_code == 400 and "'purpose' is required" in r.json()["message"]
+    assert served["ex"].state("api-one").request["source"] == "api:api-one"
+    assert share_table_name("api-one", "firms") == "api-one/firms"
