@@ -105,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{priv['peak_rss_mib']:.0f} MiB) vs DuckDB HMAC in SQL {priv_base['seconds']:.1f} s = {priv_ratio:.2f}× "
         f"(target ≤ 2×: {'met' if priv_ratio <= 2 else 'NOT met'}); identical pseudonyms"
     )
+    sharing = _stage("-m", "benchmarks.sharing", str(args.data), str(n))
+    sharing_ratio = sharing["served_seconds"] / sharing["local_seconds"]
+    print(
+        f"  share {n:,} rows ({sharing['files']} file(s), {sharing['bytes'] / 2**20:.0f} MiB; built in "
+        f"{sharing['build_seconds']:.1f} s): official delta-sharing client over HTTP {sharing['served_seconds']:.1f} s "
+        f"vs deltalake locally {sharing['local_seconds']:.1f} s = {sharing_ratio:.2f}× (target ≤ 2×: "
+        f"{'met' if sharing_ratio <= 2 else 'NOT met'})"
+    )
     ok_ratio, ok_mem = ratio <= TARGET_RATIO, col["peak_rss_mib"] <= TARGET_PEAK_MIB
     print(
         f"  collection / DuckDB = {ratio:.2f}× (target ≤ {TARGET_RATIO}×: {'met' if ok_ratio else 'NOT met'}); "
@@ -131,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                 "model_baseline": model_base,
                 "model_ratio": model_ratio,
                 "definitions_import": imports,
+                "sharing": sharing,
+                "sharing_ratio": sharing_ratio,
             },
             indent=1,
         )

@@ -36,8 +36,13 @@ def test_jobs_sensors_and_resources_are_wired():
     assert set(jobs["std_all"].asset_layer.selected_asset_keys) == std_keys
     landing = {f"landing_{ds.id}" for ds in registry().datasets}
     lineage = {"lineage_on_success", "lineage_on_failure", "lineage_on_canceled", "lineage_spool"}
-    assert {s.name for s in defs.sensors} == landing | {"automation"} | lineage
-    assert set(defs.resources) >= {"lake", "landing", "warehouse"}
+    exchange = {"data_request_inbox", "share_builds", "share_expiry"}
+    assert {s.name for s in defs.sensors} == landing | {"automation"} | lineage | exchange
+    assert set(defs.resources) >= {"lake", "landing", "warehouse", "exchange"}
+    for name in ("file_data_requests", "decide_data_request", "revoke_share"):
+        assert defs.resolve_job_def(name).tags["shucang/area"] == "exchange"
+    # the per-request shares are built when a request is approved, never by the full refresh
+    assert not any(k.path[0] == "share" for k in jobs["shucang_all"].asset_layer.selected_asset_keys)
 
 
 def test_one_environment_switch_moves_everything(tmp_path):

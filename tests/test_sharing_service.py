@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,29 +17,16 @@ import pytest
 import uvicorn
 from exchange_support import firms, published_lake, request
 
+from benchmarks.sharing import client_env, run_client
 from exchange.requests import parse
 from exchange.server import app
 from exchange.shares import share_table_name
-
-HERE = Path(__file__).parent
-PROJECT = HERE.parent
-CLIENT_ENV = PROJECT / ".venv-sharing"
 
 
 @pytest.fixture(scope="module")
 def client_python() -> Path:
     """The official delta-sharing client in its own environment, created with uv on first use."""
-    python = CLIENT_ENV / "bin" / "python"
-    requirements = HERE / "sharing_client" / "requirements.txt"
-    stamp = CLIENT_ENV / ".requirements"
-    if not (python.exists() and stamp.exists() and stamp.read_text() == requirements.read_text()):
-        uv = Path(sys.executable).with_name("uv")
-        subprocess.run([str(uv), "venv", "--quiet", "--clear", "--python", sys.executable, str(CLIENT_ENV)], check=True)
-        subprocess.run(
-            [str(uv), "pip", "install", "--quiet", "--python", str(python), "-r", str(requirements)], check=True
-        )
-        stamp.write_text(requirements.read_text())
-    return python
+    return client_env()
 
 
 def _free_port() -> int:
@@ -89,16 +73,7 @@ def _token(served, rid) -> str:
 
 
 def _client(python: Path, *args) -> tuple[int, object]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-    done = subprocess.run(
-        [str(python), str(HERE / "sharing_client" / "client.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode in (0, 2), done.stderr
-    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+    return run_client(python, *args)
 
 
 # --- the official client -------------------------------------------------------------------------------------------

@@ -40,10 +40,11 @@ QUERY = """
 
 
 def _expected_events() -> int:
-    """START and COMPLETE for every materialisable asset, and for the job."""
+    """START and COMPLETE for every asset of the full refresh (all but the per-request shares), and the job."""
     from orchestration.definitions import defs
 
-    return 2 * len(defs.resolve_asset_graph().materializable_asset_keys) + 2
+    keys = [k for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] != "share"]
+    return 2 * len(keys) + 2
 
 
 def _free_port() -> int:
@@ -103,6 +104,12 @@ def test_demo_prints_what_it_built_and_where(webserver):
     assert "rejected files (4)" in out and "税务_月度申报_2023-09.csv" in out and "truncated" in out
     assert "lake:" in out and "make ui" in out and "SUCCESS" in out
     assert f"lineage: {_expected_events()} OpenLineage events" in out
+    # the exchange: rules decided L1 and the unpublished request, the demo steward the 亩均 one; shares built
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and line.split()}
+    assert "approved" in lines["chain-directory"] and "L1" in lines["chain-directory"]
+    assert "approved" in lines["mujun-jingxinju"] and "703" in lines["mujun-jingxinju"]
+    assert "pending" in lines["operations-bank"] and "rejected" in lines["registration-raw"]
+    assert "chain verifies" in out and "mujun-jingxinju.share" in out and "publish/sharing_statistics" in out
 
 
 def test_the_ui_serves_catalogue_facts_in_chinese(webserver):

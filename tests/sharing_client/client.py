@@ -3,12 +3,14 @@
     python client.py PROFILE tables              → JSON list of "share.schema.table"
     python client.py PROFILE read TABLE OUT      → the table as pandas, written to OUT (Parquet); JSON summary
     python client.py PROFILE version TABLE       → JSON table version
+    python client.py PROFILE time TABLE          → JSON rows and seconds of load_as_pandas (for make bench)
 
 On an HTTP error: JSON {"status": code, "message": …} and exit code 2.
 """
 
 import json
 import sys
+import time
 
 import delta_sharing
 from requests.exceptions import HTTPError
@@ -25,6 +27,10 @@ def main() -> int:
             frame = delta_sharing.load_as_pandas(f"{profile}#{table}")
             frame.to_parquet(out, index=False)
             print(json.dumps({"rows": len(frame), "columns": list(frame.columns)}))
+        elif command == "time":
+            started = time.perf_counter()
+            frame = delta_sharing.load_as_pandas(f"{profile}#{rest[0]}")
+            print(json.dumps({"rows": len(frame), "seconds": time.perf_counter() - started}))
         elif command == "version":
             print(json.dumps(delta_sharing.get_table_version(f"{profile}#{rest[0]}")))
         else:
