@@ -4,6 +4,7 @@
     python client.py PROFILE read TABLE OUT      → the table as pandas, written to OUT (Parquet); JSON summary
     python client.py PROFILE version TABLE       → JSON table version
     python client.py PROFILE time TABLE          → JSON rows and seconds of load_as_pandas (for make bench)
+    python client.py - local DELTA_URI           → the same for deltalake reading the table locally into pandas
 
 On an HTTP error: JSON {"status": code, "message": …} and exit code 2.
 """
@@ -30,6 +31,12 @@ def main() -> int:
         elif command == "time":
             started = time.perf_counter()
             frame = delta_sharing.load_as_pandas(f"{profile}#{rest[0]}")
+            print(json.dumps({"rows": len(frame), "seconds": time.perf_counter() - started}))
+        elif command == "local":
+            from deltalake import DeltaTable
+
+            started = time.perf_counter()
+            frame = DeltaTable(rest[0]).to_pandas()
             print(json.dumps({"rows": len(frame), "seconds": time.perf_counter() - started}))
         elif command == "version":
             print(json.dumps(delta_sharing.get_table_version(f"{profile}#{rest[0]}")))
