@@ -22,8 +22,16 @@ DATA_REQUESTS = dg.DynamicPartitionsDefinition(name="data_requests")
 SHARE_KEY = dg.AssetKey(["share", "extracts"])
 
 
+def _published() -> list[dg.AssetKey]:
+    """What a share may be cut from: every public dbt model's publish table."""
+    from assets.catalogue import public_models
+
+    return [publish_key(m["name"]) for m in public_models() if m["name"] != statistics.NAME]
+
+
 @dg.asset(
     key=SHARE_KEY,
+    deps=_published(),
     partitions_def=DATA_REQUESTS,
     group_name="share",
     kinds={"delta", "polars"},

@@ -211,41 +211,41 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
         doc = yaml.safe_load(example.read_text(encoding="utf-8"))
         doc["period"] = {"start": today.isoformat(), "end": (today + dt.timedelta(days=180)).isoformat()}
         (ex.inbox / example.name).write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
-    ok = defs.resolve_job_def("file_data_requests").execute_in_process(instance=dagster_instance).success
+    decision = {
+        "request_id": "mujun-jingxinju",
+        "decision": "approved",
+        "approver": DEMO_STEWARD,
+        "reason": "区经信局依《亩均效益综合评价办法》履职所需，准予共享（演示）",
+    }
+    runs = [defs.resolve_job_def("file_data_requests").execute_in_process(instance=dagster_instance)]
     if ex.ledger.states().get("mujun-jingxinju") and ex.state("mujun-jingxinju").status == "pending":
-        ok &= (
-            defs.resolve_job_def("decide_data_request")
-            .execute_in_process(
-                instance=dagster_instance,
-                run_config={
-                    "ops": {
-                        "decide": {
-                            "config": {
-                                "request_id": "mujun-jingxinju",
-                                "decision": "approved",
-                                "approver": DEMO_STEWARD,
-                                "reason": "区经信局依《亩均效益综合评价办法》履职所需，准予共享（演示）",
-                            }
-                        }
-                    }
-                },
+        runs.append(
+            defs.resolve_job_def("decide_data_request").execute_in_process(
+                instance=dagster_instance, run_config={"ops": {"decide": {"config": decision}}}
             )
-            .success
         )
     due = sorted(r.id for r in ex.ledger.states().values() if r.status == "approved" and r.manifest is None)
     job = defs.resolve_implicit_global_asset_job_def()
     if due:
         dagster_instance.add_dynamic_partitions("data_requests", due)
     for rid in due:
-        ok &= job.execute_in_process(
-            instance=dagster_instance, partition_key=rid, asset_selection=[SHARE_KEY], raise_on_error=False
-        ).success
-    ok &= job.execute_in_process(
-        instance=dagster_instance,
-        asset_selection=[dg_key("publish", STATISTICS), dg_key("catalogue", "datasets")],
-        raise_on_error=False,
-    ).success
-    return ok
+        runs.append(
+            job.execute_in_process(
+                instance=dagster_instance, partition_key=rid, asset_selection=[SHARE_KEY], raise_on_error=False
+            )
+        )
+    runs.append(
+        job.execute_in_process(
+            instance=dagster_instance,
+            asset_selection=[dg_key("publish", STATISTICS), dg_key("catalogue", "datasets")],
+            raise_on_error=False,
+        )
+    )
+    from orchestration.lineage.emit import emit_run
+
+    for run in runs:  # lineage for the exchange's runs too, as the lineage sensors do for the daemon's runs
+        emit_run(dagster_instance, run.run_id, defs.resolve_asset_graph(), s)
+    return all(run.success for run in runs)
 
 
 def dg_key(*parts: str):
