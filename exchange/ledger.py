@@ -9,6 +9,7 @@ so what the sharing service allows is exactly what the ledger says.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,21 +39,32 @@ class Ledger(AuditLog):
 
 
 class CachedLedger(Ledger):
-    """A ledger whose replayed state is kept until the file changes (the sharing service asks on every call)."""
+    """A ledger whose replayed state follows the file by reading only what was appended since the last call
+    (the sharing service asks on every call, and appends a read to it on every query). A file that shrank
+    or was replaced is replayed from the start."""
 
     def __init__(self, path: Path):
         super().__init__(path)
-        self._seen: tuple | None = None
+        self._offset = 0
+        self._inode: int | None = None
         self._states: dict[str, RequestState] = {}
 
     def states(self) -> dict[str, RequestState]:
         try:
             st = os.stat(self.path)
-            stamp = (st.st_size, st.st_mtime_ns)
         except FileNotFoundError:
-            stamp = None
-        if stamp != self._seen:
-            self._states, self._seen = replay(self.entries()), stamp
+            self._offset, self._inode, self._states = 0, None, {}
+            return self._states
+        if st.st_ino != self._inode or st.st_size < self._offset:
+            self._offset, self._inode, self._states = 0, st.st_ino, {}
+        if st.st_size > self._offset:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                tail = fh.read(st.st_size - self._offset)
+            complete = tail[: tail.rfind(b"\n") + 1]  # a line being written is read next time
+            entries = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+            replay(entries, self._states)
+            self._offset += len(complete)
         return self._states
 
 
@@ -101,8 +113,9 @@ class RequestState:
         return "active"
 
 
-def replay(entries: list[dict]) -> dict[str, RequestState]:
-    states: dict[str, RequestState] = {}
+def replay(entries: list[dict], states: dict[str, RequestState] | None = None) -> dict[str, RequestState]:
+    """Request states from ledger entries (continuing ``states`` when given: entries appended since)."""
+    states = {} if states is None else states
     for e in entries:
         d = e.get("detail", {})
         rid = d.get("request_id")

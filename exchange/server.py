@@ -64,6 +64,9 @@ class SharingService:
     def __init__(self, exchange: Exchange, secret: bytes | None = None, url_seconds: int | None = None):
         self.exchange = exchange
         self.ledger = CachedLedger(exchange.ledger.path)
+        verdict = self.ledger.verify()
+        if not verdict.ok:  # what the service allows is what the ledger says: a broken ledger serves nothing
+            raise RuntimeError(f"the exchange ledger {self.ledger.path} does not verify: {verdict.problem}")
         self.secret = secret or os.environ.get("SHUCANG_SHARING_SECRET", "").encode() or secrets.token_bytes(32)
         self.url_seconds = url_seconds or int(policy()["signed_url_seconds"])
         self.max_body = int(policy()["max_body_bytes"])
@@ -242,6 +245,7 @@ class SharingService:
             raise Problem(400, "INVALID_PARAMETER_VALUE", "timestamp and startingVersion queries are not supported")
         table = self.delta(state, entry["dataset"], version)
         lines = self._metadata_lines(state, entry, table)
+        digests = {f["path"]: f["sha256"] for f in entry.get("files", [])}
         rows = 0
         for add in add_actions(table):
             if not FILE_NAME.match(add["path"]):
@@ -252,7 +256,10 @@ class SharingService:
                 {
                     "file": {
                         "url": url,
-                        "id": hashlib.sha256(f"{state.id}/{entry['dataset']}/{add['path']}".encode()).hexdigest(),
+                        # the id is the SHA-256 of the file's bytes (as in the share's manifest): a consumer
+                        # checks what it received against it
+                        "id": digests.get(add["path"])
+                        or hashlib.sha256(f"{state.id}/{add['path']}".encode()).hexdigest(),
                         "partitionValues": {},
                         "size": int(add["size_bytes"]),
                         "stats": json.dumps({"numRecords": int(add["num_records"])}),
@@ -272,6 +279,12 @@ class SharingService:
             files=len(lines) - 2,
         )
         return _ndjson(lines, table.version())
+
+    async def manifest(self, request: Request):
+        """The share's manifest (not part of the protocol): per table its source version, rows, columns,
+        transforms and the SHA-256 of every file, so a consumer can check what it received."""
+        state, _ = self.share_of(request)
+        return JSONResponse(state.manifest)
 
     # --- data files -------------------------------------------------------------------------------------------
     async def file(self, request: Request):
@@ -328,6 +341,7 @@ def app(exchange: Exchange, secret: bytes | None = None, url_seconds: int | None
         route("/shares/{share}/schemas", svc.list_schemas),
         route("/shares/{share}/schemas/{schema}/tables", svc.list_tables),
         route("/shares/{share}/all-tables", svc.all_tables),
+        route("/shares/{share}/manifest", svc.manifest),
         route(table + "/version", svc.version, ("GET", "HEAD")),
         route(table + "/metadata", svc.metadata),
         route(table + "/query", svc.query, ("POST",)),

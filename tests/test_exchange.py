@@ -14,7 +14,7 @@ from deltalake import DeltaTable
 from exchange_support import firms, published_lake, request
 
 from exchange import statistics
-from exchange.ledger import Ledger
+from exchange.ledger import CachedLedger, Ledger
 from exchange.requests import RequestError, parse
 from exchange.service import RULES
 from exchange.shares import ShareRefused, share_table_name
@@ -240,3 +240,43 @@ def test_sharing_statistics_count_requests_decisions_and_reads(ex):
     )
     assert (b["requests"], b["approved"], b["rejected"], b["active_shares"]) == (1, 0, 1, 0)
     assert stats.columns == list(statistics.COLUMNS)
+
+
+def test_the_services_ledger_cache_follows_appends_and_rewrites(ex):
+    cached = CachedLedger(ex.ledger.path)
+    assert cached.states() == {}
+    _file(ex, request("a", ["uscc", "revenue_yuan"]))
+    assert cached.states()["a"].status == "pending"
+    ex.decide("a", "approved", "张管理员", "依职责")
+    ex.build("a", "tester")
+    ex.ledger.record("share.read", "consumer of a", "a", dataset="firms", table_version=0, rows=600)
+    follows = cached.states()["a"]
+    full = Ledger(ex.ledger.path).states()["a"]
+    assert (
+        (follows.status, follows.reads, follows.rows_read, follows.tokens)
+        == (
+            full.status,
+            full.reads,
+            full.rows_read,
+            full.tokens,
+        )
+        == ("approved", 1, 600, full.tokens)
+    )
+    ex.revoke("a", "张管理员", "撤销")
+    assert cached.states()["a"].status == "revoked"  # takes effect on the next call
+    lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
+    ex.ledger.path.write_text("\n".join(lines[:1]) + "\n", encoding="utf-8")  # rewritten shorter
+    assert cached.states()["a"].status == "pending"
+
+
+def test_the_cli_verifies_the_ledger(ex, monkeypatch, capsys):
+    from orchestration import cli
+
+    _busy_ledger(ex)
+    monkeypatch.setenv("LAKE_ROOT", ex.lake.root)
+    monkeypatch.setenv("SHUCANG_EXCHANGE_DIR", str(ex.folder))
+    assert cli.main(["exchange", "verify"]) == 0 and "verifies" in capsys.readouterr().out
+    lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
+    _rewrite(ex.ledger.path, [lines[0].replace("测试", "改过"), *lines[1:]])
+    assert cli.main(["exchange", "verify"]) == 2 and "line 1" in capsys.readouterr().out
+    assert cli.main(["exchange", "decide", "a", "approved", "--reason", "x"]) == 3  # not pending: refused

@@ -5,6 +5,7 @@ malformed and oversized requests, forged or stale file URLs."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import socket
 import threading
@@ -201,6 +202,11 @@ def test_query_answers_signed_urls_with_range_support_and_forged_or_stale_urls_a
     assert json.loads(file["stats"])["numRecords"] == 200
     whole = httpx.get(file["url"])  # no bearer token: the signature is the authorisation
     assert whole.status_code == 200 and len(whole.content) == file["size"]
+    # the file's id is the SHA-256 of its bytes, as in the share's manifest: the consumer can check them
+    assert hashlib.sha256(whole.content).hexdigest() == file["id"]
+    manifest = _get(served, "/shares/dept/manifest", token).json()
+    assert [f["sha256"] for f in manifest["tables"][0]["files"]] == [file["id"]]
+    assert _get(served, "/shares/bank/manifest", token).status_code == 403
     part = httpx.get(file["url"], headers={"Range": "bytes=4-99"})
     assert part.status_code == 206 and part.content == whole.content[4:100]
     assert httpx.head(file["url"]).headers["content-length"] == str(file["size"])
@@ -234,3 +240,13 @@ def test_requests_can_be_filed_through_the_api(served):
     assert r.status_code == 400 and "'purpose' is required" in r.json()["message"]
     assert served["ex"].state("api-one").request["source"] == "api:api-one"
     assert share_table_name("api-one", "firms") == "api-one/firms"
+
+
+def test_the_service_refuses_to_start_on_a_broken_ledger(tmp_path):
+    ex = published_lake(tmp_path)
+    ex.file(parse(request("one", ["uscc"]), "one"), actor="tester")
+    ex.file(parse(request("two", ["uscc"]), "two"), actor="tester")
+    lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
+    ex.ledger.path.write_text(lines[0] + "\n" + lines[2] + "\n" + lines[3] + "\n", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="does not verify: line 2"):
+        app(ex)
