@@ -120,8 +120,24 @@ def sharing_statistics(context: dg.AssetExecutionContext, lake: LakeResource, ex
             "ledger_entries": verdict.entries,
             GRADES: statistics.grades(),
             "by_department": dg.MetadataValue.md(_by_department(frame)),
+            "awaiting_decision": dg.MetadataValue.md(_pending(ex.ledger.states().values())),
         }
     )
+
+
+def _pending(states) -> str:
+    """The steward's queue: requests waiting for the decide_data_request job."""
+    waiting = sorted((s for s in states if s.status == "pending"), key=lambda s: s.filed_at)
+    if not waiting:
+        return "no request awaits a decision"
+    lines = ["| request | consumer | grade | datasets | purpose | filed |", "|---|---|---|---|---|---|"]
+    for s in waiting:
+        asks = "; ".join(f"{a['dataset']} ({', '.join(a['columns'])})" for a in s.request["datasets"])
+        c = s.request["consumer"]
+        lines.append(
+            f"| {s.id} | {c['name']} ({c['department']}) | {s.level} | {asks} | {s.request['purpose']} | {s.filed_at[:19]} |"
+        )
+    return "\n".join(lines)
 
 
 def _by_department(frame: pl.DataFrame) -> str:

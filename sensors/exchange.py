@@ -101,7 +101,11 @@ def share_builds(context: dg.SensorEvaluationContext, lake: LakeResource, exchan
     states = exchange.exchange(lake.lake()).ledger.states()
     due = sorted(s.id for s in states.values() if s.status == "approved" and s.manifest is None)
     if not due:
-        return dg.SkipReason("no approved request waiting for its share")
+        waiting = sorted(s.id for s in states.values() if s.status == "pending")
+        return dg.SkipReason(
+            "no approved request waiting for its share"
+            + (f"; awaiting a steward's decision (decide_data_request): {', '.join(waiting)}" if waiting else "")
+        )
     known = set(context.instance.get_dynamic_partitions(DATA_REQUESTS.name))
     return dg.SensorResult(
         run_requests=[

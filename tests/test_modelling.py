@@ -396,7 +396,8 @@ def test_exchange_files_decides_builds_and_counts_requests_for_published_data_th
         )
         assert built_share.success
         assert all(c.passed for c in built_share.get_asset_check_evaluations())
-    assert isinstance(sx.share_builds(dg.build_sensor_context(instance=instance, resources=on)), dg.SkipReason)
+    idle = sx.share_builds(dg.build_sensor_context(instance=instance, resources=on))
+    assert isinstance(idle, dg.SkipReason) and "decision (decide_data_request): operations-bank" in idle.skip_message
 
     got = pl.read_delta(f"{s.lake_root}/share/mujun-jingxinju/topic_mujun_evaluation")
     columns = ["uscc", "name", "county_code", "industry_code", "scale_group", "total_score", "band", "band_name_zh"]
@@ -406,6 +407,8 @@ def test_exchange_files_decides_builds_and_counts_requests_for_published_data_th
 
     stats = dg.materialize([share.sharing_statistics], resources=on, instance=instance)
     assert stats.success
+    queue = stats.get_asset_materialization_events()[0].materialization.metadata["awaiting_decision"].value
+    assert "| operations-bank | 政银合作信用贷款应用 (区金融办) | L2 |" in queue
     table = pl.read_delta(f"{s.lake_root}/publish/sharing_statistics")
     row = table.filter(pl.col("dataset") == "topic_mujun_evaluation").row(0, named=True)
     assert (row["requests"], row["approved"], row["active_shares"], row["department"]) == (1, 1, 1, "区经信局")

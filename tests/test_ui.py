@@ -3,6 +3,7 @@ workspace.yaml serves every dataset's description, column schema, tags, row coun
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -140,10 +141,15 @@ def test_the_demo_run_lineage_validates_and_answers_impact_questions(webserver):
     from orchestration.lineage.transport import LakeFileTransport
     from orchestration.lineage.validate import EventValidator
 
-    _, _, lake_root = webserver
-    events = LakeFileTransport(str(lake_root)).read_all()
+    _, out, lake_root = webserver
+    events = LakeFileTransport(str(lake_root)).read_all()  # the pipeline run's and the exchange runs'
     validator = EventValidator()
-    assert len(events) == _expected_events() and all(validator.errors(e) == [] for e in events)
+    assert all(validator.errors(e) == [] for e in events)
+    run_id = re.search(r"pipeline run ([0-9a-f-]{36}): SUCCESS", out).group(1)
+    main = (lake_root / "ops" / "lineage" / f"{run_id}.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(main) == _expected_events()
+    shares = [e for e in events if e["job"]["name"] == "share.extracts" and e["eventType"] == "COMPLETE"]
+    assert len(shares) == 2 and "publish/topic_mujun_evaluation" in {i["name"] for i in shares[0]["inputs"]}
     env = {**os.environ, "SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(lake_root.parent)}
 
     def lineage(*args: str) -> subprocess.CompletedProcess:
