@@ -61,3 +61,21 @@ def test_dg_check_defs_passes(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr
+
+
+def test_everything_that_opens_the_duckdb_file_shares_one_pool_of_one():
+    """One writer per DuckDB file, in the demo and in any backfill: every step that opens the warehouse (the
+    dbt build, the publish gates) claims the warehouse pool, and the instance admits one step per pool."""
+    import yaml
+
+    from orchestration.resources import WAREHOUSE_POOL
+
+    opening = [
+        a
+        for a in defs.assets
+        if isinstance(a, dg.AssetsDefinition) and {"warehouse", "dbt"} & set(a.required_resource_keys)
+    ]
+    assert any("dbt" in a.required_resource_keys for a in opening) and len(opening) > 10
+    assert {a.op.pool for a in opening} == {WAREHOUSE_POOL}
+    config = yaml.safe_load((ROOT / "orchestration" / "instance" / "dagster.yaml").read_text(encoding="utf-8"))
+    assert config["concurrency"]["pools"]["default_limit"] == 1
