@@ -25,6 +25,7 @@ ACTIONS = (
     "share.denied",
     "share.revoked",
     "share.expired",
+    "share.purged",
 )
 
 
@@ -83,6 +84,7 @@ class RequestState:
     tokens: set[str] = field(default_factory=set)  # sha256 of the bearer tokens issued
     reads: int = 0
     rows_read: int = 0
+    purged: bool = False  # the share's files were deleted after it ended
 
     @property
     def expires_at(self) -> dt.datetime:
@@ -144,6 +146,8 @@ def replay(entries: list[dict], states: dict[str, RequestState] | None = None) -
         elif action == "share.read":
             s.reads += 1
             s.rows_read += int(d.get("rows", 0))
+        elif action == "share.purged":
+            s.purged = True
         elif action in ("share.revoked", "share.expired"):
             s.status = action.split(".")[1]
             s.reasons.append(d.get("reason") or s.status)

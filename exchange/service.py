@@ -166,6 +166,30 @@ class Exchange:
         self.ledger.record("share.revoked", actor, request_id, reason=reason)
         return self.state(request_id)
 
+    def purge(self, actor: str, now: dt.datetime | None = None) -> list[str]:
+        """Delete the files of every share that has ended (revoked, or past its period) and the consumer's
+        profile — data minimisation once the purpose is over; the ledger keeps the manifest's hashes."""
+        self.expire(now)
+        done = []
+        for s in self.ledger.states().values():
+            if s.status not in ("revoked", "expired") or s.purged or s.manifest is None:
+                continue
+            request_id = s.id
+            root = self.lake.uri("share", request_id)
+            if "://" in root and not root.startswith("file://"):
+                raise NotImplementedError(f"purging {root}: only a local lake root is supported")
+            shutil.rmtree(root.removeprefix("file://"), ignore_errors=True)
+            (self.folder / "profiles" / f"{request_id}.share").unlink(missing_ok=True)
+            self.ledger.record(
+                "share.purged",
+                actor,
+                request_id,
+                status=s.status,
+                content_sha256={t["dataset"]: t.get("content_sha256") for t in s.manifest["tables"]},
+            )
+            done.append(request_id)
+        return sorted(done)
+
     def expire(self, now: dt.datetime | None = None) -> list[str]:
         """Record the expiry of every approved request whose period has ended (the service refuses them from
         the moment the period ends, recorded or not)."""

@@ -6,7 +6,8 @@
   run config (request id, approved/rejected, approver, reason); approval pins the publish versions.
 - ``share_builds``: an approved request without a share gets its partition of ``share/extracts`` built.
 - ``revoke_share``: takes effect on the sharing service's next call; ``share_expiry`` records expiries
-  (the service refuses an expired share from the moment its period ends, recorded or not).
+  (the service refuses an expired share from the moment its period ends, recorded or not);
+  ``purge_ended_shares`` (nightly) deletes the files of ended shares.
 """
 
 import hashlib
@@ -53,6 +54,27 @@ def decide(context: dg.OpExecutionContext, config: DecisionConfig, lake: LakeRes
 def revoke(context: dg.OpExecutionContext, config: RevocationConfig, lake: LakeResource, exchange: ExchangeResource):
     state = exchange.exchange(lake.lake()).revoke(config.request_id, config.revoked_by, config.reason)
     context.log.info(f"request {state.id}: {state.status} — {config.reason}")
+
+
+@dg.op(description="Delete the files and profiles of shares that were revoked or have expired (recorded).")
+def purge(context: dg.OpExecutionContext, lake: LakeResource, exchange: ExchangeResource):
+    purged = exchange.exchange(lake.lake()).purge(actor=f"dagster:{context.run.run_id}")
+    context.log.info(f"purged {len(purged)} ended share(s): {', '.join(purged) or 'none'}")
+
+
+@dg.job(tags={"shucang/area": "exchange"})
+def purge_ended_shares():
+    purge()
+
+
+purge_daily = dg.ScheduleDefinition(
+    name="purge_ended_shares_daily",
+    job=purge_ended_shares,
+    cron_schedule="30 2 * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every night: the files of revoked and expired shares are deleted (the ledger keeps their hashes).",
+)
 
 
 @dg.job(tags={"shucang/area": "exchange"})
@@ -129,6 +151,7 @@ def share_expiry(context: dg.SensorEvaluationContext, lake: LakeResource, exchan
 
 
 defs = dg.Definitions(
-    jobs=[file_data_requests, decide_data_request, revoke_share],
+    jobs=[file_data_requests, decide_data_request, revoke_share, purge_ended_shares],
     sensors=[data_request_inbox, share_builds, share_expiry],
+    schedules=[purge_daily],
 )

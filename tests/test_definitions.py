@@ -39,7 +39,8 @@ def test_jobs_sensors_and_resources_are_wired():
     exchange = {"data_request_inbox", "share_builds", "share_expiry"}
     assert {s.name for s in defs.sensors} == landing | {"automation"} | lineage | exchange
     assert set(defs.resources) >= {"lake", "landing", "warehouse", "exchange"}
-    for name in ("file_data_requests", "decide_data_request", "revoke_share"):
+    assert {s.name for s in defs.schedules} >= {"purge_ended_shares_daily"}
+    for name in ("file_data_requests", "decide_data_request", "revoke_share", "purge_ended_shares"):
         assert defs.resolve_job_def(name).tags["shucang/area"] == "exchange"
     # the per-request shares are built when a request is approved, never by the full refresh
     assert not any(k.path[0] == "share" for k in jobs["shucang_all"].asset_layer.selected_asset_keys)

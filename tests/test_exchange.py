@@ -280,3 +280,21 @@ def test_the_cli_verifies_the_ledger(ex, monkeypatch, capsys):
     _rewrite(ex.ledger.path, [lines[0].replace("测试", "改过"), *lines[1:]])
     assert cli.main(["exchange", "verify"]) == 2 and "line 1" in capsys.readouterr().out
     assert cli.main(["exchange", "decide", "a", "approved", "--reason", "x"]) == 3  # not pending: refused
+
+
+def test_ended_shares_are_purged_and_the_ledger_keeps_their_hashes(ex):
+    _file(ex, request("live", ["uscc"]))
+    ex.build("live", "tester")
+    _file(ex, request("rv", ["uscc"]))
+    manifest, profile = ex.build("rv", "tester")
+    past = dt.date.today() - dt.timedelta(days=40)
+    _file(ex, request("old", ["uscc"], start=past, days=10))
+    ex.build("old", "tester")
+    ex.revoke("rv", "张管理员", "用途已结束")
+    assert ex.purge("tester") == ["old", "rv"]
+    assert ex.lake.table("share", share_table_name("rv", "firms")) is None and not Path(profile).exists()
+    assert ex.lake.table("share", share_table_name("live", "firms")) is not None  # an active share stays
+    assert ex.state("old").status == "expired" and ex.state("old").purged
+    entry = next(e for e in ex.ledger.entries() if e["action"] == "share.purged" and e["detail"]["request_id"] == "rv")
+    assert entry["detail"]["content_sha256"] == {"firms": manifest["tables"][0]["content_sha256"]}
+    assert ex.purge("tester") == [] and ex.ledger.verify().ok
