@@ -51,7 +51,7 @@ def run_client(python: Path, *args) -> tuple[int, dict]:
     return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -101,7 +101,7 @@ def main(data: Path, rows: int) -> dict:
     path = Path(lake.uri("catalogue", "catalogue.json"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(catalogue), encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     ex = Exchange(lake, data / "sharing-exchange", endpoint=f"http://127.0.0.1:{port}/delta-sharing")
     today = dt.date.today()
     doc = {

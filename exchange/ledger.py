@@ -49,15 +49,16 @@ class CachedLedger(Ledger):
         self._offset = 0
         self._inode: int | None = None
         self._states: dict[str, RequestState] = {}
+        self._tokens: dict[str, str] = {}  # token SHA-256 → request id
 
     def states(self) -> dict[str, RequestState]:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._offset, self._inode, self._states = 0, None, {}
+            self._offset, self._inode, self._states, self._tokens = 0, None, {}, {}
             return self._states
         if st.st_ino != self._inode or st.st_size < self._offset:
-            self._offset, self._inode, self._states = 0, st.st_ino, {}
+            self._offset, self._inode, self._states, self._tokens = 0, st.st_ino, {}, {}
         if st.st_size > self._offset:
             with self.path.open("rb") as fh:
                 fh.seek(self._offset)
@@ -65,8 +66,19 @@ class CachedLedger(Ledger):
             complete = tail[: tail.rfind(b"\n") + 1]  # a line being written is read next time
             entries = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
             replay(entries, self._states)
+            self._tokens.update(
+                (e["detail"]["token_sha256"], e["detail"]["request_id"])
+                for e in entries
+                if e["action"] == "token.issued"
+            )
             self._offset += len(complete)
         return self._states
+
+    def holder(self, token_sha256: str) -> RequestState | None:
+        """The request a bearer token was issued for (a lookup, not a scan: the service asks on every call)."""
+        states = self.states()
+        rid = self._tokens.get(token_sha256)
+        return states.get(rid) if rid else None
 
 
 @dataclass

@@ -25,7 +25,6 @@ from quality import yamlfile
 
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")  # request ids, share and table names: safe in paths and URLs
-MAX_REQUEST_BYTES = 64 * 1024
 
 
 class RequestError(ValueError):
@@ -41,13 +40,6 @@ class RowScope:
     column: str
     prefix: str | None = None
     values: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        return (
-            f"{self.column} starts with {self.prefix!r}"
-            if self.prefix is not None
-            else f"{self.column} in {list(self.values)}"
-        )
 
 
 @dataclass(frozen=True)
@@ -74,11 +66,6 @@ class DataRequest:
     start: dt.date
     end: dt.date  # the share expires at the end of this day (UTC+8, the departments' day)
     source: str = "api"  # the file it came from, or "api"
-
-    @property
-    def expires_at(self) -> dt.datetime:
-        tz = dt.timezone(dt.timedelta(hours=8))
-        return dt.datetime.combine(self.end + dt.timedelta(days=1), dt.time(), tz).astimezone(dt.UTC)
 
     def to_dict(self) -> dict:
         return {
@@ -200,8 +187,9 @@ def parse(doc, request_id: str, source: str = "api") -> DataRequest:
 def read_file(path: Path) -> DataRequest:
     """A request dropped in the inbox; its id is the ``id`` field or the file's name."""
     path = Path(path)
-    if path.stat().st_size > MAX_REQUEST_BYTES:
-        raise RequestError(f"{path.name}: {path.stat().st_size} bytes; a request is at most {MAX_REQUEST_BYTES}")
+    largest = int(policy()["max_body_bytes"])  # the same limit as the service's API
+    if path.stat().st_size > largest:
+        raise RequestError(f"{path.name}: {path.stat().st_size} bytes; a request is at most {largest}")
     try:
         doc = yamlfile.load(path)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

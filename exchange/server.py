@@ -77,8 +77,7 @@ class SharingService:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Problem(401, "UNAUTHENTICATED", "a bearer token is required (Authorization: Bearer <token>)")
-        digest = token_digest(token.strip())
-        state = next((s for s in self.ledger.states().values() if digest in s.tokens), None)
+        state = self.ledger.holder(token_digest(token.strip()))
         if state is None:
             raise Problem(401, "UNAUTHENTICATED", "the bearer token is not valid")
         if not state.active():
@@ -180,9 +179,8 @@ class SharingService:
         table = self.delta(state, entry["dataset"])
         return Response(status_code=200, headers={"Delta-Table-Version": str(table.version())})
 
-    def _metadata_lines(self, state: RequestState, entry: dict, table: DeltaTable) -> list[dict]:
+    def _metadata_lines(self, state: RequestState, entry: dict, table: DeltaTable, files: list[dict]) -> list[dict]:
         meta = table.metadata()
-        files = add_actions(table)
         return [
             {"protocol": {"minReaderVersion": 1}},
             {
@@ -204,7 +202,7 @@ class SharingService:
     async def metadata(self, request: Request):
         state, entry = self.table_of(request)
         table = self.delta(state, entry["dataset"])
-        return _ndjson(self._metadata_lines(state, entry, table), table.version())
+        return _ndjson(self._metadata_lines(state, entry, table, add_actions(table)), table.version())
 
     async def _body(self, request: Request) -> dict:
         declared = request.headers.get("content-length")
@@ -244,10 +242,11 @@ class SharingService:
         if body.get("timestamp") is not None or body.get("startingVersion") is not None:
             raise Problem(400, "INVALID_PARAMETER_VALUE", "timestamp and startingVersion queries are not supported")
         table = self.delta(state, entry["dataset"], version)
-        lines = self._metadata_lines(state, entry, table)
+        files = add_actions(table)
+        lines = self._metadata_lines(state, entry, table, files)
         digests = {f["path"]: f["sha256"] for f in entry.get("files", [])}
         rows = 0
-        for add in add_actions(table):
+        for add in files:
             if not FILE_NAME.match(add["path"]):
                 raise Problem(500, "INTERNAL_ERROR", f"unexpected file {add['path']!r} in the share")
             url, expires = self._signed(request, state, entry["dataset"], add["path"])

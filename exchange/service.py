@@ -194,9 +194,7 @@ class Exchange:
         """Record the expiry of every approved request whose period has ended (the service refuses them from
         the moment the period ends, recorded or not)."""
         now = now or dt.datetime.now(dt.UTC)
-        due = [s.id for s in self.ledger.states().values() if s.status == "approved" and now >= s.expires_at]
-        for rid in due:
-            self.ledger.record(
-                "share.expired", RULES, rid, reason=f"period ended {self.state(rid).expires_at.isoformat()}"
-            )
-        return due
+        due = [s for s in self.ledger.states().values() if s.status == "approved" and now >= s.expires_at]
+        for s in due:
+            self.ledger.record("share.expired", RULES, s.id, reason=f"period ended {s.expires_at.isoformat()}")
+        return [s.id for s in due]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -80,7 +79,7 @@ def apply_policy(frame: pl.DataFrame, columns: dict[str, dict], kind: str) -> tu
             exprs.append(pl.lit(None, dtype=dtype).alias(name))
             applied[name] = "suppressed"
         else:
-            raise ValueError(f"{policy.__module__}: unknown transform {how!r} for {name}")
+            raise ValueError(f"exchange/policy.yaml: unknown transform {how!r} for {name}")
     return frame.select(exprs), applied
 
 
@@ -89,14 +88,6 @@ def scope(frame: pl.DataFrame, rows) -> pl.DataFrame:
         c = pl.col(r["column"]).cast(pl.String)
         frame = frame.filter(c.str.starts_with(r["prefix"]) if "prefix" in r else c.is_in(r["in"]))
     return frame
-
-
-@dataclass(frozen=True)
-class TablePlan:
-    dataset: str
-    columns: list[str]
-    rows: list[dict]
-    version: int
 
 
 def add_actions(table: DeltaTable) -> list[dict]:

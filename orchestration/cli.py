@@ -13,7 +13,7 @@ import polars as pl
 
 from assets.lake import Lake
 from orchestration import instance
-from orchestration.settings import Settings, settings
+from orchestration.settings import PROJECT_ROOT, Settings, settings
 from privacy import access, keys, overrides
 from privacy.audit import AuditLog
 
@@ -196,6 +196,7 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     import datetime as dt
 
     import yaml
+    from dagster import AssetKey
 
     from assets.share import SHARE_KEY
     from exchange.service import Exchange
@@ -205,7 +206,7 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     ex.inbox.mkdir(parents=True, exist_ok=True)
     today = dt.date.today()
     known = ex.ledger.states()
-    for example in sorted((orchestration_root() / "exchange" / "examples").glob("*.yaml")):
+    for example in sorted((PROJECT_ROOT / "exchange" / "examples").glob("*.yaml")):
         if example.stem in known:
             continue
         doc = yaml.safe_load(example.read_text(encoding="utf-8"))
@@ -237,7 +238,7 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     runs.append(
         job.execute_in_process(
             instance=dagster_instance,
-            asset_selection=[dg_key("publish", STATISTICS), dg_key("catalogue", "datasets")],
+            asset_selection=[AssetKey(["publish", STATISTICS]), AssetKey(["catalogue", "datasets"])],
             raise_on_error=False,
         )
     )
@@ -246,18 +247,6 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     for run in runs:  # lineage for the exchange's runs too, as the lineage sensors do for the daemon's runs
         emit_run(dagster_instance, run.run_id, defs.resolve_asset_graph(), s)
     return all(run.success for run in runs)
-
-
-def dg_key(*parts: str):
-    from dagster import AssetKey
-
-    return AssetKey(list(parts))
-
-
-def orchestration_root():
-    from orchestration.settings import PROJECT_ROOT
-
-    return PROJECT_ROOT
 
 
 def _exchange_section(s: Settings) -> str:

@@ -262,11 +262,14 @@ def test_the_services_ledger_cache_follows_appends_and_rewrites(ex):
         )
         == ("approved", 1, 600, full.tokens)
     )
+    token = next(iter(full.tokens))
+    assert cached.holder(token).id == "a" and cached.holder("0" * 64) is None
     ex.revoke("a", "张管理员", "撤销")
     assert cached.states()["a"].status == "revoked"  # takes effect on the next call
+    assert cached.holder(token).status == "revoked"
     lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
     ex.ledger.path.write_text("\n".join(lines[:1]) + "\n", encoding="utf-8")  # rewritten shorter
-    assert cached.states()["a"].status == "pending"
+    assert cached.states()["a"].status == "pending" and cached.holder(token) is None
 
 
 def test_the_cli_verifies_the_ledger(ex, monkeypatch, capsys):
