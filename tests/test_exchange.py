@@ -55,7 +55,7 @@ def test_a_malformed_request_says_what_and_where(change, message):
 
 def test_request_ids_are_safe_names():
     with pytest.raises(RequestError, match="must be lower-case letters"):
-        parse(request("x", ["uscc"]), "../../etc")
+        parse(request("x", ["uscc"]), "../../etc")  # traversal attack
 
 
 def test_inbox_files_good_requests_and_refuses_bad_ones_with_a_reason(ex):

@@ -15,7 +15,7 @@ from orchestration.lineage import declare
 from orchestration.lineage.emit import RUN_TAG, emit_run, naming
 from orchestration.lineage.impact import LineageGraph
 from orchestration.lineage.transport import LakeFileTransport
-from orchestration.lineage.validate import EventValidator
+from openlineage_schema import EventValidator
 from orchestration.resources import resources
 from orchestration.settings import settings
 

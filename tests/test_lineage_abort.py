@@ -11,7 +11,7 @@ import dagster as dg
 
 from orchestration.definitions import defs
 from orchestration.lineage.emit import emit_run
-from orchestration.lineage.validate import EventValidator
+from openlineage_schema import EventValidator
 from orchestration.settings import settings
 
 SCRIPT = textwrap.dedent("""

@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 
 from orchestration.dbt.project import PROJECT_DIR_ENV
 from orchestration.lineage.emit import emit_run
-from orchestration.lineage.validate import EventValidator
+from openlineage_schema import EventValidator
 from orchestration.resources import resources
 from orchestration.settings import PROJECT_ROOT, settings
 from privacy.scan import valid_identifiers

@@ -139,7 +139,7 @@ def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
 
 def test_the_demo_run_lineage_validates_and_answers_impact_questions(webserver):
     from orchestration.lineage.transport import LakeFileTransport
-    from orchestration.lineage.validate import EventValidator
+    from openlineage_schema import EventValidator
 
     _, out, lake_root = webserver
     events = LakeFileTransport(str(lake_root)).read_all()  # the pipeline run's and the exchange runs'

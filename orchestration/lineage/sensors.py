@@ -7,9 +7,8 @@ from orchestration.settings import settings
 
 
 def _emit(context: dg.RunStatusSensorContext) -> None:
-    from orchestration.definitions import defs  # the code location this sensor belongs to
-
-    report = emit_run(context.instance, context.dagster_run.run_id, defs.resolve_asset_graph(), settings())
+    # The asset graph of the code location this sensor belongs to, as the daemon loaded it.
+    report = emit_run(context.instance, context.dagster_run.run_id, context.repository_def.asset_graph, settings())
     context.log.info(f"run {context.dagster_run.run_id}: {report.summary()}")
 
 

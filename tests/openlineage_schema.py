@@ -1,4 +1,7 @@
-"""Validate emitted events against the OpenLineage JSON schema and each facet's own schema."""
+"""Validate emitted events against the OpenLineage JSON schema and each facet's own schema.
+
+The schemas are test data carried in the repository (``tests/data/openlineage``, see its README).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +11,8 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from orchestration.settings import PROJECT_ROOT
-
-SPEC_DIR = PROJECT_ROOT.parent / "shared" / "spec" / "openlineage"
-OWN_FACETS = PROJECT_ROOT / "docs" / "lineage"
+SPEC_DIR = Path(__file__).resolve().parent / "data" / "openlineage"
+OWN_FACETS = Path(__file__).resolve().parent.parent / "docs" / "lineage"
 _FACET_GROUPS = (("run", "facets"), ("job", "facets"))
 
 
