@@ -1,29 +1,18 @@
 """The catalogue asset (数据目录): Delta tables and a JSON export that need no Dagster to read."""
 
 import datetime as dt
-import json
 
 import dagster as dg
-import pyarrow.fs as pafs
 
-from assets import catalogue_entries
+from assets import catalogue_entries, own_tables
 from assets.clean import std_key
 from assets.collect import raw_key
+from assets.govern import PROBLEM_LISTS_KEY
+from assets.own_tables import own_table_reports
 from assets.publish import GRADES, publish_key
-from assets.registry import Registry, registry
+from lakehouse.registry import Registry, registry
+from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
 from orchestration.resources import LakeResource
-
-EXPORT_NAME = "catalogue.json"
-
-
-def write_export(root: str, storage_options: dict, document: dict) -> str:
-    """Write the JSON export next to the catalogue tables, on whatever filesystem the lake is."""
-    fs, base = pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
-    path = f"{base.rstrip('/')}/catalogue/{EXPORT_NAME}"
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(json.dumps(document, ensure_ascii=False, indent=1, default=str).encode("utf-8"))
-    return path
 
 
 def public_models() -> list[dict]:
@@ -73,6 +62,9 @@ def build(reg: Registry | None = None, published: list[dict] | None = None) -> d
             *(raw_key(ds) for ds in reg.datasets),
             *(std_key(ds.id) for ds in reg.datasets),
             *(publish_key(m["name"]) for m in published),
+            *(own_tables.key(t) for t in OWN_TABLES if "catalogue" not in t.written_by),
+            # the steps that write those tables: Dagster orders steps by executable assets only
+            PROBLEM_LISTS_KEY,
         ],
         group_name="catalogue",
         kinds={"delta", "polars"},
@@ -80,7 +72,7 @@ def build(reg: Registry | None = None, published: list[dict] | None = None) -> d
         tags={"zone": "catalogue"},
         automation_condition=dg.AutomationCondition.eager(),
     )
-    def catalogue(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    def catalogue(context: dg.AssetExecutionContext, lake: LakeResource):
         """数据目录：每个数据集（原始库、标准库、共享库）及其每一列的编目信息（中英文名称、数源单位、更新周期、共享/开放属性、
         分类分级、字段说明），连同当前Delta版本与行数。
 
@@ -91,19 +83,11 @@ def build(reg: Registry | None = None, published: list[dict] | None = None) -> d
         now = dt.datetime.now(dt.UTC)
         grades = _published_grades(context.instance, published)
         datasets, columns = catalogue_entries.build(reg, the_lake, now, published, grades)
-        version = the_lake.overwrite("catalogue", "datasets", datasets.to_arrow())
-        the_lake.overwrite("catalogue", "columns", columns.to_arrow())
-        by_ds = columns.partition_by("dataset_id", "zone", as_dict=True)
-        document = {
-            "generated_at": now.isoformat(),
-            "datasets": [
-                {**row, "columns": by_ds[(row["dataset_id"], row["zone"])].drop("dataset_id", "zone").to_dicts()}
-                for row in datasets.drop("catalogued_at").to_dicts()
-            ],
-        }
-        path = write_export(lake.root, lake.storage_options, document)
+        versions, path = catalogue_entries.write(the_lake, datasets, columns, now)
+        version = versions.pop("catalogue/datasets")
+        yield from own_table_reports(versions, {CATALOGUE_COLUMNS.label: columns.height})
         context.log.info(f"catalogue: {datasets.height} datasets, {columns.height} columns → {path}")
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": datasets.height,
                 "columns_catalogued": columns.height,

@@ -7,12 +7,14 @@ what is really there. Plain code: the catalogue asset and the export call it.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import polars as pl
 
-from assets.ingest.collector import PROVENANCE
-from assets.lake import Lake
-from assets.registry import Dataset, Registry
+from lakehouse.lake import CATALOGUE_EXPORT, Lake
+from lakehouse.provenance import PROVENANCE
+from lakehouse.registry import Dataset, Registry
+from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
 from privacy import grading, overrides, policy
 from quality import units
 from quality.gate import STD_TYPES
@@ -138,9 +140,12 @@ def build(
     registry, the publish zone from the public dbt models (``published_entries``)."""
     entries = [dataset_entry(reg, ds, zone, lake) for zone in CATALOGUED_ZONES for ds in reg.datasets]
     columns = [row for zone in CATALOGUED_ZONES for ds in reg.datasets for row in column_entries(reg, ds, zone)]
-    more_entries, more_columns = published_entries(published or [], lake, grades or {})
-    entries += more_entries
-    columns += more_columns
+    for more_entries, more_columns in (
+        published_entries(reg, published or [], lake, grades or {}),
+        own_table_entries(reg, lake),
+    ):
+        entries += more_entries
+        columns += more_columns
     datasets = pl.DataFrame(entries, infer_schema_length=None).with_columns(pl.lit(now).alias("catalogued_at"))
     return _apply_overrides(datasets, pl.DataFrame(columns, infer_schema_length=None), overrides.current(lake))
 
@@ -188,7 +193,9 @@ def _apply_overrides(
     return datasets, columns
 
 
-def published_entries(models: list[dict], lake: Lake, grades: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+def published_entries(
+    reg: Registry, models: list[dict], lake: Lake, grades: dict[str, dict]
+) -> tuple[list[dict], list[dict]]:
     """Catalogue rows of the publish zone: one dataset per public dbt model (its yml ``meta`` is the entry)
     and its columns with the grade propagated along column lineage (``grades``: model → column → grading).
 
@@ -214,7 +221,7 @@ def published_entries(models: list[dict], lake: Lake, grades: dict[str, dict]) -
                 "share_type": meta.get("share_type"),
                 "open_type": meta.get("open_type"),
                 "owner": meta.get("owner"),
-                "steward": "team:data-stewards",
+                "steward": reg.defaults.steward,
                 "classification": meta.get("classification", "derived"),
                 "grade": level,
                 "grade_national": _crosswalk(level, "grade"),
@@ -249,3 +256,84 @@ def published_entries(models: list[dict], lake: Lake, grades: dict[str, dict]) -
                 }
             )
     return datasets, columns
+
+
+def own_table_entries(reg: Registry, lake: Lake) -> tuple[list[dict], list[dict]]:
+    """Catalogue rows of the warehouse's own tables (quarantine, scores, logs: ``lakehouse.tables``); their
+    columns as the Delta table has them (a table not written yet has none)."""
+    datasets, columns = [], []
+    for t in OWN_TABLES:
+        table = lake.table(t.zone, t.name)
+        fields = list(table.schema().to_arrow()) if table is not None else []
+        datasets.append(
+            {
+                "dataset_id": t.name,
+                "zone": t.zone,
+                "asset_key": t.label,
+                "name_zh": t.name_zh,
+                "name_en": t.name_en,
+                "description": t.description,
+                "source_department": "warehouse",
+                "source_department_zh": "数据仓（自身记录）",
+                "source_department_en": "the warehouse's own records",
+                "update_cycle": "每次运行 / every run",
+                "share_type": "不予共享",
+                "open_type": "不予开放",
+                "owner": reg.defaults.steward,
+                "steward": reg.defaults.steward,
+                "classification": "metadata",
+                "grade": t.grade,
+                "grade_national": _crosswalk(t.grade, "grade"),
+                "miit_level": _crosswalk(t.grade, "miit"),
+                "format": "delta",
+                "delta_uri": lake.uri(t.zone, t.name),
+                "delta_version": table.version() if table is not None else None,
+                "row_count": lake.row_count(t.zone, t.name) if table is not None else None,
+                "column_count": len(fields),
+            }
+        )
+        columns += [
+            {
+                "dataset_id": t.name,
+                "zone": t.zone,
+                "position": i,
+                "column": f.name,
+                "source_header": None,
+                "physical_type": str(f.type),
+                "logical_type": str(f.type),
+                "description": None,
+                "unit": None,
+                "classification": "metadata",
+                "grade": t.grade,
+                "grade_national": _crosswalk(t.grade, "grade"),
+                "miit_level": _crosswalk(t.grade, "miit"),
+                "role": "none",
+                "privacy_transform": None,
+                "effective_grade": t.grade,
+            }
+            for i, f in enumerate(fields, start=1)
+        ]
+    return datasets, columns
+
+
+def write(lake: Lake, datasets: pl.DataFrame, columns: pl.DataFrame, now: dt.datetime) -> tuple[dict[str, int], str]:
+    """The catalogue as Delta tables ``catalogue/datasets`` and ``catalogue/columns`` and as one JSON export
+    (each dataset with its columns) that needs neither Dagster nor Delta to read. Returns the version of
+    each table written (``catalogue/datasets``, ``catalogue/columns``) and the export's URI."""
+    versions = {
+        "catalogue/datasets": lake.overwrite("catalogue", "datasets", datasets.to_arrow()),
+        CATALOGUE_COLUMNS.label: lake.overwrite(CATALOGUE_COLUMNS.zone, CATALOGUE_COLUMNS.name, columns.to_arrow()),
+    }
+    by_ds = {
+        k: part.drop("dataset_id", "zone").to_dicts()
+        for k, part in columns.partition_by("dataset_id", "zone", as_dict=True).items()
+    }
+    document = {
+        "generated_at": now.isoformat(),
+        "datasets": [
+            {**row, "columns": by_ds.get((row["dataset_id"], row["zone"]), [])}  # a table not yet written: none
+            for row in datasets.drop("catalogued_at").to_dicts()
+        ],
+    }
+    body = json.dumps(document, ensure_ascii=False, indent=1, default=str).encode("utf-8")
+    return versions, lake.write_bytes("catalogue", CATALOGUE_EXPORT, body)

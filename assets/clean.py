@@ -1,42 +1,29 @@
-"""Clean assets (治理): raw → std for every registered dataset, with the rule catalogue as asset checks.
+"""Clean assets (治理): raw → std for every registered dataset, with the rule book as asset checks.
 
-Write-audit-publish: the batch is standardised and audited in memory; only a batch that passes its
-ERROR batch rules and conserves every row is written. Rejected rows go to ``quarantine/findings``.
+The std build itself (write-audit-publish, quarantine, scores) is ``quality.standardise``; an asset here
+checks the dataset is classified, hands the engine the std zone's privacy policy, and reports the outcome
+as checks and metadata.
 """
-
-import datetime as dt
-import functools
-import hashlib
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pyarrow as pa
 
 from assets.collect import asset_tags, column_schema, raw_key
-from assets.ingest.collector import PROVENANCE, raw_table_schema
-from assets.lake import Lake
-from assets.registry import Dataset, Registry, registry
+from assets.own_tables import own_table_reports
+from lakehouse.provenance import PROVENANCE
+from lakehouse.registry import Dataset, Registry, registry
+from lakehouse.tables import DUPLICATES, FINDINGS, SCORES
 from orchestration.lineage import declare
 from orchestration.resources import LakeResource, PrivacyResource
 from privacy import policy
 from privacy.access import record_policy
 from privacy.grading import unclassified
-from privacy.keys import KeyRing
-from quality.catalogue import RULES_DIR, RuleSet, rules_for
-from quality.conform import Conformed, Totals, conform, with_bucket
+from quality.conform import Conformed
 from quality.gate import STD_TYPES
-from quality.scores import SCHEMA as SCORE_SCHEMA
-from quality.scores import dataset_scores, overall
-from quality.scores import row as score_row
+from quality.rulebook import RuleSet, rules_for
+from quality.scores import overall
+from quality.standardise import standardise
 from quality.units import canonical
-
-FINDINGS = "findings"
-DUPLICATES = "duplicates"  # rows merged away: exact copies and superseded deliveries
-PART_ROWS = 1_000_000  # rows per key bucket when a raw table is conformed in parts
 
 
 def std_key(dataset_id: str) -> dg.AssetKey:
@@ -67,12 +54,6 @@ def _lineage(ds: Dataset) -> tuple[dg.TableColumnLineage, dict]:
         )
     how.update({f.name: ("DIRECT", "IDENTITY", "provenance carried from raw") for f in PROVENANCE})
     return declare.by_name(raw_key(ds), names, names), declare.transformations(how)
-
-
-def _fingerprint(rules: RuleSet, raw_version: int) -> str:
-    """What the std table was computed from: the raw version and the rule catalogue."""
-    text = (RULES_DIR / f"{rules.dataset}.yaml").read_text(encoding="utf-8")
-    return f"raw@{raw_version}:rules@{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def _sample(result: Conformed, rule_id: str) -> str:
@@ -127,88 +108,6 @@ def _check_results(rules: RuleSet, result: Conformed) -> list[dg.AssetCheckResul
     return out
 
 
-def _score(lake, ds: Dataset, rules: RuleSet, result: Conformed) -> dict[str, float]:
-    """This run's GB/T 36344 scores, appended to the history in quality/scores."""
-    log = lake.read("ops", "collect_log", columns=["dataset", "status"])
-    files = log.filter(pl.col("dataset") == ds.id) if log is not None else pl.DataFrame({"status": []})
-    scores = dataset_scores(
-        rules,
-        result.rule_failures,
-        result.rows_in - result.exact_duplicates,
-        result.rows_in,
-        result.exact_duplicates,
-        files.height,
-        files.filter(pl.col("status") == "landed").height,
-        result.repaired,
-    )
-    row = score_row("dataset", ds.id, ds.department, result.rows_in, scores, dt.datetime.now(dt.UTC))
-    lake.append("quality", "scores", pl.DataFrame([row], schema=SCORE_SCHEMA).to_arrow())
-    return scores
-
-
-def std_arrow_schema(ds: Dataset) -> pa.Schema:
-    provenance = pl.from_arrow(PROVENANCE.empty_table()).schema
-    frame = pl.DataFrame(schema={**{c.name: STD_TYPES[c.type] for c in ds.columns}, **provenance})
-    return frame.to_arrow().schema
-
-
-class _Withheld(Exception):
-    """Raised inside the std write stream to abort its commit."""
-
-
-@contextmanager
-def _buckets(lake: Lake, ds: Dataset, rules: RuleSet, raw_table) -> Iterator[list[Callable[[], pl.DataFrame]]]:
-    """The raw table as key buckets of about PART_ROWS rows (one bucket when it is small), so memory
-    follows the bucket, not the table. Everything that reads Delta happens here, before the std write
-    starts: the write stream must not call into deltalake."""
-    if raw_table is None:
-        yield [lambda: pl.DataFrame(schema=raw_table_schema(ds))]
-        return
-    rows = lake.row_count("raw", ds.id)
-    if rows <= PART_ROWS:
-        frame = lake.read("raw", ds.id)
-        yield [lambda: frame]
-        return
-    scan = pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
-    with tempfile.TemporaryDirectory(prefix=f"shucang-std-{ds.id}-") as tmp:
-        with_bucket(scan, ds, rules, -(-rows // PART_ROWS)).sink_parquet(
-            pl.PartitionBy(tmp, key="__bucket", include_key=False), compression="lz4"
-        )
-        yield [functools.partial(pl.read_parquet, part) for part in sorted(Path(tmp).iterdir())]
-
-
-def _conform_and_write(
-    lake: Lake, ds: Dataset, rules: RuleSet, refs: dict, raw_table, fingerprint: str, ring: KeyRing | None = None
-) -> tuple[Conformed, int | None]:
-    """Write-audit-publish in one Delta commit: each bucket's std rows stream into the commit after its
-    audit; when any bucket fails an ERROR rule, or the whole batch fails the share rule or conservation,
-    the stream raises and nothing is committed. Returns the totals and the new version (None: withheld)."""
-    totals = Totals(rules)
-    schema = std_arrow_schema(ds)
-    finished: list[Conformed] = []
-
-    def batches(buckets):
-        for load in buckets:
-            part = conform(ds, rules, load(), refs, whole=False)
-            totals.add(part)
-            if not totals.total.blocked:
-                std = policy.apply_std(part.std, ds, ring) if ring is not None else part.std
-                yield from std.to_arrow().cast(schema).to_batches()
-        finished.append(totals.finish())
-        if finished[0].blocked or not finished[0].conserved:
-            raise _Withheld(ds.id)
-
-    with _buckets(lake, ds, rules, raw_table) as buckets:
-        try:
-            reader = pa.RecordBatchReader.from_batches(schema, batches(buckets))
-            version = lake.overwrite("std", ds.id, reader, metadata={"computed_from": fingerprint})
-        except Exception:
-            if finished and (finished[0].blocked or not finished[0].conserved):
-                return finished[0], None
-            raise
-    return finished[0], version
-
-
 def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     rules = rules_for(ds.id)
     key = std_key(ds.id)
@@ -250,7 +149,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         deps=[raw_key(ds), *(std_key(t) for t in sorted(rules.references))],
         description=f"**{ds.name_zh}** ({ds.name_en}) — 标准库 std zone.\n\nStandardised (half-width text, ISO "
         f"dates, canonical units), de-duplicated (exact; then by {', '.join(rules.key)} with the latest delivery "
-        "winning) and validated against the rule catalogue "
+        "winning) and validated against the rule book "
         f"`quality/rules/{ds.id}.yaml`. Rejected rows are in `quarantine/findings` with rule and reason.",
         group_name="std",
         kinds={"polars", "delta", "pandera"},
@@ -271,17 +170,17 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             )
             raise dg.Failure(
                 description=f"std/{ds.id}: columns {missing} are not classified (分类分级). The dataset stays in raw "
-                f"until a steward sets classification, grade and role for them in assets/sources.yaml; the "
+                f"until a steward sets classification, grade and role for them in lakehouse/sources.yaml; the "
                 "privacy_scan asset proposes values."
             )
         yield dg.AssetCheckResult(check_name="classified", passed=True)
         record_policy(privacy.audit())
         ring = privacy.key_ring() if policy.std_transforms(ds) else None
         the_lake = lake.lake()
-        raw_table = the_lake.table("raw", ds.id)
-        refs = {f"{t}.uscc": the_lake.read("std", t, columns=["uscc"])["uscc"] for t in rules.references}
-        fingerprint = _fingerprint(rules, raw_table.version() if raw_table else -1)
-        result, version = _conform_and_write(the_lake, ds, rules, refs, raw_table, fingerprint, ring)
+        outcome = standardise(
+            the_lake, ds, rules, (lambda frame: policy.apply_std(frame, ds, ring)) if ring is not None else None
+        )
+        result, version = outcome.result, outcome.version
         if ring is not None and version is not None:
             privacy.audit().append(
                 "key.use",
@@ -294,21 +193,26 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 run_id=context.run.run_id,
             )
         checks = _check_results(rules, result)
-        if version is None:
+        if outcome.withheld:
             yield from checks
-            reasons = "; ".join(f"{g.rule_id} ({g.count})" for g in result.gate) or "rows do not reconcile"
             raise dg.Failure(
-                description=f"std/{ds.id}: batch not written — {reasons}. The std table stays at "
+                description=f"std/{ds.id}: batch not written — {outcome.reasons()}. The std table stays at "
                 "its previous version and downstream does not run."
             )
-        the_lake.replace_where("quarantine", FINDINGS, result.findings.to_arrow(), "dataset", ds.id)
-        merged = result.duplicates.select(pl.lit(ds.id).alias("dataset"), pl.all())
-        the_lake.replace_where("quarantine", DUPLICATES, merged.to_arrow(), "dataset", ds.id)
         context.log.info(
             f"std/{ds.id}: {result.rows_in} in → {result.rows_out} std, {result.quarantined} "
             f"quarantined, {result.exact_duplicates + result.key_duplicates} duplicates merged"
         )
-        scores = _score(the_lake, ds, rules, result)
+        scores = outcome.scores
+        yield from own_table_reports(
+            outcome.side_versions,
+            dataset=ds.id,
+            rows={
+                FINDINGS.label: result.findings.height,
+                DUPLICATES.label: result.duplicates.height,
+                SCORES.label: 1,
+            },
+        )
         yield dg.MaterializeResult(
             metadata={
                 **{f"score/{d}": dg.FloatMetadataValue(v) for d, v in scores.items()},

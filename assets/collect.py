@@ -7,7 +7,9 @@ import dagster as dg
 
 from assets.catalogue_entries import column_entries
 from assets.ingest.collector import Collector, CollectResult
-from assets.registry import Dataset, Registry, registry
+from assets.own_tables import own_table_reports
+from lakehouse.registry import Dataset, Registry, registry
+from lakehouse.tables import COLLECT_LOG
 from orchestration.resources import LakeResource, LandingResource
 
 
@@ -172,6 +174,11 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 "rejected_files": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
             },
         )
+        if result.log_version is not None:
+            rows = len([o for o in result.outcomes if o.status != "skipped"])
+            yield from own_table_reports(
+                {COLLECT_LOG.label: result.log_version}, {COLLECT_LOG.label: rows}, dataset=ds.id
+            )
         yield dg.AssetCheckResult(
             check_name="rows_reconcile",
             # the readers' count of rows against what the Delta log says was committed

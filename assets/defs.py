@@ -5,20 +5,34 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, clean, collect, govern, privacy_scan, publish, share
+from assets import catalogue, clean, collect, govern, own_tables, privacy_scan, publish, share
+from lakehouse.registry import registry
 
 
 def build() -> dg.Definitions:
-    landing_specs, collect_assets = collect.build()
+    reg = registry()
+    landing_specs, collect_assets = collect.build(reg)
+    std_assets = clean.build(reg)
+    govern_assets = govern.build(reg)
+    catalogue_asset = catalogue.build(reg)
+    publish_assets = publish.build()
+    writers = {
+        "raw": [k for a in collect_assets for k in a.keys],
+        "std": [k for a in std_assets for k in a.keys],
+        "quality": [k for a in govern_assets for k in a.keys if k.path[-1] == "problem_lists"],
+        "publish": [k for a in publish_assets for k in a.keys],
+        "catalogue": list(catalogue_asset.keys),
+    }
     return dg.Definitions(
         assets=[
             *landing_specs,
             *collect_assets,
-            *clean.build(),
-            *govern.build(),
-            catalogue.build(),
+            *std_assets,
+            *govern_assets,
+            catalogue_asset,
             privacy_scan.build(),
-            *publish.build(),
+            *publish_assets,
+            *own_tables.specs(writers, reg.defaults.steward),
             share.share_extracts,
             share.sharing_statistics,
         ]

@@ -1,26 +1,19 @@
 """Governance outputs across datasets: reconciliation (对账), problem lists (问题清单), department scores."""
 
-import datetime as dt
-import io
-
 import dagster as dg
 import polars as pl
-import pyarrow.fs as pafs
 
 from assets.clean import std_key
-from assets.registry import Registry, registry
+from assets.own_tables import own_table_reports
+from lakehouse.registry import Registry, registry
+from lakehouse.tables import PROBLEMS, SCORES
 from orchestration.resources import LakeResource
-from quality import problems as pb
+from quality import problem_lists as problem_lists_engine
 from quality import reconcile
-from quality.catalogue import rules_for
-from quality.conform import record_key
-from quality.scores import DIMENSIONS, department_scores
+from quality.scores import DIMENSIONS
 
 RECON_KEY = dg.AssetKey(["quality", "reconciliation"])
-
-
-def _fs(root: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), root)
+PROBLEM_LISTS_KEY = dg.AssetKey(["quality", "problem_lists"])
 
 
 @dg.asset(
@@ -28,7 +21,7 @@ def _fs(root: str) -> tuple[pafs.FileSystem, str]:
     deps=[std_key(d) for d in ("tax_monthly", "stats_annual", "power_monthly", "ent_production")],
     group_name="quality",
     kinds={"polars", "delta"},
-    owners=["team:data-stewards"],
+    owners=[registry().defaults.steward],
     tags={"zone": "quality"},
     check_specs=[
         dg.AssetCheckSpec(cid, asset=RECON_KEY, description=spec["name_zh"]) for cid, spec in reconcile.config().items()
@@ -77,7 +70,7 @@ def reconciliation(context: dg.AssetExecutionContext, lake: LakeResource):
 
 def _problem_lists_asset(reg: Registry) -> dg.AssetsDefinition:
     @dg.asset(
-        key=["quality", "problem_lists"],
+        key=PROBLEM_LISTS_KEY,
         deps=[*(std_key(ds.id) for ds in reg.datasets), RECON_KEY],
         group_name="quality",
         kinds={"polars", "delta", "xlsx"},
@@ -89,58 +82,25 @@ def _problem_lists_asset(reg: Registry) -> dg.AssetsDefinition:
         Problem lists per source department (XLSX and CSV under `quarantine/problem_lists/<department>/`),
         a ledger `quarantine/problems` of every problem raised and whether a later delivery fixed it, and
         GB/T 36344 scores per department."""
-        the_lake = lake.lake()
-        at = dt.datetime.now(dt.UTC)
-        findings = the_lake.read("quarantine", "findings")
-        recon = the_lake.read("quality", "reconciliation")
-        now = pb.current(findings, recon.filter(pl.col("status") == "mismatch"))
-        std_keys = pl.concat(
-            [
-                the_lake.read("std", ds.id).select(
-                    pl.lit(ds.id).alias("dataset"),
-                    record_key(rules_for(ds.id).key).alias("record_key"),
-                    pl.col("_source_file").alias("source_file"),
-                )
-                for ds in reg.datasets
-            ]
-        )
-        ledger = pb.update_ledger(the_lake.read("quarantine", "problems"), now, std_keys, at)
-        the_lake.overwrite("quarantine", "problems", ledger.to_arrow())
-        fs, base = _fs(lake.root)
-        paths, lines = (
-            {},
-            ["| 数源单位 department | rejected | verify | reconcile | open | fixed |", "|---|---|---|---|---|---|"],
-        )
-        for dept, info in reg.departments.items():
-            mine = now.filter(pl.col("department") == dept)
-            folder = f"{base.rstrip('/')}/quarantine/problem_lists/{dept}"
-            fs.create_dir(folder, recursive=True)
-            sheet = pb.export_frame(mine)
-            xlsx = io.BytesIO()
-            sheet.write_excel(xlsx, worksheet="问题清单")
-            stem = f"{folder}/问题清单_{info.name_zh}"
-            for suffix, data in ((".xlsx", xlsx.getvalue()), (".csv", sheet.write_csv().encode("utf-8-sig"))):
-                with fs.open_output_stream(stem + suffix) as out:
-                    out.write(data)
-            paths[dept] = stem
-            handled = mine.group_by("handling").len()
-            count = dict(handled.iter_rows())
-            status = ledger.filter(pl.col("department") == dept).group_by("status").len()
-            st = dict(status.iter_rows())
+        result = problem_lists_engine.build(lake.lake(), reg)
+        lines = ["| 数源单位 department | rejected | verify | reconcile | open | fixed |", "|---|---|---|---|---|---|"]
+        for d in result.lists:
+            h, st = d.by_handling, d.by_status
             lines.append(
-                f"| {info.name_zh} | {count.get('退回整改 rejected', 0)} | {count.get('请核实 verify', 0)} | "
-                f"{count.get('对账核实 reconcile', 0)} | {st.get('open', 0)} | {st.get('fixed', 0)} |"
+                f"| {d.name_zh} | {h.get('退回整改 rejected', 0)} | {h.get('请核实 verify', 0)} | "
+                f"{h.get('对账核实 reconcile', 0)} | {st.get('open', 0)} | {st.get('fixed', 0)} |"
             )
-        scores = the_lake.read("quality", "scores")
-        latest = scores.filter(pl.col("level") == "dataset").sort("scored_at").group_by("subject").last()
-        dept_scores = department_scores(latest, at)
-        the_lake.append("quality", "scores", dept_scores.to_arrow())
-        return dg.MaterializeResult(
+        ledger, dept_scores = result.ledger, result.department_scores
+        yield from own_table_reports(
+            {SCORES.label: result.scores_version, PROBLEMS.label: result.ledger_version},
+            {SCORES.label: dept_scores.height, PROBLEMS.label: ledger.height},
+        )
+        yield dg.MaterializeResult(
             metadata={
                 "problems": dg.MetadataValue.md("\n".join(lines)),
                 "problems_open": ledger.filter(pl.col("status") == "open").height,
                 "problems_fixed": ledger.filter(pl.col("status") == "fixed").height,
-                "exports": dg.MetadataValue.path(f"{base.rstrip('/')}/quarantine/problem_lists"),
+                "exports": dg.MetadataValue.path(result.export_root),
                 **{
                     f"score/{r['subject']}": dg.FloatMetadataValue(r["overall"])
                     for r in dept_scores.iter_rows(named=True)

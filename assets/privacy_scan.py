@@ -1,7 +1,7 @@
 """The privacy scan asset: what the scanner proposes for every raw column, beside what is declared.
 
 Stewards read it in the UI (a table of disagreements in the asset's metadata, and a WARN check) and in
-``catalogue/privacy_scan``; declarations stay theirs, in assets/sources.yaml.
+``catalogue/privacy_scan``; declarations stay theirs, in lakehouse/sources.yaml.
 """
 
 import datetime as dt
@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from assets.collect import raw_key
-from assets.registry import Registry, registry
+from lakehouse.registry import Registry, registry
 from orchestration.resources import LakeResource
 from privacy import scan
 

@@ -12,8 +12,9 @@ import json
 import dagster as dg
 import polars as pl
 
-from assets.publish import content_hash, publish_key
+from assets.publish import publish_key
 from exchange import statistics
+from exchange.publication import content_hash
 from exchange.shares import ShareRefused
 from orchestration.dbt.assets import GRADES
 from orchestration.resources import ExchangeResource, LakeResource

@@ -20,7 +20,7 @@ import duckdb
 import fastexcel
 
 from assets.ingest.collector import landing_files
-from assets.registry import registry
+from lakehouse.registry import registry
 
 
 def _sha256(path: Path) -> str:

@@ -1,7 +1,7 @@
 """The plain DuckDB baseline for the clean stage: the same raw tables, the same standardisation and checks.
 
 What a competent engineer would write with DuckDB alone: one SQL statement per dataset, generated from
-the same registry and rule catalogue — exact de-duplication, text cleaning (full-width → half-width,
+the same registry and rule book — exact de-duplication, text cleaning (full-width → half-width,
 invisible characters, white space), codes, names, dates, months, timestamps and units, every row rule
 (GB 32100 check characters, GB 11643 MOD 11-2 and birth date, code tables, ranges, references), the
 quarantine as a findings table, business-key de-duplication with the latest delivery winning, and the
@@ -17,11 +17,11 @@ from pathlib import Path
 import duckdb
 from deltalake import DeltaTable
 
-from assets.registry import registry
 from benchmarks.duckdb_baseline import timed_main
-from quality.catalogue import RowRule, rules_for
+from lakehouse.registry import registry
 from quality.conform import LATEST
 from quality.identifiers import USCC_ALPHABET, authority_categories, industry_codes, region_codes, region_history
+from quality.rulebook import RowRule, rules_for
 from quality.units import factors
 
 FULL = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000"

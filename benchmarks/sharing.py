@@ -69,9 +69,9 @@ def _table(rows: int) -> pl.DataFrame:
 
 
 def main(data: Path, rows: int) -> dict:
-    from assets.lake import Lake
     from exchange.requests import parse
     from exchange.service import Exchange
+    from lakehouse.lake import Lake
 
     for old in ("sharing-lake", "sharing-exchange"):
         shutil.rmtree(data / old, ignore_errors=True)

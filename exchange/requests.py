@@ -14,14 +14,17 @@ columns can lower it. The rules (configuration in ``exchange/policy.yaml``):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-import yaml
+from pydantic import Field
 
+from lakehouse import config
+from lakehouse.config import ConfigError, Strict
 from privacy.grading import highest, level_rank
-from quality import yamlfile
 
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")  # request ids, share and table names: safe in paths and URLs
@@ -31,8 +34,23 @@ class RequestError(ValueError):
     """A request that cannot be filed as written: says which file and which field."""
 
 
+Level = Literal["L1", "L2", "L3", "L4"]
+Transform = Literal["keep", "generalise", "round", "suppress"]
+
+
+class ExchangePolicy(Strict):
+    shared_on_request_level: Level
+    never_shared_level: Level
+    max_period_days: int = Field(gt=0)
+    signed_url_seconds: int = Field(gt=0)
+    max_body_bytes: int = Field(gt=0)
+    # consumer kind → level → one transform, or a transform per identifier role
+    consumer_policies: dict[str, dict[Level, Transform | dict[Literal["none", "quasi", "sensitive"], Transform]]]
+
+
+@functools.cache
 def policy() -> dict:
-    return yamlfile.load(POLICY_PATH)
+    return config.load(POLICY_PATH, ExchangePolicy, "exchange policy").model_dump()
 
 
 @dataclass(frozen=True)
@@ -191,9 +209,9 @@ def read_file(path: Path) -> DataRequest:
     if path.stat().st_size > largest:
         raise RequestError(f"{path.name}: {path.stat().st_size} bytes; a request is at most {largest}")
     try:
-        doc = yamlfile.load(path)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RequestError(f"{path.name}: not readable YAML: {exc}") from None
+        doc = config.read_yaml(path)
+    except ConfigError as exc:
+        raise RequestError(f"{path.name}: not readable YAML: {exc.__cause__ or exc}") from None
     rid = str(doc.get("id") or path.stem) if isinstance(doc, dict) else path.stem
     return parse(doc, rid.lower(), source=path.name)
 

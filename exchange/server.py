@@ -22,7 +22,6 @@ import re
 import secrets
 import time
 import uuid
-from pathlib import Path
 
 from deltalake import DeltaTable
 from starlette.applications import Starlette
@@ -303,11 +302,17 @@ class SharingService:
         state = self.ledger.states().get(share)
         if state is None or not state.active():
             raise Problem(403, "PERMISSION_DENIED", state.why_not() if state else f"no share {share}")
-        root = Path(self.exchange.lake.uri("share", share_table_name(share, dataset))).resolve()
-        path = (root / name).resolve()
-        if path.parent != root or not path.is_file():
+        lake, where = self.exchange.lake, f"{share_table_name(share, dataset)}/{name}"  # FILE_NAME: no separator
+        local = lake.local_path("share", where)
+        if local is not None:
+            # resolved, so a link planted in the share's folder cannot point the service at another file
+            if local.resolve().parent != local.parent.resolve() or not local.is_file():
+                raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"no file {name} in {share}/{dataset}")
+            return FileResponse(local, media_type="application/octet-stream")
+        data = lake.read_bytes("share", where)
+        if data is None:
             raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"no file {name} in {share}/{dataset}")
-        return FileResponse(path, media_type="application/octet-stream")
+        return Response(data, media_type="application/octet-stream")
 
     # --- the data-request API ----------------------------------------------------------------------------------
     async def file_request(self, request: Request):
@@ -377,11 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args(argv)
     s = settings()
-    from assets.lake import Lake
 
-    exchange = Exchange(
-        Lake(s.lake_root, s.storage_options), s.exchange_dir, endpoint=f"http://{args.host}:{args.port}{PREFIX}"
-    )
+    exchange = Exchange(s.lake(), s.exchange_dir, endpoint=f"http://{args.host}:{args.port}{PREFIX}")
     print(
         f"Delta Sharing service on http://{args.host}:{args.port}{PREFIX} — lake {s.lake_root}, ledger {exchange.ledger.path}"
     )

@@ -13,10 +13,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets.lake import Lake
 from exchange import shares
 from exchange.ledger import Ledger, RequestState
 from exchange.requests import DataRequest, RequestError, assess, read_file
+from lakehouse.lake import CATALOGUE_EXPORT, Lake
 
 RULES = "rules"  # the actor of decisions the grade rules take
 
@@ -40,10 +40,11 @@ class Exchange:
         return self.folder / "inbox"
 
     def catalogue(self) -> dict:
-        path = Path(self.lake.uri("catalogue", "catalogue.json"))
-        if not path.exists():
-            raise FileNotFoundError(f"no catalogue export at {path}: run the pipeline (make demo) first")
-        return json.loads(path.read_text(encoding="utf-8"))
+        body = self.lake.read_bytes("catalogue", CATALOGUE_EXPORT)
+        if body is None:
+            where = self.lake.uri("catalogue", CATALOGUE_EXPORT)
+            raise FileNotFoundError(f"no catalogue export at {where}: run the pipeline (make demo) first")
+        return json.loads(body.decode("utf-8"))
 
     def state(self, request_id: str) -> RequestState:
         s = self.ledger.states().get(request_id)
@@ -175,10 +176,7 @@ class Exchange:
             if s.status not in ("revoked", "expired") or s.purged or s.manifest is None:
                 continue
             request_id = s.id
-            root = self.lake.uri("share", request_id)
-            if "://" in root and not root.startswith("file://"):
-                raise NotImplementedError(f"purging {root}: only a local lake root is supported")
-            shutil.rmtree(root.removeprefix("file://"), ignore_errors=True)
+            self.lake.delete("share", request_id)
             (self.folder / "profiles" / f"{request_id}.share").unlink(missing_ok=True)
             self.ledger.record(
                 "share.purged",

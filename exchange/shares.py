@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from assets.lake import Lake
 from exchange.requests import catalogue_index, policy
+from lakehouse.lake import Lake
 from privacy import gate, transforms
 from privacy.grading import Grading
 
@@ -95,18 +94,16 @@ def add_actions(table: DeltaTable) -> list[dict]:
     return sorted(pa.table(table.get_add_actions(flatten=True)).to_pylist(), key=lambda a: a["path"])
 
 
-def file_entries(table: DeltaTable) -> list[dict]:
+def file_entries(lake: Lake, zone: str, name: str) -> list[dict]:
     """The data files of a table's current version with their sizes, row counts and SHA-256."""
-    root = Path(table.table_uri.removeprefix("file://"))
     out = []
-    for a in add_actions(table):
-        path = root / a["path"]
+    for a in add_actions(lake.table(zone, name)):
         out.append(
             {
                 "path": a["path"],
                 "size": int(a["size_bytes"]),
                 "rows": int(a["num_records"]),
-                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "sha256": hashlib.sha256(lake.read_bytes(zone, f"{name}/{a['path']}") or b"").hexdigest(),
             }
         )
     return out
@@ -168,14 +165,12 @@ def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
             frames[name].to_arrow(),
             metadata={"request_id": state.id, "source_version": str(entry["source_version"])},
         )
-        table = lake.table("share", table_name)
         entry["share_version"] = version
-        entry["files"] = file_entries(table)
+        entry["files"] = file_entries(lake, "share", table_name)
         entry["content_sha256"] = hashlib.sha256("".join(f["sha256"] for f in entry["files"]).encode()).hexdigest()
     return {"request_id": state.id, "consumer": request["consumer"], "tables": manifest_tables}
 
 
-def write_manifest(lake: Lake, manifest: dict) -> Path:
-    path = Path(lake.uri("share", manifest["request_id"])) / "manifest.json"
-    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True), encoding="utf-8")
-    return path
+def write_manifest(lake: Lake, manifest: dict) -> str:
+    body = json.dumps(manifest, ensure_ascii=False, indent=2, sort_keys=True).encode("utf-8")
+    return lake.write_bytes("share", f"{manifest['request_id']}/manifest.json", body)

@@ -11,7 +11,6 @@ import time
 
 import polars as pl
 
-from assets.lake import Lake
 from orchestration import instance
 from orchestration.settings import PROJECT_ROOT, Settings, settings
 from privacy import access, keys, overrides
@@ -19,9 +18,8 @@ from privacy.audit import AuditLog
 
 
 def summary(s: Settings) -> str:
-    from assets.lake import Lake
 
-    lake = Lake(s.lake_root, s.storage_options)
+    lake = s.lake()
     catalogue = lake.read("catalogue", "datasets")
     log = lake.read("ops", "collect_log")
     out = ["", "shucang — what the warehouse holds now", ""]
@@ -202,7 +200,7 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     from exchange.service import Exchange
     from exchange.statistics import NAME as STATISTICS
 
-    ex = Exchange(Lake(s.lake_root, s.storage_options), s.exchange_dir, s.sharing_endpoint)
+    ex = Exchange(s.lake(), s.exchange_dir, s.sharing_endpoint)
     ex.inbox.mkdir(parents=True, exist_ok=True)
     today = dt.date.today()
     known = ex.ledger.states()
@@ -280,7 +278,7 @@ def exchange_command(s: Settings, args) -> int:
     from exchange.requests import RequestError, read_file
     from exchange.service import Exchange
 
-    ex = Exchange(Lake(s.lake_root, s.storage_options), s.exchange_dir, s.sharing_endpoint)
+    ex = Exchange(s.lake(), s.exchange_dir, s.sharing_endpoint)
     try:
         if args.action == "file":
             state = ex.file(read_file(args.target), actor=args.who)
@@ -325,7 +323,7 @@ def lineage(s: Settings, args) -> int:
         return f"{n.short(c[0], c[1])}.{c[2]}"
 
     ref = n.dataset(args.dataset.split("/"))
-    graph = LineageGraph.from_events(LakeFileTransport(s.lake_root).read_all())
+    graph = LineageGraph.from_events(LakeFileTransport(s.lake()).read_all())
     column = (ref.namespace, ref.name, args.column)
     if args.action == "upstream":
         print(f"where {label(column)} comes from:")
@@ -370,7 +368,7 @@ def keys_command(s: Settings, action: str) -> int:
 
 def served(s: Settings, args) -> int:
     """Commands that hand data out: every one goes through the access rules."""
-    lake = Lake(s.lake_root, s.storage_options)
+    lake = s.lake()
     try:
         who = access.Principal(args.who, args.role, args.department)
         if args.command == "reidentify":
@@ -383,7 +381,7 @@ def served(s: Settings, args) -> int:
         zone, name = args.table.split("/", 1)
         if args.command == "grade-override":
             from assets.catalogue_entries import column_entries
-            from assets.registry import registry
+            from lakehouse.registry import registry
 
             reg = registry()
             entry = next((c for c in column_entries(reg, reg.dataset(name), zone) if c["column"] == args.column), None)

@@ -9,8 +9,9 @@ import dagster as dg
 import duckdb
 from pydantic import Field
 
-from assets.lake import Lake
-from orchestration.dbt.project import DbtResource, project
+from lakehouse.lake import Lake
+from orchestration.dbt.dagster_dbt_private import DbtResource
+from orchestration.dbt.project import project
 from orchestration.settings import Settings, settings
 from privacy import keys
 from privacy.audit import AuditLog

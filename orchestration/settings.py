@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lakehouse.lake import Lake
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("local", "ci", "bench")
 
@@ -30,6 +32,10 @@ class Settings:
     exchange_dir: Path  # data requests (inbox, filed), consumer profiles and the exchange ledger
     sharing_endpoint: str  # where consumers reach the Delta Sharing service (written into their profiles)
     storage_options: dict[str, str] = field(default_factory=dict)
+
+    def lake(self) -> Lake:
+        """The lake these settings point at: the one way to reach it."""
+        return Lake(self.lake_root, dict(self.storage_options))
 
 
 def settings(environ: dict[str, str] | None = None) -> Settings:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from assets.lake import Lake
+from lakehouse.lake import Lake
 from privacy import transforms
 from privacy.audit import AuditLog
 from privacy.keys import KeyRing
@@ -75,7 +75,7 @@ def reidentify(
     require_steward(who, audit, "reidentify", dataset=dataset, column=column, reason=reason)
     if not reason.strip():
         raise ValueError("re-identification needs a reason")
-    from assets.registry import registry
+    from lakehouse.registry import registry
     from quality import text
 
     version = int(pseudonym.split(":", 1)[0].removeprefix("k"))
@@ -100,7 +100,7 @@ def reidentify(
 def record_policy(audit: AuditLog) -> bool:
     """Appends a ``policy.change`` entry when the privacy configuration differs from the last one recorded
     (policy, grading vocabulary, and the classifications in the source registry); True if it did."""
-    from assets.registry import REGISTRY_PATH
+    from lakehouse.registry import REGISTRY_PATH
     from privacy.grading import GRADING_PATH
 
     digest = hashlib.sha256()

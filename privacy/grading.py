@@ -9,17 +9,43 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from assets.registry import Column, Dataset, RegistryError
-from quality import yamlfile
+from lakehouse import config
+from lakehouse.config import ConfigError, Strict
+from lakehouse.registry import Column, Dataset
 
 GRADING_PATH = Path(__file__).with_name("grading.yaml")
 UNCLASSIFIED = "unclassified"
 
 
+class _Level(Strict):
+    zh: str
+    en: str
+    grade: Literal["general", "important", "core"]
+    miit: Literal[1, 2, 3]
+
+
+class _Named(Strict):
+    zh: str
+    en: str | None = None
+
+
+class _Classification(Strict):
+    zh: str
+    subject: Literal["personal", "mixed", "organisation", "none"]
+
+
+class Vocabulary(Strict):
+    levels: dict[Literal["L1", "L2", "L3", "L4"], _Level]
+    grades: dict[Literal["general", "important", "core"], _Named]
+    roles: dict[Literal["direct", "quasi", "sensitive", "none"], _Named]
+    classifications: dict[str, _Classification]
+
+
 @functools.cache
 def vocabulary() -> dict:
-    return yamlfile.load(GRADING_PATH)
+    return config.load(GRADING_PATH, Vocabulary, "grading vocabulary").model_dump()
 
 
 def level_rank(level: str) -> int:
@@ -71,13 +97,13 @@ def unclassified(ds: Dataset) -> list[str]:
 def grading(ds: Dataset, column: Column | str) -> Grading:
     c = next(x for x in ds.columns if x.name == column) if isinstance(column, str) else column
     voc = vocabulary()
-    where = f"assets/sources.yaml: datasets.{ds.id}.columns.{c.name}"
+    where = f"lakehouse/sources.yaml: datasets.{ds.id}.columns.{c.name}"
     if c.classification not in voc["classifications"]:
-        raise RegistryError(f"{where}: classification {c.classification!r} is not in {GRADING_PATH.name}")
+        raise ConfigError(f"{where}: classification {c.classification!r} is not in {GRADING_PATH.name}")
     if c.grade not in voc["levels"]:
-        raise RegistryError(f"{where}: grade {c.grade!r} is not a level L1–L4")
+        raise ConfigError(f"{where}: grade {c.grade!r} is not a level L1–L4")
     if c.role not in voc["roles"]:
-        raise RegistryError(f"{where}: role {c.role!r} is not one of {sorted(voc['roles'])}")
+        raise ConfigError(f"{where}: role {c.role!r} is not one of {sorted(voc['roles'])}")
     return Grading(c.classification, c.grade, c.role)
 
 

@@ -8,12 +8,13 @@ import datetime as dt
 
 import polars as pl
 
-from assets.lake import Lake
+from lakehouse.lake import Lake
+from lakehouse.tables import GRADE_OVERRIDES
 from privacy.access import Principal, require_steward
 from privacy.audit import AuditLog
 from privacy.grading import level_rank
 
-TABLE = ("catalogue", "grade_overrides")
+TABLE = (GRADE_OVERRIDES.zone, GRADE_OVERRIDES.name)
 SCHEMA = {
     "dataset_id": pl.String,
     "zone": pl.String,

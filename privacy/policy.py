@@ -4,21 +4,55 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
+from pydantic import Field, model_validator
 
-from assets.registry import Dataset
+from lakehouse import config
+from lakehouse.config import Strict
+from lakehouse.registry import Dataset
 from privacy import transforms
 from privacy.grading import grading, unclassified
 from privacy.keys import KeyRing
-from quality import yamlfile
 
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
 
 
+Role = Literal["steward", "modeler", "consumer"]
+Level = Literal["L1", "L2", "L3", "L4"]
+
+
+class ZonePolicy(Strict):
+    readers: list[Role] = Field(min_length=1)
+    direct: Literal["pseudonymise", "redact"] | None = None  # only the std stage transforms identifiers
+    free_text: Literal["redact"] | None = None
+
+
+class Gate(Strict):
+    k: int = Field(ge=2)
+    max_untransformed_level: Level
+
+
+class PrivacyPolicy(Strict):
+    zones: dict[Literal["raw", "std", "base", "theme", "topic", "publish", "share"], ZonePolicy]
+    pseudonym_domains: dict[str, str]  # column → the domain its pseudonyms are keyed in
+    gate: Gate
+
+    @model_validator(mode="after")
+    def _transforms_in_std_only(self) -> PrivacyPolicy:
+        for zone, p in self.zones.items():
+            if zone != "std" and (p.direct or p.free_text):
+                raise ValueError(f"zones.{zone}: only the std stage transforms identifiers (direct, free_text)")
+        std = self.zones.get("std")
+        if std is None or std.direct is None or std.free_text is None:
+            raise ValueError("zones.std: needs direct and free_text (what the std stage does to them)")
+        return self
+
+
 @functools.cache
 def policy() -> dict:
-    return yamlfile.load(POLICY_PATH)
+    return config.load(POLICY_PATH, PrivacyPolicy, "privacy policy").model_dump()
 
 
 def pseudonym_domain(column: str) -> str:
@@ -33,15 +67,16 @@ def pseudonym_domain(column: str) -> str:
 
 def std_transforms(ds: Dataset) -> dict[str, str]:
     """column → what the std zone does to it: 'pseudonymise' (direct identifiers) or 'redact' (free text)."""
+    std = policy()["zones"]["std"]
     out, pending = {}, set(unclassified(ds))  # unclassified columns keep the dataset in raw anyway
     for c in ds.columns:
         if c.name in pending:
             continue
         g = grading(ds, c)
         if g.role == "direct":
-            out[c.name] = "pseudonymise"
+            out[c.name] = std["direct"]
         elif g.classification == "free_text":
-            out[c.name] = "redact"
+            out[c.name] = std["free_text"]
     return out
 
 

@@ -1,4 +1,4 @@
-"""Governance and quality (治理): standardisers, validators, rule catalogues, pandera schemas, scores.
+"""Governance and quality (治理): standardisers, validators, rule books, pandera schemas, scores.
 
-Plain code over polars frames, free of Dagster; assets call it. Filled by the governance issue.
+Plain code over polars frames, free of Dagster; assets call it.
 """

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from assets.ingest.collector import PROVENANCE
-from assets.registry import Dataset
+from lakehouse.provenance import PROVENANCE
+from lakehouse.registry import Dataset
 from quality import dates, identifiers, text, units
-from quality.catalogue import RowRule, RuleSet
 from quality.gate import GateFailure, audit, share_failures
+from quality.rulebook import RowRule, RuleSet
 
 LATEST = ["_ingested_at", "_period", "_source_file", "_row_number"]
 DUPLICATE_COLUMNS = ["_source_file", "_row_number", "_file_sha256", "_batch_id"]

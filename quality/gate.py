@@ -1,4 +1,4 @@
-"""The write-audit gate: a pandera schema (polars backend) built from the registry and the rule catalogue,
+"""The write-audit gate: a pandera schema (polars backend) built from the registry and the rule book,
 run on the standardised batch before it is written. An ERROR failure means nothing is committed."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 
-from assets.registry import Dataset
-from quality.catalogue import RuleSet
+from lakehouse.registry import Dataset
+from quality.rulebook import RuleSet
 
 STD_TYPES = {
     "string": pl.String,

@@ -6,8 +6,10 @@ import functools
 from pathlib import Path
 
 import polars as pl
+from pydantic import Field
 
-from quality import yamlfile
+from lakehouse import config as configfile
+from lakehouse.config import Strict
 
 CONFIG = Path(__file__).with_name("reconcile.yaml")
 SCHEMA = {
@@ -23,13 +25,19 @@ SCHEMA = {
 }
 
 
+class Check(Strict):
+    name_zh: str
+    departments: list[str] = Field(min_length=1)
+    tolerance: float = Field(gt=0, lt=1)
+
+
+class Reconciliation(Strict):
+    checks: dict[str, Check]
+
+
 @functools.cache
 def config() -> dict:
-    data = yamlfile.load(CONFIG)
-    for cid, spec in data["checks"].items():
-        if not (0 < float(spec.get("tolerance", -1)) < 1) or not spec.get("departments"):
-            raise ValueError(f"{CONFIG}: checks.{cid} needs a tolerance in (0, 1) and departments")
-    return data["checks"]
+    return configfile.load(CONFIG, Reconciliation, "reconciliation checks").model_dump()["checks"]
 
 
 def _compare(check_id: str, joined: pl.DataFrame, complete: pl.Expr) -> pl.DataFrame:

@@ -12,7 +12,7 @@ import datetime as dt
 
 import polars as pl
 
-from quality.catalogue import GBT36344, RuleSet
+from quality.rulebook import GBT36344, RuleSet
 
 DIMENSIONS = ("规范性", "完整性", "准确性", "一致性", "时效性", "可访问性")
 SCHEMA = {

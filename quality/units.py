@@ -7,14 +7,24 @@ from pathlib import Path
 
 import polars as pl
 
-from quality import yamlfile
+from lakehouse import config
+from lakehouse.config import Strict
 
 UNITS_PATH = Path(__file__).with_name("units.yaml")
 
 
+class Measure(Strict):
+    canonical: str
+    factors: dict[str, float]
+
+
+class Units(Strict):
+    measures: dict[str, Measure]
+
+
 @functools.cache
 def _measures() -> dict[str, dict]:
-    return yamlfile.load(UNITS_PATH)["measures"]
+    return config.load(UNITS_PATH, Units, "unit table").model_dump()["measures"]
 
 
 @functools.cache

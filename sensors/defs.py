@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.collect import raw_key
 from assets.ingest.collector import collect_history, landed_fingerprints
-from assets.registry import Dataset, registry
+from lakehouse.registry import Dataset, registry
 from orchestration.resources import LakeResource, LandingResource
 from sensors.landing import arrivals, scan
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assets.ingest.collector import landing_files
-from assets.registry import Dataset
+from lakehouse.registry import Dataset
 
 Fingerprint = tuple[int, int]  # (bytes, mtime_ns)
 

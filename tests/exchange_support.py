@@ -13,8 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
-from assets.lake import Lake
 from exchange.service import Exchange
+from lakehouse.lake import Lake
 
 REGIONS = ["331002", "331003", "331004", "331081", "331082", "331083"]
 INDUSTRIES = ["3525", "2927", "2929"]

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from assets.ingest.collector import Collector
-from assets.lake import Lake
-from assets.registry import registry
+from lakehouse.lake import Lake
+from lakehouse.registry import registry
 
 LAND = registry().dataset("land_parcels")
 EQUIPMENT = registry().dataset("ent_equipment")
@@ -165,7 +165,7 @@ POWER_ROW = "3312345678,台州市黄岩永兴模具有限公司,91331003MAEFPX14
 
 
 def test_a_renamed_column_with_a_configured_mapping_lands_under_its_registered_name(tmp_path):
-    assert POWER.alias_map == {"用电量(千瓦时)": "用电量"}  # configured in assets/sources.yaml
+    assert POWER.alias_map == {"用电量(千瓦时)": "用电量"}  # configured in lakehouse/sources.yaml
     header = ",".join(POWER.source_headers).replace("用电量,", "用电量(千瓦时),")
     lake, out = _collect(tmp_path, POWER, {"p_2023-07.csv": f"{header}\n{POWER_ROW}\n".encode("gb18030")})
     assert out["p_2023-07.csv"].status == "landed"

@@ -4,10 +4,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-import assets.clean
 import assets.defs
-from assets.lake import Lake
-from assets.registry import registry
+import quality.standardise
+from lakehouse.lake import Lake
+from lakehouse.registry import registry
 from orchestration.resources import resources
 from orchestration.settings import settings
 
@@ -24,7 +24,7 @@ def test_a_failing_error_rule_keeps_std_at_its_previous_version_and_stops_downst
     """With buckets, the first ones pass and stream into the commit; the share rule fails only on the
     total, and the commit must still leave nothing behind."""
     if part_rows:
-        monkeypatch.setattr(assets.clean, "PART_ROWS", part_rows)
+        monkeypatch.setattr(quality.standardise, "PART_ROWS", part_rows)
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
     instance = dg.DagsterInstance.ephemeral()
     graph = [("raw", "amr_registration"), ("std", "amr_registration"), ("raw", "tax_monthly"), ("std", "tax_monthly")]

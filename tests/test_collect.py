@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from assets.ingest.collector import Collector
-from assets.lake import Lake
-from assets.registry import registry
+from lakehouse.lake import Lake
+from lakehouse.registry import registry
 
 
 def collect_all(workdir: Path, batch: str = "b1") -> dict:

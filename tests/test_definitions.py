@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.registry import registry
+from lakehouse.registry import registry
 from orchestration.definitions import defs
 from orchestration.settings import settings
 

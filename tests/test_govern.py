@@ -7,8 +7,8 @@ import pytest
 from conftest import is_published
 
 import assets.defs
-from assets.lake import Lake
-from assets.registry import registry
+from lakehouse.lake import Lake
+from lakehouse.registry import registry
 from orchestration.resources import resources
 from orchestration.settings import settings
 

@@ -7,15 +7,16 @@ import dagster as dg
 import polars as pl
 import pytest
 from conftest import is_published
+from openlineage_schema import EventValidator
 
 import assets.defs
-from assets.lake import Lake
+from lakehouse.lake import Lake
+from lakehouse.tables import CHANGES, COLLECT_LOG, DUPLICATES, FINDINGS, GRADE_OVERRIDES, OWN_TABLES, SCORES
 from orchestration.definitions import defs
 from orchestration.lineage import declare
 from orchestration.lineage.emit import RUN_TAG, emit_run, naming
 from orchestration.lineage.impact import LineageGraph
 from orchestration.lineage.transport import LakeFileTransport
-from openlineage_schema import EventValidator
 from orchestration.resources import resources
 from orchestration.settings import settings
 
@@ -94,7 +95,7 @@ def test_column_lineage_is_declared_not_invented(full_run):
 def test_a_column_is_traced_through_the_real_stages(full_run):
     s, *_ = full_run
     n = naming(s)
-    g = LineageGraph.from_events(LakeFileTransport(s.lake_root).read_all())
+    g = LineageGraph.from_events(LakeFileTransport(s.lake()).read_all())
     std = n.dataset(["std", "amr_registration"])
     chain = [(n.short(c[0], c[1]), c[2], how) for _, c, how in g.upstream((std.namespace, std.name, "legal_rep_id_no"))]
     assert chain == [
@@ -103,7 +104,7 @@ def test_a_column_is_traced_through_the_real_stages(full_run):
         ("landing:amr/registration", "法定代表人证件号码", "IDENTITY · source"),
     ]
     # every std column of every dataset has a declared origin
-    for e in LakeFileTransport(s.lake_root).read_all():
+    for e in LakeFileTransport(s.lake()).read_all():
         if e["eventType"] == "COMPLETE" and e["job"]["name"].startswith("std."):
             assert "shucang_columnLineageCoverage" not in e["outputs"][0]["facets"], e["job"]["name"]
 
@@ -118,11 +119,30 @@ def test_an_asset_with_no_lineage_code_still_has_table_lineage(full_run):
         for k in a.keys
         if k.path[0] == "publish"
     }
-    assert published and {i["name"] for i in done["inputs"]} == published | {
+    own = {t.label for t in OWN_TABLES if "catalogue" not in t.written_by}  # the catalogue reads what it lists
+    assert published and {i["name"] for i in done["inputs"]} == published | own | {"quality/problem_lists"} | {
         "/".join(a.key.path) for a in _collection_assets() if a.key.path[0] in ("raw", "std")
     }
-    # the Delta version each input stood at (this run built no publish zone)
-    assert all("version" in i["facets"] for i in done["inputs"] if i["name"] not in published)
+    # the Delta version each input stood at (this run built no publish zone, changed no grade)
+    unwritten = published | {CHANGES.label, GRADE_OVERRIDES.label, "quality/problem_lists"}  # the last: files
+    assert all("version" in i["facets"] for i in done["inputs"] if i["name"] not in unwritten), [
+        i["name"] for i in done["inputs"] if i["name"] not in unwritten and "version" not in i["facets"]
+    ]
+
+
+def test_tables_a_step_writes_besides_its_asset_are_its_outputs(full_run):
+    """quarantine/findings, quality/scores … are written by the std steps: lineage says so, with the version."""
+    s, _, _, _, events = full_run
+    done = next(e for e in events if e["job"]["name"] == "std.tax_monthly" and e["eventType"] == "COMPLETE")
+    outputs = {o["name"]: o for o in done["outputs"]}
+    assert set(outputs) == {"std/tax_monthly", FINDINGS.label, DUPLICATES.label, SCORES.label}
+    lake = s.lake()
+    # each write is its own commit; the last one of the run is the table's current version
+    assert (
+        int(outputs[SCORES.label]["facets"]["version"]["datasetVersion"]) <= lake.table("quality", "scores").version()
+    )
+    collected = next(e for e in events if e["job"]["name"] == "raw.tax_monthly" and e["eventType"] == "COMPLETE")
+    assert {o["name"] for o in collected["outputs"]} == {"raw/tax_monthly", COLLECT_LOG.label}
 
 
 def test_emitting_a_run_again_gives_the_same_events(full_run):
@@ -171,7 +191,7 @@ def test_a_column_is_traced_through_three_stages(workdir):
     s, _, result, _, _ = _materialize(workdir, [collect_reg, std_enterprise, theme_profile], graph)
     assert result.success
     n = naming(s)
-    g = LineageGraph.from_events(LakeFileTransport(s.lake_root).read_all())
+    g = LineageGraph.from_events(LakeFileTransport(s.lake()).read_all())
     theme = n.dataset(["theme", "enterprise_profile"])
     chain = g.upstream((theme.namespace, theme.name, "legal_rep_pseudonym"))
     assert [(n.short(c[0], c[1]), c[2]) for _, c, _ in chain] == [

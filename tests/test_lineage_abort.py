@@ -8,10 +8,10 @@ import textwrap
 import time
 
 import dagster as dg
+from openlineage_schema import EventValidator
 
 from orchestration.definitions import defs
 from orchestration.lineage.emit import emit_run
-from openlineage_schema import EventValidator
 from orchestration.settings import settings
 
 SCRIPT = textwrap.dedent("""

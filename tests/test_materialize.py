@@ -8,7 +8,8 @@ import pytest
 from conftest import is_published
 
 import assets.defs
-from assets.registry import registry
+from lakehouse.registry import registry
+from lakehouse.tables import OWN_TABLES
 from orchestration.resources import resources
 from orchestration.settings import settings
 
@@ -53,8 +54,13 @@ def test_catalogue_is_readable_without_dagster(run):
     _, s = run
     doc = json.loads((s.data_dir / "lake" / "catalogue" / "catalogue.json").read_text(encoding="utf-8"))
     by_id = {(d["dataset_id"], d["zone"]): d for d in doc["datasets"]}
-    assert {i for i, z in by_id if z != "publish"} == {ds.id for ds in registry().datasets}
-    public = {i for i, z in by_id if z == "publish"}  # declared by the public dbt models, published or not yet
+    own = {(t.name, t.zone) for t in OWN_TABLES}  # the warehouse's own tables are catalogued too
+    assert {i for i, z in by_id if z in ("raw", "std")} == {ds.id for ds in registry().datasets}
+    assert own <= set(by_id) and by_id[("findings", "quarantine")]["grade"] == "L4"  # it keeps raw values
+    assert by_id[("findings", "quarantine")]["row_count"] > 0 and by_id[("findings", "quarantine")]["columns"]
+    public = {i for i, z in by_id if z == "publish"} - {
+        t.name for t in OWN_TABLES
+    }  # declared by the public dbt models, published or not yet
     assert "topic_mujun_evaluation" in public and by_id[("topic_mujun_evaluation", "publish")]["grade"] is None
     reg = by_id[("amr_registration", "raw")]
     assert reg["name_zh"] == "企业登记信息" and reg["source_department_zh"] == "台州市黄岩区市场监督管理局"

@@ -16,10 +16,10 @@ import duckdb
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from openlineage_schema import EventValidator
 
 from orchestration.dbt.project import PROJECT_DIR_ENV
 from orchestration.lineage.emit import emit_run
-from openlineage_schema import EventValidator
 from orchestration.resources import resources
 from orchestration.settings import PROJECT_ROOT, settings
 from privacy.scan import valid_identifiers

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from assets.ingest.collector import Collector
-from assets.lake import Lake
-from assets.registry import registry
+from lakehouse.lake import Lake
+from lakehouse.registry import registry
 from privacy import grading, keys, scan, transforms
 from privacy.audit import AuditLog
 from privacy.keys import KeyRing
@@ -197,7 +197,11 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
     assert not result.success
     check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "classified")
     assert not check.passed and check.metadata["unclassified"].value == "permit_no"
-    assert [m.asset_key.path for m in result.get_asset_materialization_events()] == [["raw", ds.id]]
+    # raw (and the collection log it writes) only: nothing beyond raw
+    assert [m.asset_key.path for m in result.get_asset_materialization_events()] == [
+        ["raw", ds.id],
+        ["ops", "collect_log"],
+    ]
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "not classified" in failure.step_failure_data.user_failure_data.description
     assert not (workdir / "lake" / "std" / ds.id).exists()

@@ -3,7 +3,8 @@
 import pytest
 import yaml
 
-from assets.registry import REGISTRY_PATH, RegistryError, load_registry, registry
+from lakehouse.config import ConfigError
+from lakehouse.registry import REGISTRY_PATH, load_registry, registry
 
 
 def _write(tmp_path, mutate):
@@ -36,7 +37,7 @@ def test_the_shipped_registry_is_valid_and_complete():
 )
 def test_errors_name_file_and_key(tmp_path, mutate, fragment):
     path = _write(tmp_path, mutate)
-    with pytest.raises(RegistryError) as err:
+    with pytest.raises(ConfigError) as err:
         load_registry(path)
     assert str(path) in str(err.value) and fragment in str(err.value)
 
@@ -44,5 +45,5 @@ def test_errors_name_file_and_key(tmp_path, mutate, fragment):
 def test_unparseable_yaml_names_the_file(tmp_path):
     path = tmp_path / "sources.yaml"
     path.write_text("datasets: [unclosed", encoding="utf-8")
-    with pytest.raises(RegistryError, match="sources.yaml: cannot read"):
+    with pytest.raises(ConfigError, match="sources.yaml: cannot read"):
         load_registry(path)

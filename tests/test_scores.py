@@ -5,7 +5,7 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from quality.catalogue import rules_for
+from quality.rulebook import rules_for
 from quality.scores import DIMENSIONS, dataset_scores, department_scores, overall, row
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.ingest.collector import Collector
-from assets.registry import registry
+from lakehouse.registry import registry
 from orchestration.resources import LakeResource, LandingResource
 from sensors.defs import landing_sensor
 from sensors.landing import arrivals

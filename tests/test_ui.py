@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assets.lake import Lake
+from lakehouse.lake import Lake
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -138,11 +138,12 @@ def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
 
 
 def test_the_demo_run_lineage_validates_and_answers_impact_questions(webserver):
-    from orchestration.lineage.transport import LakeFileTransport
     from openlineage_schema import EventValidator
 
+    from orchestration.lineage.transport import LakeFileTransport
+
     _, out, lake_root = webserver
-    events = LakeFileTransport(str(lake_root)).read_all()  # the pipeline run's and the exchange runs'
+    events = LakeFileTransport(Lake(str(lake_root))).read_all()  # the pipeline run's and the exchange runs'
     validator = EventValidator()
     assert all(validator.errors(e) == [] for e in events)
     run_id = re.search(r"pipeline run ([0-9a-f-]{36}): SUCCESS", out).group(1)

@@ -18,24 +18,13 @@ import polars as pl
 import pyarrow as pa
 
 from assets.ingest.encoding import sniff
-from assets.ingest.layout import raw_schema
 from assets.ingest.readers import read
 from assets.ingest.rejection import FileRejected, Rejection
-from assets.lake import Lake
-from assets.registry import Dataset
+from lakehouse.lake import Lake
+from lakehouse.provenance import PROVENANCE, raw_table_schema
+from lakehouse.registry import Dataset
+from lakehouse.tables import COLLECT_LOG
 
-PROVENANCE = pa.schema(
-    [
-        pa.field("_source_department", pa.string()),
-        pa.field("_source_file", pa.string()),
-        pa.field("_file_sha256", pa.string()),
-        pa.field("_row_number", pa.int64()),
-        pa.field("_batch_id", pa.string()),
-        pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
-        pa.field("_period", pa.string()),
-    ]
-)
-LOG_TABLE = "collect_log"
 LOG_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -64,10 +53,6 @@ LOG_SCHEMA = pa.schema(
 IGNORED = (".*", "~$*", "*.part", "*.tmp")
 
 
-def raw_table_schema(dataset: Dataset) -> pa.Schema:
-    return pa.schema(list(raw_schema(dataset)) + list(PROVENANCE))
-
-
 @dataclass
 class FileOutcome:
     file: str
@@ -89,6 +74,7 @@ class CollectResult:
     batch_id: str
     outcomes: list[FileOutcome] = field(default_factory=list)
     table_version: int | None = None
+    log_version: int | None = None  # the version of ops/collect_log this run wrote (None: nothing to log)
 
     def _of(self, status: str) -> list[FileOutcome]:
         return [o for o in self.outcomes if o.status == status]
@@ -147,7 +133,9 @@ def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at:
 
 def collect_history(lake: Lake, dataset_id: str) -> pl.DataFrame:
     """Every file outcome logged for a dataset (empty before its first collection)."""
-    log = lake.read("ops", LOG_TABLE, columns=["dataset", "file", "sha256", "bytes", "mtime_ns", "status"])
+    log = lake.read(
+        COLLECT_LOG.zone, COLLECT_LOG.name, columns=["dataset", "file", "sha256", "bytes", "mtime_ns", "status"]
+    )
     if log is None:
         return pl.DataFrame(
             schema={
@@ -219,7 +207,7 @@ class Collector:
             except FileRejected as exc:
                 self._reject(path, outcome, exc.rejection)
             result.outcomes.append(outcome)
-        self._log(result)
+        result.log_version = self._log(result)
         result.table_version = self.lake.table("raw", self.dataset.id).version()
         return result
 
@@ -278,10 +266,10 @@ class Collector:
         outcome.rows_read, outcome.rows_landed = rejection.rows_read, 0
         outcome.rejected_to = target.as_posix()
 
-    def _log(self, result: CollectResult) -> None:
+    def _log(self, result: CollectResult) -> int | None:
         rows = [o for o in result.outcomes if o.status != "skipped"]
         if not rows:
-            return
+            return None
         r = lambda o, a: getattr(o.rejection, a) if o.rejection else None  # noqa: E731
         table = pa.Table.from_pylist(
             [
@@ -312,4 +300,4 @@ class Collector:
             ],
             schema=LOG_SCHEMA,
         )
-        self.lake.append("ops", LOG_TABLE, table, metadata={"batch_id": self.batch_id})
+        return self.lake.append(COLLECT_LOG.zone, COLLECT_LOG.name, table, metadata={"batch_id": self.batch_id})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from assets.ingest.rejection import FileRejected, Rejection
-from assets.registry import Dataset
+from lakehouse.registry import Dataset
 
 
 def check_header(found: list[str], dataset: Dataset, rows_read: int | None = None) -> list[str]:

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 from assets.ingest.encoding import Sniff
 from assets.ingest.layout import check_header, raw_schema, to_warehouse_names
 from assets.ingest.rejection import FileRejected, Rejection
-from assets.registry import Dataset
+from lakehouse.registry import Dataset
 
 Batches = Iterator[tuple[pa.RecordBatch, int]]
 BLOCK_BYTES = 16 << 20

@@ -3,7 +3,7 @@
 Each run pins the std Delta versions it reads (recorded on every materialisation, so a rerun with the same
 pins rebuilds the same tables), and adds to each model's materialisation what dbt alone does not give:
 column lineage (sqlglot over the compiled SQL, with the schemas DuckDB reports after the build), the
-propagated grade and identifier role of every column (就高从严: privacy.propagation.derive), and the dbt
+propagated grade and identifier role of every column (就高从严: privacy.model_grades), and the dbt
 tests that failed on it — which the publish gates read.
 """
 
@@ -17,22 +17,18 @@ from typing import Any
 import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
-from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
 from sqlglot import exp, to_table
 from sqlglot.expressions import normalize_table_name
 
-from assets.registry import registry
 from orchestration.dbt import delta_source
+from orchestration.dbt.dagster_dbt_private import column_lineage
 from orchestration.dbt.project import Translator, column_meta, manifest, project
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
-from privacy import policy
-from privacy.grading import grading, highest
-from privacy.propagation import derive
+from privacy.model_grades import ModelGrades, highest_level
 
 GRADES = "shucang/column_grades"
 FAILED_TESTS = "shucang/failed_tests"
 SOURCE_VERSIONS = "source_versions"
-UNKNOWN = "unknown/lineage"
 
 
 class DbtRunConfig(dg.Config):
@@ -91,15 +87,6 @@ def _relation(props: Mapping[str, Any]) -> str:
     return normalize_table_name(to_table(props["relation_name"], dialect="duckdb"), dialect="duckdb")
 
 
-def _std_grading(dataset: str, column: str) -> tuple[str, str]:
-    reg = registry()
-    ds = reg.dataset(dataset)
-    levels = policy.std_levels(ds)
-    if column not in levels:  # provenance columns
-        return "L1", "none"
-    return levels[column], grading(ds, column).role
-
-
 def build() -> list[dg.AssetsDefinition]:
     dbt_project = project()
     translator = Translator()
@@ -149,6 +136,15 @@ def build() -> list[dg.AssetsDefinition]:
     return [dbt_models]
 
 
+def _recorded_grades(context):
+    def recorded(key: str) -> dict:
+        event = context.instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
+        value = event.asset_materialization.metadata.get(GRADES) if event else None
+        return value.value if value is not None else {}
+
+    return recorded
+
+
 def _enriched(context, events, invocation, translator, warehouse_path: str, pins: dict[str, int]):
     run_manifest = invocation.get_artifact("manifest.json")
     nodes = {**run_manifest["nodes"], **run_manifest["sources"]}
@@ -157,22 +153,7 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
         if isinstance(ev, dg.AssetCheckResult) and not ev.passed:
             failed.setdefault(ev.asset_key, []).append(ev.check_name)
     schemas = _schemas(warehouse_path)
-    graded: dict[str, dict[str, dict]] = {}  # asset key (a/b) → column → grading, for this run's models
-
-    def grading_of(key: str, column: str) -> tuple[str, str]:
-        if key == UNKNOWN:
-            return "L4", "none"
-        zone, name = key.split("/", 1)
-        if zone == "std":
-            return _std_grading(name, column)
-        if zone == "parameters":
-            return "L1", "none"
-        if key not in graded:  # a model not rebuilt in this run: its last materialisation says
-            event = context.instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
-            value = event.asset_materialization.metadata.get(GRADES) if event else None
-            graded[key] = value.value if value is not None else {}
-        g = graded[key].get(column)
-        return (g["level"], g["role"]) if g else ("L4", "none")  # unknown: graded as strictly as possible
+    grades_of = ModelGrades(_recorded_grades(context))
 
     for ev in events:
         if not isinstance(ev, dg.Output):
@@ -189,31 +170,23 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
                 for p in props["depends_on"]["nodes"]
                 if p in nodes
             }
-            lineage = {}
+            lineage = None
             try:
-                lineage = _build_column_lineage_metadata(
-                    EventHistoryMetadata(columns=columns, parents=parents),
-                    props,
-                    run_manifest,
-                    translator,
-                    invocation.target_path,
-                    None,
-                ).get("dagster/column_lineage")
+                lineage = column_lineage(props, run_manifest, translator, invocation.target_path, columns, parents)
             except Exception as exc:  # noqa: BLE001 — lineage must not stop the build; say so
                 context.log.warning(f"{key.to_user_string()}: column lineage not derived ({exc})")
-            if lineage is not None and lineage != {}:
+            deps = None  # without lineage nothing can be proven: every column is graded as strictly as possible
+            if lineage is not None:
                 extra["dagster/column_lineage"] = lineage
                 deps = {
                     c: [(d.asset_key.to_user_string(), d.column_name) for d in ds]
                     for c, ds in lineage.deps_by_column.items()
                 }
-            else:  # without lineage nothing can be proven: every column is graded as strictly as possible
-                deps = {c: [(UNKNOWN, c)] for c in columns}
+            else:
                 extra["shucang/lineage_unknown"] = True
             declared = {c: column_meta(props, c) for c in columns}
-            grades = derive(deps, grading_of, declared)
-            graded[key.to_user_string()] = grades
+            grades = grades_of.grade(key.to_user_string(), deps, columns, declared)
             extra[GRADES] = grades
-            extra["grade"] = highest(g["level"] for g in grades.values()) if grades else "L1"
+            extra["grade"] = highest_level(grades)
             extra[FAILED_TESTS] = sorted(failed.get(key, []))
         yield dg.Output(value=None, output_name=ev.output_name, metadata={**ev.metadata, **extra})

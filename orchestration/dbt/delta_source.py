@@ -18,7 +18,6 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
-from deltalake import DeltaTable
 
 PINS_ENV = "SHUCANG_DELTA_PINS"
 
@@ -40,20 +39,17 @@ class Plugin(BasePlugin):
     def initialize(self, config: dict[str, Any]) -> None:
         from orchestration.settings import settings
 
-        s = settings()
-        self.root = s.lake_root.rstrip("/")
-        self.storage_options = s.storage_options or None
+        self.lake = settings().lake()
 
     def load(self, source_config: SourceConfig):
         zone = source_config.get("zone", "std")
         dataset = source_config.get("dataset", source_config.identifier)
-        uri = f"{self.root}/{zone}/{dataset}"
-        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options):
+        dt = self.lake.table(zone, dataset)
+        if dt is None:
             raise FileNotFoundError(
-                f"dbt source {source_config.name}.{source_config.identifier}: no Delta table at {uri} — "
-                f"materialise {zone}/{dataset} first"
+                f"dbt source {source_config.name}.{source_config.identifier}: no Delta table at "
+                f"{self.lake.uri(zone, dataset)} — materialise {zone}/{dataset} first"
             )
-        dt = DeltaTable(uri, storage_options=self.storage_options)
         pinned = pins().get(f"{zone}.{dataset}")
         if pinned is not None:
             dt.load_as_version(pinned)

@@ -12,14 +12,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
-from functools import cache, cached_property
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject
-from dbt.version import __version__ as dbt_version
-from packaging import version
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
 from orchestration.settings import PROJECT_ROOT, settings
 
@@ -133,17 +131,3 @@ class Translator(DagsterDbtTranslator):
         meta = model_meta(props)
         head = f"**{meta['name_zh']}** ({meta.get('name_en', '')}) — " if "name_zh" in meta else ""
         return head + (props.get("description") or "") + f"\n\n`{props.get('original_file_path', '')}`"
-
-
-class DbtResource(DbtCliResource):
-    """dagster-dbt's CLI resource without two fixed costs measured on every dbt step here (ARCHITECTURE.md
-    §6): it runs ``dbt --version`` in a subprocess to learn the version of the dbt-core it already imports
-    (~5 s on 2 cores), and builds an in-process dbt adapter that only ``fetch_column_metadata`` uses — which
-    this project does not call: column lineage is derived after the build (orchestration/dbt/assets.py)."""
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        return version.parse(dbt_version)
-
-    def _initialize_dbt_core_adapter(self, args):  # noqa: ARG002 — the adapter is not used
-        return None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.registry import registry
+from lakehouse.registry import registry
 from orchestration.lineage.events import RunLineage
 from orchestration.lineage.naming import DEFAULT_JOB_NAMESPACE, Naming
 from orchestration.lineage.transport import Delivery, LakeFileTransport, SpoolingHttpTransport, to_dicts
@@ -37,7 +37,7 @@ class LineageReport:
 
 def naming(s: Settings) -> Naming:
     return Naming(
-        s.lake_root,
+        s.lake(),
         str(s.landing_root),
         str(s.warehouse_path),
         registry(),
@@ -62,7 +62,7 @@ def emit_run(
 ) -> LineageReport:
     """Never raises for delivery problems: they are spooled and reported on the run's tags."""
     events = to_dicts(RunLineage(instance, graph, naming(s)).events(run_id))
-    path = LakeFileTransport(s.lake_root).write(run_id, events)
+    path = LakeFileTransport(s.lake()).write(run_id, events)
     http = http if http is not None else http_transport(s)
     delivery = http.deliver(events) if http else None
     report = LineageReport(len(events), path, delivery)

@@ -206,7 +206,9 @@ class RunLineage:
             state = step.state or (
                 {RunState.ABORT: RunState.ABORT}.get(run["state"], RunState.FAIL) if "state" in run else None
             )
-            for key in step.planned:
+            # tables the step wrote besides its own assets (quarantine, scores, logs): outputs of its first asset
+            side = [k for k in step.materialized if k not in step.planned]
+            for n, key in enumerate(step.planned):
                 node = self._node(key)
                 job = Job(
                     namespace=ns,
@@ -238,7 +240,7 @@ class RunLineage:
                         run=run_end,
                         job=job,
                         inputs=inputs,
-                        outputs=[self._output(key, step, final=True)],
+                        outputs=[self._output(k, step, final=True) for k in [key, *(side if n == 0 else [])]],
                     )
                 )
         if "state" in run:

@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets.lake import ZONES
-from assets.registry import Registry
+from lakehouse.lake import ZONES, Lake
+from lakehouse.registry import Registry
 
 PRODUCER = "https://github.com/shucang/shucang/tree/main/orchestration/lineage"
 DEFAULT_JOB_NAMESPACE = "shucang"
 
 
 def storage_uri(root: str) -> str:
-    """A local folder becomes a file:// URI; an object-store URI stays as it is."""
+    """A local folder (the landing area) becomes a file:// URI; an object-store URI stays as it is."""
     return root if "://" in root else Path(root).resolve().as_uri()
 
 
@@ -32,7 +32,7 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class Naming:
-    lake_root: str
+    lake: Lake
     landing_root: str
     warehouse_path: str
     registry: Registry
@@ -44,13 +44,13 @@ class Naming:
             # a source's landing folder, as the registry names it: e.g. amr/registration
             return DatasetRef(storage_uri(self.landing_root), self.registry.dataset(rest[0]).landing)
         if zone in ZONES:
-            return DatasetRef(storage_uri(self.lake_root), "/".join(key_path))
+            return DatasetRef(self.lake.location, "/".join(key_path))
         # models that live only in the DuckDB warehouse
         return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", ".".join(key_path))
 
     def short(self, namespace: str, name: str) -> str:
         """A readable label: lake tables by zone/name, landing folders as landing:<folder>."""
-        if namespace == storage_uri(self.lake_root):
+        if namespace == self.lake.location:
             return name
         if namespace == storage_uri(self.landing_root):
             return f"landing:{name}"

@@ -12,39 +12,29 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.fs as pafs
 from openlineage.client.serde import Serde
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
-
-def _fs(root: str) -> tuple[pafs.FileSystem, str]:
-    return pafs.FileSystem.from_uri(root) if "://" in root else (pafs.LocalFileSystem(), str(Path(root).resolve()))
+from lakehouse.lake import Lake
 
 
 class LakeFileTransport:
     """One JSON Lines file per Dagster run under ``<lake>/ops/lineage/``; rewriting a run replaces its file."""
 
-    def __init__(self, lake_root: str):
-        self.fs, base = _fs(lake_root)
-        self.folder = f"{base.rstrip('/')}/ops/lineage"
+    FOLDER = "lineage"  # in the ops zone
+
+    def __init__(self, lake: Lake):
+        self.lake = lake
 
     def write(self, run_id: str, events: list[dict]) -> str:
-        self.fs.create_dir(self.folder, recursive=True)
-        path = f"{self.folder}/{run_id}.jsonl"
-        with self.fs.open_output_stream(path) as out:
-            for e in events:
-                out.write((json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
-        return path
+        body = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in events)
+        return self.lake.write_bytes("ops", f"{self.FOLDER}/{run_id}.jsonl", body.encode("utf-8"))
 
     def read_all(self) -> list[dict]:
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.folder, recursive=False))
-        except FileNotFoundError:
-            return []
         events = []
-        for info in sorted((i for i in infos if i.path.endswith(".jsonl")), key=lambda i: i.path):
-            with self.fs.open_input_stream(info.path) as src:
-                events += [json.loads(line) for line in src.read().decode("utf-8").splitlines() if line.strip()]
+        for name in self.lake.list_files("ops", self.FOLDER, ".jsonl"):
+            text = (self.lake.read_bytes("ops", name) or b"").decode("utf-8")
+            events += [json.loads(line) for line in text.splitlines() if line.strip()]
         return events
 
 

@@ -1,4 +1,8 @@
-"""Rule catalogues (``rules/<dataset>.yaml``) loaded into validated specs. Adding a rule is editing YAML."""
+"""Rule books (``rules/<dataset>.yaml``): the quality rules of each dataset, loaded into validated specs.
+
+A rule book is not the data catalogue (``assets/catalogue.py``, 数据目录): it says what std checks, not what
+the warehouse holds. Adding a rule is editing YAML.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,10 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import model_validator
 
-from quality import yamlfile
+from lakehouse import config
+from lakehouse.config import ConfigError, Strict
 
 RULES_DIR = Path(__file__).with_name("rules")
 Dimension = Literal["completeness", "validity", "accuracy", "uniqueness", "consistency", "timeliness", "referential"]
@@ -41,12 +45,7 @@ GBT36344 = {
 }
 
 
-class CatalogueError(ValueError):
-    """A rule file that does not validate; the message names the file and the key."""
-
-
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Rule(Strict):
     id: str
     dimension: Dimension
     severity: Literal["ERROR", "WARN"]
@@ -87,8 +86,7 @@ class BatchRule(_Rule):
     max: float | None = None
 
 
-class RuleSet(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class RuleSet(Strict):
     dataset: str
     key: list[str]
     names: list[str] = []
@@ -109,13 +107,7 @@ class RuleSet(BaseModel):
 
 
 def load_rules(path: Path, columns: set[str] | None = None) -> RuleSet:
-    try:
-        rules = RuleSet.model_validate(yamlfile.load(path))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogueError(f"{path}: cannot read the rule catalogue: {exc}") from exc
-    except ValidationError as exc:
-        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise CatalogueError(f"{path}: invalid rule catalogue: {where}") from exc
+    rules = config.load(path, RuleSet, "rule book")
     if columns is not None:
         used = [
             *rules.key,
@@ -125,13 +117,13 @@ def load_rules(path: Path, columns: set[str] | None = None) -> RuleSet:
         ]
         unknown = sorted({c for c in used if c not in columns})
         if unknown:
-            raise CatalogueError(f"{path}: columns not in dataset {rules.dataset!r}: {unknown}")
+            raise ConfigError(f"{path}: columns not in dataset {rules.dataset!r}: {unknown}")
     return rules
 
 
 @functools.cache
 def rules_for(dataset_id: str) -> RuleSet:
-    from assets.registry import registry
+    from lakehouse.registry import registry
 
     ds = registry().dataset(dataset_id)
     return load_rules(RULES_DIR / f"{dataset_id}.yaml", {c.name for c in ds.columns})

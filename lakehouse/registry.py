@@ -11,10 +11,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from quality import yamlfile
+from lakehouse import config
+from lakehouse.config import Strict
 
 REGISTRY_PATH = Path(__file__).with_name("sources.yaml")
 
@@ -33,28 +33,20 @@ def _snake_case(v: str) -> str:
 Ident = Annotated[str, AfterValidator(_snake_case)]
 
 
-class RegistryError(ValueError):
-    """A registry file that does not validate; the message names the file and the key."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Department(_Strict):
+class Department(Strict):
     name_zh: str
     name_en: str
     owner: str
 
 
-class Defaults(_Strict):
+class Defaults(Strict):
     steward: str
     classification: str
     grade: str
     role: str
 
 
-class Period(_Strict):
+class Period(Strict):
     granularity: Literal["day", "month", "year"]
     from_filename: str
 
@@ -66,7 +58,7 @@ class Period(_Strict):
         return v
 
 
-class Column(_Strict):
+class Column(Strict):
     name: Ident
     source: str
     type: LogicalType
@@ -80,7 +72,7 @@ class Column(_Strict):
     classification: str | None = None
 
 
-class Dataset(_Strict):
+class Dataset(Strict):
     id: Ident
     department: str
     name_zh: str
@@ -128,7 +120,7 @@ class Dataset(_Strict):
         return m.group(1) if m else None
 
 
-class Registry(_Strict):
+class Registry(Strict):
     departments: dict[str, Department]
     defaults: Defaults
     datasets: list[Dataset]
@@ -153,21 +145,9 @@ class Registry(_Strict):
         raise KeyError(f"no dataset {dataset_id!r} in the source registry")
 
 
-def _where(loc: tuple) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-
-
 def load_registry(path: Path = REGISTRY_PATH) -> Registry:
     """Load and validate a registry file; errors name the file and the offending key."""
-    try:
-        raw = yamlfile.load(path)
-    except (OSError, yaml.YAMLError) as exc:
-        raise RegistryError(f"{path}: cannot read the source registry: {exc}") from exc
-    try:
-        return Registry.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{_where(e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors())
-        raise RegistryError(f"{path}: invalid source registry: {problems}") from exc
+    return config.load(path, Registry, "source registry")
 
 
 @functools.cache

@@ -1,0 +1,132 @@
+"""Publication (共享库): a model's rows become a versioned Delta table in the publish zone, after a quality
+gate and a privacy gate that must both pass — validate, then write.
+
+Each version's commit records the inputs it was built from and a content hash; publishing unchanged
+content writes no new version, and a changed table (a corrected input, an 异议) gets its row-level
+differences appended to ``publish/changes``: the key, the column, the old and the new value.
+
+Plain code over the lake, free of Dagster; the publish assets load the model's rows and call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from lakehouse.lake import Lake
+from lakehouse.tables import CHANGES
+from privacy import gate as privacy_gate
+from privacy.grading import Grading
+
+CHANGE_SCHEMA = {"key": pl.String, "column": pl.String, "old": pl.String, "new": pl.String}
+
+
+@dataclass(frozen=True)
+class Model:
+    """What publication knows of a model: its name, business key, declared columns, quasi-identifiers."""
+
+    name: str
+    key: list[str]
+    columns: list[str]
+    quasi: list[str]
+    classification: dict[str, str] = field(default_factory=dict)  # column → declared classification
+
+
+@dataclass(frozen=True)
+class Gates:
+    quality: list[str]  # problems that fail the quality gate
+    privacy: list[str]  # problems that fail the privacy gate
+    highest_level: str
+
+    @property
+    def passed(self) -> bool:
+        return not self.quality and not self.privacy
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    unchanged: bool
+    content_sha256: str
+    changes: pl.DataFrame  # empty when unchanged or first published
+    changes_version: int | None = None  # the version of publish/changes written, if any
+
+
+def content_hash(frame: pl.DataFrame, key: list[str]) -> str:
+    """SHA-256 of the rows in key order: equal content, equal hash, whatever order the rows came in."""
+    ordered = frame.sort(key or frame.columns, nulls_last=True)
+    return hashlib.sha256(ordered.write_csv(float_precision=12).encode("utf-8")).hexdigest()
+
+
+def changes(old: pl.DataFrame, new: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """Row-level differences keyed by ``key``: one row per (key, column) that was added, removed or changed."""
+    values = [c for c in new.columns if c not in key]
+    both = old.join(new, on=key, how="full", suffix="__new", coalesce=True, nulls_equal=True)
+    parts = []
+    for c in values:
+        if c not in old.columns:
+            continue
+        before, after = pl.col(c), pl.col(f"{c}__new")
+        parts.append(
+            both.filter(before.ne_missing(after)).select(
+                pl.struct(key).struct.json_encode().alias("key"),
+                pl.lit(c).alias("column"),
+                before.cast(pl.String).alias("old"),
+                after.cast(pl.String).alias("new"),
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema=CHANGE_SCHEMA)
+    return pl.concat(parts).sort("key", "column")
+
+
+def check_gates(frame: pl.DataFrame, model: Model, grades: dict[str, dict], failed_tests: list[str]) -> Gates:
+    """The quality gate (dbt tests and contract passed, not empty, key unique, declared columns present) and
+    the privacy gate (``privacy.gate`` on the propagated grades; every column graded)."""
+    quality = [f"dbt test failed: {t}" for t in failed_tests]
+    if frame.height == 0:
+        quality.append("the model is empty")
+    if model.key and frame.height and frame.select(model.key).is_duplicated().any():
+        quality.append(f"key {model.key} is not unique")
+    missing = sorted(set(model.columns) - set(frame.columns))
+    if missing:
+        quality.append(f"declared columns missing: {missing}")
+    gradings = {c: Grading(model.classification.get(c) or "metadata", g["level"], g["role"]) for c, g in grades.items()}
+    transformed = {c: g["transform"] for c, g in grades.items() if g.get("transform")}
+    privacy = [f"{p.rule}: {p.detail}" for p in privacy_gate.check(frame, gradings, transformed, model.quasi)]
+    privacy += [f"grade: {c} has no propagated grade" for c in sorted(set(frame.columns) - set(grades))]
+    return Gates(quality, privacy, max((g["level"] for g in grades.values()), default="L1"))
+
+
+def _last_commit(table) -> dict:
+    for entry in table.history(1):
+        return entry
+    return {}
+
+
+def publish(lake: Lake, model: Model, frame: pl.DataFrame, commit: dict[str, str], run_id: str) -> Published:
+    """Write ``frame`` as the next version of ``publish/<name>`` unless its content is unchanged; log the
+    row-level changes against the previous version. Call only after ``check_gates`` passed."""
+    digest = content_hash(frame, model.key)
+    current = lake.table("publish", model.name)
+    if current is not None and _last_commit(current).get("content_sha256") == digest:
+        return Published(current.version(), True, digest, pl.DataFrame(schema=CHANGE_SCHEMA))
+    previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
+    ordered = frame.sort(model.key or frame.columns).to_arrow()
+    version = lake.overwrite("publish", model.name, ordered, metadata={"content_sha256": digest, **commit})
+    diff = pl.DataFrame(schema=CHANGE_SCHEMA)
+    logged = None
+    if previous is not None and model.key:
+        diff = changes(previous, frame, model.key)
+        if diff.height:
+            log = diff.select(
+                pl.lit(model.name).alias("dataset"),
+                pl.lit(version - 1, pl.Int64).alias("from_version"),
+                pl.lit(version, pl.Int64).alias("to_version"),
+                pl.all(),
+                pl.lit(run_id).alias("run_id"),
+            )
+            logged = lake.append(CHANGES.zone, CHANGES.name, log.to_arrow())
+    return Published(version, False, digest, diff, logged)

@@ -1,0 +1,194 @@
+"""The lake: one root (a local folder or an object-store URI) holding Delta tables by zone.
+
+The one door to storage: every package reads and writes the lake through a ``Lake`` — Delta tables by
+zone and name, and the few plain files beside them (the catalogue export, problem lists, lineage events) —
+so none builds a lake path itself, and a local folder and an object store behave alike. Plain code, no
+Dagster: ``Settings.lake()`` and the orchestration resource hand a ``Lake`` to everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+
+# ZSTD level 1: as fast to write as Snappy here, and smaller files.
+WRITER = WriterProperties(compression="ZSTD", compression_level=1)
+# The catalogue's JSON export (in the catalogue zone): what readers without Dagster or Delta open.
+CATALOGUE_EXPORT = "catalogue.json"
+ZONES = ("raw", "std", "quarantine", "base", "theme", "topic", "publish", "share", "catalogue", "quality", "ops")
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: str
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    def uri(self, zone: str, name: str) -> str:
+        """Where a table (or a file) of a zone lives: the root joined with ``zone/name``."""
+        if zone not in ZONES:
+            raise ValueError(f"unknown zone {zone!r}; zones are {ZONES}")
+        parts = name.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"{zone}/{name}: a lake name is relative and plain (no empty, '.' or '..' part)")
+        return f"{self.root.rstrip('/')}/{zone}/{name}"
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.root or self.root.startswith("file://")
+
+    @property
+    def location(self) -> str:
+        """The root as a URI (a local folder becomes file://…): the lineage namespace of every lake table."""
+        return Path(self.root.removeprefix("file://")).resolve().as_uri() if self.is_local else self.root
+
+    # --- plain files beside the tables (JSON exports, spreadsheets, event logs) -------------------------
+    @cached_property
+    def _fs(self) -> tuple[pafs.FileSystem, str]:
+        if self.is_local:
+            return pafs.LocalFileSystem(), str(Path(self.root.removeprefix("file://")).resolve())
+        if self.root.startswith("s3://"):
+            return s3_filesystem(self.storage_options), self.root.removeprefix("s3://")
+        fs, base = pafs.FileSystem.from_uri(self.root)
+        return fs, base
+
+    def _path(self, zone: str, name: str) -> str:
+        self.uri(zone, name)  # validates zone and name
+        fs_base = self._fs[1]
+        return f"{fs_base.rstrip('/')}/{zone}/{name}"
+
+    def write_bytes(self, zone: str, name: str, data: bytes) -> str:
+        """Write one file (replacing it); returns its URI."""
+        fs, path = self._fs[0], self._path(zone, name)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+        return self.uri(zone, name)
+
+    def read_bytes(self, zone: str, name: str) -> bytes | None:
+        """A file's content, or None when it does not exist."""
+        fs, path = self._fs[0], self._path(zone, name)
+        if fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        with fs.open_input_stream(path) as src:
+            return src.read()
+
+    def list_files(self, zone: str, folder: str, suffix: str = "") -> list[str]:
+        """Names (relative to the zone) of the files directly in ``zone/folder``, sorted."""
+        fs, path = self._fs[0], self._path(zone, folder)
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(path, recursive=False))
+        except FileNotFoundError:
+            return []
+        return sorted(
+            f"{folder}/{i.base_name}" for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(suffix)
+        )
+
+    def local_path(self, zone: str, name: str) -> Path | None:
+        """The file's path on this machine when the lake is a local folder (to stream it), else None."""
+        return Path(self._path(zone, name)) if self.is_local else None
+
+    def delete(self, zone: str, name: str) -> bool:
+        """Remove a table or folder with everything in it; False when there was nothing."""
+        fs, path = self._fs[0], self._path(zone, name)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            return False
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(path)
+        else:
+            fs.delete_file(path)
+        return True
+
+    def table(self, zone: str, name: str) -> DeltaTable | None:
+        uri = self.uri(zone, name)
+        if not DeltaTable.is_deltatable(uri, storage_options=self.storage_options or None):
+            return None
+        return DeltaTable(uri, storage_options=self.storage_options or None)
+
+    def read(self, zone: str, name: str, columns: list[str] | None = None) -> pl.DataFrame | None:
+        dt = self.table(zone, name)
+        if dt is None:
+            return None
+        return pl.from_arrow(dt.to_pyarrow_table(columns=columns))
+
+    def row_count(self, zone: str, name: str) -> int | None:
+        """Rows in the current version, from the Delta log's file statistics (no data read)."""
+        dt = self.table(zone, name)
+        if dt is None:
+            return None
+        adds = dt.get_add_actions(flatten=True)
+        return sum(adds.column("num_records").to_pylist()) if adds.num_rows else 0
+
+    def ensure(
+        self,
+        zone: str,
+        name: str,
+        schema: pa.Schema,
+        partition_by: list[str] | None = None,
+        stats_columns: list[str] | None = None,
+    ) -> DeltaTable:
+        """Create the table if it does not exist; ``stats_columns`` limits file statistics to those columns."""
+        dt = self.table(zone, name)
+        if dt is None:
+            config = {"delta.dataSkippingStatsColumns": ",".join(stats_columns)} if stats_columns else None
+            dt = DeltaTable.create(
+                self.uri(zone, name),
+                schema,
+                partition_by=partition_by,
+                mode="ignore",
+                configuration=config,
+                storage_options=self.storage_options or None,
+            )
+        return dt
+
+    def _write(self, zone: str, name: str, data, mode: str, metadata: dict[str, str] | None, **kwargs) -> int:
+        write_deltalake(
+            self.uri(zone, name),
+            data,
+            mode=mode,
+            storage_options=self.storage_options or None,
+            writer_properties=WRITER,
+            commit_properties=CommitProperties(custom_metadata=metadata) if metadata else None,
+            **kwargs,
+        )
+        return self.table(zone, name).version()
+
+    def append(
+        self, zone: str, name: str, data, partition_by: list[str] | None = None, metadata: dict[str, str] | None = None
+    ) -> int:
+        """Append in one atomic commit; returns the new table version."""
+        return self._write(zone, name, data, "append", metadata, partition_by=partition_by)
+
+    def replace_where(self, zone: str, name: str, data, column: str, value: str) -> int:
+        """Replace the rows where ``column = value`` (one dataset's partition), atomically."""
+        if self.table(zone, name) is None:
+            return self._write(zone, name, data, "append", None, partition_by=[column])
+        return self._write(zone, name, data, "overwrite", None, predicate=f"{column} = '{value}'")
+
+    def overwrite(self, zone: str, name: str, data, metadata: dict[str, str] | None = None) -> int:
+        """Replace the current version (earlier versions stay readable by time travel)."""
+        return self._write(zone, name, data, "overwrite", metadata, schema_mode="overwrite")
+
+
+def s3_filesystem(options: dict[str, str]) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem from the storage options delta-rs takes (``AWS_ENDPOINT_URL``, keys, region,
+    ``AWS_ALLOW_HTTP``), so the files beside the tables reach the same store as the tables."""
+    o = {k.upper(): v for k, v in options.items()}
+    endpoint = o.get("AWS_ENDPOINT_URL") or o.get("AWS_ENDPOINT")
+    scheme = None
+    if endpoint and "://" in endpoint:
+        scheme, endpoint = endpoint.split("://", 1)
+    return pafs.S3FileSystem(
+        access_key=o.get("AWS_ACCESS_KEY_ID"),
+        secret_key=o.get("AWS_SECRET_ACCESS_KEY"),
+        session_token=o.get("AWS_SESSION_TOKEN"),
+        region=o.get("AWS_REGION") or o.get("AWS_DEFAULT_REGION") or "us-east-1",
+        endpoint_override=endpoint,
+        scheme=scheme or ("http" if o.get("AWS_ALLOW_HTTP", "").lower() == "true" else "https"),
+    )

@@ -1,0 +1,28 @@
+"""Provenance: the columns every raw and std row carries, so any row traces to the delivery it came from.
+
+A file's rows carry its department, name, SHA-256 and row number; every delivery gets a batch id and the
+time it was ingested; ``_period`` is the period the file name declares (a monthly file's month).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from lakehouse.registry import Dataset
+
+PROVENANCE = pa.schema(
+    [
+        pa.field("_source_department", pa.string()),
+        pa.field("_source_file", pa.string()),
+        pa.field("_file_sha256", pa.string()),
+        pa.field("_row_number", pa.int64()),
+        pa.field("_batch_id", pa.string()),
+        pa.field("_ingested_at", pa.timestamp("us", tz="UTC")),
+        pa.field("_period", pa.string()),
+    ]
+)
+
+
+def raw_table_schema(dataset: Dataset) -> pa.Schema:
+    """A raw table: every delivered value as text, under the warehouse column names, then provenance."""
+    return pa.schema([pa.field(c.name, pa.string()) for c in dataset.columns] + list(PROVENANCE))

@@ -1,0 +1,118 @@
+"""The warehouse's own tables: what the stages write besides the datasets themselves.
+
+Each is declared once here — where it lives, who writes it, what it holds — and from this list come the
+Dagster asset each one is, its catalogue entry and its place in lineage. The stages write them through
+these names, never a zone and a string of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OwnTable:
+    zone: str
+    name: str
+    name_zh: str
+    name_en: str
+    description: str
+    written_by: tuple[str, ...]  # the stages (asset groups) whose steps write it
+    grade: str  # DB33/T 2351 level of what it may hold (the quarantine keeps raw values: L4)
+    partitioned_by: str | None = None  # each writer replaces its own partition
+
+    @property
+    def path(self) -> list[str]:
+        return [self.zone, self.name]
+
+    @property
+    def label(self) -> str:
+        return f"{self.zone}/{self.name}"
+
+
+FINDINGS = OwnTable(
+    "quarantine",
+    "findings",
+    "问题数据",
+    "Quarantined and flagged rows",
+    "Every row a std rule quarantined (ERROR) or flagged (WARN), with rule id, reason, the offending value and "
+    "the row's provenance (file, row number). Each std run replaces its dataset's partition.",
+    ("std",),
+    "L4",
+    "dataset",
+)
+DUPLICATES = OwnTable(
+    "quarantine",
+    "duplicates",
+    "合并的重复数据",
+    "Merged duplicates",
+    "Rows merged away by std: exact copies and deliveries superseded by a later one with the same business key, "
+    "with their provenance. Each std run replaces its dataset's partition.",
+    ("std",),
+    "L4",
+    "dataset",
+)
+SCORES = OwnTable(
+    "quality",
+    "scores",
+    "数据质量评分",
+    "Quality scores (GB/T 36344)",
+    "The history of GB/T 36344 quality scores: one row per dataset per std run, and one per source department "
+    "per problem-list run. Appended, never rewritten.",
+    ("std", "quality"),
+    "L1",
+)
+COLLECT_LOG = OwnTable(
+    "ops",
+    "collect_log",
+    "归集日志",
+    "Collection log",
+    "One row per delivered file per collection run: landed, rejected (with reason code, bilingual reason and "
+    "position) or skipped as already collected; sizes, hashes, encodings, rows read and landed.",
+    ("raw",),
+    "L1",
+)
+CHANGES = OwnTable(
+    "publish",
+    "changes",
+    "共享库变更记录",
+    "Published changes",
+    "Row-level differences between consecutive versions of every published table: the key, the column, the "
+    "old and the new value (e.g. after a correction or an 异议).",
+    ("publish",),
+    "L2",
+)
+
+PROBLEMS = OwnTable(
+    "quarantine",
+    "problems",
+    "问题台账",
+    "Problem ledger",
+    "Every problem ever raised to a source department (rejected rows, rows to verify, reconciliation "
+    "mismatches) and whether a later delivery fixed it; rewritten by each problem-list run.",
+    ("quality",),
+    "L4",
+)
+CATALOGUE_COLUMNS = OwnTable(
+    "catalogue",
+    "columns",
+    "数据目录（字段）",
+    "Catalogue columns",
+    "One row per column of every catalogued dataset: description, type, unit, classification, grade (after "
+    "overrides) and identifier role; written with catalogue/datasets.",
+    ("catalogue",),
+    "L1",
+)
+GRADE_OVERRIDES = OwnTable(
+    "catalogue",
+    "grade_overrides",
+    "分级调整记录",
+    "Grade overrides",
+    "Stewards' changes of a column's effective grade in a zone (newest wins), each with its reason; appended "
+    "by the audited `grade-override` command and applied by the catalogue.",
+    ("steward",),
+    "L1",
+)
+
+OWN_TABLES = (FINDINGS, DUPLICATES, SCORES, COLLECT_LOG, CHANGES, PROBLEMS, CATALOGUE_COLUMNS, GRADE_OVERRIDES)
+BY_LABEL = {t.label: t for t in OWN_TABLES}

@@ -1,0 +1,199 @@
+"""The stage engines without Dagster: std build, problem lists, publication, model grades, the lake door.
+
+Each is plain code the assets call; here they run on small data in a temporary lake, composed as the
+assets compose them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from assets.ingest.collector import Collector
+from exchange.publication import Model, changes, check_gates, content_hash, publish
+from lakehouse.lake import Lake
+from lakehouse.registry import registry
+from lakehouse.tables import CHANGES, DUPLICATES, FINDINGS, PROBLEMS, SCORES
+from privacy.model_grades import UNKNOWN, ModelGrades
+from quality import problem_lists, reconcile
+from quality.rulebook import rules_for
+from quality.standardise import standardise
+
+AT = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+SMALL = ("amr_registration", "tax_monthly")  # tax references registration
+
+
+@pytest.fixture(scope="module")
+def small_lake(generated, tmp_path_factory):
+    """Two datasets collected and standardised by the engines alone, as the assets would."""
+    work = tmp_path_factory.mktemp("engines")
+    shutil.copytree(generated / "landing", work / "landing")
+    lake, reg = Lake(str(work / "lake")), registry()
+    outcomes = {}
+    for name in SMALL:
+        ds = reg.dataset(name)
+        Collector(ds, lake, work / "landing", work / "rejected", "b1").run()
+        outcomes[name] = standardise(lake, ds, rules_for(name), at=AT)
+    return lake, outcomes
+
+
+def test_the_std_engine_writes_std_quarantine_and_scores_and_says_which_versions(small_lake):
+    lake, outcomes = small_lake
+    for name, out in outcomes.items():
+        r = out.result
+        assert not out.withheld and out.version == lake.table("std", name).version()
+        assert (
+            r.rows_in
+            == lake.row_count("raw", name)
+            == r.rows_out + r.quarantined + r.exact_duplicates + r.key_duplicates
+        )
+        assert lake.row_count("std", name) == r.rows_out
+        findings = lake.read(*FINDINGS.path).filter(pl.col("dataset") == name)
+        assert findings.height == r.findings.height and r.quarantined > 0
+        assert lake.read(*DUPLICATES.path).filter(pl.col("dataset") == name).height == r.duplicates.height
+        assert set(out.side_versions) == {FINDINGS.label, DUPLICATES.label, SCORES.label}
+        assert set(out.scores) and all(0 <= v <= 100 for v in out.scores.values())
+    scores = lake.read(*SCORES.path)
+    assert sorted(scores["subject"].to_list()) == sorted(SMALL)  # one history row per build
+
+
+def test_a_std_build_that_breaks_a_batch_rule_writes_nothing(small_lake, tmp_path):
+    """Write-audit-publish: a raw table where most rows lack the key fails the share rule; std, findings
+    and scores stay as they were."""
+    lake = Lake(str(tmp_path / "lake"))
+    ds = registry().dataset("amr_registration")
+    raw = small_lake[0].read("raw", ds.id).with_columns(pl.lit(None, pl.String).alias("uscc"))
+    lake.append("raw", ds.id, raw.to_arrow())
+    out = standardise(lake, ds, rules_for(ds.id), at=AT)
+    assert out.withheld and "quarantine_share" in out.reasons()
+    assert lake.table("std", ds.id) is None and lake.table(*FINDINGS.path) is None
+    assert lake.table(*SCORES.path) is None
+
+
+def test_problem_lists_export_per_department_and_keep_a_ledger(small_lake):
+    lake, outcomes = small_lake
+    reg = registry()
+    mini = reg.model_copy(update={"datasets": [reg.dataset(n) for n in SMALL]})
+    lake.overwrite("quality", "reconciliation", pl.DataFrame(schema=reconcile.SCHEMA).to_arrow())
+    result = problem_lists.build(lake, mini, AT)
+    quarantined = sum(o.result.quarantined for o in outcomes.values())
+    rejected = sum(d.by_handling.get("退回整改 rejected", 0) for d in result.lists)
+    assert rejected == quarantined  # every quarantined row is on its department's list
+    assert {d.department for d in result.lists} == set(reg.departments)
+    for d in result.lists:
+        for uri in d.exports:
+            assert Lake(lake.root).read_bytes("quarantine", uri.split("/quarantine/", 1)[1])
+    assert lake.table(*PROBLEMS.path).version() == result.ledger_version
+    assert result.ledger.filter(pl.col("status") == "open").height == result.ledger.height
+    dept = result.department_scores
+    assert set(dept["subject"]) == {reg.dataset(n).department for n in SMALL}
+
+
+def _model(**kw) -> Model:
+    return Model(
+        **{
+            "name": "firms",
+            "key": ["uscc"],
+            "columns": ["uscc", "score"],
+            "quasi": [],
+            "classification": {"uscc": "organisation.identity"},
+            **kw,
+        }
+    )
+
+
+GRADES = {
+    "uscc": {"level": "L1", "role": "none", "inherited": "L1"},
+    "score": {"level": "L2", "role": "none", "inherited": "L2"},
+}
+
+
+def test_publication_gates_name_every_problem():
+    good = pl.DataFrame({"uscc": ["a", "b"], "score": [1.0, 2.0]})
+    assert check_gates(good, _model(), GRADES, []).passed
+    gates = check_gates(good.vstack(good.head(1)), _model(), GRADES, ["not_null_firms_uscc"])
+    assert gates.quality == ["dbt test failed: not_null_firms_uscc", "key ['uscc'] is not unique"]
+    assert check_gates(good.head(0), _model(), GRADES, []).quality == ["the model is empty"]
+    assert (
+        "declared columns missing: ['extra']"
+        in check_gates(good, _model(columns=["uscc", "score", "extra"]), GRADES, []).quality
+    )
+    ungraded = check_gates(good, _model(), {"uscc": GRADES["uscc"]}, [])
+    assert ungraded.privacy == ["grade: score has no propagated grade"]
+    secret = {**GRADES, "score": {"level": "L3", "role": "sensitive"}}
+    assert [p.split(":")[0] for p in check_gates(good, _model(), secret, []).privacy] == ["grade"]
+    few = check_gates(good, _model(quasi=["score"]), GRADES, [])
+    assert few.privacy and few.privacy[0].startswith("k_anonymity")
+
+
+def test_publishing_the_same_content_writes_no_version_and_a_change_is_logged(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    first = pl.DataFrame({"uscc": ["b", "a"], "score": [2.0, 1.0]})
+    done = publish(lake, _model(), first, {"dbt_model": "model.x.firms"}, "run-1")
+    assert (done.version, done.unchanged, done.changes_version) == (0, False, None)
+    again = publish(lake, _model(), first.reverse(), {}, "run-2")  # same rows, other order
+    assert again.unchanged and again.version == 0 and again.content_sha256 == done.content_sha256
+    corrected = first.with_columns(pl.when(pl.col("uscc") == "a").then(1.5).otherwise(pl.col("score")).alias("score"))
+    third = publish(lake, _model(), corrected, {}, "run-3")
+    assert third.version == 1 and third.changes.rows() == [('{"uscc":"a"}', "score", "1.0", "1.5")]
+    log = lake.read(*CHANGES.path)
+    assert log.select("dataset", "from_version", "to_version", "run_id").row(0) == ("firms", 0, 1, "run-3")
+    assert lake.table("publish", "firms").history(1)[0]["content_sha256"] == third.content_sha256
+    assert lake.read("publish", "firms")["uscc"].to_list() == ["a", "b"]  # written in key order
+
+
+def test_changes_cover_added_removed_and_changed_rows():
+    old = pl.DataFrame({"k": [1, 2], "v": ["x", "y"]})
+    new = pl.DataFrame({"k": [2, 3], "v": ["z", "w"]})
+    assert changes(old, new, ["k"]).rows() == [
+        ('{"k":1}', "v", "x", None),
+        ('{"k":2}', "v", "y", "z"),
+        ('{"k":3}', "v", None, "w"),
+    ]
+    assert content_hash(old, ["k"]) == content_hash(old.reverse(), ["k"]) != content_hash(new, ["k"])
+
+
+def test_model_grades_propagate_from_std_seeds_earlier_models_and_unknown_lineage():
+    recorded = {"theme/t": {"revenue": {"level": "L2", "role": "none"}}}
+    grades = ModelGrades(lambda key: recorded.get(key, {}))
+    # registration's legal representative ID is a direct identifier, pseudonymised in std (L4 → L2)
+    std_level, std_role = grades.grading_of("std/amr_registration", "legal_rep_id_no")
+    assert (std_level, std_role) == ("L2", "direct")
+    assert grades.grading_of("std/amr_registration", "_source_file") == ("L1", "none")
+    assert grades.grading_of("parameters/weights", "weight") == ("L1", "none")
+    assert grades.grading_of("theme/t", "revenue") == ("L2", "none")  # recorded by an earlier run
+    assert grades.grading_of("theme/t", "missing") == ("L4", "none")  # unknown column: strictest
+    g = grades.grade(
+        "topic/x",
+        {"revenue": [("theme/t", "revenue")], "rate": [("parameters/weights", "weight")], "n": []},
+        ["revenue", "rate", "n"],
+        {},
+    )
+    assert {c: v["level"] for c, v in g.items()} == {"revenue": "L2", "rate": "L1", "n": "L1"}
+    assert grades.grading_of("topic/x", "revenue") == ("L2", "sensitive")  # later models of the run see it
+    blind = grades.grade("topic/y", None, ["a"], {})
+    assert blind["a"]["level"] == "L4" and grades.grading_of(UNKNOWN, "a") == ("L4", "none")
+
+
+def test_the_lake_is_one_door_for_tables_and_files(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    uri = lake.write_bytes("ops", "lineage/run-1.jsonl", b'{"a": 1}\n')
+    assert uri == f"{lake.root}/ops/lineage/run-1.jsonl"
+    assert lake.read_bytes("ops", "lineage/run-1.jsonl") == b'{"a": 1}\n'
+    assert lake.read_bytes("ops", "lineage/none.jsonl") is None
+    assert lake.list_files("ops", "lineage", ".jsonl") == ["lineage/run-1.jsonl"]
+    assert lake.location == (tmp_path / "lake").resolve().as_uri()
+    lake.append("share", "r1/t", pl.DataFrame({"x": [1]}).to_arrow())
+    assert lake.delete("share", "r1") and lake.table("share", "r1/t") is None and not lake.delete("share", "r1")
+    for bad in ("../escape", "a/../../b", "/abs", ""):  # traversal attack
+        with pytest.raises(ValueError, match="relative and plain"):
+            lake.uri("share", bad)
+    with pytest.raises(ValueError, match="unknown zone"):
+        lake.uri("elsewhere", "x")
+    remote = Lake("s3://bucket/lake", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ALLOW_HTTP": "true"})
+    assert not remote.is_local and remote.location == "s3://bucket/lake" and remote.local_path("share", "x") is None
+    assert json.loads(lake.read_bytes("ops", "lineage/run-1.jsonl")) == {"a": 1}
