@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test ui share-server bench lint summary clean
+.PHONY: env manifest demo test test-fast ui share-server bench lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,9 @@ summary: env $(MANIFEST)
 
 test: env $(MANIFEST) ## the test suite (CI runs exactly this)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+test-fast: env $(MANIFEST) ## the pure unit tests: no Dagster run, no dbt build, no server (under a minute)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not integration"
 
 ui: env $(MANIFEST) ## Dagster UI on 127.0.0.1:3000 with the project-local DAGSTER_HOME
 	$(PY) -m orchestration.cli prepare-instance >/dev/null

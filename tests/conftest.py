@@ -41,6 +41,14 @@ def workdir(generated, tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def module_workdir(generated, tmp_path_factory) -> Path:
+    """Like ``workdir``, shared by the tests of one module: for a costly run that its tests only read."""
+    work = tmp_path_factory.mktemp("work")
+    shutil.copytree(generated / "landing", work / "landing")
+    return work
+
+
 def is_published(a) -> bool:
     """Publish- and share-zone assets need the dbt models (or approved data requests) upstream; tests of the
     Python stages leave them out."""

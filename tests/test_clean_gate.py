@@ -11,6 +11,8 @@ from lakehouse.registry import registry
 from orchestration.resources import resources
 from orchestration.settings import settings
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
+
 REG = registry().dataset("amr_registration")
 
 

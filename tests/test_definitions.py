@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from lakehouse.registry import registry
 from orchestration.definitions import defs
@@ -53,6 +54,7 @@ def test_one_environment_switch_moves_everything(tmp_path):
     assert settings({"LAKE_ROOT": "s3://bucket/lake"}).lake_root == "s3://bucket/lake"
 
 
+@pytest.mark.integration
 def test_dg_check_defs_passes(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")

@@ -12,6 +12,8 @@ from lakehouse.registry import registry
 from orchestration.resources import resources
 from orchestration.settings import settings
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
+
 ALL = [a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and not is_published(a)]
 
 

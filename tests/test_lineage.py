@@ -20,6 +20,8 @@ from orchestration.lineage.transport import LakeFileTransport
 from orchestration.resources import resources
 from orchestration.settings import settings
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
+
 RAW_REG = dg.AssetKey(["raw", "amr_registration"])
 LANDING_REG = dg.AssetKey(["landing", "amr_registration"])
 
@@ -38,9 +40,10 @@ def _materialize(workdir, selection, graph=None):
     return s, instance, result, report, events
 
 
-@pytest.fixture
-def full_run(workdir):
-    return _materialize(workdir, _collection_assets())
+@pytest.fixture(scope="module")
+def full_run(module_workdir):
+    """One full run of the Python stages and its events; the tests only read them."""
+    return _materialize(module_workdir, _collection_assets())
 
 
 def test_every_event_of_a_full_run_validates_against_the_spec(full_run):

@@ -8,11 +8,14 @@ import textwrap
 import time
 
 import dagster as dg
+import pytest
 from openlineage_schema import EventValidator
 
 from orchestration.definitions import defs
 from orchestration.lineage.emit import emit_run
 from orchestration.settings import settings
+
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
 
 SCRIPT = textwrap.dedent("""
     import time

@@ -14,6 +14,8 @@ from orchestration.lineage.transport import SpoolingHttpTransport
 from orchestration.resources import resources
 from orchestration.settings import settings
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
+
 
 class Stub:
     """A local OpenLineage endpoint: answers 503 until told to accept, then records what it receives."""

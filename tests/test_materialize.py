@@ -13,10 +13,13 @@ from lakehouse.tables import OWN_TABLES
 from orchestration.resources import resources
 from orchestration.settings import settings
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
 
-@pytest.fixture
-def run(workdir):
-    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
+
+@pytest.fixture(scope="module")
+def run(module_workdir):
+    """One full materialisation of the Python stages; the tests only read what it built."""
+    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(module_workdir)})
     selection = [a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and not is_published(a)]
     result = dg.materialize(selection, resources=resources(s), instance=dg.DagsterInstance.ephemeral())
     return result, s

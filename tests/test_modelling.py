@@ -24,6 +24,8 @@ from orchestration.resources import resources
 from orchestration.settings import PROJECT_ROOT, settings
 from privacy.scan import valid_identifiers
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
+
 NEW_MODEL_SQL = """-- 企业用地主题库: land per enterprise (added by a modeler: this file and its yml, nothing else)
 select
     uscc,

@@ -171,6 +171,7 @@ def test_the_scanner_finds_exactly_the_personal_information_hidden_in_remarks(ra
         assert len(truth) > 10
 
 
+@pytest.mark.integration
 def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
     """A new or drifted column nobody classified blocks promotion beyond raw, with the reason."""
     import dagster as dg
@@ -340,6 +341,7 @@ def test_the_export_command_enforces_roles(raw_lake, tmp_path, monkeypatch, caps
     assert pl.read_parquet(out).height > 900
 
 
+@pytest.mark.integration
 def test_after_key_rotation_std_is_repseudonymised_and_old_pseudonyms_still_match(workdir, monkeypatch):
     import dagster as dg
 

@@ -21,6 +21,8 @@ from benchmarks.sharing import client_env, free_port, run_client
 from exchange.requests import parse
 from exchange.server import app
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
+
 
 @pytest.fixture(scope="module")
 def client_python() -> Path:

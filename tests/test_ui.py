@@ -15,6 +15,8 @@ import pytest
 
 from lakehouse.lake import Lake
 
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

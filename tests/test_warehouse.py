@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestration.resources import WarehouseResource
+
+pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
 
 ROOT = Path(__file__).resolve().parent.parent
 
