@@ -46,7 +46,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
         "update_cycle": ds.update_cycle,
         "share_type": ds.share_type,
         "open_type": ds.open_type,
-        "owner": ds.owner or dept.owner,
+        "owner": reg.owner_of(ds),
         "steward": reg.defaults.steward,
         "classification": ds.classification or reg.defaults.classification,
         **_dataset_grade(reg, ds, zone),

@@ -153,7 +153,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         f"`quality/rules/{ds.id}.yaml`. Rejected rows are in `quarantine/findings` with rule and reason.",
         group_name="std",
         kinds={"polars", "delta", "pandera"},
-        owners=[reg.departments[ds.department].owner, reg.defaults.steward],
+        owners=[reg.owner_of(ds), reg.defaults.steward],
         tags={**asset_tags(reg, ds, "std")},
         metadata={
             "dagster/column_schema": _std_schema(reg, ds),

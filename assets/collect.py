@@ -74,7 +74,7 @@ def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
         f"Landing folder `{ds.landing}` where {dept.name_en} drops {ds.name_en} files.",
         group_name="landing",
         kinds={"file", ds.format},
-        owners=[dept.owner],
+        owners=[reg.owner_of(ds)],
         tags={"zone": "landing", "department": ds.department},
         metadata={
             "landing_folder": ds.landing,
@@ -115,7 +115,7 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         description=description,
         group_name="raw",
         kinds={"delta", "pyarrow"},
-        owners=[dept.owner, reg.defaults.steward],
+        owners=[reg.owner_of(ds), reg.defaults.steward],
         tags=asset_tags(reg, ds, "raw"),
         pool=f"collect_{ds.id}",
         metadata={

@@ -14,8 +14,9 @@ import polars as pl
 
 from assets.publish import publish_key
 from exchange import statistics
-from exchange.publication import content_hash
+from exchange.publication import write_if_changed
 from exchange.shares import ShareRefused
+from lakehouse.registry import registry
 from orchestration.dbt.assets import GRADES
 from orchestration.resources import ExchangeResource, LakeResource
 
@@ -36,7 +37,7 @@ def _published() -> list[dg.AssetKey]:
     partitions_def=DATA_REQUESTS,
     group_name="share",
     kinds={"delta", "polars"},
-    owners=["team:data-stewards"],
+    owners=[registry().defaults.steward],
     tags={"zone": "share"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -87,7 +88,7 @@ def share_extracts(context: dg.AssetExecutionContext, lake: LakeResource, exchan
     key=publish_key(statistics.NAME),
     group_name="publish",
     kinds={"delta", "polars"},
-    owners=["team:data-stewards"],
+    owners=[registry().defaults.steward],
     tags={"zone": "publish", "access": "public"},
     automation_condition=dg.AutomationCondition.cron_tick_passed("*/15 * * * *")
     & ~dg.AutomationCondition.in_progress(),
@@ -107,13 +108,7 @@ def sharing_statistics(context: dg.AssetExecutionContext, lake: LakeResource, ex
     if not verdict.ok:
         raise dg.Failure(f"the exchange ledger {ex.ledger.path} does not verify: {verdict.problem}")
     frame = statistics.statistics(ex.ledger.entries())
-    digest = content_hash(frame, statistics.KEY)
-    current = the_lake.table("publish", statistics.NAME)
-    last = next(iter(current.history(1)), {}) if current is not None else {}
-    if current is not None and last.get("content_sha256") == digest:
-        version = current.version()
-    else:
-        version = the_lake.overwrite("publish", statistics.NAME, frame.to_arrow(), metadata={"content_sha256": digest})
+    version, *_ = write_if_changed(the_lake, statistics.NAME, frame, statistics.KEY)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": frame.height,

@@ -106,16 +106,27 @@ def _last_commit(table) -> dict:
     return {}
 
 
+def write_if_changed(
+    lake: Lake, name: str, frame: pl.DataFrame, key: list[str], commit: dict[str, str] | None = None
+) -> tuple[int, bool, str, pl.DataFrame | None]:
+    """Write ``frame`` (in key order) as the next version of ``publish/<name>`` unless the current version
+    has the same content. Returns (version, unchanged, content hash, the previous rows when rewritten)."""
+    digest = content_hash(frame, key)
+    current = lake.table("publish", name)
+    if current is not None and _last_commit(current).get("content_sha256") == digest:
+        return current.version(), True, digest, None
+    previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
+    ordered = frame.sort(key or frame.columns).to_arrow()
+    version = lake.overwrite("publish", name, ordered, metadata={"content_sha256": digest, **(commit or {})})
+    return version, False, digest, previous
+
+
 def publish(lake: Lake, model: Model, frame: pl.DataFrame, commit: dict[str, str], run_id: str) -> Published:
     """Write ``frame`` as the next version of ``publish/<name>`` unless its content is unchanged; log the
     row-level changes against the previous version. Call only after ``check_gates`` passed."""
-    digest = content_hash(frame, model.key)
-    current = lake.table("publish", model.name)
-    if current is not None and _last_commit(current).get("content_sha256") == digest:
-        return Published(current.version(), True, digest, pl.DataFrame(schema=CHANGE_SCHEMA))
-    previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
-    ordered = frame.sort(model.key or frame.columns).to_arrow()
-    version = lake.overwrite("publish", model.name, ordered, metadata={"content_sha256": digest, **commit})
+    version, unchanged, digest, previous = write_if_changed(lake, model.name, frame, model.key, commit)
+    if unchanged:
+        return Published(version, True, digest, pl.DataFrame(schema=CHANGE_SCHEMA))
     diff = pl.DataFrame(schema=CHANGE_SCHEMA)
     logged = None
     if previous is not None and model.key:

@@ -10,6 +10,7 @@ import datetime as dt
 import polars as pl
 
 from exchange.ledger import replay
+from lakehouse.registry import registry
 
 NAME = "sharing_statistics"
 KEY = ["dataset", "department", "consumer"]
@@ -40,7 +41,7 @@ CATALOGUE_ENTRY = {
         "update_cycle": "实时",
         "share_type": "无条件共享",
         "open_type": "不予开放",
-        "owner": "team:data-stewards",
+        "owner": registry().defaults.steward,
         "classification": "metadata",
         "key": KEY,
     },

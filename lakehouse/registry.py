@@ -138,6 +138,11 @@ class Registry(Strict):
                 )
         return self
 
+    def owner_of(self, ds: Dataset) -> str:
+        """Who owns a dataset: its own ``owner``, else its source department's. (The steward of every
+        dataset is ``defaults.steward``.)"""
+        return ds.owner or self.departments[ds.department].owner
+
     def dataset(self, dataset_id: str) -> Dataset:
         for d in self.datasets:
             if d.id == dataset_id:

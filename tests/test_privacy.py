@@ -209,7 +209,7 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
 
 
 def test_the_privacy_scan_agrees_with_every_declaration(raw_lake):
-    from assets.privacy_scan import scan_registry
+    from privacy.scan_registry import scan_registry
 
     found = scan_registry(registry(), raw_lake)
     assert found.filter(~pl.col("agrees")).height == 0
