@@ -52,7 +52,7 @@ def override(
         "approved_by": who.name,
         "approved_at": dt.datetime.now(dt.UTC),
     }
-    lake.append(*TABLE, pl.DataFrame([row], schema=SCHEMA).to_arrow())
+    version = lake.append(*TABLE, pl.DataFrame([row], schema=SCHEMA).to_arrow())
     audit.append(
         "grade.override",
         actor=who.name,
@@ -63,7 +63,7 @@ def override(
         previous=previous,
         reason=reason,
     )
-    return row
+    return {**row, "delta_version": version}
 
 
 def current(lake: Lake | None) -> dict[tuple[str, str, str], str]:

@@ -273,7 +273,7 @@ def test_the_services_ledger_cache_follows_appends_and_rewrites(ex):
 
 
 def test_the_cli_verifies_the_ledger(ex, monkeypatch, capsys):
-    from orchestration import cli
+    from orchestration.cli import main as cli
 
     _busy_ledger(ex)
     monkeypatch.setenv("LAKE_ROOT", ex.lake.root)

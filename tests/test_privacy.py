@@ -264,7 +264,7 @@ def test_differential_privacy_noise_and_budget(tmp_path):
 
 
 def test_the_audit_and_keys_commands(tmp_path, monkeypatch, capsys):
-    from orchestration import cli
+    from orchestration.cli import main as cli
 
     monkeypatch.delenv(keys.ENV_KEYS, raising=False)
     monkeypatch.setenv("SHUCANG_DATA_DIR", str(tmp_path / "data"))
@@ -330,7 +330,7 @@ def test_roles_by_zone_and_reidentification_only_by_stewards_with_a_reason(raw_l
 
 
 def test_the_export_command_enforces_roles(raw_lake, tmp_path, monkeypatch, capsys):
-    from orchestration import cli
+    from orchestration.cli import main as cli
 
     monkeypatch.setenv("LAKE_ROOT", raw_lake.root)
     monkeypatch.setenv("SHUCANG_DATA_DIR", str(tmp_path))
@@ -376,15 +376,25 @@ def test_after_key_rotation_std_is_repseudonymised_and_old_pseudonyms_still_matc
 def test_grade_overrides_are_stewards_only_audited_and_regrade_the_catalogue(tmp_path, monkeypatch, capsys):
     import datetime as dt
 
+    import dagster as dg
+
     from assets import catalogue_entries
-    from orchestration import cli
+    from orchestration.cli import main as cli
+    from orchestration.instance import prepare
 
     monkeypatch.setenv("SHUCANG_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SHUCANG_AUDIT_LOG", str(tmp_path / "audit" / "privileged.jsonl"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    prepare(tmp_path / "home")
     args = ["grade-override", "std/amr_registration", "legal_rep_id_no", "L3", "--reason", "review 2023-12"]
     assert cli.main([*args, "--role", "modeler", "--as", "wang"]) == 3
     assert cli.main([*args, "--role", "steward", "--as", "li"]) == 0
     assert "L2 → L3" in capsys.readouterr().out
+    # the write is a materialisation of the catalogue/grade_overrides asset, as the UI shows it
+    with dg.DagsterInstance.get() as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["catalogue", "grade_overrides"]))
+    meta = event.asset_materialization.metadata
+    assert (meta["column"].value, meta["level"].value, meta["delta_version"].value) == ("legal_rep_id_no", "L3", 0)
     lake = Lake(str(tmp_path / "lake"))
     datasets, columns = catalogue_entries.build(registry(), lake, dt.datetime.now(dt.UTC))
     col = columns.filter((pl.col("zone") == "std") & (pl.col("column") == "legal_rep_id_no")).row(0, named=True)

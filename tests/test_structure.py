@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("orchestration", "assets", "quality", "privacy", "sensors", "exchange", "sourcegen", "benchmarks", "lake")
 # Files that configure or drive the product; tests/ is included, it must stand alone as well.
-SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".toml", ".sql", ".sh", ".cfg", ".ini", ".json"}
+SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".toml", ".sql", ".sh", ".cfg", ".ini", ".json", ".md"}
 
 
 def _tracked_files() -> list[Path]:

@@ -1,0 +1,78 @@
+"""The command line's parser and dispatch; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from orchestration import instance
+from orchestration.cli import demo, exchange, lineage, privacy, report
+from orchestration.settings import settings
+from privacy import access
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="shucang")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="generate the demo sources and run the whole pipeline")
+    d.add_argument("--scale", type=float, default=1.0)
+    d.add_argument("--keep", action="store_true", help="keep the existing lake and instance (re-collect)")
+    sub.add_parser("summary", help="print what the lake holds")
+    sub.add_parser("prepare-instance", help="create the project-local DAGSTER_HOME")
+    lin = sub.add_parser("lineage", help="impact questions over the emitted OpenLineage events")
+    lin.add_argument("action", choices=["upstream", "downstream", "flush"])
+    lin.add_argument("dataset", nargs="?", help="asset key, e.g. raw/amr_registration or landing/amr_registration")
+    lin.add_argument("column", nargs="?", help="column name as in that dataset, e.g. legal_rep_id_no")
+    aud = sub.add_parser("audit", help="the hash-chained log of privileged operations")
+    aud.add_argument("action", choices=["verify", "show"])
+    key = sub.add_parser("keys", help="pseudonymisation keys (kept outside the repository and the lake)")
+    key.add_argument("action", choices=["status", "rotate"])
+    rid = sub.add_parser("reidentify", help="stewards only: the original values behind a pseudonym (audited)")
+    rid.add_argument("dataset")
+    rid.add_argument("column")
+    rid.add_argument("pseudonym")
+    rid.add_argument("--reason", required=True)
+    gro = sub.add_parser("grade-override", help="stewards only: set a column's effective grade in a zone (audited)")
+    gro.add_argument("table", help="zone/dataset, e.g. std/amr_registration")
+    gro.add_argument("column")
+    gro.add_argument("level", choices=["L1", "L2", "L3", "L4"])
+    gro.add_argument("--reason", required=True)
+    exp = sub.add_parser("export", help="write a table as Parquet, as the given role may read it")
+    exp.add_argument("table", help="zone/name, e.g. std/tax_monthly")
+    exp.add_argument("out")
+    for p in (rid, exp, gro):
+        p.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who is asking")
+        p.add_argument("--role", default=os.environ.get("SHUCANG_ROLE", "consumer"), choices=access.ROLES)
+        p.add_argument("--department", default=os.environ.get("SHUCANG_DEPARTMENT"))
+    ex = sub.add_parser("exchange", help="data requests, shares and the exchange ledger")
+    ex.add_argument("action", choices=["status", "file", "decide", "revoke", "verify"])
+    ex.add_argument("target", nargs="?", help="a request file (file) or a request id (decide, revoke)")
+    ex.add_argument("decision", nargs="?", choices=["approved", "rejected"])
+    ex.add_argument("--reason")
+    ex.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who acts")
+    args = parser.parse_args(argv)
+    s = settings()
+    if args.command == "exchange":
+        if args.action in ("file", "decide", "revoke") and not args.target:
+            parser.error(f"exchange {args.action} needs a target")
+        if args.action == "decide" and not args.decision:
+            parser.error("exchange decide ID approved|rejected --reason …")
+        return exchange.exchange_command(s, args)
+    if args.command in ("reidentify", "export", "grade-override"):
+        return privacy.served(s, args)
+    if args.command == "audit":
+        return privacy.audit(s, args.action)
+    if args.command == "keys":
+        return privacy.keys_command(s, args.action)
+    if args.command == "demo":
+        return demo.demo(s, args.scale, fresh=not args.keep)
+    if args.command == "lineage":
+        if args.action != "flush" and not (args.dataset and args.column):
+            parser.error("lineage upstream|downstream needs DATASET and COLUMN")
+        return lineage.lineage(s, args)
+    if args.command == "summary":
+        print(report.summary(s))
+        return 0
+    instance.prepare(s.dagster_home)
+    print(s.dagster_home)
+    return 0
