@@ -1,4 +1,4 @@
 """Privacy and security: classification and grading, detectors, transforms, zone policies, keys, audit.
 
-Plain code over polars frames, free of Dagster; assets call it. Filled by the privacy issue.
+Plain code over polars frames, free of Dagster; assets call it.
 """

@@ -1,8 +1,10 @@
 """Who may read what: roles (steward, modeler, consumer of a department) by zone, from policy.yaml, and
 the privileged operations stewards alone may perform — re-identification — written to the audit log.
 
-Every place that serves or exports data reads through ``read``: the CLI export today, the sharing
-service of the exchange issue tomorrow.
+Every command that hands a lake table to a person reads through ``read`` (the CLI's ``export``). The
+sharing service does not serve lake tables: it serves only the per-request share extracts, which are built
+through the consumer's policy and the privacy gate (``exchange/shares.py``), to a bearer of that request's
+token.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ costs no budget). Known limit: floating-point Laplace sampling leaks through its
 (Mironov 2012); releases are rounded to whole units, which is the usual mitigation, not a proof.
 Budgets (ε per release name, basic composition) are kept in a JSON ledger and every spend goes to the
 audit log.
+
+Not called by the pipeline today: every published aggregate is over enterprises (organisation data), where
+k-anonymity and small-cell suppression (``privacy.gate``) apply. A model that releases counts of natural
+persons outside the warehouse must release them through ``release_counts`` with a ``Budget``.
 """
 
 from __future__ import annotations
