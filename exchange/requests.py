@@ -148,6 +148,12 @@ def _rows(spec, where: str) -> tuple[RowScope, ...]:
     return tuple(out)
 
 
+def _known(mapping: dict, known: set[str], where: str) -> None:
+    unknown = sorted(set(mapping) - known)
+    if unknown:
+        raise RequestError(f"{where}: unknown field(s) {unknown}; known are {sorted(known)}")
+
+
 def parse(doc, request_id: str, source: str = "api") -> DataRequest:
     """A request from its YAML/JSON document; RequestError says what is wrong and where."""
     where = source
@@ -157,11 +163,9 @@ def parse(doc, request_id: str, source: str = "api") -> DataRequest:
         raise RequestError(
             f"{where}: request id {request_id!r} must be lower-case letters, digits, '_' or '-' (at most 63)"
         )
-    known = {"id", "consumer", "datasets", "purpose", "legal_basis", "period"}
-    unknown = sorted(set(doc) - known)
-    if unknown:
-        raise RequestError(f"{where}: unknown field(s) {unknown}; a request has {sorted(known)}")
+    _known(doc, {"id", "consumer", "datasets", "purpose", "legal_basis", "period"}, where)
     c = _need(doc, "consumer", where, dict)
+    _known(c, {"name", "department", "kind"}, f"{where}.consumer")
     kinds = sorted(policy()["consumer_policies"])
     kind = c.get("kind", "department")
     if kind not in kinds:
@@ -175,6 +179,7 @@ def parse(doc, request_id: str, source: str = "api") -> DataRequest:
         w = f"{where}.datasets[{i}]"
         if not isinstance(a, dict):
             raise RequestError(f"{w}: each entry has 'dataset', 'columns' and optionally 'rows'")
+        _known(a, {"dataset", "columns", "rows"}, w)
         columns = _need(a, "columns", w, list)
         if not columns or not all(isinstance(x, str) and x for x in columns):
             raise RequestError(f"{w}.columns: a non-empty list of column names")
@@ -184,6 +189,7 @@ def parse(doc, request_id: str, source: str = "api") -> DataRequest:
     if len({a.dataset for a in datasets}) != len(datasets):
         raise RequestError(f"{where}.datasets: a dataset is listed twice")
     period = _need(doc, "period", where, dict)
+    _known(period, {"start", "end"}, f"{where}.period")
     start, end = _date(period.get("start"), f"{where}.period.start"), _date(period.get("end"), f"{where}.period.end")
     if end < start:
         raise RequestError(f"{where}.period: ends ({end}) before it starts ({start})")

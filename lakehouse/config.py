@@ -8,6 +8,7 @@ model does not know is an error, never silently ignored, and every error names t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,9 +30,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# pydantic names the member of a union it tried inside an error's location (``literal['keep', …]``,
+# ``dict[…]``): not a key of the file
+_UNION_MEMBER = re.compile(r"^(literal|dict|list|tuple|set|str|int|float|bool|function-[a-z]+)\[")
+
+
 def where(loc: tuple) -> str:
     """A pydantic error location as a key path: ``datasets[3].columns[0].grade``."""
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+    keys = [p for p in loc if not (isinstance(p, str) and _UNION_MEMBER.match(p))]
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in keys).lstrip(".") or "(top level)"
 
 
 def read_yaml(path: Path):
