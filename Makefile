@@ -48,8 +48,9 @@ share-server: env ## the Delta Sharing service for approved data requests, on 12
 bench: env $(MANIFEST) ## benchmark against a plain DuckDB baseline (BENCH_SCALE=100: 100k enterprises, 10M telemetry rows)
 	$(PY) -m benchmarks.run --scale $${BENCH_SCALE:-100}
 
-lint: env
+lint: env ## ruff (Python) and sqlfluff (the dbt project's SQL, dbt_project/.sqlfluff)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	cd dbt_project && $(CURDIR)/$(VENV)/bin/sqlfluff lint models tests macros
 
 clean:
 	rm -rf data data-* .dagster_home

@@ -95,7 +95,7 @@ def built(generated, tmp_path_factory, env_project):
     shutil.copytree(generated / "landing", root / "landing")
     project = _copy_project(root / "dbt_project")
     (project / "models" / "theme" / "theme_land_use.sql").write_text(NEW_MODEL_SQL, encoding="utf-8")
-    (project / "models" / "theme" / "_theme_land_use.yml").write_text(NEW_MODEL_YML, encoding="utf-8")
+    (project / "models" / "theme" / "theme_land_use.yml").write_text(NEW_MODEL_YML, encoding="utf-8")
     defs = _definitions(project)
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(root)})
     instance = dg.DagsterInstance.ephemeral()
@@ -326,10 +326,9 @@ models:
 
 def test_a_contract_violation_is_caught(built, tmp_path):
     project = _copy_project(tmp_path / "dbt_project")
-    yml = project / "models" / "topic" / "_topic.yml"
+    yml = project / "models" / "topic" / "topic_chain_completeness.yml"  # one yml per model
     text = yml.read_text(encoding="utf-8")
-    i = text.index("- name: topic_chain_completeness")
-    j = text.index("data_type: double", i)  # relations… amount_yuan is double: declare it varchar
+    j = text.index("data_type: double")  # relations… amount_yuan is double: declare it varchar
     yml.write_text(text[:j] + "data_type: varchar" + text[j + len("data_type: double") :], encoding="utf-8")
     s = built["settings"]
     env = {**os.environ, "WAREHOUSE_PATH": str(s.warehouse_path), "LAKE_ROOT": s.lake_root}

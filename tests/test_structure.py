@@ -169,3 +169,27 @@ def test_product_packages_have_no_import_cycle():
 def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_dbt_models_are_laid_out_like_jaffle_shop():
+    """One yml per model beside its SQL, declaring that model (and its unit tests) only; every model and
+    every column documented; no dbt user file committed."""
+    import yaml
+
+    models = ROOT / "dbt_project" / "models"
+    sql = sorted(models.rglob("*.sql"))
+    assert sql
+    for path in sql:
+        yml = path.with_suffix(".yml")
+        assert yml.is_file(), f"{path.relative_to(ROOT)} has no {yml.name} beside it"
+        doc = yaml.safe_load(yml.read_text(encoding="utf-8"))
+        assert [m["name"] for m in doc["models"]] == [path.stem], yml
+        assert all(t["model"] == path.stem for t in doc.get("unit_tests", [])), yml
+        model = doc["models"][0]
+        assert model.get("description"), f"{path.stem}: no description"
+        undocumented = [c["name"] for c in model.get("columns", []) if not c.get("description")]
+        assert model.get("columns") and not undocumented, f"{path.stem}: columns without a description {undocumented}"
+    others = {p.name for p in models.rglob("*.yml")} - {p.with_suffix(".yml").name for p in sql}
+    assert others <= {"_std__sources.yml", "_groups.yml"}, others
+    tracked = subprocess.run(["git", "ls-files", "dbt_project"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert ".user.yml" not in tracked

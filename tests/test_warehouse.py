@@ -1,6 +1,7 @@
 """The DuckDB warehouse and the dbt project work offline with the pinned versions."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,47 @@ def test_dbt_project_parses_offline(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert (tmp_path / "target" / "manifest.json").is_file()
+
+
+def test_seed_tests_refuse_policy_parameters_that_break_the_rules(tmp_path):
+    """The 亩均 parameters are data, tested like data: weights that do not add up to 100, bands with a gap,
+    a duplicated indicator or an unknown rule fail their dbt tests, each by name."""
+    import shutil
+
+    project = tmp_path / "dbt_project"
+    shutil.copytree(ROOT / "dbt_project", project, ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
+    seeds = project / "seeds"
+    indicators = (seeds / "mujun_indicators.csv").read_text(encoding="utf-8").splitlines()
+    indicators[1] = indicators[1].replace(",30,", ",31,")  # 规上 weights now add up to 101
+    indicators.append(indicators[2])  # an indicator listed twice
+    (seeds / "mujun_indicators.csv").write_text("\n".join(indicators) + "\n", encoding="utf-8")
+    bands = (seeds / "mujun_bands.csv").read_text(encoding="utf-8").replace(",25,70", ",26,70")  # a gap at 25–26
+    (seeds / "mujun_bands.csv").write_text(bands, encoding="utf-8")
+    params = (seeds / "mujun_parameters.csv").read_text(encoding="utf-8").replace(",benchmark,", ",guess,", 1)
+    (seeds / "mujun_parameters.csv").write_text(params, encoding="utf-8")
+    env = {**os.environ, "WAREHOUSE_PATH": str(tmp_path / "w.duckdb"), "DBT_LOG_PATH": str(tmp_path / "logs")}
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "build",
+            "--select",
+            "resource_type:seed",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    failed = set(re.findall(r"\d+ of \d+ FAIL \d+ (\S+)", done.stdout))
+    assert {
+        "mujun_weights_sum_to_100",
+        "mujun_bands_cover_0_to_100",
+        "unique_combination_mujun_indicators_county_code__year__scale_group__indicator",
+        "accepted_values_mujun_parameters_missing_emission_rule__benchmark__zero",
+    } <= failed, done.stdout[-3000:]
+    assert "mujun_one_default_parameter_set" not in failed and "mujun_indicator_ranges" not in failed

@@ -5,9 +5,9 @@
   point are kept (std values carry at most 4).
 -#}
 {% macro exact_sum(expr, scale=6) -%}
-cast(sum(cast({{ expr }} as decimal(38, {{ scale }}))) as double)
+    cast(sum(cast({{ expr }} as decimal(38, {{ scale }}))) as double)
 {%- endmacro %}
 
 {% macro exact_avg(expr, scale=6) -%}
-cast(avg(cast({{ expr }} as decimal(38, {{ scale }}))) as double)
+    cast(avg(cast({{ expr }} as decimal(38, {{ scale }}))) as double)
 {%- endmacro %}

@@ -89,7 +89,12 @@ def served(s: Settings, args) -> int:
                 f"{zone}/{name}.{args.column}: {entry['effective_grade']} → {args.level} (the catalogue applies it on its next run)"
             )
             reported = report_write(
-                s, GRADE_OVERRIDES, done["delta_version"], dataset=f"{zone}/{name}", column=args.column, level=args.level
+                s,
+                GRADE_OVERRIDES,
+                done["delta_version"],
+                dataset=f"{zone}/{name}",
+                column=args.column,
+                level=args.level,
             )
             if reported:
                 print(f"reported to Dagster as a materialisation of {GRADE_OVERRIDES.label}")

@@ -10,19 +10,61 @@ with registration as (
 ),
 
 name_candidates as (
-    select uscc, name, _source_department, _delivered_on, 1 as priority from registration
+    select
+        uscc,
+        name,
+        _source_department,
+        _delivered_on,
+        1 as priority
+    from registration
     union all
-    select uscc, taxpayer_name, _source_department, _delivered_on, 2 from {{ ref('stg_tax__monthly') }}
+    select
+        uscc,
+        taxpayer_name as name,
+        _source_department,
+        _delivered_on,
+        2 as priority
+    from {{ ref('stg_tax__monthly') }}
     union all
-    select uscc, name, _source_department, _delivered_on, 3 from {{ ref('stg_stats__annual') }}
+    select
+        uscc,
+        name,
+        _source_department,
+        _delivered_on,
+        3 as priority
+    from {{ ref('stg_stats__annual') }}
     union all
-    select uscc, account_name, _source_department, _delivered_on, 4 from {{ ref('stg_power__monthly') }}
+    select
+        uscc,
+        account_name as name,
+        _source_department,
+        _delivered_on,
+        4 as priority
+    from {{ ref('stg_power__monthly') }}
     union all
-    select uscc, holder_name, _source_department, _delivered_on, 5 from {{ ref('stg_land__parcels') }}
+    select
+        uscc,
+        holder_name as name,
+        _source_department,
+        _delivered_on,
+        5 as priority
+    from {{ ref('stg_land__parcels') }}
     union all
-    select uscc, name, _source_department, _delivered_on, 6 from {{ ref('stg_eco__emissions') }}
+    select
+        uscc,
+        name,
+        _source_department,
+        _delivered_on,
+        6 as priority
+    from {{ ref('stg_eco__emissions') }}
     union all
-    select uscc, name, _source_department, _delivered_on, 7 from {{ ref('stg_ent__production') }}
+    select
+        uscc,
+        name,
+        _source_department,
+        _delivered_on,
+        7 as priority
+    from {{ ref('stg_ent__production') }}
 ),
 
 named as (
@@ -31,19 +73,35 @@ named as (
         name,
         _source_department as name_source,
         _delivered_on as name_delivered_on,
-        row_number() over (partition by uscc order by priority, _delivered_on desc, name) as pick
+        row_number() over (partition by uscc order by priority asc, _delivered_on desc, name asc) as pick
     from name_candidates
     where uscc is not null and name is not null
 ),
 
 seen as (
-    select uscc, _source_department from name_candidates where uscc is not null
+    select
+        uscc,
+        _source_department
+    from name_candidates
+    where uscc is not null
     union
-    select uscc, _source_department from {{ ref('stg_ent__equipment') }} where uscc is not null
+    select
+        uscc,
+        _source_department
+    from {{ ref('stg_ent__equipment') }}
+    where uscc is not null
     union
-    select supplier_uscc, _source_department from {{ ref('stg_ent__supply_orders') }} where supplier_uscc is not null
+    select
+        supplier_uscc,
+        _source_department
+    from {{ ref('stg_ent__supply_orders') }}
+    where supplier_uscc is not null
     union
-    select buyer_uscc, _source_department from {{ ref('stg_ent__supply_orders') }} where buyer_uscc is not null
+    select
+        buyer_uscc,
+        _source_department
+    from {{ ref('stg_ent__supply_orders') }}
+    where buyer_uscc is not null
 ),
 
 seen_by as (
@@ -56,7 +114,11 @@ seen_by as (
 ),
 
 above_scale as (
-    select uscc, max(_delivered_on) as delivered_on from {{ ref('stg_stats__annual') }} group by uscc
+    select
+        uscc,
+        max(_delivered_on) as delivered_on
+    from {{ ref('stg_stats__annual') }}
+    group by uscc
 )
 
 select
@@ -82,6 +144,6 @@ select
     s.source_departments,
     s.source_count
 from seen_by as s
-left join named as n on n.uscc = s.uscc and n.pick = 1
-left join registration as r on r.uscc = s.uscc
-left join above_scale as a on a.uscc = s.uscc
+left join named as n on s.uscc = n.uscc and n.pick = 1
+left join registration as r on s.uscc = r.uscc
+left join above_scale as a on s.uscc = a.uscc

@@ -13,7 +13,11 @@ with power as (
 ),
 
 stats as (
-    select uscc, year, energy_tce from {{ ref('stg_stats__annual') }}
+    select
+        uscc,
+        year,
+        energy_tce
+    from {{ ref('stg_stats__annual') }}
 ),
 
 eco as (
@@ -26,11 +30,20 @@ eco as (
 ),
 
 keys as (
-    select uscc, year from power
+    select
+        uscc,
+        year
+    from power
     union
-    select uscc, year from stats
+    select
+        uscc,
+        year
+    from stats
     union
-    select uscc, year from eco
+    select
+        uscc,
+        year
+    from eco
 )
 
 select
@@ -43,6 +56,6 @@ select
     e.emission_eq_t,
     e.permit_no is not null as has_emission_report
 from keys as k
-left join power as p on p.uscc = k.uscc and p.year = k.year
-left join stats as s on s.uscc = k.uscc and s.year = k.year
-left join eco as e on e.uscc = k.uscc and e.year = k.year
+left join power as p on k.uscc = p.uscc and k.year = p.year
+left join stats as s on k.uscc = s.uscc and k.year = s.year
+left join eco as e on k.uscc = e.uscc and k.year = e.year

@@ -31,25 +31,37 @@ land as (
 ),
 
 devices as (
-    select e.uscc, count(*) as devices, {{ exact_sum('e.rated_power_kw') }} as rated_power_kw
+    select
+        e.uscc,
+        count(*) as devices,
+        {{ exact_sum('e.rated_power_kw') }} as rated_power_kw
     from {{ ref('stg_ent__equipment') }} as e
     group by e.uscc
 ),
 
 utilisation as (
-    select uscc, {{ exact_avg('oee') }} as mean_oee, {{ exact_avg('availability') }} as mean_availability
+    select
+        uscc,
+        {{ exact_avg('oee') }} as mean_oee,
+        {{ exact_avg('availability') }} as mean_availability
     from {{ ref('theme_equipment_utilisation') }}
     group by uscc
 ),
 
 supplies as (
-    select supplier_uscc as uscc, count(*) as buyers, {{ exact_sum('amount_yuan') }} as sales_yuan
+    select
+        supplier_uscc as uscc,
+        count(*) as buyers,
+        {{ exact_sum('amount_yuan') }} as sales_yuan
     from {{ ref('theme_supply_relations') }}
     group by supplier_uscc
 ),
 
 buys as (
-    select buyer_uscc as uscc, count(*) as suppliers, {{ exact_sum('amount_yuan') }} as purchases_yuan
+    select
+        buyer_uscc as uscc,
+        count(*) as suppliers,
+        {{ exact_sum('amount_yuan') }} as purchases_yuan
     from {{ ref('theme_supply_relations') }}
     group by buyer_uscc
 )
@@ -88,11 +100,11 @@ select
     b.purchases_yuan
 from {{ ref('base_enterprise') }} as m
 cross join years as y
-left join ops as o on o.uscc = m.uscc and o.year = y.year
-left join {{ ref('stg_stats__annual') }} as s on s.uscc = m.uscc and s.year = y.year
-left join {{ ref('theme_energy_emissions_annual') }} as en on en.uscc = m.uscc and en.year = y.year
-left join land as l on l.uscc = m.uscc and l.year = y.year
-left join devices as d on d.uscc = m.uscc
-left join utilisation as u on u.uscc = m.uscc
-left join supplies as sp on sp.uscc = m.uscc
-left join buys as b on b.uscc = m.uscc
+left join ops as o on m.uscc = o.uscc and y.year = o.year
+left join {{ ref('stg_stats__annual') }} as s on m.uscc = s.uscc and y.year = s.year
+left join {{ ref('theme_energy_emissions_annual') }} as en on m.uscc = en.uscc and y.year = en.year
+left join land as l on m.uscc = l.uscc and y.year = l.year
+left join devices as d on m.uscc = d.uscc
+left join utilisation as u on m.uscc = u.uscc
+left join supplies as sp on m.uscc = sp.uscc
+left join buys as b on m.uscc = b.uscc

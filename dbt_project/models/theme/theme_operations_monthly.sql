@@ -2,29 +2,52 @@
 -- and the firm's own report of output, electricity and headcount (企业填报), per enterprise and month.
 
 with tax as (
-    select uscc, period, {{ exact_sum('revenue_yuan') }} as revenue_yuan, {{ exact_sum('tax_paid_yuan') }} as tax_paid_yuan
+    select
+        uscc,
+        period,
+        {{ exact_sum('revenue_yuan') }} as revenue_yuan,
+        {{ exact_sum('tax_paid_yuan') }} as tax_paid_yuan
     from {{ ref('stg_tax__monthly') }}
     group by uscc, period
 ),
 
 power as (
-    select uscc, period, {{ exact_sum('consumption_kwh') }} as electricity_kwh, count(*) as supply_accounts
+    select
+        uscc,
+        period,
+        {{ exact_sum('consumption_kwh') }} as electricity_kwh,
+        count(*) as supply_accounts
     from {{ ref('stg_power__monthly') }}
     where uscc is not null
     group by uscc, period
 ),
 
 production as (
-    select uscc, period, output_value_yuan, output_qty, electricity_kwh as reported_electricity_kwh, employees
+    select
+        uscc,
+        period,
+        output_value_yuan,
+        output_qty,
+        electricity_kwh as reported_electricity_kwh,
+        employees
     from {{ ref('stg_ent__production') }}
 ),
 
 keys as (
-    select uscc, period from tax
+    select
+        uscc,
+        period
+    from tax
     union
-    select uscc, period from power
+    select
+        uscc,
+        period
+    from power
     union
-    select uscc, period from production
+    select
+        uscc,
+        period
+    from production
 )
 
 select
@@ -39,6 +62,6 @@ select
     d.reported_electricity_kwh,
     d.employees
 from keys as k
-left join tax as t on t.uscc = k.uscc and t.period = k.period
-left join power as p on p.uscc = k.uscc and p.period = k.period
-left join production as d on d.uscc = k.uscc and d.period = k.period
+left join tax as t on k.uscc = t.uscc and k.period = t.period
+left join power as p on k.uscc = p.uscc and k.period = p.period
+left join production as d on k.uscc = d.uscc and k.period = d.period

@@ -31,7 +31,7 @@ per_link as (
         coalesce(o.relations, 0) > 0 as link_present
     from links as l
     left join observed as o
-        on o.supplier_industry = l.upstream_industry and o.buyer_industry = l.downstream_industry
+        on l.upstream_industry = o.supplier_industry and l.downstream_industry = o.buyer_industry
 )
 
 select

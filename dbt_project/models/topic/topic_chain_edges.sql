@@ -11,5 +11,5 @@ select
     r.first_order_on,
     r.last_order_on
 from {{ ref('theme_supply_relations') }} as r
-left join {{ ref('base_enterprise') }} as s on s.uscc = r.supplier_uscc
-left join {{ ref('base_enterprise') }} as b on b.uscc = r.buyer_uscc
+left join {{ ref('base_enterprise') }} as s on r.supplier_uscc = s.uscc
+left join {{ ref('base_enterprise') }} as b on r.buyer_uscc = b.uscc

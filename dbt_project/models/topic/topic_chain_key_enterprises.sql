@@ -3,13 +3,24 @@
 -- when its share of its industry's chain trade is at least var('chain_leader_min_share').
 
 with trade as (
-    select supplier_uscc as uscc, amount_yuan, buyer_uscc as partner from {{ ref('topic_chain_edges') }}
+    select
+        supplier_uscc as uscc,
+        amount_yuan,
+        buyer_uscc as partner
+    from {{ ref('topic_chain_edges') }}
     union all
-    select buyer_uscc, amount_yuan, supplier_uscc from {{ ref('topic_chain_edges') }}
+    select
+        buyer_uscc,
+        amount_yuan,
+        supplier_uscc
+    from {{ ref('topic_chain_edges') }}
 ),
 
 per_firm as (
-    select uscc, {{ exact_sum('amount_yuan') }} as chain_trade_yuan, count(distinct partner) as partners
+    select
+        uscc,
+        {{ exact_sum('amount_yuan') }} as chain_trade_yuan,
+        count(distinct partner) as partners
     from trade
     group by uscc
 ),
@@ -27,11 +38,11 @@ placed as (
             partition by c.chain_id, m.industry_code
         ) as double) as industry_share,
         row_number() over (
-            partition by c.chain_id, m.industry_code order by f.chain_trade_yuan desc, f.uscc
+            partition by c.chain_id, m.industry_code order by f.chain_trade_yuan desc, f.uscc asc
         ) as rank_in_industry
     from per_firm as f
-    inner join {{ ref('base_enterprise') }} as m on m.uscc = f.uscc
-    inner join {{ ref('industry_codes') }} as c on c.industry_code = m.industry_code
+    inner join {{ ref('base_enterprise') }} as m on f.uscc = m.uscc
+    inner join {{ ref('industry_codes') }} as c on m.industry_code = c.industry_code
 )
 
 select

@@ -2,7 +2,10 @@
 -- readable explanation of each indicator's contribution. Exempt firms are listed with the reason.
 
 with totals as (
-    select uscc, year, {{ exact_sum('score') }} as total_score
+    select
+        uscc,
+        year,
+        {{ exact_sum('score') }} as total_score
     from {{ ref('topic_mujun_indicator_scores') }}
     group by uscc, year
 ),
@@ -30,11 +33,11 @@ ranked as (
         i.scale_group,
         t.total_score,
         row_number() over (
-            partition by i.county_code, i.year, i.scale_group order by t.total_score desc, i.uscc
+            partition by i.county_code, i.year, i.scale_group order by t.total_score desc, i.uscc asc
         ) as rank_in_group,
         count(*) over (partition by i.county_code, i.year, i.scale_group) as group_size
     from {{ ref('topic_mujun_inputs') }} as i
-    inner join totals as t on t.uscc = i.uscc and t.year = i.year
+    inner join totals as t on i.uscc = t.uscc and i.year = t.year
 )
 
 select
@@ -54,9 +57,10 @@ select
     e.explanation,
     i.exempt_reason
 from {{ ref('topic_mujun_inputs') }} as i
-left join ranked as r on r.uscc = i.uscc and r.year = i.year
-left join explained as e on e.uscc = i.uscc and e.year = i.year
+left join ranked as r on i.uscc = r.uscc and i.year = r.year
+left join explained as e on i.uscc = e.uscc and i.year = e.year
 left join {{ ref('mujun_bands') }} as b
-    on b.county_code = r.parameter_county and b.year = r.year
-    and 100.0 * r.rank_in_group / r.group_size > b.rank_from_pct
-    and 100.0 * r.rank_in_group / r.group_size <= b.rank_to_pct
+    on
+        r.parameter_county = b.county_code and r.year = b.year
+        and 100.0 * r.rank_in_group / r.group_size > b.rank_from_pct
+        and 100.0 * r.rank_in_group / r.group_size <= b.rank_to_pct

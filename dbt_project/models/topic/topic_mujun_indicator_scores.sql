@@ -5,7 +5,8 @@
 -- with the reason in `note`. Exempt firms get no scores.
 
 with inputs as (
-    select * from {{ ref('topic_mujun_inputs') }} where exempt_reason is null
+    select * from {{ ref('topic_mujun_inputs') }}
+    where exempt_reason is null
 ),
 
 {#- indicator → how its value is computed from the inputs (units as the published formula states them) -#}
@@ -21,23 +22,35 @@ with inputs as (
 
 values_long as (
     {%- for indicator, formula in formulas.items() %}
-    select
-        uscc, year, parameter_county, scale_group, missing_emission_rule,
-        '{{ indicator }}' as indicator,
-        {{ formula }} as value
-    from inputs
-    {%- if not loop.last %}
-    union all
-    {%- endif %}
+        select
+            uscc,
+            year,
+            parameter_county,
+            scale_group,
+            missing_emission_rule,
+            '{{ indicator }}' as indicator,
+            {{ formula }} as value
+        from inputs
+        {%- if not loop.last %}
+            union all
+        {%- endif %}
     {%- endfor %}
 ),
 
 params as (
     select
-        i.county_code, i.year, i.scale_group, i.ord, i.indicator, i.name_zh, i.unit, i.weight, i.benchmark,
+        i.county_code,
+        i.year,
+        i.scale_group,
+        i.ord,
+        i.indicator,
+        i.name_zh,
+        i.unit,
+        i.weight,
+        i.benchmark,
         p.max_ratio
     from {{ ref('mujun_indicators') }} as i
-    inner join {{ ref('mujun_parameters') }} as p on p.county_code = i.county_code and p.year = i.year
+    inner join {{ ref('mujun_parameters') }} as p on i.county_code = p.county_code and i.year = p.year
 ),
 
 scored as (
@@ -67,8 +80,9 @@ scored as (
         end as note
     from values_long as v
     inner join params as p
-        on p.county_code = v.parameter_county and p.year = v.year
-        and p.scale_group = v.scale_group and p.indicator = v.indicator
+        on
+            v.parameter_county = p.county_code and v.year = p.year
+            and v.scale_group = p.scale_group and v.indicator = p.indicator
 )
 
 select

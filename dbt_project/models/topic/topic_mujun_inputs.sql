@@ -19,8 +19,8 @@ applicable as (
         coalesce(own.new_enterprise_years, dflt.new_enterprise_years) as new_enterprise_years,
         coalesce(own.min_months_electricity, dflt.min_months_electricity) as min_months_electricity
     from profile as p
-    left join params as own on own.county_code = p.region_code and own.year = p.year
-    left join params as dflt on dflt.is_default and dflt.year = p.year
+    left join params as own on p.region_code = own.county_code and p.year = own.year
+    left join params as dflt on dflt.is_default and p.year = dflt.year
     where coalesce(own.county_code, dflt.county_code) is not null
 )
 
@@ -52,6 +52,6 @@ select
         when coalesce(p.land_mu, 0) <= 0 then '无用地数据，不能评价'
     end as exempt_reason
 from profile as p
-inner join applicable as a on a.uscc = p.uscc and a.year = p.year
+inner join applicable as a on p.uscc = a.uscc and p.year = a.year
 left join {{ ref('mujun_exempt_industries') }} as x
-    on x.county_code = a.parameter_county and x.year = p.year and x.industry_code = p.industry_code
+    on a.parameter_county = x.county_code and p.year = x.year and p.industry_code = x.industry_code

@@ -22,8 +22,8 @@ monthly as (
         p.employees as prev_employees,
         o.prev_period
     from ops as o
-    left join {{ ref('theme_operations_monthly') }} as p on p.uscc = o.uscc and p.period = o.prev_period
-    left join {{ ref('base_enterprise') }} as m on m.uscc = o.uscc
+    left join {{ ref('theme_operations_monthly') }} as p on o.uscc = p.uscc and o.prev_period = p.period
+    left join {{ ref('base_enterprise') }} as m on o.uscc = m.uscc
 )
 
 select

@@ -11,5 +11,5 @@ select
     count(*) filter (where f.flag_output_drop) as enterprises_output_drop,
     count(*) filter (where f.flag_employment_drop) as enterprises_employment_drop
 from {{ ref('topic_operation_monitoring') }} as f
-left join {{ ref('industry_codes') }} as c on c.industry_code = f.industry_code
+left join {{ ref('industry_codes') }} as c on f.industry_code = c.industry_code
 group by f.industry_code, c.name_zh, f.period
