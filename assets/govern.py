@@ -31,15 +31,7 @@ def reconciliation(context: dg.AssetExecutionContext, lake: LakeResource):
     """对账：同一事实在两个部门的数据之间比对（税务与统计的年度营业收入；电力抄表与企业填报的月度用电量），
     超出容差的差异同时标记给两个部门。Cross-source reconciliation with configured tolerances
     (`quality/reconcile.yaml`); mismatches go to both departments' problem lists."""
-    the_lake = lake.lake()
-    read = lambda name: the_lake.read("std", name)  # noqa: E731
-    result = pl.concat(
-        [
-            reconcile.tax_vs_stats_revenue(read("tax_monthly"), read("stats_annual")),
-            reconcile.power_vs_production_electricity(read("power_monthly"), read("ent_production")),
-        ]
-    )
-    version = the_lake.overwrite("quality", "reconciliation", result.to_arrow())
+    result, version = reconcile.reconcile_lake(lake.lake())
     counts = result.group_by("check_id", "status").len().sort("check_id", "status")
     yield dg.MaterializeResult(
         metadata={

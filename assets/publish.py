@@ -16,7 +16,7 @@ from exchange import publication
 from exchange.publication import Model, check_gates
 from lakehouse.tables import CHANGES
 from orchestration.dbt.assets import FAILED_TESTS, GRADES, SOURCE_VERSIONS
-from orchestration.dbt.project import Translator, column_meta, is_public, manifest, model_meta, project
+from orchestration.dbt.project import Translator, column_meta, is_public, manifest, model_key, model_meta, project
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 
 
@@ -33,15 +33,15 @@ def _markdown(diff: pl.DataFrame, limit: int = 50) -> str:
     return "\n".join(lines)
 
 
-def _publish_asset(props: dict, translator: Translator) -> dg.AssetsDefinition:
+def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> dg.AssetsDefinition:
     name = props["name"]
-    model_key = translator.get_asset_key(props)
+    model_asset = translator.get_asset_key(props)
     key = publish_key(name)
     meta = model_meta(props)
     declared = props.get("columns", {})
     model = Model(
         name=name,
-        key=list(meta.get("key") or []),
+        key=model_key(the_manifest, props),
         columns=list(declared),
         quasi=[c for c in declared if column_meta(props, c).get("role") == "quasi"],
         classification={c: column_meta(props, c).get("classification") for c in declared},
@@ -63,7 +63,7 @@ def _publish_asset(props: dict, translator: Translator) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        deps=[model_key],
+        deps=[model_asset],
         description=f"**{meta.get('name_zh', name)}** ({meta.get('name_en', '')}) — 共享库 publish zone: "
         f"`{name}` as a versioned Delta table, published only when its quality and privacy gates pass.",
         group_name="publish",
@@ -89,9 +89,9 @@ def _publish_asset(props: dict, translator: Translator) -> dg.AssetsDefinition:
         ],
     )
     def publish(context: dg.AssetExecutionContext, lake: LakeResource, warehouse: WarehouseResource):
-        event = context.instance.get_latest_materialization_event(model_key)
+        event = context.instance.get_latest_materialization_event(model_asset)
         if event is None:
-            raise dg.Failure(f"{model_key.to_user_string()} has never been built; nothing to publish")
+            raise dg.Failure(f"{model_asset.to_user_string()} has never been built; nothing to publish")
         built = event.asset_materialization.metadata
         grades = built[GRADES].value if GRADES in built else {}
         failed = built[FAILED_TESTS].value if FAILED_TESTS in built else []
@@ -153,7 +153,7 @@ def _publish_asset(props: dict, translator: Translator) -> dg.AssetsDefinition:
                 "content_sha256": done.content_sha256,
                 SOURCE_VERSIONS: versions,
                 "dagster/column_lineage": dg.TableColumnLineage(
-                    deps_by_column={c: [dg.TableColumnDep(asset_key=model_key, column_name=c)] for c in frame.columns}
+                    deps_by_column={c: [dg.TableColumnDep(asset_key=model_asset, column_name=c)] for c in frame.columns}
                 ),
                 GRADES: grades,
                 **extra,
@@ -166,4 +166,4 @@ def _publish_asset(props: dict, translator: Translator) -> dg.AssetsDefinition:
 def build() -> list[dg.AssetsDefinition]:
     translator = Translator()
     the_manifest = manifest(project())
-    return [_publish_asset(p, translator) for p in the_manifest["nodes"].values() if is_public(p)]
+    return [_publish_asset(p, the_manifest, translator) for p in the_manifest["nodes"].values() if is_public(p)]

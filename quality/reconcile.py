@@ -10,6 +10,7 @@ from pydantic import Field
 
 from lakehouse import config as configfile
 from lakehouse.config import Strict
+from lakehouse.lake import Lake
 
 CONFIG = Path(__file__).with_name("reconcile.yaml")
 SCHEMA = {
@@ -85,3 +86,16 @@ def power_vs_production_electricity(power: pl.DataFrame, production: pl.DataFram
         left.join(right, on=["uscc", "period"]),
         pl.col("metered") == pl.col("accounts"),
     )
+
+
+def reconcile_lake(lake: Lake) -> tuple[pl.DataFrame, int]:
+    """Every configured check over the current std tables, written to ``quality/reconciliation``; returns
+    the comparisons and the table's version."""
+    read = lambda name: lake.read("std", name)  # noqa: E731
+    result = pl.concat(
+        [
+            tax_vs_stats_revenue(read("tax_monthly"), read("stats_annual")),
+            power_vs_production_electricity(read("power_monthly"), read("ent_production")),
+        ]
+    )
+    return result, lake.overwrite("quality", "reconciliation", result.to_arrow())

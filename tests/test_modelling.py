@@ -44,7 +44,7 @@ models:
       access: public
       contract: {enforced: true}
       meta: {name_zh: 企业用地, name_en: Land use, update_cycle: 每年, share_type: 有条件共享,
-             open_type: 不予开放, owner: "team:modelers", key: [uscc]}
+             open_type: 不予开放, owner: "team:modelers"}
     columns:
       - name: uscc
         data_type: varchar
@@ -278,16 +278,25 @@ def test_failing_gates_keep_models_unpublished(built, tmp_path):
         "select region_code, industry_code, count(*) as enterprises from {{ ref('base_enterprise') }} group by all\n",
         encoding="utf-8",
     )
-    (models / "_bad.yml").write_text(
+    (models / "topic_bad_grade.yml").write_text(
         """version: 2
 models:
   - name: topic_bad_grade
-    config: {access: public, meta: {name_zh: 坏, key: [uscc]}}
+    config: {access: public, meta: {name_zh: 坏}}
     columns:
-      - {name: uscc, meta: {classification: organisation.identity, role: none}}
+      - {name: uscc, meta: {classification: organisation.identity, role: none}, data_tests: [unique]}
       - {name: tax_paid_yuan, meta: {classification: organisation.finance, role: sensitive, grade: L3}}
+""",
+        encoding="utf-8",
+    )
+    (models / "topic_bad_k.yml").write_text(
+        """version: 2
+models:
   - name: topic_bad_k
-    config: {access: public, meta: {name_zh: 坏k, key: [region_code, industry_code]}}
+    config: {access: public, meta: {name_zh: 坏k}}
+    data_tests:
+      - unique_combination:
+          arguments: {columns: [region_code, industry_code]}
     columns:
       - {name: region_code, meta: {classification: organisation.location, role: quasi}}
       - {name: industry_code, meta: {classification: organisation.registration, role: quasi}}

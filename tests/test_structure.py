@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("orchestration", "assets", "quality", "privacy", "sensors", "exchange", "sourcegen", "benchmarks", "lake")
 # Files that configure or drive the product; tests/ is included, it must stand alone as well.
@@ -193,3 +195,20 @@ def test_dbt_models_are_laid_out_like_jaffle_shop():
     assert others <= {"_std__sources.yml", "_groups.yml"}, others
     tracked = subprocess.run(["git", "ls-files", "dbt_project"], cwd=ROOT, capture_output=True, text=True).stdout
     assert ".user.yml" not in tracked
+
+
+def test_a_public_models_key_is_declared_once_as_its_uniqueness_test():
+    import json
+
+    from orchestration.dbt.project import is_public, model_key, model_meta
+
+    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text(encoding="utf-8"))
+    public = [p for p in manifest["nodes"].values() if is_public(p)]
+    assert public
+    for props in public:
+        assert "key" not in model_meta(props), f"{props['name']}: the key is its uniqueness test, not meta"
+        key = model_key(manifest, props)
+        assert key and set(key) <= set(props["columns"]), props["name"]
+    orphan = {"unique_id": "model.shucang.none", "name": "none", "original_file_path": "models/none.sql"}
+    with pytest.raises(ValueError, match="declares no key"):
+        model_key(manifest, orphan)

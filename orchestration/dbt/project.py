@@ -97,6 +97,29 @@ def model_meta(props: Mapping[str, Any]) -> dict[str, Any]:
     return {**props.get("meta", {}), **props.get("config", {}).get("meta", {})}
 
 
+KEY_TESTS = ("unique_combination", "unique")
+
+
+def model_key(the_manifest: Mapping[str, Any], props: Mapping[str, Any]) -> list[str]:
+    """A model's business key, declared once: the columns of its ``unique_combination`` test, or the column
+    of its ``unique`` test. Publication orders and diffs by it; a public model without one is an error."""
+    found = []
+    for node in the_manifest["nodes"].values():
+        meta = node.get("test_metadata") or {}
+        if node["resource_type"] != "test" or node.get("attached_node") != props["unique_id"]:
+            continue
+        if meta.get("name") == "unique_combination":
+            found.append((0, list(meta["kwargs"]["columns"])))
+        elif meta.get("name") == "unique":
+            found.append((1, [meta["kwargs"]["column_name"]]))
+    if not found:
+        raise ValueError(
+            f"{props['original_file_path']}: model {props['name']} declares no key — give it a "
+            "unique_combination (or unique) data test; publication orders and diffs by it"
+        )
+    return min(found)[1]
+
+
 def column_meta(props: Mapping[str, Any], column: str) -> dict[str, Any]:
     c = props.get("columns", {}).get(column, {})
     return {**c.get("meta", {}), **c.get("config", {}).get("meta", {})}
