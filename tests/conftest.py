@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from sourcegen.generate import generate
 # Pseudonymisation keys and the audit log of a test session live in its own temporary folder, never in
 # the developer's ~/.config (each process of pytest-xdist gets its own, which is what a fresh machine sees).
 _KEYS = Path(tempfile.mkdtemp(prefix="shucang-test-keys-"))
+atexit.register(shutil.rmtree, _KEYS, ignore_errors=True)
 os.environ.setdefault("SHUCANG_KEY_FILE", str(_KEYS / "pseudonym_keys.json"))
 os.environ.setdefault("SHUCANG_AUDIT_LOG", str(_KEYS / "privileged.jsonl"))  # for tests on default settings
 
