@@ -158,7 +158,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         metadata={
             "dagster/column_schema": _std_schema(reg, ds),
             "dagster/table_name": f"std.{ds.id}",
-            "rule_catalogue": f"quality/rules/{ds.id}.yaml",
+            "rule_book": f"quality/rules/{ds.id}.yaml",
         },
         check_specs=specs,
     )

@@ -71,7 +71,7 @@ def _table(rows: int) -> pl.DataFrame:
 def main(data: Path, rows: int) -> dict:
     from exchange.requests import parse
     from exchange.service import Exchange
-    from lakehouse.lake import Lake
+    from lakehouse.lake import CATALOGUE_EXPORT, Lake
 
     for old in ("sharing-lake", "sharing-exchange"):
         shutil.rmtree(data / old, ignore_errors=True)
@@ -98,9 +98,7 @@ def main(data: Path, rows: int) -> dict:
             }
         ]
     }
-    path = Path(lake.uri("catalogue", "catalogue.json"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(catalogue), encoding="utf-8")
+    lake.write_bytes("catalogue", CATALOGUE_EXPORT, json.dumps(catalogue).encode("utf-8"))
     port = free_port()
     ex = Exchange(lake, data / "sharing-exchange", endpoint=f"http://127.0.0.1:{port}/delta-sharing")
     today = dt.date.today()

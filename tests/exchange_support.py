@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from exchange.service import Exchange
-from lakehouse.lake import Lake
+from lakehouse.lake import CATALOGUE_EXPORT, Lake
 
 REGIONS = ["331002", "331003", "331004", "331081", "331082", "331083"]
 INDUSTRIES = ["3525", "2927", "2929"]
@@ -66,9 +66,7 @@ def catalogue_entry(name: str, lake: Lake, share_type: str = "有条件共享", 
 
 
 def write_catalogue(lake: Lake, entries: list[dict]) -> None:
-    path = Path(lake.uri("catalogue", "catalogue.json"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"datasets": entries}, ensure_ascii=False), encoding="utf-8")
+    lake.write_bytes("catalogue", CATALOGUE_EXPORT, json.dumps({"datasets": entries}, ensure_ascii=False).encode())
 
 
 def published_lake(root: Path, n: int = 600) -> Exchange:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 
 from exchange.ledger import Ledger
+from lakehouse.lake import CATALOGUE_EXPORT
 from lakehouse.tables import COLLECT_LOG, DUPLICATES, FINDINGS
 from orchestration.settings import Settings
 from privacy.audit import AuditLog
@@ -51,7 +52,7 @@ def summary(s: Settings) -> str:
     out += [
         "",
         f"  lake:       {s.lake_root}",
-        f"  catalogue:  {s.lake_root}/catalogue/catalogue.json",
+        f"  catalogue:  {s.lake().uri('catalogue', CATALOGUE_EXPORT)}",
         f"  landing:    {s.landing_root}",
         "  Dagster UI: make ui  →  http://127.0.0.1:3000",
         "",
