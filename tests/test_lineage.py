@@ -240,3 +240,34 @@ def test_lineage_in_the_catalogue_zone_is_readable_without_dagster(full_run):
     assert len(files) == 1
     frame = pl.read_ndjson(files[0], infer_schema_length=None)
     assert set(frame["eventType"]) == {"START", "COMPLETE"}
+
+
+def test_the_run_status_sensor_emits_with_its_code_locations_asset_graph(workdir, monkeypatch):
+    """The daemon's path: the sensor takes the asset graph from its own code location (no import of the
+    definitions module), and writes the run's events under the lake."""
+    from orchestration.lineage import sensors
+
+    monkeypatch.setenv("SHUCANG_ENV", "ci")
+    monkeypatch.setenv("SHUCANG_DATA_DIR", str(workdir))
+    s = settings()
+    instance = dg.DagsterInstance.ephemeral()
+    collect_reg = next(a for a in _collection_assets() if a.key == RAW_REG)
+    result = dg.materialize([collect_reg], resources=resources(s), instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+    success = next(
+        entry.dagster_event
+        for entry in instance.all_logs(result.run_id)
+        if entry.dagster_event and entry.dagster_event.event_type_value in ("PIPELINE_SUCCESS", "RUN_SUCCESS")
+    )
+    repository = dg.Definitions(
+        assets=[*assets.defs.landing_specs, collect_reg], resources=resources(s)
+    ).get_repository_def()
+    context = dg.build_run_status_sensor_context(
+        "lineage_on_success", success, instance, run, repository_def=repository
+    )
+    sensors._emit(context)
+    events = [e for e in LakeFileTransport(s.lake()).read_all() if e["run"]["facets"].get("parent")]
+    assert {e["job"]["name"] for e in events} == {"raw.amr_registration"}
+    done = next(e for e in events if e["eventType"] == "COMPLETE")
+    assert [i["name"] for i in done["inputs"]] == ["amr/registration"]  # the landing folder, from the graph
+    assert "OpenLineage events" in instance.get_run_by_id(result.run_id).tags[RUN_TAG]
