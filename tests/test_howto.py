@@ -18,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HOWTO = ROOT / "docs" / "howto.md"
+USCC = "91331003MA2AAAAA7K"  # a valid code (GB 32100 check character)
 
 
 def project_copy(dest: Path) -> Path:
@@ -56,6 +57,35 @@ def raw_rows(ds, values):
                 _ingested_at=[_dt.datetime(2024, 3, 1, tzinfo=_dt.UTC)] * n, _period=[None] * n)
     return pl.from_arrow(_pa.Table.from_pydict(data, schema=raw_table_schema(ds)))
 """
+
+
+def conform_tax_rows(copy: Path, rule_id: str, **values: list[str]) -> dict:
+    """Two tax filings (the given column values over valid defaults) conformed by the copy's std code; what
+    rule ``rule_id`` found, and the totals."""
+    defaults = dict(
+        uscc=[USCC, USCC],
+        period=["2024-01", "2024-02"],
+        filing_type=["正常", "正常"],
+        amount_unit=["元", "元"],
+        revenue=["1", "1"],
+        tax_paid=["1", "1"],
+    )
+    script = f"""
+        import json
+        import polars as pl
+        from lakehouse.registry import registry
+        from quality.conform import conform
+        from quality.rulebook import rules_for
+        RAW_ROWS
+
+        ds = registry().dataset("tax_monthly")
+        raw = raw_rows(ds, {json.dumps({**defaults, **values}, ensure_ascii=False)})
+        out = conform(ds, rules_for(ds.id), raw, {{"amr_registration.uscc": pl.Series(["{USCC}"])}}, whole=True)
+        hit = out.findings.filter(pl.col("rule_id") == "{rule_id}")
+        print(json.dumps({{"rows": hit["row_number"].to_list(), "action": hit["action"].to_list(),
+                          "rows_out": out.rows_out, "quarantined": out.quarantined}}))
+        """
+    return run_in(copy, script)
 
 
 def edit(copy: Path, rel: str, old: str, new: str) -> None:
@@ -133,9 +163,7 @@ def test_add_a_source(tmp_path):
     landing = copy / "data" / "landing" / "eco" / "permits"
     landing.mkdir(parents=True)
     (landing / "permits-2024-01.csv").write_text(
-        "许可证编号,统一社会信用代码,发证日期\n"
-        "91331003MA2AAAAA7K001P,91331003MA2AAAAA7K,2023-05-01\n"
-        ",91331003MA2AAAAA7K,2023-06-01\n",
+        f"许可证编号,统一社会信用代码,发证日期\n{USCC}001P,{USCC},2023-05-01\n,{USCC},2023-06-01\n",
         encoding="utf-8",
     )
     answer = run_in(
@@ -177,29 +205,8 @@ def test_add_a_rule_of_an_existing_kind(tmp_path):
     )
     edit(copy, "quality/rules/tax_monthly.yaml", "batch:\n", rule + "batch:\n")
     assert _matches(touched(copy), recipe_files("Add a rule of an existing kind"))
-    answer = run_in(
-        copy,
-        """
-        import json
-        import polars as pl
-        from lakehouse.registry import registry
-        from quality.conform import conform
-        from quality.rulebook import rules_for
-        RAW_ROWS
-
-        ds = registry().dataset("tax_monthly")
-        rows = dict(uscc=["91331003MA2AAAAA7K", "91331003MA2AAAAA7K"],
-                    period=["2024-01", "2024-02"], filing_type=["正常", "正常"], amount_unit=["元", "元"],
-                    revenue=["1000", "1000"], tax_paid=["200000000", "100"])
-        raw = raw_rows(ds, rows)
-        registered = {"amr_registration.uscc": pl.Series(["91331003MA2AAAAA7K"])}
-        out = conform(ds, rules_for(ds.id), raw, registered, whole=True)
-        flagged = out.findings.filter(pl.col("rule_id") == "tax_paid_plausible")
-        print(json.dumps({"flagged": flagged["row_number"].to_list(), "action": flagged["action"].to_list(),
-                          "rows_out": out.rows_out}))
-        """,
-    )
-    assert answer == {"flagged": [1], "action": ["flagged"], "rows_out": 2}  # WARN: flagged, kept
+    answer = conform_tax_rows(copy, "tax_paid_plausible", revenue=["1000", "1000"], tax_paid=["200000000", "100"])
+    assert (answer["rows"], answer["action"], answer["rows_out"]) == ([1], ["flagged"], 2)  # WARN: flagged, kept
 
 
 def test_add_a_new_check_kind(tmp_path):
@@ -223,28 +230,8 @@ def test_add_a_new_check_kind(tmp_path):
     )
     edit(copy, "quality/rules/tax_monthly.yaml", "batch:\n", rule + "batch:\n")
     assert _matches(touched(copy), recipe_files("Add a new check kind"))
-    answer = run_in(
-        copy,
-        """
-        import json
-        import polars as pl
-        from lakehouse.registry import registry
-        from quality.conform import conform
-        from quality.rulebook import rules_for
-        RAW_ROWS
-
-        ds = registry().dataset("tax_monthly")
-        rows = dict(uscc=["91331003MA2AAAAA7K", "91331003MA2AAAAA7K"], period=["2024-01", "2024-02"],
-                    taxpayer_name=["短名", "一个名字非常非常长的塑料制品有限公司"], filing_type=["正常", "正常"],
-                    amount_unit=["元", "元"], revenue=["1", "1"], tax_paid=["1", "1"])
-        raw = raw_rows(ds, rows)
-        registered = {"amr_registration.uscc": pl.Series(["91331003MA2AAAAA7K"])}
-        out = conform(ds, rules_for(ds.id), raw, registered, whole=True)
-        hit = out.findings.filter(pl.col("rule_id") == "name_length")
-        print(json.dumps({"rows": hit["row_number"].to_list(), "quarantined": out.quarantined}))
-        """,
-    )
-    assert answer == {"rows": [2], "quarantined": 1}
+    answer = conform_tax_rows(copy, "name_length", taxpayer_name=["短名", "一个名字非常非常长的塑料制品有限公司"])
+    assert (answer["rows"], answer["quarantined"]) == ([2], 1)
 
 
 def test_change_what_std_does_to_a_columns_identifiers(tmp_path):
