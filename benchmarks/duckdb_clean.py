@@ -168,10 +168,11 @@ def clean_dataset(con: duckdb.DuckDBPyConnection, lake: Path, out: Path, ds) -> 
     errors = " OR ".join(f"__fail_{r.id}" for r in rules.rules if r.severity == "ERROR") or "FALSE"
     latest = ", ".join(LATEST)
     txt_cols = ", ".join(f"__txt_{c}" for c in source)
-    latest_desc = ", ".join(f"{c} DESC" for c in LATEST)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE flagged AS
-        WITH exact AS (SELECT * FROM raw_arrow QUALIFY row_number() OVER (PARTITION BY {cols} ORDER BY {latest}) = 1),
+        WITH ordered AS (SELECT *, row_number() OVER (ORDER BY {latest}) AS __order FROM raw_arrow),
+        exact AS (SELECT * EXCLUDE (__order), max(__order) OVER (PARTITION BY {cols}) AS __latest FROM ordered
+                  QUALIFY row_number() OVER (PARTITION BY {cols} ORDER BY __order) = 1),
         cleaned AS (SELECT *, {txt} FROM exact),
         standard AS (SELECT * EXCLUDE ({cols}), {raws}, {typed} FROM cleaned)
         SELECT * EXCLUDE ({txt_cols}), {flags} FROM standard
@@ -188,7 +189,7 @@ def clean_dataset(con: duckdb.DuckDBPyConnection, lake: Path, out: Path, ds) -> 
     key = ", ".join(f'"{k}"' for k in rules.key)
     con.execute(f"""
         COPY (SELECT {keep} FROM flagged WHERE NOT ({errors})
-              QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {latest_desc}) = 1)
+              QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY __latest DESC) = 1)
         TO '{out}/std_{ds.id}.parquet' (FORMAT parquet)
     """)
     (rows_in,) = con.execute("SELECT count(*) FROM raw_arrow").fetchall()[0]

@@ -1,8 +1,9 @@
 """raw → std for one dataset: standardise, de-duplicate, validate, and account for every row.
 
-Order: exact duplicates (identical delivered values) merge first, keeping the first delivered; row rules
-then quarantine (ERROR) or flag (WARN) rows; among the rows that pass, business-key duplicates merge
-with the latest delivery winning (corrections over originals). Conservation:
+Order: exact duplicates (identical delivered values) merge first, keeping the first delivered row but
+taking the place of the latest delivery of those values; row rules then quarantine (ERROR) or flag (WARN)
+rows; among the rows that pass, business-key duplicates merge with the latest delivery winning
+(corrections over originals — and a second correction back to the original value over the first). Conservation:
 rows in = rows in std + rows quarantined + duplicates merged.
 """
 
@@ -169,9 +170,11 @@ def conform(
         raise ValueError(f"{ds.id}: referential rules need the std values of {missing}; materialise those first")
     source = [c.name for c in ds.columns]
     rows_in = raw.height
-    # 1. exact duplicates: the same delivered values again (wherever delivered); the first stays
+    # 1. exact duplicates: the same delivered values again (wherever delivered); the first stays, placed
+    # where the latest delivery of those values is, so that it wins over what was delivered in between
     ordered = raw.sort(LATEST).with_row_index("__order")
-    deduped = ordered.unique(subset=source, keep="first", maintain_order=True)
+    latest = pl.col("__order").max().over(source) if ordered.height else pl.col("__order")
+    deduped = ordered.with_columns(latest.alias("__latest")).unique(subset=source, keep="first", maintain_order=True)
     exact = rows_in - deduped.height
     merged_exact = ordered.join(deduped.select("__order"), on="__order", how="anti")
     del ordered
@@ -194,7 +197,11 @@ def conform(
         for c in ds.columns
         if c.type in ("date", "month")
     }
-    passing = frame.filter(~pl.col("__quarantined")).select(*source, *(f.name for f in PROVENANCE), "__order")
+    passing = (
+        frame.filter(~pl.col("__quarantined"))
+        .select(*source, *(f.name for f in PROVENANCE), "__order", "__latest")
+        .sort("__latest")
+    )
     del frame
     quarantined = deduped.height - passing.height
     # 3. business-key duplicates among passing rows: the latest delivery wins
@@ -207,7 +214,7 @@ def conform(
             merged_key.select(*DUPLICATE_COLUMNS, pl.lit("superseded").alias("kind")),
         ]
     )
-    std = std.drop("__order")
+    std = std.drop("__order", "__latest")
     result = Conformed(
         std, findings, rows_in, exact, keyed, quarantined, rule_failures, duplicates=duplicates, repaired=repaired
     )
