@@ -160,10 +160,18 @@ class Lake:
         return self.table(zone, name).version()
 
     def append(
-        self, zone: str, name: str, data, partition_by: list[str] | None = None, metadata: dict[str, str] | None = None
+        self,
+        zone: str,
+        name: str,
+        data,
+        partition_by: list[str] | None = None,
+        metadata: dict[str, str] | None = None,
+        schema_mode: str | None = None,
     ) -> int:
-        """Append in one atomic commit; returns the new table version."""
-        return self._write(zone, name, data, "append", metadata, partition_by=partition_by)
+        """Append in one atomic commit; returns the new table version. ``schema_mode="merge"`` lets a table
+        gain columns (older rows read them as null)."""
+        extra = {"schema_mode": schema_mode} if schema_mode else {}
+        return self._write(zone, name, data, "append", metadata, partition_by=partition_by, **extra)
 
     def replace_where(self, zone: str, name: str, data, column: str, value: str) -> int:
         """Replace the rows where ``column = value`` (one dataset's partition), atomically."""

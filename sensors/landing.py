@@ -1,4 +1,5 @@
-"""Landing-zone scanning for sensors: cheap fingerprints (size, mtime), no file contents read.
+"""Landing-zone scanning for sensors: cheap fingerprints (size, mtime, change time, inode), no file
+contents read.
 
 The collector decides by content hash; the sensor only has to notice that something arrived that has
 not been collected yet. Its cursor holds what was in the folder at the last tick.
@@ -11,18 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets.ingest.collector import landing_files
+from assets.ingest.collector import Fingerprint, fingerprint, landing_files
 from lakehouse.registry import Dataset
-
-Fingerprint = tuple[int, int]  # (bytes, mtime_ns)
 
 
 def scan(dataset: Dataset, landing_root: Path) -> dict[str, Fingerprint]:
-    out = {}
-    for p in landing_files(dataset, landing_root):
-        st = p.stat()
-        out[p.relative_to(landing_root).as_posix()] = (st.st_size, st.st_mtime_ns)
-    return out
+    return {p.relative_to(landing_root).as_posix(): fingerprint(p.stat()) for p in landing_files(dataset, landing_root)}
 
 
 @dataclass(frozen=True)
@@ -43,7 +38,7 @@ class Arrivals:
 def arrivals(
     previous_cursor: str | None,
     current: dict[str, Fingerprint],
-    collected: set[tuple[str, int, int]] = frozenset(),
+    collected: set[tuple] = frozenset(),
 ) -> Arrivals:
     """Files that changed since the last tick, less those the collect log shows landed unchanged."""
     seen = {f: tuple(fp) for f, fp in json.loads(previous_cursor).items()} if previous_cursor else {}

@@ -9,7 +9,6 @@ import shutil
 
 import polars as pl
 import pyarrow as pa
-import pytest
 
 from assets.ingest.collector import Collector, collect_history, landed_fingerprints
 from lakehouse.lake import Lake
@@ -79,3 +78,55 @@ def test_a_second_correction_back_to_the_original_value_wins():
     )
     out = conform(TAX, rules_for(TAX.id), raw, {"amr_registration.uscc": pl.Series([USCC])})
     assert out.std["revenue"].to_list() == [200.0]
+
+
+def _tax_file(rows: list[str]) -> bytes:
+    return ("\n".join([HEADER, *rows]) + "\n").encode("utf-8")
+
+
+def _row(revenue: str, kind: str = "正常") -> str:
+    f = _filing(revenue, kind)
+    return ",".join(f[c.name] for c in TAX.columns)
+
+
+def test_a_file_rewritten_in_place_with_its_size_and_mtime_restored_is_collected_again(tmp_path):
+    """cp -p / rsync -t: same name, same size, same mtime, other content. Neither the collector nor the
+    sensor may take it for the file already landed."""
+    landing, lake = tmp_path / "landing", Lake(str(tmp_path / "lake"))
+    folder = landing / TAX.landing
+    folder.mkdir(parents=True)
+    path = folder / "税务_月度申报_2024-01.csv"
+    path.write_bytes(_tax_file([_row("100")]))
+    stat = path.stat()
+    first = Collector(TAX, lake, landing, tmp_path / "rejected", "b1").run()
+    assert [o.status for o in first.outcomes] == ["landed"]
+    cursor = arrivals(None, scan(TAX, landing)).cursor  # the sensor saw the folder after that
+    assert Collector(TAX, lake, landing, tmp_path / "rejected", "b2").run().outcomes[0].status == "skipped"
+
+    corrected = _tax_file([_row("900")])  # the same number of bytes
+    assert len(corrected) == stat.st_size
+    path.write_bytes(corrected)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime restored, as cp -p does
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+    collected = landed_fingerprints(collect_history(lake, TAX.id))
+    assert arrivals(cursor, scan(TAX, landing), collected).files == ["tax/monthly/税务_月度申报_2024-01.csv"]
+    again = Collector(TAX, lake, landing, tmp_path / "rejected", "b3").run()
+    assert [o.status for o in again.outcomes] == ["landed"]
+    revenues = lake.read("raw", TAX.id).sort("_batch_id")["revenue"].to_list()
+    assert revenues == ["100", "900"]
+
+
+def test_a_copy_of_a_landed_file_is_recognised_by_its_content(tmp_path):
+    """The other way round: a file whose stat changed (copied, touched) but whose bytes did not is hashed
+    and skipped as already landed — the fingerprint only ever saves reading, never decides alone."""
+    landing, lake = tmp_path / "landing", Lake(str(tmp_path / "lake"))
+    (landing / TAX.landing).mkdir(parents=True)
+    path = landing / TAX.landing / "税务_月度申报_2024-01.csv"
+    path.write_bytes(_tax_file([_row("100")]))
+    Collector(TAX, lake, landing, tmp_path / "rejected", "b1").run()
+    copy = path.with_name("copy.tmp")
+    shutil.copy(path, copy)
+    copy.replace(path)  # a new inode and times, the same bytes
+    out = Collector(TAX, lake, landing, tmp_path / "rejected", "b2").run()
+    assert [o.status for o in out.outcomes] == ["skipped"] and lake.row_count("raw", TAX.id) == 1

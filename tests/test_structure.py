@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("orchestration", "lakehouse", "assets", "quality", "privacy", "sensors", "exchange", "sourcegen", "benchmarks")
+PACKAGES = (
+    "orchestration",
+    "lakehouse",
+    "assets",
+    "quality",
+    "privacy",
+    "sensors",
+    "exchange",
+    "sourcegen",
+    "benchmarks",
+)
 # Files that configure or drive the product; tests/ is included, it must stand alone as well.
 SOURCE_SUFFIXES = {".py", ".yaml", ".yml", ".toml", ".sql", ".sh", ".cfg", ".ini", ".json", ".md"}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ LOG_SCHEMA = pa.schema(
         ("sha256", pa.string()),
         ("bytes", pa.int64()),
         ("mtime_ns", pa.int64()),
+        ("ctime_ns", pa.int64()),
+        ("inode", pa.int64()),
         ("format", pa.string()),
         ("encoding", pa.string()),
         ("status", pa.string()),
@@ -60,6 +63,8 @@ class FileOutcome:
     sha256: str | None = None
     bytes: int = 0
     mtime_ns: int = 0
+    ctime_ns: int = 0
+    inode: int = 0
     encoding: str | None = None
     rows_read: int | None = 0
     rows_landed: int = 0
@@ -131,28 +136,36 @@ def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at:
     return frame.to_arrow().cast(pa.schema(list(batch.schema) + list(PROVENANCE))).to_batches()
 
 
+# What identifies a file on disk without reading it: size, modification time, inode change time and inode.
+# The change time cannot be set from user space: a file rewritten in place with its old size and mtime
+# restored (cp -p, rsync -t, touch -r) still gets a new ctime, so it is read and hashed again.
+FINGERPRINT = ("bytes", "mtime_ns", "ctime_ns", "inode")
+Fingerprint = tuple[int, int, int, int]
+_HISTORY = {"dataset": pl.String, "file": pl.String, "sha256": pl.String, "status": pl.String}
+
+
+def fingerprint(st: os.stat_result) -> Fingerprint:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 def collect_history(lake: Lake, dataset_id: str) -> pl.DataFrame:
-    """Every file outcome logged for a dataset (empty before its first collection)."""
-    log = lake.read(
-        COLLECT_LOG.zone, COLLECT_LOG.name, columns=["dataset", "file", "sha256", "bytes", "mtime_ns", "status"]
-    )
-    if log is None:
-        return pl.DataFrame(
-            schema={
-                "dataset": pl.String,
-                "file": pl.String,
-                "sha256": pl.String,
-                "bytes": pl.Int64,
-                "mtime_ns": pl.Int64,
-                "status": pl.String,
-            }
-        )
-    return log.filter(pl.col("dataset") == dataset_id)
+    """Every file outcome logged for a dataset (empty before its first collection). A log written before
+    the change time and inode were recorded has them null: such files are hashed again, once."""
+    schema = {**_HISTORY, **dict.fromkeys(FINGERPRINT, pl.Int64)}
+    table = lake.table(COLLECT_LOG.zone, COLLECT_LOG.name)
+    if table is None:
+        return pl.DataFrame(schema=schema)
+    present = set(table.schema().to_arrow().names)
+    log = lake.read(COLLECT_LOG.zone, COLLECT_LOG.name, columns=[c for c in schema if c in present])
+    log = log.with_columns(pl.lit(None, dtype).alias(c) for c, dtype in schema.items() if c not in present)
+    return log.filter(pl.col("dataset") == dataset_id).select(list(schema))
 
 
-def landed_fingerprints(history: pl.DataFrame) -> set[tuple[str, int, int]]:
-    """(file, bytes, mtime_ns) of files that landed: the same file unchanged need not be read again."""
-    return set(history.filter(pl.col("status") == "landed").select("file", "bytes", "mtime_ns").iter_rows())
+def landed_fingerprints(history: pl.DataFrame) -> set[tuple[str, int, int, int, int]]:
+    """(file, bytes, mtime_ns, ctime_ns, inode) of files that landed: that very file, unchanged, need not be
+    read again. Anything else is hashed, and its content hash decides."""
+    landed = history.filter(pl.col("status") == "landed").drop_nulls(list(FINGERPRINT))
+    return set(landed.select("file", *FINGERPRINT).iter_rows())
 
 
 class Collector:
@@ -189,11 +202,11 @@ class Collector:
         rejected_shas = set(history.filter(pl.col("status") == "rejected")["sha256"].to_list())
         for path in landing_files(self.dataset, self.landing_root):
             rel = path.relative_to(self.landing_root).as_posix()
-            stat = path.stat()
-            if (rel, stat.st_size, stat.st_mtime_ns) in fingerprints:
-                result.outcomes.append(FileOutcome(rel, "skipped", bytes=stat.st_size, rows_read=None))
+            fp = fingerprint(path.stat())
+            if (rel, *fp) in fingerprints:
+                result.outcomes.append(FileOutcome(rel, "skipped", bytes=fp[0], rows_read=None))
                 continue
-            outcome = FileOutcome(rel, "landed", bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+            outcome = FileOutcome(rel, "landed", **dict(zip(FINGERPRINT, fp, strict=True)))
             try:
                 s = sniff(path, text=self.dataset.format != "xlsx")
                 outcome.sha256, outcome.encoding = s.sha256, s.encoding
@@ -282,6 +295,8 @@ class Collector:
                     "sha256": o.sha256,
                     "bytes": o.bytes,
                     "mtime_ns": o.mtime_ns,
+                    "ctime_ns": o.ctime_ns,
+                    "inode": o.inode,
                     "format": self.dataset.format,
                     "encoding": o.encoding,
                     "status": o.status,
@@ -300,4 +315,6 @@ class Collector:
             ],
             schema=LOG_SCHEMA,
         )
-        return self.lake.append(COLLECT_LOG.zone, COLLECT_LOG.name, table, metadata={"batch_id": self.batch_id})
+        return self.lake.append(
+            COLLECT_LOG.zone, COLLECT_LOG.name, table, metadata={"batch_id": self.batch_id}, schema_mode="merge"
+        )
