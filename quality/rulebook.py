@@ -14,6 +14,7 @@ from pydantic import model_validator
 
 from lakehouse import config
 from lakehouse.config import ConfigError, Strict
+from lakehouse.registry import Dataset
 
 RULES_DIR = Path(__file__).with_name("rules")
 Dimension = Literal["completeness", "validity", "accuracy", "uniqueness", "consistency", "timeliness", "referential"]
@@ -121,9 +122,36 @@ def load_rules(path: Path, columns: set[str] | None = None) -> RuleSet:
     return rules
 
 
+TYPED = ("date", "month", "timestamp", "decimal", "integer")
+
+
+def with_parse_rules(rules: RuleSet, ds: Dataset) -> RuleSet:
+    """Every typed column gets a ``parsed`` rule from the registry, unless its rule book has one: a value
+    delivered but not readable as the column's type is quarantined with the delivered text, never nulled
+    silently. (A rule book may declare its own, e.g. as WARN, with its own wording.)"""
+    declared = {r.column for r in rules.rules if r.check == "parsed"}
+    implicit = [
+        RowRule(
+            id=f"{c.name}_parsed",
+            dimension="validity",
+            check="parsed",
+            column=c.name,
+            severity="ERROR",
+            zh=f"{c.description}无法识别（应为{_TYPE_ZH[c.type]}）",
+            en=f"{c.name} unreadable as {c.type}",
+        )
+        for c in ds.columns
+        if c.type in TYPED and c.name not in declared
+    ]
+    return rules.model_copy(update={"rules": [*rules.rules, *implicit]}) if implicit else rules
+
+
+_TYPE_ZH = {"date": "日期", "month": "年月", "timestamp": "时间", "decimal": "数值", "integer": "整数"}
+
+
 @functools.cache
 def rules_for(dataset_id: str) -> RuleSet:
     from lakehouse.registry import registry
 
     ds = registry().dataset(dataset_id)
-    return load_rules(RULES_DIR / f"{dataset_id}.yaml", {c.name for c in ds.columns})
+    return with_parse_rules(load_rules(RULES_DIR / f"{dataset_id}.yaml", {c.name for c in ds.columns}), ds)

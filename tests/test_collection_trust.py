@@ -130,3 +130,26 @@ def test_a_copy_of_a_landed_file_is_recognised_by_its_content(tmp_path):
     copy.replace(path)  # a new inode and times, the same bytes
     out = Collector(TAX, lake, landing, tmp_path / "rejected", "b2").run()
     assert [o.status for o in out.outcomes] == ["skipped"] and lake.row_count("raw", TAX.id) == 1
+
+
+def test_every_typed_column_of_every_dataset_refuses_an_unreadable_value_with_the_delivered_text():
+    """No typed column turns a delivered value it cannot read into a silent NULL: each has a parse rule
+    (declared in its rule book, or given from the registry), and the finding keeps the delivered text."""
+    bad = "约三十万(待核)"
+    day = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    checked = 0
+    for ds in registry().datasets:
+        rules = rules_for(ds.id)
+        refs = {f"{r.table}.{r.table_column}": pl.Series([], dtype=pl.String) for r in rules.rules if r.table}
+        for c in ds.columns:
+            if c.type not in ("date", "month", "timestamp", "decimal", "integer"):
+                continue
+            raw = raw_rows(ds, [{c.name: bad}], f"{ds.landing}/f.csv", day)
+            out = conform(ds, rules, raw, refs)
+            parse_rules = [r for r in rules.rules if r.check == "parsed" and r.column == c.name]
+            assert len(parse_rules) == 1, (ds.id, c.name)
+            found = out.findings.filter(pl.col("rule_id") == parse_rules[0].id)
+            assert found["value"].to_list() == [bad], (ds.id, c.name)
+            assert out.std.height == 0 or parse_rules[0].severity == "WARN", (ds.id, c.name)
+            checked += 1
+    assert checked >= 30
