@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.collect import raw_key
-from assets.ingest.collector import collect_history, landed_fingerprints
+from assets.ingest.collector import collect_history, landed_fingerprints, recorded_fingerprints
 from lakehouse.registry import Dataset, registry
 from orchestration.resources import LakeResource, LandingResource
 from sensors.landing import arrivals, scan
@@ -21,7 +21,10 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingResource, lake: LakeResource):
         current = scan(ds, Path(landing.landing_root))
-        collected = landed_fingerprints(collect_history(lake.lake(), ds.id)) if current else set()
+        history = collect_history(lake.lake(), ds.id) if current else None
+        collected = set()
+        if history is not None:  # landed, or recorded as ignored: nothing more a run would do with them
+            collected = landed_fingerprints(history) | {(f, *fp) for f, _, *fp in recorded_fingerprints(history)}
         found = arrivals(context.cursor, current, collected)
         if not found.files:
             context.update_cursor(found.cursor)

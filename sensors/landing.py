@@ -12,12 +12,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from assets.ingest.collector import Fingerprint, fingerprint, landing_files
+from assets.ingest.collector import Fingerprint, fingerprint
+from assets.ingest.landing import entries
 from lakehouse.registry import Dataset
 
 
 def scan(dataset: Dataset, landing_root: Path) -> dict[str, Fingerprint]:
-    return {p.relative_to(landing_root).as_posix(): fingerprint(p.stat()) for p in landing_files(dataset, landing_root)}
+    """Every entry of the landing folder a collection run would record — files to collect, links to refuse,
+    files to ignore with a reason — but not uploads still in progress (they count once renamed)."""
+    return {e.name: fingerprint(e.lstat()) for e in entries(dataset, landing_root) if e.disposition != "wait"}
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
-from assets.ingest.collector import Collector, collect_history, landed_fingerprints
+from assets.ingest.collector import Collector, collect_history, landed_fingerprints, recorded_fingerprints
 from lakehouse.lake import Lake
 from lakehouse.provenance import raw_table_schema
 from lakehouse.registry import registry
@@ -153,3 +154,88 @@ def test_every_typed_column_of_every_dataset_refuses_an_unreadable_value_with_th
             assert out.std.height == 0 or parse_rules[0].severity == "WARN", (ds.id, c.name)
             checked += 1
     assert checked >= 30
+
+
+def _folder(tmp_path):
+    landing = tmp_path / "landing"
+    (landing / TAX.landing).mkdir(parents=True)
+    return landing, landing / TAX.landing, Lake(str(tmp_path / "lake"))
+
+
+def _log(lake) -> pl.DataFrame:
+    return lake.read("ops", "collect_log").sort("file")
+
+
+def test_a_link_is_never_followed_and_nothing_of_its_target_leaks(tmp_path):
+    landing, folder, lake = _folder(tmp_path)
+    secret = tmp_path / "secret.csv"
+    secret.write_text(HEADER + "\n" + "TOPSECRET-330102199001011234," * 8 + "\n", encoding="utf-8")
+    (folder / "税务_月度申报_2024-01.csv").symlink_to(secret)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "税务_月度申报_2024-02.csv").write_bytes(_tax_file([_row("100")]))
+    (folder / "more").symlink_to(outside, target_is_directory=True)
+    result = Collector(TAX, lake, landing, tmp_path / "rejected", "b1").run()
+    assert sorted((o.file, o.status) for o in result.outcomes) == [
+        ("tax/monthly/more", "rejected"),
+        ("tax/monthly/税务_月度申报_2024-01.csv", "rejected"),
+    ]
+    assert lake.table("raw", TAX.id) is None or lake.row_count("raw", TAX.id) == 0
+    log = _log(lake)
+    assert set(log["reason_code"]) == {"symlink"} and log["sha256"].is_null().all()
+    recorded = log.write_csv() + "".join(p.read_text() for p in (tmp_path / "rejected").rglob("*.reason.json"))
+    assert "TOPSECRET" not in recorded and "3301021990" not in recorded
+    assert secret.read_text(encoding="utf-8").startswith(HEADER)  # the target is untouched, and stays put
+    assert not os.path.lexists(folder / "税务_月度申报_2024-01.csv")  # the link itself moved out
+
+
+def test_every_entry_in_landing_gets_exactly_one_recorded_outcome(tmp_path):
+    landing, folder, lake = _folder(tmp_path)
+    (folder / "税务_月度申报_2024-01.CSV").write_bytes(_tax_file([_row("100")]))  # upper-case extension
+    (folder / "税务_月度申报_2024-02.xls").write_bytes(b"\xd0\xcf\x11\xe0 old binary excel")
+    (folder / ".税务_月度申报_2024-03.csv").write_bytes(_tax_file([_row("1")]))
+    (folder / "税务_月度申报_2024-04.csv.part").write_bytes(_tax_file([_row("1")])[:20])
+    (folder / "2024").mkdir()
+    (folder / "2024" / "税务_月度申报_2024-05.csv").write_bytes(_tax_file([_row("1")]))
+    os.mkfifo(folder / "pipe.csv")
+    first = Collector(TAX, lake, landing, tmp_path / "rejected", "b1").run()
+    outcome = {o.file.rsplit("/", 1)[-1]: (o.status, o.rejection.code if o.rejection else None) for o in first.outcomes}
+    assert outcome == {
+        "税务_月度申报_2024-01.CSV": ("landed", None),
+        "税务_月度申报_2024-02.xls": ("ignored", "pattern"),
+        ".税务_月度申报_2024-03.csv": ("ignored", "hidden"),
+        "税务_月度申报_2024-04.csv.part": ("waiting", "uploading"),
+        "税务_月度申报_2024-05.csv": ("ignored", "subfolder"),
+        "pipe.csv": ("ignored", "not_regular"),
+    }
+    assert _log(lake).height == 6  # each recorded, with its reason
+    again = Collector(TAX, lake, landing, tmp_path / "rejected", "b2").run()
+    assert all(o.status == "skipped" for o in again.outcomes) and _log(lake).height == 6  # not twice
+    # the sensor: what a run would record is known, the upload in progress does not count…
+    history = collect_history(lake, TAX.id)
+    collected = landed_fingerprints(history) | {(f, *fp) for f, _, *fp in recorded_fingerprints(history)}
+    assert arrivals(None, scan(TAX, landing), collected).files == []
+    # …until it is renamed to its final name, when it is collected
+    (folder / "税务_月度申报_2024-04.csv.part").write_bytes(_tax_file([_row("400")]))
+    (folder / "税务_月度申报_2024-04.csv.part").rename(folder / "税务_月度申报_2024-04.csv")
+    assert arrivals(None, scan(TAX, landing), collected).files == ["tax/monthly/税务_月度申报_2024-04.csv"]
+    done = Collector(TAX, lake, landing, tmp_path / "rejected", "b3").run()
+    assert [o.status for o in done.outcomes if o.file.endswith("2024-04.csv")] == ["landed"]
+
+
+def test_any_file_name_the_file_system_allows_is_handled(tmp_path):
+    """A GBK-encoded name (unzipped from a Windows archive) lands under its readable name; a name of 250
+    bytes that is refused still gets its reason record."""
+    landing, folder, lake = _folder(tmp_path)
+    gbk = os.fsdecode(folder) + "/" + os.fsdecode("税务_月度申报_2024-01.csv".encode("gbk"))
+    Path(gbk).write_bytes(_tax_file([_row("100")]))
+    long_name = "税" * 80 + "_2024-02.csv"  # 252 bytes in UTF-8
+    assert len(long_name.encode()) > 240
+    (folder / long_name).write_bytes(b"not,the,header\n1,2,3\n")
+    assert set(scan(TAX, landing)) == {"tax/monthly/税务_月度申报_2024-01.csv", f"tax/monthly/{long_name}"}
+    result = Collector(TAX, lake, landing, tmp_path / "rejected", "b1").run()
+    status = {o.file: o.status for o in result.outcomes}
+    assert status == {"tax/monthly/税务_月度申报_2024-01.csv": "landed", f"tax/monthly/{long_name}": "rejected"}
+    assert lake.read("raw", TAX.id)["_source_file"].to_list() == ["tax/monthly/税务_月度申报_2024-01.csv"]
+    reasons = list((tmp_path / "rejected").rglob("*.reason.json"))
+    assert len(reasons) == 1 and long_name in reasons[0].read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ with a reason record, and the next file goes on. Content hashes make re-collecti
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +19,7 @@ import polars as pl
 import pyarrow as pa
 
 from assets.ingest.encoding import sniff
+from assets.ingest.landing import entries
 from assets.ingest.readers import read
 from assets.ingest.rejection import FileRejected, Rejection
 from lakehouse.lake import Lake
@@ -53,13 +54,12 @@ LOG_SCHEMA = pa.schema(
         ("at", pa.timestamp("us", tz="UTC")),
     ]
 )
-IGNORED = (".*", "~$*", "*.part", "*.tmp")
 
 
 @dataclass
 class FileOutcome:
     file: str
-    status: str  # landed | rejected | skipped
+    status: str  # landed | rejected | ignored | waiting | skipped (already recorded: not logged again)
     sha256: str | None = None
     bytes: int = 0
     mtime_ns: int = 0
@@ -110,16 +110,8 @@ class CollectResult:
 
 
 def landing_files(dataset: Dataset, landing_root: Path) -> list[Path]:
-    folder = landing_root / dataset.landing
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file()
-        and fnmatch.fnmatch(p.name, dataset.pattern)
-        and not any(fnmatch.fnmatch(p.name, g) for g in IGNORED)
-    )
+    """The files collection reads (see ``landing.entries`` for everything else in the folder)."""
+    return [e.path for e in entries(dataset, landing_root) if e.disposition == "collect"]
 
 
 def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at: dt.datetime) -> list[pa.RecordBatch]:
@@ -161,11 +153,26 @@ def collect_history(lake: Lake, dataset_id: str) -> pl.DataFrame:
     return log.filter(pl.col("dataset") == dataset_id).select(list(schema))
 
 
+def recorded_fingerprints(history: pl.DataFrame) -> set[tuple]:
+    """(file, status, bytes, mtime_ns, ctime_ns, inode) of entries recorded as waiting or ignored."""
+    kept = history.filter(pl.col("status").is_in(["waiting", "ignored"])).drop_nulls(list(FINGERPRINT))
+    return set(kept.select("file", "status", *FINGERPRINT).iter_rows())
+
+
 def landed_fingerprints(history: pl.DataFrame) -> set[tuple[str, int, int, int, int]]:
     """(file, bytes, mtime_ns, ctime_ns, inode) of files that landed: that very file, unchanged, need not be
     read again. Anything else is hashed, and its content hash decides."""
     landed = history.filter(pl.col("status") == "landed").drop_nulls(list(FINGERPRINT))
     return set(landed.select("file", *FINGERPRINT).iter_rows())
+
+
+def _reason_path(target: Path) -> Path:
+    """``<file>.reason.json`` beside the rejected file; for a name too long to take the suffix (a file system
+    allows 255 bytes), a short name derived from it — the record inside names the file."""
+    name = os.fsencode(target.name) + b".reason.json"
+    if len(name) <= 255:
+        return target.with_name(os.fsdecode(name))
+    return target.with_name(f"{hashlib.sha256(os.fsencode(target.name)).hexdigest()[:16]}.reason.json")
 
 
 class Collector:
@@ -200,13 +207,24 @@ class Collector:
         fingerprints = landed_fingerprints(history)
         landed_shas = set(landed["sha256"].to_list())
         rejected_shas = set(history.filter(pl.col("status") == "rejected")["sha256"].to_list())
-        for path in landing_files(self.dataset, self.landing_root):
-            rel = path.relative_to(self.landing_root).as_posix()
-            fp = fingerprint(path.stat())
+        recorded = recorded_fingerprints(history)
+        for entry in entries(self.dataset, self.landing_root):
+            path, rel = entry.path, entry.name
+            fp = fingerprint(entry.lstat())
             if (rel, *fp) in fingerprints:
                 result.outcomes.append(FileOutcome(rel, "skipped", bytes=fp[0], rows_read=None))
                 continue
             outcome = FileOutcome(rel, "landed", **dict(zip(FINGERPRINT, fp, strict=True)))
+            if entry.disposition in ("wait", "ignore"):
+                status = "waiting" if entry.disposition == "wait" else "ignored"
+                if (rel, status, *fp) not in recorded:  # recorded once while it stays as it is
+                    outcome.status, outcome.rejection, outcome.rows_read = status, entry.reason, None
+                    result.outcomes.append(outcome)
+                continue
+            if entry.disposition == "refuse":
+                self._reject(path, outcome, entry.reason)
+                result.outcomes.append(outcome)
+                continue
             try:
                 s = sniff(path, text=self.dataset.format != "xlsx")
                 outcome.sha256, outcome.encoding = s.sha256, s.encoding
@@ -272,9 +290,7 @@ class Collector:
             "rejected_at": self.now.isoformat(),
             **rejection.record(),
         }
-        (target_dir / f"{path.name}.reason.json").write_text(
-            json.dumps(reason, ensure_ascii=False, indent=1), encoding="utf-8"
-        )
+        _reason_path(target).write_text(json.dumps(reason, ensure_ascii=False, indent=1), encoding="utf-8")
         outcome.status, outcome.rejection = "rejected", rejection
         outcome.rows_read, outcome.rows_landed = rejection.rows_read, 0
         outcome.rejected_to = target.as_posix()

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,15 @@ def count_lines(path: Path, sniff: Sniff) -> int:
     return lines + (0 if sniff.ends_with_newline or sniff.size == 0 else 1)
 
 
+def native_path(path: Path) -> str | None:
+    """The path as Arrow and fastexcel take it (UTF-8 text), or None for a name that is not UTF-8 (a GBK
+    name from a Windows archive): such a file is handed over opened instead."""
+    try:
+        return os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
 def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     encoding = sniff.encoding or "utf-8"
     try:
@@ -63,7 +73,7 @@ def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
         return "skip"
 
     reader = pacsv.open_csv(
-        path,
+        native_path(path) or pa.PythonFile(path.open("rb"), mode="r"),
         read_options=pacsv.ReadOptions(
             encoding="utf8" if encoding.startswith("utf-8") else encoding,
             block_size=8 << 20,
@@ -110,7 +120,7 @@ def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
 def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     """First worksheet, every cell as text. XLSX caps a sheet at 1,048,576 rows, which bounds memory."""
     try:
-        sheet = fastexcel.read_excel(path).load_sheet(0, dtypes="string")
+        sheet = fastexcel.read_excel(native_path(path) or path.read_bytes()).load_sheet(0, dtypes="string")
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise FileRejected(Rejection("unreadable", f"{type(exc).__name__}: {first_line[:200]}", "file", None)) from exc

@@ -18,6 +18,19 @@ REASONS: dict[str, tuple[str, str]] = {
     "malformed_rows": ("存在字段数与表头不符的行", "rows whose number of fields differs from the header"),
     "malformed_json": ("存在无法解析的JSON行", "lines that are not valid JSON"),
     "duplicate_of_rejected": ("与此前已拒收的文件内容完全相同", "byte-identical to a file rejected earlier"),
+    # not collected, and why (landing.py): refused, waiting or ignored
+    "symlink": ("符号链接，不予跟随", "a symbolic link: never followed"),
+    "uploading": (
+        "正在上传（临时文件名），改为正式文件名后采集",
+        "an upload in progress (temporary name): collected once renamed",
+    ),
+    "hidden": ("隐藏文件，不采集", "a hidden file: not collected"),
+    "subfolder": (
+        "位于子文件夹中，不采集；请直接放在落地文件夹",
+        "in a subfolder: not collected; deliver into the landing folder itself",
+    ),
+    "not_regular": ("不是普通文件，不采集", "not a regular file: not collected"),
+    "pattern": ("文件名不符合登记的命名规则，不采集", "the name does not match the registered pattern: not collected"),
 }
 
 
