@@ -258,12 +258,14 @@ def test_change_what_std_does_to_a_columns_identifiers(tmp_path):
         import polars as pl
         from assets.catalogue_entries import column_entries
         from lakehouse.registry import registry
-        from orchestration.resources import resources
-        from privacy import policy
+        import os
+        from pathlib import Path
+        from privacy import keys, policy
+        from privacy.audit import AuditLog
 
         reg = registry()
         land, reg_ds = reg.dataset("land_parcels"), reg.dataset("amr_registration")
-        ring = resources()["privacy"].key_ring()
+        ring = keys.load(AuditLog(Path("audit.jsonl")), Path(os.environ["SHUCANG_KEY_FILE"]))
         def pseudonym(ds, column, value):
             frame = pl.DataFrame({c: [value if c == column else None] for c in policy.std_transforms(ds)},
                                  schema={c: pl.String for c in policy.std_transforms(ds)})
