@@ -113,6 +113,24 @@ JSONL_CASES = {
     "malformed_middle": (_jsonl([GOOD_DEVICE]) + b"{oops}\n" + _jsonl([GOOD_DEVICE]), "malformed_json", "line 2", 2),
     "unexpected_key": (_jsonl([GOOD_DEVICE, {**GOOD_DEVICE, "firmware": "1.2"}]), "unexpected_columns", "line 2", 2),
     "missing_key": (_jsonl([{k: v for k, v in GOOD_DEVICE.items() if k != "model"}]), "missing_columns", "file", 1),
+    # a line that is valid JSON but not an object, or not JSON at all: the line, the reason, the rows read
+    "array": (_jsonl([GOOD_DEVICE, GOOD_DEVICE]) + b'["DEV9", "x"]\n', "malformed_json", "line 3", 3),
+    "scalar": (_jsonl([GOOD_DEVICE]) + b"42\n" + _jsonl([GOOD_DEVICE]), "malformed_json", "line 2", 2),
+    "null": (_jsonl([GOOD_DEVICE]) + b"null\n", "malformed_json", "line 2", 2),
+    "nan": (
+        _jsonl([GOOD_DEVICE]) + _jsonl([GOOD_DEVICE]).replace(b'"DEV', b'NaN, "x": "DEV', 1),
+        "malformed_json",
+        "line 2",
+        2,
+    ),
+    "infinity": (_jsonl([{**GOOD_DEVICE, "model": "M"}]).replace(b'"M"', b"Infinity"), "malformed_json", "line 1", 1),
+}
+REASON_SAID = {
+    "array": "an array, not a JSON object",
+    "scalar": "a number, not a JSON object",
+    "null": "null, not a JSON object",
+    "nan": "",
+    "infinity": "Infinity is not a JSON value",
 }
 
 
@@ -122,7 +140,24 @@ def test_bad_json_lines_are_refused_whole(tmp_path, case):
     lake, out = _collect(tmp_path, EQUIPMENT, {"bad.jsonl": data, "good.jsonl": _jsonl([GOOD_DEVICE] * 2)})
     assert (out["bad.jsonl"].status, out["bad.jsonl"].rejection.code) == ("rejected", code)
     assert out["bad.jsonl"].rejection.position == where and out["bad.jsonl"].rows_read == rows
+    assert (
+        REASON_SAID.get(case, "") in out["bad.jsonl"].rejection.detail
+        and "unknown" not in out["bad.jsonl"].rejection.detail
+    )
     assert lake.row_count("raw", "ent_equipment") == 2
+
+
+def test_a_json_lines_file_may_end_in_blank_lines_but_not_hold_one(tmp_path):
+    lake, out = _collect(
+        tmp_path,
+        EQUIPMENT,
+        {
+            "end.jsonl": _jsonl([GOOD_DEVICE] * 2) + b"\n\n",
+            "mid.jsonl": _jsonl([GOOD_DEVICE]) + b"\n" + _jsonl([GOOD_DEVICE]),
+        },
+    )
+    assert (out["end.jsonl"].status, out["end.jsonl"].rows_landed) == ("landed", 2)
+    assert (out["mid.jsonl"].status, out["mid.jsonl"].rejection.position) == ("rejected", "line 2")
 
 
 def test_json_values_are_kept_as_text_with_their_value(tmp_path):

@@ -141,8 +141,9 @@ def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
 
 
 def _blocks(path: Path) -> Iterator[bytes]:
-    """Line-aligned blocks of a JSON Lines file."""
-    carry = b""
+    """Line-aligned blocks of a JSON Lines file. Blank lines at the very end of the file are dropped, as a
+    CSV may end in an empty line; a blank line anywhere else stays (and is refused)."""
+    carry, pending = b"", None
     with path.open("rb") as fh:
         while chunk := fh.read(BLOCK_BYTES):
             chunk = carry + chunk
@@ -151,18 +152,36 @@ def _blocks(path: Path) -> Iterator[bytes]:
                 carry = chunk
                 continue
             carry = chunk[cut:]
-            yield chunk[:cut]
-    if carry:
-        yield carry
+            if pending is not None:
+                yield pending
+            pending = chunk[:cut]
+    last = (pending or b"") + carry
+    body = last.rstrip(b" \t\r\n")
+    if body:  # keep the line end after the last record (its absence means truncation), drop blank lines after
+        yield body + (b"\n" if b"\n" in last[len(body) :] else b"")
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true/false"}
 
 
 def _bad_json_line(block: bytes, encoding: str) -> tuple[int, str]:
+    """The first line of a block that is not one JSON object, and why (line numbers from 1)."""
     for i, line in enumerate(block.decode(encoding).split("\n"), start=1):
-        if line.strip():
-            try:
-                json.loads(line)
-            except json.JSONDecodeError as exc:
-                return i, exc.msg
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line, parse_constant=_refuse_constant)
+        except ValueError as exc:  # JSONDecodeError included
+            return i, getattr(exc, "msg", None) or str(exc)
+        if not isinstance(value, dict):
+            return i, f"{'null' if value is None else _KINDS.get(type(value), type(value).__name__)}, not a JSON object"
+        for v in value.values():
+            if isinstance(v, float) and v != v:  # NaN that slipped through (cannot with parse_constant)
+                return i, "NaN is not a JSON value"
     return 0, "unknown"
 
 
