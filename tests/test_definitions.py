@@ -82,3 +82,18 @@ def test_everything_that_opens_the_duckdb_file_shares_one_pool_of_one():
     assert {a.op.pool for a in opening} == {WAREHOUSE_POOL}
     config = yaml.safe_load((ROOT / "orchestration" / "instance" / "dagster.yaml").read_text(encoding="utf-8"))
     assert config["concurrency"]["pools"]["default_limit"] == 1
+
+
+def test_a_dead_run_cannot_hold_a_collection_slot(tmp_path):
+    """The instance the project prepares monitors runs (a run whose worker was killed is marked failed),
+    frees the pool slots of ended runs, retries crashed runs, and collection steps retry with backoff."""
+    from orchestration.instance import prepare
+
+    home = prepare(tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] > 0
+        assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1
+        assert not instance.run_retries_retry_on_asset_or_op_failure
+    collect = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and all(k.path[0] == "raw" for k in a.keys)]
+    assert collect and all(a.op.retry_policy and a.op.retry_policy.max_retries >= 1 for a in collect)
