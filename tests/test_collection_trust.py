@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pytest
 
 from assets.ingest.collector import Collector, collect_history, landed_fingerprints, recorded_fingerprints
 from lakehouse.lake import Lake
@@ -239,3 +240,73 @@ def test_any_file_name_the_file_system_allows_is_handled(tmp_path):
     assert lake.read("raw", TAX.id)["_source_file"].to_list() == ["tax/monthly/税务_月度申报_2024-01.csv"]
     reasons = list((tmp_path / "rejected").rglob("*.reason.json"))
     assert len(reasons) == 1 and long_name in reasons[0].read_text(encoding="utf-8")
+
+
+def test_a_crash_between_a_files_commit_and_the_log_never_lands_it_twice(tmp_path, monkeypatch):
+    """The collect log is written once per run; a run that dies after committing files (and after moving
+    a bad one to the rejected area) leaves no log row. The next run records those outcomes, lands nothing
+    twice and refuses nothing twice."""
+    landing, folder, lake = _folder(tmp_path)
+    for month in ("01", "02"):
+        rows = [_row(f"1{month}"), _row(f"2{month}", "更正")]
+        (folder / f"税务_月度申报_2024-{month}.csv").write_bytes(_tax_file(rows))
+    (folder / "税务_月度申报_2024-03.csv").write_bytes(b"not,the,header\n1,2,3\n")
+
+    def die(self, result):  # the process is killed where the log would be written
+        raise KeyboardInterrupt("kill -9")
+
+    monkeypatch.setattr(Collector, "_log", die)
+    with pytest.raises(KeyboardInterrupt):
+        Collector(TAX, lake, landing, tmp_path / "rejected", "crashed").run()
+    monkeypatch.undo()
+    assert lake.row_count("raw", TAX.id) == 4 and lake.table("ops", "collect_log") is None
+
+    rerun = Collector(TAX, lake, landing, tmp_path / "rejected", "rerun").run()
+    assert lake.row_count("raw", TAX.id) == 4  # nothing landed twice
+    log = _log(lake)
+    landed = log.filter(pl.col("status") == "landed")
+    assert landed.height == 2 and landed["rows_landed"].to_list() == [2, 2]
+    assert landed["detail"].str.contains("before a crash").all()
+    rejected = log.filter(pl.col("status") == "rejected")
+    assert rejected.select("file", "batch_id").rows() == [("tax/monthly/税务_月度申报_2024-03.csv", "crashed")]
+    assert {o.status for o in rerun.outcomes} == {"landed", "rejected"}
+    # and a third run has nothing more to say
+    Collector(TAX, lake, landing, tmp_path / "rejected", "third").run()
+    assert _log(lake).height == 3 and lake.row_count("raw", TAX.id) == 4
+
+
+@pytest.mark.integration  # real processes killed with SIGKILL
+@pytest.mark.parametrize("trial", range(4))
+def test_collection_killed_at_a_random_point_lands_every_file_exactly_once_after_a_rerun(generated, tmp_path, trial):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    landing = tmp_path / "landing"
+    shutil.copytree(generated / "landing" / TAX.landing, landing / TAX.landing)
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom assets.ingest.collector import Collector\n"
+        "from lakehouse.lake import Lake\nfrom lakehouse.registry import registry\n"
+        f"Collector(registry().dataset('{TAX.id}'), Lake(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), 'killed').run()\n"
+    )
+    lake_root, rejected = tmp_path / "lake", tmp_path / "rejected"
+    proc = subprocess.Popen([sys.executable, "-c", script, str(lake_root), str(landing), str(rejected)])
+    time.sleep(random.Random(trial).uniform(0.8, 3.5))  # start-up is ~1 s; collecting the files a few more
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    lake = Lake(str(lake_root))
+    Collector(TAX, lake, landing, rejected, "rerun").run()
+    raw = lake.read("raw", TAX.id)
+    log = _log(lake)
+    for path in sorted((landing / TAX.landing).iterdir()):
+        name = f"{TAX.landing}/{path.name}"
+        rows = len(path.read_text(encoding="utf-8-sig", errors="replace").splitlines()) - 1
+        outcomes = log.filter(pl.col("file") == name)["status"].to_list()
+        assert outcomes == ["landed"], (name, outcomes)
+        assert raw.filter(pl.col("_source_file") == name).height <= rows  # landed once (blank lines aside)
+        assert raw.filter(pl.col("_source_file") == name)["_row_number"].is_unique().all()
+    assert raw.select("_file_sha256", "_row_number").is_unique().all()  # no file's row twice, whatever its name
+    rejected_files = log.filter(pl.col("status") == "rejected")
+    assert rejected_files["file"].is_unique().all()

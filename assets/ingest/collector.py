@@ -71,6 +71,8 @@ class FileOutcome:
     rejection: Rejection | None = None
     rejected_to: str | None = None
     delta_version: int | None = None
+    note: str | None = None  # e.g. how an outcome was recovered after a crash
+    batch_id: str | None = None  # the batch that produced it, when not this run's (recovered outcomes)
 
 
 @dataclass
@@ -133,7 +135,14 @@ def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at:
 # restored (cp -p, rsync -t, touch -r) still gets a new ctime, so it is read and hashed again.
 FINGERPRINT = ("bytes", "mtime_ns", "ctime_ns", "inode")
 Fingerprint = tuple[int, int, int, int]
-_HISTORY = {"dataset": pl.String, "file": pl.String, "sha256": pl.String, "status": pl.String}
+_HISTORY = {
+    "dataset": pl.String,
+    "batch_id": pl.String,
+    "file": pl.String,
+    "sha256": pl.String,
+    "status": pl.String,
+    "delta_version": pl.Int64,
+}
 
 
 def fingerprint(st: os.stat_result) -> Fingerprint:
@@ -208,6 +217,11 @@ class Collector:
         landed_shas = set(landed["sha256"].to_list())
         rejected_shas = set(history.filter(pl.col("status") == "rejected")["sha256"].to_list())
         recorded = recorded_fingerprints(history)
+        # Exactly once across crashes: a file's commit to raw carries its content hash, so a file committed
+        # by a run that died before writing its log is recognised here and recorded, never landed twice;
+        # a file moved to the rejected area by such a run is recorded from its reason file.
+        committed = self._committed_but_unlogged(landed)
+        result.outcomes += self._rejected_but_unlogged(history)
         for entry in entries(self.dataset, self.landing_root):
             path, rel = entry.path, entry.name
             fp = fingerprint(entry.lstat())
@@ -230,6 +244,11 @@ class Collector:
                 outcome.sha256, outcome.encoding = s.sha256, s.encoding
                 if s.sha256 in landed_shas:
                     outcome.status, outcome.rows_read = "skipped", None
+                elif s.sha256 in committed:
+                    version, rows, batch = committed.pop(s.sha256)
+                    outcome.delta_version, outcome.rows_read, outcome.rows_landed = version, rows, rows
+                    outcome.note = f"committed by batch {batch} (raw version {version}) before a crash; recorded now"
+                    landed_shas.add(s.sha256)
                 elif s.sha256 in rejected_shas:
                     raise FileRejected(Rejection("duplicate_of_rejected", f"sha256 {s.sha256[:12]}…", "file", None))
                 else:
@@ -241,6 +260,51 @@ class Collector:
         result.log_version = self._log(result)
         result.table_version = self.lake.table("raw", self.dataset.id).version()
         return result
+
+    def _committed_but_unlogged(self, landed: pl.DataFrame) -> dict[str, tuple[int, int, str]]:
+        """content hash → (raw version, rows, batch) of files committed to raw after the last logged one."""
+        table = self.lake.table("raw", self.dataset.id)
+        last_logged = landed["delta_version"].max()
+        since = table.version() - (last_logged if last_logged is not None else -1)
+        if since <= 0:
+            return {}
+        known = set(landed["sha256"].to_list())
+        out = {}
+        for commit in table.history(since):
+            sha = commit.get("file_sha256")
+            if sha and sha not in known and commit.get("operation") == "WRITE":
+                rows = (commit.get("operationMetrics") or {}).get("num_added_rows")
+                out[sha] = (commit["version"], int(rows or 0), commit.get("batch_id", "?"))
+        return out
+
+    def _rejected_but_unlogged(self, history: pl.DataFrame) -> list[FileOutcome]:
+        """Files a crashed run moved to the rejected area (with their reason file) but never logged."""
+        folder = self.rejected_root / self.dataset.id
+        if not folder.is_dir():
+            return []
+        logged = set(history.filter(pl.col("status") == "rejected").select("batch_id", "file").iter_rows())
+        out = []
+        for reason_file in sorted(folder.glob("*/*.reason.json")):
+            try:
+                record = json.loads(reason_file.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if (record.get("batch_id"), record.get("file")) in logged or record.get("dataset") != self.dataset.id:
+                continue
+            rejection = Rejection(record["code"], record["detail"], record["position"], record.get("rows_read"))
+            out.append(
+                FileOutcome(
+                    record["file"],
+                    "rejected",
+                    sha256=record.get("sha256"),
+                    rejection=rejection,
+                    rows_read=record.get("rows_read"),
+                    rejected_to=reason_file.with_name(reason_file.name.removesuffix(".reason.json")).as_posix(),
+                    note=f"rejected by batch {record.get('batch_id')} before a crash; recorded now",
+                    batch_id=record.get("batch_id"),
+                )
+            )
+        return out
 
     def _land(self, path: Path, rel: str, s, outcome: FileOutcome) -> None:
         const = {
@@ -305,7 +369,7 @@ class Collector:
                 {
                     "dataset": self.dataset.id,
                     "department": self.dataset.department,
-                    "batch_id": self.batch_id,
+                    "batch_id": o.batch_id or self.batch_id,
                     "run_id": self.run_id,
                     "file": o.file,
                     "sha256": o.sha256,
@@ -319,7 +383,7 @@ class Collector:
                     "reason_code": r(o, "code"),
                     "reason_zh": r(o, "reason_zh"),
                     "reason_en": r(o, "reason_en"),
-                    "detail": r(o, "detail"),
+                    "detail": r(o, "detail") or o.note,
                     "position": r(o, "position"),
                     "rejected_to": o.rejected_to,
                     "rows_read": o.rows_read,
