@@ -120,7 +120,9 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         pool=f"collect_{ds.id}",
         # transient faults (a storage hiccup, a file system briefly busy) are retried with backoff; a bad
         # file is not a fault: it is refused inside the step and the rest lands
-        retry_policy=dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+        retry_policy=dg.RetryPolicy(
+            max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        ),
         metadata={
             "dagster/column_schema": column_schema(reg, ds, "raw"),
             "dagster/table_name": f"raw.{ds.id}",

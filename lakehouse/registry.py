@@ -85,6 +85,7 @@ class Dataset(Strict):
     share_type: ShareType
     open_type: OpenType
     period: Period | None = None
+    sheet: str | None = None  # xlsx: the worksheet holding the data (else the only visible one with content)
     owner: str | None = None
     classification: str | None = None
     grade: str | None = None
@@ -92,6 +93,8 @@ class Dataset(Strict):
 
     @model_validator(mode="after")
     def _columns_unique(self) -> Dataset:
+        if self.sheet is not None and self.format != "xlsx":
+            raise ValueError(f"sheet {self.sheet!r}: only an xlsx source has worksheets")
         for attr in ("name", "source"):
             values = [getattr(c, attr) for c in self.columns]
             dupes = sorted({v for v in values if values.count(v) > 1})

@@ -213,3 +213,61 @@ def test_drift_without_a_mapping_is_refused_and_names_the_columns(tmp_path):
     r = out["p_2023-07.csv"].rejection
     assert r.code == "unexpected_columns" and "'抄表员' (column 8)" in r.detail and "用电量" not in r.detail
     assert lake.row_count("raw", "power_monthly") == 0
+
+
+def _workbook(sheets: list[tuple[str, list[str], list[list[str]], bool]]) -> bytes:
+    """An XLSX with the given sheets: (name, header, rows, hidden)."""
+    import xlsxwriter
+
+    buf = io.BytesIO()
+    wb = xlsxwriter.Workbook(buf, {"in_memory": True})
+    for name, header, rows, hidden in sheets:
+        ws = wb.add_worksheet(name)
+        for i, line in enumerate([header, *rows]):
+            for j, value in enumerate(line):
+                ws.write_string(i, j, value)
+        if hidden:
+            ws.hide()
+    visible = next(i for i, s in enumerate(sheets) if not s[3])
+    wb.worksheets()[visible].activate()
+    wb.close()
+    return buf.getvalue()
+
+
+def test_the_data_sheet_is_the_only_visible_one_never_a_hidden_one(tmp_path):
+    headers = STATS.source_headers
+    new = ["91331003MAEFPX141W", "甲公司", "2023", "1.0", "2.0", "10", "0.1", "3.0"]
+    stale = ["91331003MAEFPX141W", "甲公司", "2022", "9.0", "9.0", "99", "0.9", "9.0"]
+    lake, out = _collect(
+        tmp_path,
+        STATS,
+        {
+            # a hidden, stale first sheet and the data on the second: the data lands
+            "hidden_2023.xlsx": _workbook([("旧", headers, [stale], True), ("数据", headers, [new], False)]),
+            # an empty default sheet beside the data is no candidate
+            "blank_2024.xlsx": _workbook([("数据", headers, [new], False), ("Sheet2", [], [], False)]),
+            # two visible sheets with content: which is the delivery is not ours to guess
+            "two_2025.xlsx": _workbook([("上半年", headers, [new], False), ("下半年", headers, [stale], False)]),
+        },
+    )
+    assert out["hidden_2023.xlsx"].status == "landed" and out["blank_2024.xlsx"].status == "landed"
+    assert lake.read("raw", "stats_annual").filter(pl.col("_period") == "2023")["year"].to_list() == ["2023"]
+    refused = out["two_2025.xlsx"]
+    assert (refused.status, refused.rejection.code) == ("rejected", "sheets")
+    assert "上半年" in refused.rejection.detail and "下半年" in refused.rejection.detail
+
+
+def test_a_registered_sheet_is_read_by_name_and_its_absence_refused(tmp_path):
+    headers = STATS.source_headers
+    row = ["91331003MAEFPX141W", "甲公司", "2023", "1.0", "2.0", "10", "0.1", "3.0"]
+    named = STATS.model_copy(update={"sheet": "规上工业"})
+    lake, out = _collect(
+        tmp_path,
+        named,
+        {
+            "a_2023.xlsx": _workbook([("说明", ["说明"], [["填表说明"]], False), ("规上工业", headers, [row], False)]),
+            "b_2024.xlsx": _workbook([("Sheet1", headers, [row], False)]),
+        },
+    )
+    assert out["a_2023.xlsx"].status == "landed"
+    assert (out["b_2024.xlsx"].status, out["b_2024.xlsx"].rejection.code) == ("rejected", "sheet_missing")

@@ -117,10 +117,35 @@ def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
         )
 
 
+def _data_sheet(workbook, dataset: Dataset) -> str:
+    """The worksheet that holds the delivery: the one the registry names (``sheet:``), else the only visible
+    sheet with content. Hidden sheets are never read; two visible sheets with content are refused (which
+    one is the delivery is not ours to guess), and so is a workbook without the registered sheet."""
+    names = list(workbook.sheet_names)
+    if dataset.sheet is not None:
+        if dataset.sheet not in names:
+            raise FileRejected(
+                Rejection("sheet_missing", f"no sheet {dataset.sheet!r}; sheets are {names}", "file", None)
+            )
+        return dataset.sheet
+    probed = {n: workbook.load_sheet(n, n_rows=0) for n in names}
+    hidden = [n for n, s in probed.items() if s.visible != "visible"]
+    candidates = [n for n, s in probed.items() if s.visible == "visible" and s.width > 0]
+    if len(candidates) != 1:
+        what = f"visible sheets with content: {candidates}" + (f"; hidden (never read): {hidden}" if hidden else "")
+        raise FileRejected(Rejection("sheets", what, "file", None))
+    return candidates[0]
+
+
 def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
-    """First worksheet, every cell as text. XLSX caps a sheet at 1,048,576 rows, which bounds memory."""
+    """The delivery's worksheet (``_data_sheet``), every cell as text. XLSX caps a sheet at 1,048,576 rows,
+    which bounds memory."""
     try:
-        sheet = fastexcel.read_excel(native_path(path) or path.read_bytes()).load_sheet(0, dtypes="string")
+        workbook = fastexcel.read_excel(native_path(path) or path.read_bytes())
+        name = _data_sheet(workbook, dataset)
+        sheet = workbook.load_sheet(name, dtypes="string")
+    except FileRejected:
+        raise
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise FileRejected(Rejection("unreadable", f"{type(exc).__name__}: {first_line[:200]}", "file", None)) from exc
@@ -133,7 +158,7 @@ def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     )
     table = pa.Table.from_batches([sheet.to_arrow()])
     if table.num_rows == 0:
-        raise FileRejected(Rejection("empty", "worksheet has a header but no data rows", "sheet 1", 0))
+        raise FileRejected(Rejection("empty", "worksheet has a header but no data rows", f"sheet {name}", 0))
     start = 1
     for batch in table.to_batches(max_chunksize=250_000):
         yield to_warehouse_names(batch, dataset), start

@@ -18,6 +18,11 @@ REASONS: dict[str, tuple[str, str]] = {
     "malformed_rows": ("存在字段数与表头不符的行", "rows whose number of fields differs from the header"),
     "malformed_json": ("存在无法解析的JSON行", "lines that are not valid JSON"),
     "duplicate_of_rejected": ("与此前已拒收的文件内容完全相同", "byte-identical to a file rejected earlier"),
+    "sheets": (
+        "无法确定数据所在的工作表（需恰有一个可见且有内容的工作表，或在登记中指定）",
+        "cannot tell which worksheet holds the data (exactly one visible sheet with content, or register it)",
+    ),
+    "sheet_missing": ("缺少登记的工作表", "the registered worksheet is missing"),
     # not collected, and why (landing.py): refused, waiting or ignored
     "symlink": ("符号链接，不予跟随", "a symbolic link: never followed"),
     "uploading": (
