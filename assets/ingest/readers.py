@@ -210,16 +210,47 @@ def _bad_json_line(block: bytes, encoding: str) -> tuple[int, str]:
     return 0, "unknown"
 
 
+# Every JSON string of a line, a key when a colon follows it. Matching every string (keys and values alike)
+# from its opening quote keeps the scan aligned: outside strings JSON has no quotes, so a '":' inside a
+# value, a blank before a colon or an escaped quote cannot be taken for a key.
+_STRING = r'"(?:[^"\\]|\\.)*"\s*:?'
+_KEY = r'^"((?:[^"\\]|\\.)*)"\s*:$'
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, line: int, key: str):
+        super().__init__(f"key {key!r} appears twice in one object")
+        self.line, self.key = line, key
+
+
+def _line_keys(data: bytes) -> pl.Series:
+    """The keys of each line's object (at any depth), in order."""
+    lines = pl.Series("line", data.split(b"\n"), dtype=pl.Binary).cast(pl.String)
+    if data.endswith(b"\n"):
+        lines = lines.head(-1)
+    tokens = lines.str.extract_all(_STRING)
+    return tokens.list.eval(pl.element().filter(pl.element().str.ends_with(":")).str.replace(_KEY, "$1"))
+
+
 def _parse_block(data: bytes, keys: list[str]) -> pl.DataFrame:
     """Parse a block with every registered key as text, keeping any key that is not registered.
 
-    Fast path: a typed parse ignores unknown keys, so it is trusted only when the block provably has
-    none — every line carries every registered key with a value, and the count of key separators
-    ('":') is exactly rows × keys. Anything else (nulls, nesting, '":' inside a value) is parsed again
-    with full schema inference, which surfaces unknown keys as extra columns.
+    A key twice in one object is refused (a parser would keep one of the values silently). Fast path: a
+    typed parse ignores unknown keys, so it is trusted only when the block provably has none — each
+    line's keys, found by scanning its strings (``_STRING``), are exactly the registered ones, and every
+    value is present. Anything else (nulls, nesting, escaped keys) is parsed again with full schema
+    inference, which surfaces unknown keys as extra columns.
     """
+    found = _line_keys(data)
+    twice = (found.list.len() != found.list.n_unique()).arg_true()
+    if len(twice):
+        line = int(twice[0])
+        seen: set[str] = set()
+        key = next(k for k in found[line] if k in seen or seen.add(k))
+        raise DuplicateKey(line + 1, key)
+    same = (found.list.len() == len(keys)) & found.list.eval(pl.element().is_in(keys)).list.all()
     typed = pl.read_ndjson(io.BytesIO(data), schema={k: pl.String for k in keys})
-    if typed.null_count().sum_horizontal().item() == 0 and data.count(b'":') == typed.height * len(keys):
+    if same.all() and typed.height == len(found) and typed.null_count().sum_horizontal().item() == 0:
         return typed
     overrides = {k: pl.String for k in keys}
     while True:
@@ -243,6 +274,10 @@ def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
             data = data[3:]
         try:
             df = _parse_block(data, keys)
+        except DuplicateKey as exc:
+            raise FileRejected(
+                Rejection("duplicate_keys", str(exc), f"line {rows + exc.line}", rows + exc.line)
+            ) from None
         except pl.exceptions.PolarsError as exc:
             line, msg = _bad_json_line(data, "utf-8")
             last = line == data.count(b"\n") + 1 and not sniff.ends_with_newline

@@ -17,6 +17,7 @@ REASONS: dict[str, tuple[str, str]] = {
     "truncated": ("文件被截断，最后一行不完整", "the file is truncated: its last row is incomplete"),
     "malformed_rows": ("存在字段数与表头不符的行", "rows whose number of fields differs from the header"),
     "malformed_json": ("存在无法解析的JSON行", "lines that are not valid JSON"),
+    "duplicate_keys": ("同一行中键重复", "a key appears twice in one line's object"),
     "duplicate_of_rejected": ("与此前已拒收的文件内容完全相同", "byte-identical to a file rejected earlier"),
     "sheets": (
         "无法确定数据所在的工作表（需恰有一个可见且有内容的工作表，或在登记中指定）",
