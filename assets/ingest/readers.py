@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,6 +218,9 @@ _STRING = r'"(?:[^"\\]|\\.)*"\s*:?'
 _KEY = r'^"((?:[^"\\]|\\.)*)"\s*:$'
 
 
+_BLANK_BEFORE_COLON = re.compile(rb'"[ \t\r\n]+:')
+
+
 class DuplicateKey(ValueError):
     def __init__(self, line: int, key: str):
         super().__init__(f"key {key!r} appears twice in one object")
@@ -232,26 +236,34 @@ def _line_keys(data: bytes) -> pl.Series:
     return tokens.list.eval(pl.element().filter(pl.element().str.ends_with(":")).str.replace(_KEY, "$1"))
 
 
-def _parse_block(data: bytes, keys: list[str]) -> pl.DataFrame:
-    """Parse a block with every registered key as text, keeping any key that is not registered.
-
-    A key twice in one object is refused (a parser would keep one of the values silently). Fast path: a
-    typed parse ignores unknown keys, so it is trusted only when the block provably has none — each
-    line's keys, found by scanning its strings (``_STRING``), are exactly the registered ones, and every
-    value is present. Anything else (nulls, nesting, escaped keys) is parsed again with full schema
-    inference, which surfaces unknown keys as extra columns.
-    """
-    found = _line_keys(data)
+def _duplicate_keys(found: pl.Series) -> None:
     twice = (found.list.len() != found.list.n_unique()).arg_true()
     if len(twice):
         line = int(twice[0])
         seen: set[str] = set()
         key = next(k for k in found[line] if k in seen or seen.add(k))
         raise DuplicateKey(line + 1, key)
-    same = (found.list.len() == len(keys)) & found.list.eval(pl.element().is_in(keys)).list.all()
-    typed = pl.read_ndjson(io.BytesIO(data), schema={k: pl.String for k in keys})
-    if same.all() and typed.height == len(found) and typed.null_count().sum_horizontal().item() == 0:
-        return typed
+
+
+def _parse_block(data: bytes, keys: list[str]) -> pl.DataFrame:
+    """Parse a block with every registered key as text, keeping any key that is not registered; a key twice
+    in one object is refused (a parser would keep one of the values silently).
+
+    Fast path: a typed parse ignores unknown keys, so it is trusted only when the block provably has none:
+    no blank between a string and a colon anywhere (so every key is written ``"…":`` and makes one ``":``),
+    as many ``":`` as lines × registered keys (a ``\\":`` inside a value only adds one), and a value for every
+    registered key on every line in the typed parse (so each line has all of them as keys, hence at least
+    keys × lines occurrences — equality leaves no room for another key, or a key twice). Anything else is
+    scanned for duplicate keys (``_line_keys``) and parsed again with full schema inference, which
+    surfaces unknown keys as extra columns. Property-tested against a strict reference parser
+    (tests/test_reader_properties.py).
+    """
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    if data.count(b'":') == lines * len(keys) and not _BLANK_BEFORE_COLON.search(data):
+        typed = pl.read_ndjson(io.BytesIO(data), schema={k: pl.String for k in keys})
+        if typed.height == lines and typed.null_count().sum_horizontal().item() == 0:
+            return typed
+    _duplicate_keys(_line_keys(data))
     overrides = {k: pl.String for k in keys}
     while True:
         try:
