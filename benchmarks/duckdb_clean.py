@@ -19,7 +19,7 @@ from deltalake import DeltaTable
 
 from benchmarks.duckdb_baseline import timed_main
 from lakehouse.registry import registry
-from quality.conform import LATEST
+from quality.conform import LATEST, PRIVATE_USE
 from quality.identifiers import USCC_ALPHABET, authority_categories, industry_codes, region_codes, region_history
 from quality.rulebook import RowRule, rules_for
 from quality.units import factors
@@ -145,6 +145,8 @@ def _fails(r: RowRule, types: dict[str, str]) -> str:
             e = f"{txt} IS NULL OR {_factor(txt, r.measure)} IS NULL"
         case "references":
             e = f"{present} AND {std} NOT IN (SELECT uscc FROM ref_{r.table})"
+        case "no_private_use":
+            e = f"{present} AND regexp_matches({std}::VARCHAR, {_q(PRIVATE_USE)})"
         case "not_after_ingest":
             when = "_ingested_at::DATE" if types[r.column] != "month" else "strftime(_ingested_at::DATE, '%Y-%m')"
             e = f"{present} AND {std} > {when}"

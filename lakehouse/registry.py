@@ -86,6 +86,7 @@ class Dataset(Strict):
     open_type: OpenType
     period: Period | None = None
     sheet: str | None = None  # xlsx: the worksheet holding the data (else the only visible one with content)
+    encodings: list[Literal["utf-8", "gb18030"]] = Field(default=["utf-8", "gb18030"], min_length=1)  # text files
     owner: str | None = None
     classification: str | None = None
     grade: str | None = None

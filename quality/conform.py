@@ -20,6 +20,8 @@ from quality import dates, identifiers, text, units
 from quality.gate import GateFailure, audit, share_failures
 from quality.rulebook import RowRule, RuleSet
 
+# Unicode's private-use areas: what an old GB18030 table or a vendor font leaves where a character should be
+PRIVATE_USE = "[\\x{E000}-\\x{F8FF}\\x{F0000}-\\x{FFFFD}\\x{100000}-\\x{10FFFD}]"
 LATEST = ["_ingested_at", "_period", "_source_file", "_row_number"]
 DUPLICATE_COLUMNS = ["_source_file", "_row_number", "_file_sha256", "_batch_id"]
 FINDING_SCHEMA = {
@@ -132,6 +134,8 @@ def _fails(rule: RowRule, txt: pl.Expr, std: pl.Expr, refs: dict[str, pl.Series]
             return txt.is_null() | units.factor_of(txt, rule.measure).is_null()
         case "references":
             return present & ~std.is_in(refs[f"{rule.table}.{rule.table_column}"].implode())
+        case "no_private_use":  # a character no standard defines: a decoding (or a keying) gone wrong
+            return present & std.cast(pl.String).str.contains(PRIVATE_USE)
         case "not_after_ingest":
             when = pl.col("_ingested_at").dt.date()
             return present & ((std > when) if std.meta.output_name() != "period" else (std > when.dt.strftime("%Y-%m")))

@@ -32,6 +32,7 @@ RowCheck = Literal[
     "unit_known",
     "references",
     "not_after_ingest",
+    "no_private_use",
 ]
 BatchCheck = Literal["unique", "max_quarantine_share"]
 # GB/T 36344 dimensions the rule dimensions score into
@@ -126,9 +127,10 @@ TYPED = ("date", "month", "timestamp", "decimal", "integer")
 
 
 def with_parse_rules(rules: RuleSet, ds: Dataset) -> RuleSet:
-    """Every typed column gets a ``parsed`` rule from the registry, unless its rule book has one: a value
-    delivered but not readable as the column's type is quarantined with the delivered text, never nulled
-    silently. (A rule book may declare its own, e.g. as WARN, with its own wording.)"""
+    """Rules every dataset gets from the registry, unless its rule book declares them: a ``parsed`` rule on
+    every typed column (a value delivered but not readable as the column's type is quarantined with the
+    delivered text, never nulled silently), and a ``no_private_use`` flag on every text column (a private-use
+    character is a finding, never silent). A rule book may declare its own, with its own severity and words."""
     declared = {r.column for r in rules.rules if r.check == "parsed"}
     implicit = [
         RowRule(
@@ -142,6 +144,21 @@ def with_parse_rules(rules: RuleSet, ds: Dataset) -> RuleSet:
         )
         for c in ds.columns
         if c.type in TYPED and c.name not in declared
+    ]
+    # and every text column is checked for private-use characters (flagged, WARN: the row stays)
+    implicit += [
+        RowRule(
+            id=f"{c.name}_private_use",
+            dimension="validity",
+            check="no_private_use",
+            column=c.name,
+            severity="WARN",
+            zh=f"{c.description}含私用区字符（字符编码或字库问题）",
+            en=f"{c.name} holds a private-use character (an encoding or font problem)",
+        )
+        for c in ds.columns
+        if c.type in ("string", "code")
+        and not any(r.check == "no_private_use" and r.column == c.name for r in rules.rules)
     ]
     return rules.model_copy(update={"rules": [*rules.rules, *implicit]}) if implicit else rules
 

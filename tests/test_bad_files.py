@@ -99,7 +99,7 @@ def test_utf8_bom_and_gbk_files_decode_to_the_same_rows(tmp_path):
         LAND,
         {"gbk.csv": _csv([GOOD_LAND_ROW], "gbk"), "bom.csv": _csv([GOOD_LAND_ROW.replace("12.5", "13")], "utf-8-sig")},
     )
-    assert {o.encoding for o in out.values()} == {"gb18030", "utf-8-sig"}
+    assert {o.encoding for o in out.values()} == {"gb18030-2022", "utf-8-sig"}
     holders = lake.read("raw", "land_parcels")["holder_name"].to_list()
     assert holders == ["台州市黄岩永兴模具有限公司"] * 2
 

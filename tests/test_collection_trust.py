@@ -310,3 +310,78 @@ def test_collection_killed_at_a_random_point_lands_every_file_exactly_once_after
     assert raw.select("_file_sha256", "_row_number").is_unique().all()  # no file's row twice, whatever its name
     rejected_files = log.filter(pl.col("status") == "rejected")
     assert rejected_files["file"].is_unique().all()
+
+
+EQUIP = registry().dataset("ent_equipment")
+DEVICE = {
+    "device_id": "DEV1",
+    "uscc": USCC,
+    "device_name": "注塑机",
+    "model": "HX-180",
+    "rated_power_kw": "180",
+    "commissioned_on": "2019-05-01",
+}
+
+
+def _device_line(**change) -> str:
+    import json
+
+    return json.dumps({**DEVICE, **change}, ensure_ascii=False)
+
+
+def test_a_utf8_file_with_one_line_in_another_encoding_is_refused_at_that_byte(tmp_path):
+    landing, lake = tmp_path / "landing", Lake(str(tmp_path / "lake"))
+    folder = landing / EQUIP.landing
+    folder.mkdir(parents=True)
+    good = (_device_line() + "\n").encode("utf-8")
+    gbk = (_device_line(device_id="DEV2", device_name="电火花成型机") + "\n").encode("gbk")
+    (folder / "mixed.jsonl").write_bytes(good + gbk + good.replace(b"DEV1", b"DEV3"))
+    out = Collector(EQUIP, lake, landing, tmp_path / "rejected", "b1").run().outcomes[0]
+    assert (out.status, out.rejection.code) == ("rejected", "encoding_mixed")
+    first_bad = len(good) + gbk.index("电".encode("gbk"))
+    assert out.rejection.position == f"byte {first_bad}"
+    assert lake.row_count("raw", EQUIP.id) == 0
+
+
+def test_a_gbk_file_that_happens_to_be_valid_utf8_is_not_read_as_latin_letters(tmp_path):
+    """平磨 in GBK is C6 BD C4 A5 — valid UTF-8 for ƽĥ. Refused as ambiguous, never landed as ƽĥ."""
+    landing, lake = tmp_path / "landing", Lake(str(tmp_path / "lake"))
+    folder = landing / EQUIP.landing
+    folder.mkdir(parents=True)
+    data = (_device_line(device_name="平磨") + "\n").encode("gbk")
+    assert data.decode("utf-8").count("ƽĥ") == 1
+    (folder / "short.jsonl").write_bytes(data)
+    out = Collector(EQUIP, lake, landing, tmp_path / "rejected", "b1").run().outcomes[0]
+    assert (out.status, out.rejection.code) == ("rejected", "encoding_ambiguous")
+    # a UTF-8 file with Chinese in it and a sign like ² is plainly UTF-8
+    (folder / "plain.jsonl").write_bytes((_device_line(model="5m²") + "\n").encode("utf-8"))
+    landed = Collector(EQUIP, lake, landing, tmp_path / "rejected", "b2").run().outcomes
+    assert [(o.file.rsplit("/", 1)[-1], o.status) for o in landed] == [("plain.jsonl", "landed")]
+
+
+def test_gb18030_2022_characters_land_as_themselves_and_private_use_is_a_finding(tmp_path):
+    """FE51 is 𠂇 (U+20087) in GB 18030-2022 (Python's 2005 table: private use). A code that is private use
+    in every edition (AAA1, user-defined area) lands as delivered, and std flags it."""
+    landing, lake = tmp_path / "landing", Lake(str(tmp_path / "lake"))
+    folder = landing / TAX.landing
+    folder.mkdir(parents=True)
+    new = "台州".encode("gb18030") + bytes.fromhex("fe51") + "模具有限公司".encode("gb18030")
+    pua = "台州".encode("gb18030") + bytes.fromhex("aaa1") + "塑料厂".encode("gb18030")
+    rows = [
+        _row("100").replace("甲公司", "{name}"),
+        _row("200").replace("甲公司", "{name}").replace("2024-01", "2024-02"),
+    ]
+    text = HEADER.encode("gb18030") + b"\n"
+    text += rows[0].encode("gb18030").replace(b"{name}", new) + b"\n"
+    text += rows[1].encode("gb18030").replace(b"{name}", pua) + b"\n"
+    (folder / "税务_月度申报_2024-01.csv").write_bytes(text)
+    out = Collector(TAX, lake, landing, tmp_path / "rejected", "b1").run().outcomes[0]
+    assert (out.status, out.encoding) == ("landed", "gb18030-2022")
+    names = lake.read("raw", TAX.id).sort("period")["taxpayer_name"].to_list()
+    assert names[0] == "台州\U00020087模具有限公司"
+    assert names[1] == "台州" + bytes.fromhex("aaa1").decode("gb18030") + "塑料厂"
+    assert "\ue000" <= bytes.fromhex("aaa1").decode("gb18030") <= "\uf8ff"  # private use, as delivered
+    result = conform(TAX, rules_for(TAX.id), lake.read("raw", TAX.id), {"amr_registration.uscc": pl.Series([USCC])})
+    flagged = result.findings.filter(pl.col("rule_id") == "taxpayer_name_private_use")
+    assert flagged.select("row_number", "action").rows() == [(2, "flagged")]
+    assert result.rows_out == 2  # a flag, not a quarantine

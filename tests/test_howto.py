@@ -23,8 +23,10 @@ USCC = "91331003MA2AAAAA7K"  # a valid code (GB 32100 check character)
 
 def project_copy(dest: Path) -> Path:
     """The project's tracked files (and the prepared dbt manifest), without data or environments."""
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for rel in [*tracked.splitlines(), "dbt_project/target/manifest.json"]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True
+    ).stdout  # the working tree as it is, new files included
+    for rel in [*listed.splitlines(), "dbt_project/target/manifest.json"]:
         src = ROOT / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +213,7 @@ def test_add_a_rule_of_an_existing_kind(tmp_path):
 
 def test_add_a_new_check_kind(tmp_path):
     copy = project_copy(tmp_path / "project")
-    edit(copy, "quality/rulebook.py", '    "not_after_ingest",\n]', '    "not_after_ingest",\n    "max_length",\n]')
+    edit(copy, "quality/rulebook.py", '    "no_private_use",\n]', '    "no_private_use",\n    "max_length",\n]')
     edit(
         copy,
         "quality/rulebook.py",

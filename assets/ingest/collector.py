@@ -240,7 +240,7 @@ class Collector:
                 result.outcomes.append(outcome)
                 continue
             try:
-                s = sniff(path, text=self.dataset.format != "xlsx")
+                s = sniff(path, text=self.dataset.format != "xlsx", encodings=tuple(self.dataset.encodings))
                 outcome.sha256, outcome.encoding = s.sha256, s.encoding
                 if s.sha256 in landed_shas:
                     outcome.status, outcome.rows_read = "skipped", None

@@ -1,27 +1,32 @@
 """One pass over a delivered file: content hash, size, and which text encoding it really is.
 
-Detection is by strict decoding, not guessing: a file is UTF-8 (with or without BOM) if it decodes as
-UTF-8, else GB18030 (a superset of GBK and GB 2312) if it decodes as that; otherwise it is refused.
+Detection is by strict decoding and plausibility, not guessing: a file is UTF-8 (with or without BOM) if it
+decodes as UTF-8 and reads as Chinese text would, else GB18030 (a superset of GBK and GB 2312, decoded by
+the 2022 mapping) if it decodes as that; a file that is neither, both with different text, or UTF-8 with a
+part in another encoding is refused with the byte offset.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from assets.ingest import gb18030_2022
 from assets.ingest.rejection import FileRejected, Rejection
 
 CHUNK = 8 << 20
 BOM = codecs.BOM_UTF8
+GB18030 = gb18030_2022.NAME  # decoded by the 2022 mapping
 
 
 @dataclass(frozen=True)
 class Sniff:
     sha256: str
     size: int
-    encoding: str | None  # 'utf-8', 'utf-8-sig', 'gb18030'; None for binary formats
+    encoding: str | None  # 'utf-8', 'utf-8-sig', 'gb18030-2022'; None for binary formats
     ends_with_newline: bool
 
 
@@ -43,10 +48,32 @@ def _decodes(path: Path, decoder_name: str) -> int | None:
     return None
 
 
-def sniff(path: Path, text: bool) -> Sniff:
+# Non-ASCII characters a Chinese delivery may hold in a Latin-range code point (U+0080–U+07FF): units, signs.
+_LATIN_OK = set("°²³±×÷·µ§¹º‰¼½¾€£¥©®")
+_CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]")
+_LATIN = re.compile(r"[\u0080-\u07ff]")
+
+
+def _implausible_latin(text: str) -> re.Match | None:
+    """The first Latin-range character that is not a sign a Chinese delivery uses (units, ×, °)."""
+    for m in _LATIN.finditer(text):
+        if m.group() not in _LATIN_OK:
+            return m
+    return None
+
+
+def sniff(path: Path, text: bool, encodings: tuple[str, ...] = ("utf-8", "gb18030")) -> Sniff:
+    """Hash the file and decide its encoding, among the ``encodings`` its source declares.
+
+    UTF-8 when the whole file is strict UTF-8 — unless it holds no Chinese at all but Latin-range letters,
+    and also reads as GB18030 (a short GBK file whose bytes happen to be valid UTF-8, 平衡 read as ƽĥ):
+    that is refused as ambiguous. GB18030 (2022 mapping) when it is not UTF-8 — unless Chinese text was
+    read as UTF-8 before the first bad byte: a UTF-8 file with a line in another encoding is refused as
+    mixed, at that byte, instead of being decoded whole as GB18030 into mojibake."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")("strict") if text else None
     utf8_bad_at: int | None = None
+    cjk_seen, latin_at = False, None
     size, last, head = 0, b"", b""
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
@@ -55,9 +82,14 @@ def sniff(path: Path, text: bool) -> Sniff:
                 head = chunk[:3]
             if decoder is not None and utf8_bad_at is None:
                 try:
-                    decoder.decode(chunk, final=False)
+                    decoded = decoder.decode(chunk, final=False)
                 except UnicodeDecodeError as exc:
                     utf8_bad_at = size + exc.start
+                    decoded = chunk[: exc.start].decode("utf-8", "ignore")
+                if not decoded.isascii():
+                    cjk_seen = cjk_seen or _CJK.search(decoded) is not None
+                    if latin_at is None and (m := _implausible_latin(decoded)):
+                        latin_at = size + len(decoded[: m.start()].encode("utf-8"))
             size += len(chunk)
             last = chunk[-1:]
     if decoder is not None and utf8_bad_at is None:
@@ -67,17 +99,45 @@ def sniff(path: Path, text: bool) -> Sniff:
             utf8_bad_at = size
     encoding = None
     if text:
-        if utf8_bad_at is None:
-            encoding = "utf-8-sig" if head == BOM else "utf-8"
-        elif (gb_bad_at := _decodes(path, "gb18030")) is None:
-            encoding = "gb18030"
-        else:
+        encoding = _decide(path, utf8_bad_at, cjk_seen, latin_at, head)
+        family = "gb18030" if encoding == GB18030 else "utf-8"
+        if family not in encodings:
             raise FileRejected(
                 Rejection(
-                    "encoding",
-                    f"invalid UTF-8 at byte {utf8_bad_at}, invalid GB18030 at byte {gb_bad_at}",
-                    f"byte {min(utf8_bad_at, gb_bad_at)}",
-                    None,
+                    "encoding_undeclared", f"the file is {family}; the source declares {list(encodings)}", "file", None
                 )
             )
     return Sniff(digest.hexdigest(), size, encoding, last in (b"\n", b"\r"))
+
+
+def _decide(path: Path, utf8_bad_at: int | None, cjk_seen: bool, latin_at: int | None, head: bytes) -> str:
+    if utf8_bad_at is None:
+        if latin_at is not None and not cjk_seen and _decodes(path, GB18030) is None:
+            raise FileRejected(
+                Rejection(
+                    "encoding_ambiguous",
+                    "valid UTF-8 with Latin letters and no Chinese, and valid GB18030 with other text",
+                    f"byte {latin_at}",
+                    None,
+                )
+            )
+        return "utf-8-sig" if head == BOM else "utf-8"
+    if cjk_seen:
+        raise FileRejected(
+            Rejection(
+                "encoding_mixed",
+                f"UTF-8 with Chinese text up to byte {utf8_bad_at}, then bytes that are not UTF-8",
+                f"byte {utf8_bad_at}",
+                None,
+            )
+        )
+    if (gb_bad_at := _decodes(path, GB18030)) is None:
+        return GB18030
+    raise FileRejected(
+        Rejection(
+            "encoding",
+            f"invalid UTF-8 at byte {utf8_bad_at}, invalid GB18030 at byte {gb_bad_at}",
+            f"byte {min(utf8_bad_at, gb_bad_at)}",
+            None,
+        )
+    )

@@ -7,6 +7,15 @@ from dataclasses import asdict, dataclass
 REASONS: dict[str, tuple[str, str]] = {
     "empty": ("文件为空，没有数据行", "the file is empty: no data rows"),
     "encoding": ("字符编码无法识别（既非UTF-8也非GB18030）", "unknown character encoding (neither UTF-8 nor GB18030)"),
+    "encoding_mixed": ("文件混用多种字符编码", "the file mixes character encodings"),
+    "encoding_ambiguous": (
+        "字符编码不明确（按UTF-8与GB18030均可解码但内容不同）",
+        "ambiguous encoding (valid as UTF-8 and as GB18030, with different text)",
+    ),
+    "encoding_undeclared": (
+        "文件的字符编码不是该数据源登记的编码",
+        "the file's encoding is not one its source declares",
+    ),
     "unreadable": (
         "文件无法读取（已损坏或不是声明的格式）",
         "the file cannot be read (damaged, or not the declared format)",
