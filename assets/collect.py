@@ -150,7 +150,14 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         now = dt.datetime.now(dt.UTC)
         batch_id = f"{now:%Y%m%dT%H%M%SZ}-{context.run.run_id[:8]}"
         result = Collector(
-            ds, the_lake, Path(landing.landing_root), Path(landing.rejected_root), batch_id, context.run.run_id, now
+            ds,
+            the_lake,
+            Path(landing.landing_root),
+            Path(landing.rejected_root),
+            batch_id,
+            context.run.run_id,
+            now,
+            settle_seconds=landing.settle_seconds,
         ).run()
         for o in result.rejected:
             context.log.warning("REJECTED " + o.rejection.message(o.file) + f" → {o.rejected_to}")

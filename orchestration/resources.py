@@ -36,6 +36,7 @@ class LandingResource(dg.ConfigurableResource):
 
     landing_root: str
     rejected_root: str
+    settle_seconds: float = 0.0  # a file modified more recently than this is still being written: it waits
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -82,7 +83,9 @@ def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     s = s or settings()
     return {
         "lake": LakeResource(root=s.lake_root, storage_options=s.storage_options),
-        "landing": LandingResource(landing_root=str(s.landing_root), rejected_root=str(s.rejected_root)),
+        "landing": LandingResource(
+            landing_root=str(s.landing_root), rejected_root=str(s.rejected_root), settle_seconds=s.settle_seconds
+        ),
         "warehouse": WarehouseResource(path=str(s.warehouse_path)),
         "privacy": PrivacyResource(key_file=str(s.key_file), audit_log=str(s.audit_log)),
         "exchange": ExchangeResource(folder=str(s.exchange_dir), endpoint=s.sharing_endpoint),

@@ -32,6 +32,7 @@ class Settings:
     exchange_dir: Path  # data requests (inbox, filed), consumer profiles and the exchange ledger
     sharing_endpoint: str  # where consumers reach the Delta Sharing service (written into their profiles)
     storage_options: dict[str, str] = field(default_factory=dict)
+    settle_seconds: float = 0.0  # landing: a file modified within this many seconds is still being written
 
     def lake(self) -> Lake:
         """The lake these settings point at: the one way to reach it."""
@@ -67,4 +68,6 @@ def settings(environ: dict[str, str] | None = None) -> Settings:
         exchange_dir=Path(env.get("SHUCANG_EXCHANGE_DIR", data / "exchange")),
         sharing_endpoint=env.get("SHUCANG_SHARING_ENDPOINT", "http://127.0.0.1:8765/delta-sharing"),
         storage_options=storage_options,
+        # generated test and benchmark data is complete when written; a real landing zone is not
+        settle_seconds=float(env.get("SHUCANG_SETTLE_SECONDS", 10 if name == "local" else 0)),
     )

@@ -20,7 +20,7 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
         description=f"Watches landing/{ds.landing} ({ds.pattern}) and collects {ds.name_zh} when files arrive.",
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingResource, lake: LakeResource):
-        current = scan(ds, Path(landing.landing_root))
+        current = scan(ds, Path(landing.landing_root), landing.settle_seconds)
         history = collect_history(lake.lake(), ds.id) if current else None
         collected = set()
         if history is not None:  # landed, or recorded as ignored: nothing more a run would do with them

@@ -17,10 +17,12 @@ from assets.ingest.landing import entries
 from lakehouse.registry import Dataset
 
 
-def scan(dataset: Dataset, landing_root: Path) -> dict[str, Fingerprint]:
+def scan(dataset: Dataset, landing_root: Path, settle_seconds: float = 0.0) -> dict[str, Fingerprint]:
     """Every entry of the landing folder a collection run would record — files to collect, links to refuse,
-    files to ignore with a reason — but not uploads still in progress (they count once renamed)."""
-    return {e.name: fingerprint(e.lstat()) for e in entries(dataset, landing_root) if e.disposition != "wait"}
+    files to ignore with a reason — but not uploads still in progress (they count once renamed or settled,
+    being new to the cursor then)."""
+    found = entries(dataset, landing_root, settle_seconds)
+    return {e.name: fingerprint(e.lstat()) for e in found if e.disposition != "wait"}
 
 
 @dataclass(frozen=True)

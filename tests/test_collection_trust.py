@@ -385,3 +385,23 @@ def test_gb18030_2022_characters_land_as_themselves_and_private_use_is_a_finding
     flagged = result.findings.filter(pl.col("rule_id") == "taxpayer_name_private_use")
     assert flagged.select("row_number", "action").rows() == [(2, "flagged")]
     assert result.rows_out == 2  # a flag, not a quarantine
+
+
+def test_a_file_still_being_written_waits_until_it_settles(tmp_path):
+    """A writer that does not use a temporary name: a file modified within the settle time is neither
+    collected half-done nor moved to the rejected area; once it stands still, it lands whole."""
+    import time
+
+    landing, folder, lake = _folder(tmp_path)
+    path = folder / "税务_月度申报_2024-01.csv"
+    path.write_bytes(_tax_file([_row("100")])[:30])  # the writer is half-way
+    first = Collector(TAX, lake, landing, tmp_path / "rejected", "b1", settle_seconds=30).run()
+    assert [(o.status, o.rejection.code) for o in first.outcomes] == [("waiting", "settling")]
+    assert path.exists() and not (tmp_path / "rejected").exists()
+    assert scan(TAX, landing, settle_seconds=30) == {}  # the sensor does not count it yet
+    path.write_bytes(_tax_file([_row("100")]))  # done
+    past = time.time() - 60
+    os.utime(path, (past, past))  # …and a minute has gone by
+    assert list(scan(TAX, landing, settle_seconds=30)) == ["tax/monthly/税务_月度申报_2024-01.csv"]
+    done = Collector(TAX, lake, landing, tmp_path / "rejected", "b2", settle_seconds=30).run()
+    assert [o.status for o in done.outcomes] == ["landed"] and lake.row_count("raw", TAX.id) == 1

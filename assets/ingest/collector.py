@@ -194,11 +194,13 @@ class Collector:
         batch_id: str,
         run_id: str = "",
         now: dt.datetime | None = None,
+        settle_seconds: float = 0.0,
     ):
         self.dataset, self.lake = dataset, lake
         self.landing_root, self.rejected_root = landing_root, rejected_root
         self.batch_id, self.run_id = batch_id, run_id
         self.now = now or dt.datetime.now(dt.UTC)
+        self.settle_seconds = settle_seconds  # a file modified more recently than this waits (landing.py)
         self.partition_by = ["_period"] if dataset.period else None
 
     def run(self) -> CollectResult:
@@ -222,7 +224,7 @@ class Collector:
         # a file moved to the rejected area by such a run is recorded from its reason file.
         committed = self._committed_but_unlogged(landed)
         result.outcomes += self._rejected_but_unlogged(history)
-        for entry in entries(self.dataset, self.landing_root):
+        for entry in entries(self.dataset, self.landing_root, self.settle_seconds):
             path, rel = entry.path, entry.name
             fp = fingerprint(entry.lstat())
             if (rel, *fp) in fingerprints:

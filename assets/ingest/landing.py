@@ -6,9 +6,10 @@ Every entry gets exactly one disposition, so nothing in landing is passed over i
   case aside: ``.CSV`` is a CSV);
 - ``refuse``: a symbolic link (never followed: it could point anywhere on the machine; the link itself is
   moved to the rejected area with its reason);
-- ``wait``: an upload in progress by the landing convention — a temporary name (``*.part``, ``*.tmp``,
-  ``*.uploading``, ``*.crdownload``) renamed to its final name when complete, or an Office lock file
-  (``~$…``): collected once it has its final name;
+- ``wait``: an upload in progress. The landing convention is a temporary name (``*.part``, ``*.tmp``,
+  ``*.uploading``, ``*.crdownload``) renamed to the final name when complete (an Office lock file ``~$…``
+  waits too); and, for writers that do not follow it, a file modified within the last ``settle_seconds``
+  (``SHUCANG_SETTLE_SECONDS``, 10 s by default) waits until its size and time have stood still that long;
 - ``ignore``: a hidden file (``.…``), a file in a subfolder, something that is not a regular file (a pipe,
   a socket), or a name that does not match the pattern (e.g. ``.xls`` where ``*.xlsx`` is registered) —
   left in place, recorded with the reason.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +72,9 @@ def _walk(folder: Path, depth: int) -> Iterator[tuple[os.DirEntry, int]]:
                 yield from _walk(Path(e.path), depth + 1)
 
 
-def entries(dataset: Dataset, landing_root: Path) -> list[Entry]:
+def entries(dataset: Dataset, landing_root: Path, settle_seconds: float = 0.0, now: float | None = None) -> list[Entry]:
     """Every entry of the dataset's landing folder (subfolders included), with its disposition."""
+    now = time.time() if now is None else now
     folder = landing_root / dataset.landing
     if folder.is_symlink():
         return [_entry(folder, landing_root, "refuse", _why("symlink", "the landing folder is a link"))]
@@ -96,6 +99,9 @@ def entries(dataset: Dataset, landing_root: Path) -> list[Entry]:
         elif not _matches(e.name, dataset.pattern):
             detail = f"registered pattern {dataset.pattern}"
             out.append(_entry(path, landing_root, "ignore", _why("pattern", detail)))
+        elif settle_seconds and now - max(e.stat(follow_symlinks=False).st_mtime, 0) < settle_seconds:
+            detail = f"modified within the last {settle_seconds:g} s"
+            out.append(_entry(path, landing_root, "wait", _why("settling", detail)))
         else:
             out.append(_entry(path, landing_root, "collect"))
     return out

@@ -39,6 +39,10 @@ REASONS: dict[str, tuple[str, str]] = {
         "正在上传（临时文件名），改为正式文件名后采集",
         "an upload in progress (temporary name): collected once renamed",
     ),
+    "settling": (
+        "文件仍在写入（最近刚被修改），稳定后采集",
+        "still being written (modified just now): collected once it settles",
+    ),
     "hidden": ("隐藏文件，不采集", "a hidden file: not collected"),
     "subfolder": (
         "位于子文件夹中，不采集；请直接放在落地文件夹",

@@ -27,6 +27,9 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
         f"generated {manifest['enterprises']:,} enterprises, {len(manifest['files'])} files → {s.landing_root} "
         f"({time.perf_counter() - started:.1f} s)"
     )
+    if s.settle_seconds:  # collection takes a file only once it has stood still that long (landing.py)
+        print(f"waiting {s.settle_seconds:g} s for the delivered files to settle")
+        time.sleep(s.settle_seconds)
 
     from dagster import DagsterInstance
 
