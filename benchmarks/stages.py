@@ -50,7 +50,9 @@ def _steps(instance, run_id: str, rows_key: str) -> dict[str, dict]:
         if ev.event_type_value == "STEP_START":
             open_steps[name] = entry.timestamp
         elif ev.event_type_value == "ASSET_MATERIALIZATION":
-            datasets[name] = {"rows": ev.event_specific_data.materialization.metadata[rows_key].value}
+            mat = ev.event_specific_data.materialization
+            if rows_key in mat.metadata:  # the step's own dataset, not an own table it also wrote (logs, scores)
+                datasets[name] = {"rows": mat.metadata[rows_key].value}
         elif ev.event_type_value == "STEP_SUCCESS":
             datasets[name]["seconds"] = entry.timestamp - open_steps[name]
     return datasets
