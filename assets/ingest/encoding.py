@@ -112,7 +112,7 @@ def sniff(path: Path, text: bool, encodings: tuple[str, ...] = ("utf-8", "gb1803
 
 def _decide(path: Path, utf8_bad_at: int | None, cjk_seen: bool, latin_at: int | None, head: bytes) -> str:
     if utf8_bad_at is None:
-        if latin_at is not None and not cjk_seen and _decodes(path, GB18030) is None:
+        if latin_at is not None and not cjk_seen and _decodes(path, "gb18030") is None:
             raise FileRejected(
                 Rejection(
                     "encoding_ambiguous",
@@ -131,7 +131,7 @@ def _decide(path: Path, utf8_bad_at: int | None, cjk_seen: bool, latin_at: int |
                 None,
             )
         )
-    if (gb_bad_at := _decodes(path, GB18030)) is None:
+    if (gb_bad_at := _decodes(path, "gb18030")) is None:  # the same bytes are valid in both editions
         return GB18030
     raise FileRejected(
         Rejection(

@@ -18,8 +18,10 @@ from pathlib import Path
 import fastexcel
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from assets.ingest import gb18030_2022
 from assets.ingest.encoding import Sniff
 from assets.ingest.layout import check_header, raw_schema, to_warehouse_names
 from assets.ingest.rejection import FileRejected, Rejection
@@ -76,7 +78,8 @@ def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     reader = pacsv.open_csv(
         native_path(path) or pa.PythonFile(path.open("rb"), mode="r"),
         read_options=pacsv.ReadOptions(
-            encoding="utf8" if encoding.startswith("utf-8") else encoding,
+            # GB18030 through Python's own (2005) table, at its speed; ``read`` applies the 2022 mapping
+            encoding="utf8" if encoding.startswith("utf-8") else _FAST.get(encoding, encoding),
             block_size=8 << 20,
             column_names=header,
             skip_rows=1,
@@ -281,7 +284,7 @@ def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     overrides = {k: pl.String for k in keys}
     rows, seen = 0, dict.fromkeys(keys, 0)
     for block in _blocks(path):
-        data = block if encoding == "utf-8" else block.decode(encoding).encode("utf-8")
+        data = block if encoding == "utf-8" else block.decode(_FAST.get(encoding, encoding)).encode("utf-8")
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
         try:
@@ -337,10 +340,29 @@ def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
 READERS = {"csv": read_csv, "xlsx": read_xlsx, "jsonl": read_jsonl}
 
 
+_FAST = {gb18030_2022.NAME: "gb18030"}
+
+
+def _as_2022(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The GB 18030-2022 characters of a batch decoded by the 2005 table: a column is searched for the 24
+    private-use characters that edition gave standard code points (Arrow's regex, at column speed) and
+    translated only where one is found."""
+    columns = []
+    for column in batch.columns:
+        if pa.types.is_string(column.type) and pc.any(pc.match_substring_regex(column, gb18030_2022.PATTERN)).as_py():
+            for old, new in gb18030_2022.PAIRS:
+                column = pc.replace_substring(column, old, new)
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
 def read(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     if sniff.size == 0:
         raise FileRejected(Rejection("empty", "0 bytes", "file", 0))
-    return READERS[dataset.format](path, dataset, sniff)
+    batches = READERS[dataset.format](path, dataset, sniff)
+    if sniff.encoding != gb18030_2022.NAME:
+        return batches
+    return ((_as_2022(b), first) for b, first in batches)
 
 
 __all__ = ["read", "raw_schema"]
