@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -15,6 +16,9 @@ from sourcegen.generate import generate
 
 
 def generate_stage(data: Path, scale: float) -> dict:
+    """Fresh sources in an empty folder: a lake left by an earlier bench would make collection skip every
+    file as already landed, and measure nothing."""
+    shutil.rmtree(data, ignore_errors=True)
     manifest = generate(data, scale=scale)
     return {"rows": sum(f["rows"] or 0 for f in manifest["files"]), "files": len(manifest["files"])}
 
