@@ -6,6 +6,8 @@ import atexit
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -55,3 +57,23 @@ def is_published(a) -> bool:
     """Publish- and share-zone assets need the dbt models (or approved data requests) upstream; tests of the
     Python stages leave them out."""
     return any(k.path[0] in ("publish", "share") for k in a.keys)
+
+
+def dbt_build(project: Path, select: str, **env: str) -> subprocess.CompletedProcess:
+    """``dbt build --select …`` on a dbt project copy, with the project's own dbt, extra environment on top."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).with_name("dbt")),
+            "build",
+            "--select",
+            select,
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+        ],
+        cwd=project,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+    )

@@ -7,14 +7,13 @@ added a thematic library (theme_land_use: SQL and yml, nothing in Python)."""
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from conftest import dbt_build
 from deltalake import DeltaTable
 from openlineage_schema import EventValidator
 
@@ -340,23 +339,7 @@ def test_a_contract_violation_is_caught(built, tmp_path):
     j = text.index("data_type: double")  # relations… amount_yuan is double: declare it varchar
     yml.write_text(text[:j] + "data_type: varchar" + text[j + len("data_type: double") :], encoding="utf-8")
     s = built["settings"]
-    env = {**os.environ, "WAREHOUSE_PATH": str(s.warehouse_path), "LAKE_ROOT": s.lake_root}
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("dbt")),
-            "build",
-            "-s",
-            "topic_chain_completeness",
-            "--project-dir",
-            str(project),
-            "--profiles-dir",
-            str(project),
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    done = dbt_build(project, "topic_chain_completeness", WAREHOUSE_PATH=str(s.warehouse_path), LAKE_ROOT=s.lake_root)
     assert done.returncode != 0
     assert "contract" in done.stdout and "data type mismatch" in done.stdout
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import dbt_build
 
 from orchestration.resources import WarehouseResource
 
@@ -67,22 +68,8 @@ def test_seed_tests_refuse_policy_parameters_that_break_the_rules(tmp_path):
     (seeds / "mujun_bands.csv").write_text(bands, encoding="utf-8")
     params = (seeds / "mujun_parameters.csv").read_text(encoding="utf-8").replace(",benchmark,", ",guess,", 1)
     (seeds / "mujun_parameters.csv").write_text(params, encoding="utf-8")
-    env = {**os.environ, "WAREHOUSE_PATH": str(tmp_path / "w.duckdb"), "DBT_LOG_PATH": str(tmp_path / "logs")}
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("dbt")),
-            "build",
-            "--select",
-            "resource_type:seed",
-            "--project-dir",
-            str(project),
-            "--profiles-dir",
-            str(project),
-        ],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
+    done = dbt_build(
+        project, "resource_type:seed", WAREHOUSE_PATH=str(tmp_path / "w.duckdb"), DBT_LOG_PATH=str(tmp_path / "logs")
     )
     assert done.returncode != 0
     failed = set(re.findall(r"\d+ of \d+ FAIL \d+ (\S+)", done.stdout))
