@@ -405,3 +405,36 @@ def test_a_file_still_being_written_waits_until_it_settles(tmp_path):
     assert list(scan(TAX, landing, settle_seconds=30)) == ["tax/monthly/税务_月度申报_2024-01.csv"]
     done = Collector(TAX, lake, landing, tmp_path / "rejected", "b2", settle_seconds=30).run()
     assert [o.status for o in done.outcomes] == ["landed"] and lake.row_count("raw", TAX.id) == 1
+
+
+def test_the_read_ahead_keeps_order_hands_over_errors_in_place_and_stops_when_abandoned():
+    import threading
+
+    from assets.ingest.collector import prefetched
+
+    assert list(prefetched(iter(range(50)))) == list(range(50))
+
+    def failing():
+        yield from range(3)
+        raise ValueError("bad block")
+
+    seen = []
+    with pytest.raises(ValueError, match="bad block"):
+        for item in prefetched(failing()):
+            seen.append(item)
+    assert seen == [0, 1, 2]  # everything before the fault, nothing after
+
+    produced = []
+
+    def endless():
+        n = 0
+        while True:
+            produced.append(n)
+            yield n
+            n += 1
+
+    stream = prefetched(endless(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # the consumer (the Delta writer) gave up
+    assert not any(t.name == "reader-prefetch" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 1  # read ahead by at most the queue depth

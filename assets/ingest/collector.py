@@ -12,9 +12,14 @@ import hashlib
 import json
 import os
 import shutil
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty, Full, Queue
+from typing import TypeVar
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -26,6 +31,8 @@ from lakehouse.lake import Lake
 from lakehouse.provenance import PROVENANCE, raw_table_schema
 from lakehouse.registry import Dataset
 from lakehouse.tables import COLLECT_LOG
+
+T = TypeVar("T")
 
 LOG_SCHEMA = pa.schema(
     [
@@ -116,18 +123,18 @@ def landing_files(dataset: Dataset, landing_root: Path) -> list[Path]:
     return [e.path for e in entries(dataset, landing_root) if e.disposition == "collect"]
 
 
-def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at: dt.datetime) -> list[pa.RecordBatch]:
-    """Append the provenance columns, vectorised: constants broadcast, row numbers as a range."""
-    frame = pl.from_arrow(batch).with_columns(
-        pl.lit(const["_source_department"], pl.String).alias("_source_department"),
-        pl.lit(const["_source_file"], pl.String).alias("_source_file"),
-        pl.lit(const["_file_sha256"], pl.String).alias("_file_sha256"),
-        pl.int_range(first_row, first_row + batch.num_rows, dtype=pl.Int64).alias("_row_number"),
-        pl.lit(const["_batch_id"], pl.String).alias("_batch_id"),
-        pl.lit(ingested_at, pl.Datetime("us", "UTC")).alias("_ingested_at"),
-        pl.lit(const["_period"], pl.String).alias("_period"),
+def _provenance(batch: pa.RecordBatch, first_row: int, const: dict, ingested_at: dt.datetime) -> pa.RecordBatch:
+    """Append the provenance columns in Arrow: constants repeated, row numbers as a range (no copy of the
+    delivered columns)."""
+    n = batch.num_rows
+    values = {
+        **{k: pa.repeat(pa.scalar(v, pa.string()), n) for k, v in const.items()},
+        "_row_number": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
+        "_ingested_at": pa.repeat(pa.scalar(ingested_at, PROVENANCE.field("_ingested_at").type), n),
+    }
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, *(values[f.name] for f in PROVENANCE)], schema=pa.schema(list(batch.schema) + list(PROVENANCE))
     )
-    return frame.to_arrow().cast(pa.schema(list(batch.schema) + list(PROVENANCE))).to_batches()
 
 
 # What identifies a file on disk without reading it: size, modification time, inode change time and inode.
@@ -173,6 +180,48 @@ def landed_fingerprints(history: pl.DataFrame) -> set[tuple[str, int, int, int, 
     read again. Anything else is hashed, and its content hash decides."""
     landed = history.filter(pl.col("status") == "landed").drop_nulls(list(FINGERPRINT))
     return set(landed.select("file", *FINGERPRINT).iter_rows())
+
+
+def prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Run ``items`` one step ahead in a thread: the reader parses the next block (polars and Arrow release
+    the GIL) while the Delta writer encodes the last. Errors reach the consumer in order; a consumer that
+    stops early stops the producer."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put((item, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="reader-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                queue.get_nowait()
+            except Empty:
+                worker.join(0.05)
 
 
 def _reason_path(target: Path) -> Path:
@@ -321,9 +370,9 @@ class Collector:
 
         def batches():
             try:
-                for batch, first in read(path, self.dataset, s):
+                for batch, first in prefetched(read(path, self.dataset, s)):
                     counted[0] += batch.num_rows
-                    yield from _provenance(batch, first, const, self.now)
+                    yield _provenance(batch, first, const, self.now)
             except FileRejected as exc:
                 failure.append(exc)
                 raise

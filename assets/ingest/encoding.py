@@ -51,15 +51,27 @@ def _decodes(path: Path, decoder_name: str) -> int | None:
 # Non-ASCII characters a Chinese delivery may hold in a Latin-range code point (U+0080–U+07FF): units, signs.
 _LATIN_OK = set("°²³±×÷·µ§¹º‰¼½¾€£¥©®")
 _CJK = re.compile(r"[\u2e80-\u9fff\uf900-\ufaff\U00020000-\U0003ffff]")
-_LATIN = re.compile(r"[\u0080-\u07ff]")
+
+
+def _latin_class() -> str:
+    """A regex class of U+0080–U+07FF without the signs in ``_LATIN_OK``, as ranges."""
+    ranges, start = [], None
+    for cp in range(0x80, 0x801):
+        inside = cp < 0x800 and chr(cp) not in _LATIN_OK
+        if inside and start is None:
+            start = cp
+        elif not inside and start is not None:
+            ranges.append(f"\\u{start:04x}-\\u{cp - 1:04x}")
+            start = None
+    return "[" + "".join(ranges) + "]"
+
+
+_IMPLAUSIBLE_LATIN = re.compile(_latin_class())
 
 
 def _implausible_latin(text: str) -> re.Match | None:
     """The first Latin-range character that is not a sign a Chinese delivery uses (units, ×, °)."""
-    for m in _LATIN.finditer(text):
-        if m.group() not in _LATIN_OK:
-            return m
-    return None
+    return _IMPLAUSIBLE_LATIN.search(text)
 
 
 def sniff(path: Path, text: bool, encodings: tuple[str, ...] = ("utf-8", "gb18030")) -> Sniff:

@@ -121,22 +121,29 @@ def read_csv(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
         )
 
 
-def _data_sheet(workbook, dataset: Dataset) -> str:
-    """The worksheet that holds the delivery: the one the registry names (``sheet:``), else the only visible
-    sheet with content. Hidden sheets are never read; two visible sheets with content are refused (which
-    one is the delivery is not ours to guess), and so is a workbook without the registered sheet."""
+def _data_sheet(workbook, dataset: Dataset):
+    """The worksheet that holds the delivery, loaded with every cell as text: the one the registry names
+    (``sheet:``), else the only visible sheet with content. Hidden sheets are never read; two visible sheets
+    with content are refused (which one is the delivery is not ours to guess), and so is a workbook without
+    the registered sheet. Each sheet is parsed once (calamine parses a whole sheet even to see its width)."""
     names = list(workbook.sheet_names)
     if dataset.sheet is not None:
         if dataset.sheet not in names:
             raise FileRejected(
                 Rejection("sheet_missing", f"no sheet {dataset.sheet!r}; sheets are {names}", "file", None)
             )
-        return dataset.sheet
-    probed = {n: workbook.load_sheet(n, n_rows=0) for n in names}
-    hidden = [n for n, s in probed.items() if s.visible != "visible"]
-    candidates = [n for n, s in probed.items() if s.visible == "visible" and s.width > 0]
+        return workbook.load_sheet(dataset.sheet, dtypes="string")
+    hidden, candidates = [], []
+    for name in names:
+        sheet = workbook.load_sheet(name, dtypes="string")
+        if sheet.visible != "visible":
+            hidden.append(name)
+        elif sheet.width > 0:
+            candidates.append(sheet)
     if len(candidates) != 1:
-        what = f"visible sheets with content: {candidates}" + (f"; hidden (never read): {hidden}" if hidden else "")
+        what = f"visible sheets with content: {[c.name for c in candidates]}" + (
+            f"; hidden (never read): {hidden}" if hidden else ""
+        )
         raise FileRejected(Rejection("sheets", what, "file", None))
     return candidates[0]
 
@@ -146,13 +153,13 @@ def read_xlsx(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
     which bounds memory."""
     try:
         workbook = fastexcel.read_excel(native_path(path) or path.read_bytes())
-        name = _data_sheet(workbook, dataset)
-        sheet = workbook.load_sheet(name, dtypes="string")
+        sheet = _data_sheet(workbook, dataset)
     except FileRejected:
         raise
     except Exception as exc:  # fastexcel raises its own error types for damaged workbooks
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise FileRejected(Rejection("unreadable", f"{type(exc).__name__}: {first_line[:200]}", "file", None)) from exc
+    name = sheet.name
     check_header(
         sheet.available_columns_names
         if hasattr(sheet, "available_columns_names")
@@ -326,7 +333,8 @@ def read_jsonl(path: Path, dataset: Dataset, sniff: Sniff) -> Batches:
             if k not in df.columns:
                 df = df.with_columns(pl.lit(None, pl.String).alias(k))
             seen[k] += df.height - df[k].null_count()
-        batch = df.select(keys).to_arrow().cast(pa.schema([pa.field(k, pa.string()) for k in keys]))
+        # one record batch per block: fewer, larger batches are cheaper for everything downstream
+        batch = df.select(keys).rechunk().to_arrow().cast(pa.schema([pa.field(k, pa.string()) for k in keys]))
         for b in batch.to_batches():
             yield to_warehouse_names(b, dataset), rows + 1
             rows += b.num_rows
