@@ -181,6 +181,11 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             the_lake, ds, rules, (lambda frame: policy.apply_std(frame, ds, ring)) if ring is not None else None
         )
         result, version = outcome.result, outcome.version
+        for build, written in outcome.recovered.items():
+            context.log.warning(
+                f"std/{ds.id}: build {build} had committed std but not its quarantine rows (a run died between "
+                f"the writes); written now from its staging: {written}"
+            )
         if ring is not None and version is not None:
             privacy.audit().append(
                 "key.use",

@@ -173,11 +173,19 @@ class Lake:
         extra = {"schema_mode": schema_mode} if schema_mode else {}
         return self._write(zone, name, data, "append", metadata, partition_by=partition_by, **extra)
 
-    def replace_where(self, zone: str, name: str, data, column: str, value: str) -> int:
+    def replace_where(
+        self, zone: str, name: str, data, column: str, value: str, metadata: dict[str, str] | None = None
+    ) -> int:
         """Replace the rows where ``column = value`` (one dataset's partition), atomically."""
         if self.table(zone, name) is None:
-            return self._write(zone, name, data, "append", None, partition_by=[column])
-        return self._write(zone, name, data, "overwrite", None, predicate=f"{column} = '{value}'")
+            return self._write(zone, name, data, "append", metadata, partition_by=[column])
+        return self._write(zone, name, data, "overwrite", metadata, predicate=f"{column} = '{value}'")
+
+    def commits(self, zone: str, name: str, limit: int | None = None) -> list[dict]:
+        """The table's commit records, newest first (each with ``version`` and its custom metadata keys);
+        empty when there is no table."""
+        table = self.table(zone, name)
+        return table.history(limit) if table is not None else []
 
     def overwrite(self, zone: str, name: str, data, metadata: dict[str, str] | None = None) -> int:
         """Replace the current version (earlier versions stay readable by time travel)."""

@@ -12,6 +12,7 @@ import shutil
 
 import polars as pl
 import pytest
+from deltalake.exceptions import DeltaError
 
 from assets.ingest.collector import Collector
 from exchange.publication import Model, changes, check_gates, content_hash, publish
@@ -72,6 +73,82 @@ def test_a_std_build_that_breaks_a_batch_rule_writes_nothing(small_lake, tmp_pat
     assert out.withheld and "quarantine_share" in out.reasons()
     assert lake.table("std", ds.id) is None and lake.table(*FINDINGS.path) is None
     assert lake.table(*SCORES.path) is None
+
+
+class _Crash(BaseException):
+    """A process dying at a chosen point (not an error any code path handles)."""
+
+
+def _conserved(lake: Lake, name: str, raw_rows: int) -> bool:
+    quarantined = lake.read(*FINDINGS.path).filter((pl.col("dataset") == name) & (pl.col("action") == "quarantined"))
+    rows = quarantined.select("source_file", "row_number").unique().height
+    merged = lake.read(*DUPLICATES.path).filter(pl.col("dataset") == name).height
+    return raw_rows == lake.row_count("std", name) + rows + merged
+
+
+@pytest.mark.parametrize("crash_at", ["stream", "findings", "duplicates", "scores", "cleanup"])
+def test_a_std_build_killed_between_its_writes_is_completed_or_discarded_by_build_id(
+    small_lake, tmp_path, monkeypatch, crash_at
+):
+    """std and quarantine are one fact: a crash after the std commit (before or between the quarantine and
+    score writes, or before the staging is removed) is completed from the staging by the next build; a
+    crash before the std commit leaves std and quarantine as they were and its staging is discarded."""
+    import quality.standardise as std_engine
+
+    lake = Lake(str(tmp_path / "lake"))
+    ds, rules = registry().dataset("amr_registration"), rules_for("amr_registration")
+    raw = small_lake[0].read("raw", ds.id)
+    lake.append("raw", ds.id, raw.to_arrow())
+    first = standardise(lake, ds, rules, at=AT)
+    # a later delivery: ten rows without a name (quarantined) and five repeated rows (merged)
+    late = pl.concat([raw.head(10).with_columns(pl.lit(None, pl.String).alias("name")), raw.slice(20, 5)]).with_columns(
+        pl.lit("登记_补充.csv").alias("_source_file"), pl.lit("b2").alias("_batch_id")
+    )
+    lake.append("raw", ds.id, late.to_arrow())
+
+    ops = []
+    real_write, real_delete, real_stage = Lake._write, Lake.delete, std_engine._stage
+
+    def write(self, zone, name, *a, **k):
+        ops.append(f"{zone}/{name}")
+        if ops[-1] == {"findings": FINDINGS, "duplicates": DUPLICATES, "scores": SCORES}.get(crash_at, CHANGES).label:
+            raise _Crash
+        return real_write(self, zone, name, *a, **k)
+
+    def delete(self, zone, name):
+        if crash_at == "cleanup" and zone == "ops":
+            raise _Crash
+        return real_delete(self, zone, name)
+
+    def stage(lake_, ds_, build, label, frame):
+        real_stage(lake_, ds_, build, label, frame)
+        if crash_at == "stream" and label == DUPLICATES.label:
+            raise _Crash  # staged, then the process dies before the std commit completes
+
+    monkeypatch.setattr(Lake, "_write", write)
+    monkeypatch.setattr(Lake, "delete", delete)
+    monkeypatch.setattr(std_engine, "_stage", stage)
+    # the Delta writer reports a fault in the stream it pulls as its own error
+    with pytest.raises(DeltaError if crash_at == "stream" else _Crash):
+        standardise(lake, ds, rules, at=AT + dt.timedelta(days=1))
+    monkeypatch.undo()
+
+    pending = std_engine.pending_builds(lake, ds)
+    assert len(pending) == 1  # the staging names the build it belongs to
+    std_build = lake.commits("std", ds.id, 1)[0].get("build_id")
+    completed = std_engine.complete_pending(lake, ds)
+    assert std_engine.pending_builds(lake, ds) == []
+    if crash_at == "stream":  # std never committed: nothing to complete, the first build still stands
+        assert completed == {} and lake.table("std", ds.id).version() == first.version
+        assert pending[0] != std_build
+    else:
+        assert list(completed) == pending == [std_build]
+        assert lake.row_count("std", ds.id) == first.result.rows_out + 5 - 5  # the repeats merged away
+    # every raw row the standing std was built from is in std, quarantined or merged: none unaccounted for
+    assert _conserved(lake, ds.id, raw.height + (0 if crash_at == "stream" else late.height))
+    assert std_engine.complete_pending(lake, ds) == {}  # nothing left; a second pass changes nothing
+    scores = lake.read(*SCORES.path).filter(pl.col("subject") == ds.id)
+    assert scores.height == (1 if crash_at == "stream" else 2)  # one history row per committed build
 
 
 def test_problem_lists_export_per_department_and_keep_a_ledger(small_lake):
