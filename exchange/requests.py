@@ -3,8 +3,8 @@ against the catalogue, and assessed by the grade of what it asks for.
 
 A request names datasets of the publish zone, the columns it wants of each, a row scope (a column's value
 prefix, e.g. a region code, or a list of values), its purpose, legal basis and period. The grade of a
-request is the highest effective grade among the columns it asks for (就高从严), so asking for fewer
-columns can lower it. The rules (configuration in ``exchange/policy.yaml``):
+request is the highest effective grade among the columns it reads — asks for or filters on (就高从严) —
+so asking for fewer columns can lower it, and filtering on a hidden column cannot. The rules (configuration in ``exchange/policy.yaml``):
 
 - L1 is shared on request: approved by rule when filed;
 - L2 and L3 need a steward's approval, and the consumer's privacy policy is applied to the share;
@@ -27,7 +27,7 @@ from lakehouse.config import ConfigError, Strict
 from privacy.grading import highest, level_rank
 
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
-NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")  # request ids, share and table names: safe in paths and URLs
+NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,62}")  # request ids, share and table names (full match): safe in paths and URLs
 
 
 class RequestError(ValueError):
@@ -159,7 +159,7 @@ def parse(doc, request_id: str, source: str = "api") -> DataRequest:
     where = source
     if not isinstance(doc, dict):
         raise RequestError(f"{where}: a request is a mapping with consumer, datasets, purpose, legal_basis, period")
-    if not NAME.match(request_id):
+    if not NAME.fullmatch(request_id):
         raise RequestError(
             f"{where}: request id {request_id!r} must be lower-case letters, digits, '_' or '-' (at most 63)"
         )
@@ -215,7 +215,7 @@ def read_file(path: Path) -> DataRequest:
     if path.stat().st_size > largest:
         raise RequestError(f"{path.name}: {path.stat().st_size} bytes; a request is at most {largest}")
     try:
-        doc = config.read_yaml(path)
+        doc = config.read_yaml(path, untrusted=True)
     except ConfigError as exc:
         raise RequestError(f"{path.name}: not readable YAML: {exc.__cause__ or exc}") from None
     rid = str(doc.get("id") or path.stem) if isinstance(doc, dict) else path.stem
@@ -255,11 +255,15 @@ def assess(request: DataRequest, catalogue: dict) -> Assessment:
         if entry.get("share_type") == "不予共享":
             problems.append(f"{ask.dataset}: 共享属性 is 不予共享 (never shared)")
             continue
-        level = highest(columns[c].get("effective_grade") or columns[c]["grade"] for c in ask.columns)
+        # every column the share reads: those delivered and those its row scope filters on (a filter on a
+        # hidden column reveals that column's values through which rows come back)
+        read = list(dict.fromkeys([*ask.columns, *(r.column for r in ask.rows)]))
+        grade = {c: columns[c].get("effective_grade") or columns[c]["grade"] for c in read}
+        level = highest(grade.values())
         levels[ask.dataset] = level
         versions[ask.dataset] = entry.get("delta_version")
         if level_rank(level) >= level_rank(policy()["never_shared_level"]):
-            top = [c for c in ask.columns if (columns[c].get("effective_grade") or columns[c]["grade"]) == level]
+            top = [c for c in read if grade[c] == level]
             problems.append(f"{ask.dataset}: {', '.join(top)} graded {level}; {level} data is never shared")
     if problems:
         return Assessment(

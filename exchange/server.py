@@ -36,7 +36,7 @@ from exchange.shares import add_actions, share_table_name
 
 SCHEMA = "shucang"
 PREFIX = "/delta-sharing"
-FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*\.parquet$")
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\.parquet")  # full match
 NAMESPACE = uuid.UUID("6f1c9a52-5d0e-4c7b-9a43-2b8f0f3f6a11")
 
 
@@ -90,7 +90,7 @@ class SharingService:
     def share_of(self, request: Request) -> tuple[RequestState, str]:
         state = self.principal(request)
         share = request.path_params["share"]
-        if not NAME.match(share):
+        if not NAME.fullmatch(share):
             raise Problem(400, "INVALID_PARAMETER_VALUE", f"share name {share!r} is not a valid name")
         if share != state.id:
             raise Problem(403, "PERMISSION_DENIED", f"this token does not open share {share!r}")
@@ -246,7 +246,7 @@ class SharingService:
         digests = {f["path"]: f["sha256"] for f in entry.get("files", [])}
         rows = 0
         for add in files:
-            if not FILE_NAME.match(add["path"]):
+            if not FILE_NAME.fullmatch(add["path"]):
                 raise Problem(500, "INTERNAL_ERROR", f"unexpected file {add['path']!r} in the share")
             url, expires = self._signed(request, state, entry["dataset"], add["path"])
             rows += int(add["num_records"])
@@ -287,7 +287,7 @@ class SharingService:
     # --- data files -------------------------------------------------------------------------------------------
     async def file(self, request: Request):
         share, dataset, name = (request.path_params[k] for k in ("share", "table", "name"))
-        if not (NAME.match(share) and NAME.match(dataset) and FILE_NAME.match(name)):
+        if not (NAME.fullmatch(share) and NAME.fullmatch(dataset) and FILE_NAME.fullmatch(name)):
             raise Problem(400, "INVALID_PARAMETER_VALUE", "not a file of a share")
         try:
             expires = int(request.query_params.get("expires", ""))

@@ -17,6 +17,7 @@ from exchange import shares
 from exchange.ledger import Ledger, RequestState
 from exchange.requests import DataRequest, RequestError, assess, read_file
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
+from privacy.audit import EntryTooLarge
 
 RULES = "rules"  # the actor of decisions the grade rules take
 
@@ -58,15 +59,18 @@ class Exchange:
         if request.id in self.ledger.states():
             raise RequestError(f"{request.source}: request id {request.id!r} was filed before; choose another id")
         verdict = assess(request, self.catalogue())
-        self.ledger.record(
-            "request.filed",
-            actor,
-            request.id,
-            request=request.to_dict(),
-            level=verdict.level,
-            reasons=list(verdict.reasons),
-            catalogue_versions=verdict.versions,
-        )
+        try:
+            self.ledger.record(
+                "request.filed",
+                actor,
+                request.id,
+                request=request.to_dict(),
+                level=verdict.level,
+                reasons=list(verdict.reasons),
+                catalogue_versions=verdict.versions,
+            )
+        except EntryTooLarge as exc:
+            raise RequestError(f"{request.source}: {exc}") from None
         if verdict.outcome != "pending":
             self.ledger.record(
                 "request.decided",

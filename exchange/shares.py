@@ -1,7 +1,8 @@
 """Shares (交换区): the per-request extract of an approved data request.
 
 For each dataset asked for: the publish-zone table at the version pinned when the request was approved,
-the rows in scope, the columns granted, the consumer's privacy policy applied column by column, then the
+the consumer's privacy policy applied column by column, the rows in scope of what it releases, the columns
+granted, then the
 privacy gate (no identifiers, nothing above L2 untransformed, k-anonymity on the quasi-identifiers). Only a
 share that passes is written, as Delta tables under ``share/<request>/<dataset>``, with a manifest holding
 the content hash of every delivered file so the consumer can check what it received. Built from the same
@@ -128,8 +129,11 @@ def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
         meta = {c["column"]: c for c in published[name]["columns"]}
         needed = list(dict.fromkeys([*ask["columns"], *(r["column"] for r in ask["rows"])]))
         full = pl.from_arrow(source.to_pyarrow_table(columns=needed))
-        in_scope = scope(full, ask["rows"]).select(ask["columns"])
-        shared, applied = apply_policy(in_scope, meta, kind)
+        # the row scope filters what the consumer's policy releases, never the values it hides or rounds
+        released, applied = apply_policy(full, meta, kind)
+        in_scope = scope(released, ask["rows"])
+        shared = in_scope.select(ask["columns"])
+        applied = {c: how for c, how in applied.items() if c in ask["columns"]}
         gradings = {
             c: Grading(
                 meta[c]["classification"] or "metadata",

@@ -41,10 +41,21 @@ def where(loc: tuple) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in keys).lstrip(".") or "(top level)"
 
 
-def read_yaml(path: Path):
-    """The parsed YAML document (safe loader); unreadable or malformed files raise ConfigError."""
+def read_yaml(path: Path, untrusted: bool = False):
+    """The parsed YAML document (safe loader); unreadable or malformed files raise ConfigError.
+
+    ``untrusted`` (a document from outside, e.g. a data request): anchors and aliases are refused, so a
+    small document cannot expand into a huge one (a "billion laughs" document)."""
     try:
-        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_LOADER)  # noqa: S506 — a safe loader
+        text = Path(path).read_text(encoding="utf-8")
+        if untrusted:
+            for event in yaml.parse(text, Loader=_LOADER):
+                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                    mark = event.start_mark
+                    raise ConfigError(
+                        f"{path}: line {mark.line + 1}: YAML anchors and aliases are not accepted here"
+                    )
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 — a safe loader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
 

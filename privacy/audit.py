@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 GENESIS = "0" * 64
+MAX_ENTRY_BYTES = 1 << 20  # no single entry may grow the log by more than this
+
+
+class EntryTooLarge(ValueError):
+    """An entry larger than ``MAX_ENTRY_BYTES``: refused, nothing appended."""
 
 
 def _digest(entry: dict) -> str:
@@ -71,7 +76,12 @@ class AuditLog:
                 "prev": prev,
             }
             entry["hash"] = _digest(entry)
-            fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+            line = json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n"
+            if len(line.encode("utf-8")) > MAX_ENTRY_BYTES:
+                raise EntryTooLarge(
+                    f"{self.path.name}: a {action} entry of {len(line.encode('utf-8'))} bytes; at most {MAX_ENTRY_BYTES}"
+                )
+            fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
             self.head.write_text(json.dumps({"entries": entry["seq"], "hash": entry["hash"]}))

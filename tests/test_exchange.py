@@ -99,6 +99,70 @@ def test_l4_and_never_shared_and_unknown_requests_are_rejected_with_the_reason(e
 # --- shares ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("rows", "level"),
+    [
+        ({"revenue_yuan": "13"}, "L2"),  # a filter on a hidden L2 figure grades the request L2
+        ({"tax_arrears_yuan": ["3000.0"]}, "L3"),
+        ({"region_code": "33100"}, "L1"),  # a filter on a column it may read changes nothing
+    ],
+)
+def test_a_request_is_graded_by_every_column_it_reads_filters_included(ex, rows, level):
+    state = _file(ex, request(f"filter-{level.lower()}", ["uscc", "name"], rows=rows))
+    assert state.level == level
+    assert state.status == ("approved" if level == "L1" else "pending")  # no L1 approval by rule for it
+
+
+def test_a_filter_on_an_l4_column_is_refused_like_reading_it(ex):
+    state = _file(ex, request("by-rep", ["uscc"], rows={"legal_rep_ref": "k1:0"}))
+    assert state.status == "rejected" and "legal_rep_ref graded L4" in state.reasons[0]
+
+
+def test_row_scope_filters_what_the_policy_releases_not_the_hidden_digits(ex):
+    """An enterprise consumer sees revenue rounded to two significant digits; filtering on the exact value's
+    digits must not pick out firms the rounding hides among others."""
+    exact = firms(600).filter(pl.col("revenue_yuan").cast(pl.String).str.starts_with("1244"))
+    assert 0 < exact.height < 600  # the exact digits single out a few firms
+    _file(ex, request("dig", ["uscc", "revenue_yuan"], rows={"revenue_yuan": "1244"}, kind="enterprise"))
+    ex.decide("dig", "approved", "张管理员", "测试")
+    ex.build("dig", "tester")
+    assert _share(ex, "dig").height == 0  # no released (rounded) value starts with those digits
+    _file(ex, request("round", ["uscc", "revenue_yuan"], rows={"revenue_yuan": "1200000"}, kind="enterprise"))
+    ex.decide("round", "approved", "张管理员", "测试")
+    ex.build("round", "tester")
+    got = _share(ex, "round")
+    assert got.height > exact.height and set(got["revenue_yuan"]) == {1_200_000.0}
+
+
+def test_a_request_using_yaml_aliases_is_refused_before_it_expands(ex):
+    ex.inbox.mkdir(parents=True)
+    bomb = ["a: &a [" + ",".join(["x"] * 10) + "]"]
+    for i in range(1, 9):
+        prev = chr(ord("a") + i - 1)
+        bomb.append(f"{chr(ord('a') + i)}: &{chr(ord('a') + i)} [" + ",".join([f"*{prev}"] * 10) + "]")
+    doc = yaml.safe_dump(request("laughs", ["uscc"]), allow_unicode=True) + "\n".join(bomb) + "\n"
+    (ex.inbox / "laughs.yaml").write_text(doc, encoding="utf-8")
+    [(name, outcome)] = ex.file_inbox("tester")
+    assert name == "laughs.yaml" and "anchors and aliases are not accepted" in outcome
+    assert not ex.ledger.path.exists() or ex.ledger.path.stat().st_size < 10_000
+
+
+def test_an_id_with_a_trailing_newline_is_not_a_safe_name():
+    for bad in ("ok\n", "ok\r", "ok/..", ""):
+        with pytest.raises(RequestError, match="must be lower-case letters"):
+            parse(request("x", ["uscc"]), bad)
+
+
+def test_no_ledger_entry_grows_beyond_its_cap(tmp_path):
+    from privacy.audit import MAX_ENTRY_BYTES, EntryTooLarge
+
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.record("share.denied", "tester", "r1", reason="x")
+    with pytest.raises(EntryTooLarge):
+        ledger.record("share.denied", "tester", "r1", reason="x" * MAX_ENTRY_BYTES)
+    assert ledger.verify().ok and ledger.verify().entries == 1
+
+
 def _share(ex, rid: str, dataset: str = "firms") -> pl.DataFrame:
     return pl.read_delta(ex.lake.uri("share", share_table_name(rid, dataset)))
 
