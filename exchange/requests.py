@@ -27,7 +27,9 @@ from lakehouse.config import ConfigError, Strict
 from privacy.grading import highest, level_rank
 
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
-NAME = re.compile(r"[a-z0-9][a-z0-9_\-]{0,62}")  # request ids, share and table names (full match): safe in paths and URLs
+NAME = re.compile(
+    r"[a-z0-9][a-z0-9_\-]{0,62}"
+)  # request ids, share and table names (full match): safe in paths and URLs
 
 
 class RequestError(ValueError):

@@ -52,9 +52,7 @@ def read_yaml(path: Path, untrusted: bool = False):
             for event in yaml.parse(text, Loader=_LOADER):
                 if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                     mark = event.start_mark
-                    raise ConfigError(
-                        f"{path}: line {mark.line + 1}: YAML anchors and aliases are not accepted here"
-                    )
+                    raise ConfigError(f"{path}: line {mark.line + 1}: YAML anchors and aliases are not accepted here")
         return yaml.load(text, Loader=_LOADER)  # noqa: S506 — a safe loader
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from exc
