@@ -69,6 +69,7 @@ def _table(rows: int) -> pl.DataFrame:
 
 
 def main(data: Path, rows: int) -> dict:
+    from exchange.identity import sign
     from exchange.requests import parse
     from exchange.service import Exchange
     from lakehouse.lake import CATALOGUE_EXPORT, Lake
@@ -100,17 +101,23 @@ def main(data: Path, rows: int) -> dict:
     }
     lake.write_bytes("catalogue", CATALOGUE_EXPORT, json.dumps(catalogue).encode("utf-8"))
     port = free_port()
-    ex = Exchange(lake, data / "sharing-exchange", endpoint=f"http://127.0.0.1:{port}/delta-sharing")
+    folder = data / "sharing-exchange"
+    ex = Exchange(lake, folder, endpoint=f"http://127.0.0.1:{port}/delta-sharing", audit_log=folder / "audit.jsonl")
+    ex.principals.add_consumer("bench", "bench", "bench", "department")
+    ex.principals.add_steward("bench-steward", "bench", "bench", folder / "keys" / "bench-steward.key")
     today = dt.date.today()
     doc = {
-        "consumer": {"name": "bench", "department": "bench", "kind": "department"},
         "datasets": [{"dataset": "operations", "columns": list(columns)}],
         "purpose": "benchmark",
         "legal_basis": "benchmark",
         "period": {"start": today.isoformat(), "end": (today + dt.timedelta(days=1)).isoformat()},
     }
-    ex.file(parse(doc, "bench"), actor="bench")
-    ex.decide("bench", "approved", "bench", "benchmark")
+    ex.file(parse(doc, "bench", ex.consumer("bench")), actor="bench")
+    ex.decide(
+        sign(
+            folder / "keys" / "bench-steward.key", "bench-steward", "decide", "bench", "benchmark", decision="approved"
+        )
+    )
     started = time.perf_counter()
     manifest, profile = ex.build("bench", "bench")
     build_seconds = time.perf_counter() - started

@@ -9,12 +9,11 @@ so what the sharing service allows is exactly what the ledger says.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from privacy.audit import AuditLog
+from privacy.audit import GENESIS, AuditLog
 
 ACTIONS = (
     "request.filed",
@@ -29,13 +28,27 @@ ACTIONS = (
 )
 
 
+# What changes who may read what: each is anchored in the privileged audit log when the ledger has one.
+STATE_CHANGES = ("request.filed", "request.decided", "token.issued", "share.revoked", "share.expired")
+
+
+class LedgerBroken(RuntimeError):
+    """The ledger does not verify: nothing may be decided or served from it."""
+
+
 class Ledger(AuditLog):
     def record(self, action: str, actor: str, request_id: str, **detail) -> dict:
         if action not in ACTIONS:
             raise ValueError(f"unknown ledger action {action!r}; actions are {ACTIONS}")
-        return self.append(action, actor=actor, request_id=request_id, **detail)
+        entry = self.append(action, actor=actor, request_id=request_id, **detail)
+        if action in STATE_CHANGES:
+            self.checkpoint()
+        return entry
 
     def states(self) -> dict[str, RequestState]:
+        verdict = self.verify()
+        if not verdict.ok:
+            raise LedgerBroken(f"{self.path}: {verdict.problem}")
         return replay(self.entries())
 
 
@@ -44,27 +57,42 @@ class CachedLedger(Ledger):
     (the sharing service asks on every call, and appends a read to it on every query). A file that shrank
     or was replaced is replayed from the start."""
 
-    def __init__(self, path: Path):
-        super().__init__(path)
-        self._offset = 0
-        self._inode: int | None = None
+    def __init__(self, path: Path, key: bytes | None = None, anchor: AuditLog | None = None):
+        super().__init__(path, key, anchor)
+        self._reset(None)
+
+    def _reset(self, inode: int | None) -> None:
+        self._offset, self._inode, self._seq, self._prev = 0, inode, 0, GENESIS
         self._states: dict[str, RequestState] = {}
         self._tokens: dict[str, str] = {}  # token SHA-256 → request id
 
     def states(self) -> dict[str, RequestState]:
+        """Every line is verified (keyed chain) before it is acted on; a line that does not verify stops
+        everything (LedgerBroken) until the ledger is repaired."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
-            self._offset, self._inode, self._states, self._tokens = 0, None, {}, {}
+            if self._offset:  # it had entries: a deleted ledger is not an empty one
+                raise LedgerBroken(f"{self.path} disappeared") from None
             return self._states
         if st.st_ino != self._inode or st.st_size < self._offset:
-            self._offset, self._inode, self._states, self._tokens = 0, st.st_ino, {}, {}
+            if self._offset:
+                raise LedgerBroken(f"{self.path} was replaced or cut back (now {st.st_size} bytes)")
+            self._reset(st.st_ino)
         if st.st_size > self._offset:
             with self.path.open("rb") as fh:
                 fh.seek(self._offset)
                 tail = fh.read(st.st_size - self._offset)
             complete = tail[: tail.rfind(b"\n") + 1]  # a line being written is read next time
-            entries = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+            entries = []
+            for line in complete.decode("utf-8", "replace").splitlines():
+                if not line.strip():
+                    continue
+                entry, problem = self.check_line(self._seq + 1, line, self._prev)
+                if problem:
+                    raise LedgerBroken(f"{self.path}: {problem}")
+                entries.append(entry)
+                self._seq, self._prev = entry["seq"], entry["hash"]
             replay(entries, self._states)
             self._tokens.update(
                 (e["detail"]["token_sha256"], e["detail"]["request_id"])

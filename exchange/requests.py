@@ -27,6 +27,9 @@ from lakehouse.config import ConfigError, Strict
 from privacy.grading import highest, level_rank
 
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
+IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # dataset and column names (full match)
+MAX_COLUMNS = 200
+MAX_TEXT = 500
 NAME = re.compile(
     r"[a-z0-9][a-z0-9_\-]{0,62}"
 )  # request ids, share and table names (full match): safe in paths and URLs
@@ -40,12 +43,18 @@ Level = Literal["L1", "L2", "L3", "L4"]
 Transform = Literal["keep", "generalise", "round", "suppress"]
 
 
+class RateLimits(Strict):
+    filings_per_minute: int = Field(gt=0)
+    calls_per_minute: int = Field(gt=0)
+
+
 class ExchangePolicy(Strict):
     shared_on_request_level: Level
     never_shared_level: Level
     max_period_days: int = Field(gt=0)
     signed_url_seconds: int = Field(gt=0)
     max_body_bytes: int = Field(gt=0)
+    rate_limits: RateLimits
     # consumer kind → level → one transform, or a transform per identifier role
     consumer_policies: dict[str, dict[Level, Transform | dict[Literal["none", "quasi", "sensitive"], Transform]]]
 
@@ -71,6 +80,9 @@ class DatasetAsk:
 
 @dataclass(frozen=True)
 class Consumer:
+    """The requester, as the identity registry (exchange/identity.py) knows it — never as a body says."""
+
+    id: str
     name: str
     department: str
     kind: str  # a key of policy.yaml's consumer_policies: department | enterprise
@@ -91,6 +103,7 @@ class DataRequest:
         return {
             "id": self.id,
             "consumer": {
+                "id": self.consumer.id,
                 "name": self.consumer.name,
                 "department": self.consumer.department,
                 "kind": self.consumer.kind,
@@ -125,6 +138,14 @@ def _need(doc: dict, key: str, where: str, kind=str):
     return value.strip() if isinstance(value, str) else value
 
 
+def _text(doc: dict, key: str, where: str) -> str:
+    """A free-text field: at most MAX_TEXT printable characters."""
+    value = _need(doc, key, where)
+    if len(value) > MAX_TEXT or any(ord(ch) < 32 and ch not in "\t" for ch in value):
+        raise RequestError(f"{where}: '{key}' is at most {MAX_TEXT} printable characters on one line")
+    return value
+
+
 def _date(value, where: str) -> dt.date:
     if isinstance(value, dt.date):
         return value
@@ -141,9 +162,15 @@ def _rows(spec, where: str) -> tuple[RowScope, ...]:
         raise RequestError(f"{where}: 'rows' maps a column to a value prefix or a list of values")
     out = []
     for column, scope in spec.items():
-        if isinstance(scope, (str, int)) and str(scope):
+        if not isinstance(column, str) or not IDENT.fullmatch(column):
+            raise RequestError(f"{where}.rows: {str(column)[:40]!r} is not a column name")
+        if isinstance(scope, (str, int)) and not isinstance(scope, bool) and 0 < len(str(scope)) <= 100:
             out.append(RowScope(str(column), prefix=str(scope)))
-        elif isinstance(scope, list) and scope and all(isinstance(v, (str, int)) for v in scope):
+        elif (
+            isinstance(scope, list)
+            and 0 < len(scope) <= 10_000
+            and all(isinstance(v, (str, int)) and not isinstance(v, bool) and len(str(v)) <= 100 for v in scope)
+        ):
             out.append(RowScope(str(column), values=tuple(str(v) for v in scope)))
         else:
             raise RequestError(f"{where}.rows.{column}: give a value prefix or a non-empty list of values")
@@ -156,23 +183,22 @@ def _known(mapping: dict, known: set[str], where: str) -> None:
         raise RequestError(f"{where}: unknown field(s) {unknown}; known are {sorted(known)}")
 
 
-def parse(doc, request_id: str, source: str = "api") -> DataRequest:
-    """A request from its YAML/JSON document; RequestError says what is wrong and where."""
+def parse(doc, request_id: str, consumer: Consumer, source: str = "api") -> DataRequest:
+    """A request from its YAML/JSON document, filed by ``consumer`` (whom its credential or the registry
+    says it is); RequestError says what is wrong and where. A ``consumer`` field in the document, if any,
+    must name that same consumer."""
     where = source
     if not isinstance(doc, dict):
-        raise RequestError(f"{where}: a request is a mapping with consumer, datasets, purpose, legal_basis, period")
-    if not NAME.fullmatch(request_id):
+        raise RequestError(f"{where}: a request is a mapping with datasets, purpose, legal_basis, period")
+    if not isinstance(request_id, str) or not NAME.fullmatch(request_id):
         raise RequestError(
             f"{where}: request id {request_id!r} must be lower-case letters, digits, '_' or '-' (at most 63)"
         )
     _known(doc, {"id", "consumer", "datasets", "purpose", "legal_basis", "period"}, where)
-    c = _need(doc, "consumer", where, dict)
-    _known(c, {"name", "department", "kind"}, f"{where}.consumer")
-    kinds = sorted(policy()["consumer_policies"])
-    kind = c.get("kind", "department")
-    if kind not in kinds:
-        raise RequestError(f"{where}.consumer.kind: {kind!r} is not one of {kinds}")
-    consumer = Consumer(_need(c, "name", f"{where}.consumer"), _need(c, "department", f"{where}.consumer"), kind)
+    if "consumer" in doc and doc["consumer"] != consumer.id:
+        raise RequestError(
+            f"{where}.consumer: a request is filed by its own consumer ({consumer.id}), not on behalf of another"
+        )
     asks = _need(doc, "datasets", where, list)
     if not asks:
         raise RequestError(f"{where}: 'datasets' is empty")
@@ -183,8 +209,14 @@ def parse(doc, request_id: str, source: str = "api") -> DataRequest:
             raise RequestError(f"{w}: each entry has 'dataset', 'columns' and optionally 'rows'")
         _known(a, {"dataset", "columns", "rows"}, w)
         columns = _need(a, "columns", w, list)
-        if not columns or not all(isinstance(x, str) and x for x in columns):
-            raise RequestError(f"{w}.columns: a non-empty list of column names")
+        if (
+            not columns
+            or len(columns) > MAX_COLUMNS
+            or not all(isinstance(x, str) and IDENT.fullmatch(x) for x in columns)
+        ):
+            raise RequestError(f"{w}.columns: a non-empty list of at most {MAX_COLUMNS} column names")
+        if not isinstance(a.get("dataset"), str) or not IDENT.fullmatch(a["dataset"]):
+            raise RequestError(f"{w}.dataset: a published dataset's name")
         if len(set(columns)) != len(columns):
             raise RequestError(f"{w}.columns: a column is listed twice")
         datasets.append(DatasetAsk(_need(a, "dataset", w), tuple(columns), _rows(a.get("rows"), w)))
@@ -202,16 +234,18 @@ def parse(doc, request_id: str, source: str = "api") -> DataRequest:
         id=request_id,
         consumer=consumer,
         datasets=tuple(datasets),
-        purpose=_need(doc, "purpose", where),
-        legal_basis=_need(doc, "legal_basis", where),
+        purpose=_text(doc, "purpose", where),
+        legal_basis=_text(doc, "legal_basis", where),
         start=start,
         end=end,
         source=source,
     )
 
 
-def read_file(path: Path) -> DataRequest:
-    """A request dropped in the inbox; its id is the ``id`` field or the file's name."""
+def read_file(path: Path, consumer_of) -> DataRequest:
+    """A request dropped in the inbox; its id is the ``id`` field or the file's name, its ``consumer`` the id
+    of a registered consumer, resolved by ``consumer_of(id) -> Consumer`` (which raises for an unknown or
+    disabled one)."""
     path = Path(path)
     largest = int(policy()["max_body_bytes"])  # the same limit as the service's API
     if path.stat().st_size > largest:
@@ -221,7 +255,14 @@ def read_file(path: Path) -> DataRequest:
     except ConfigError as exc:
         raise RequestError(f"{path.name}: not readable YAML: {exc.__cause__ or exc}") from None
     rid = str(doc.get("id") or path.stem) if isinstance(doc, dict) else path.stem
-    return parse(doc, rid.lower(), source=path.name)
+    who = doc.get("consumer") if isinstance(doc, dict) else None
+    if not isinstance(who, str) or not who:
+        raise RequestError(f"{path.name}: 'consumer' names a registered consumer by its id")
+    try:
+        consumer = consumer_of(who)
+    except ValueError as exc:
+        raise RequestError(f"{path.name}.consumer: {exc}") from None
+    return parse(doc, rid.lower(), consumer, source=path.name)
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
 import time
 import uuid
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
 
 from deltalake import DeltaTable
 from starlette.applications import Starlette
@@ -29,7 +33,8 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from exchange.ledger import CachedLedger, RequestState
+from exchange.identity import IdentityError, Principals
+from exchange.ledger import CachedLedger, LedgerBroken, RequestState
 from exchange.requests import NAME, RequestError, parse, policy
 from exchange.service import Exchange, token_digest
 from exchange.shares import add_actions, share_table_name
@@ -37,17 +42,18 @@ from exchange.shares import add_actions, share_table_name
 SCHEMA = "shucang"
 PREFIX = "/delta-sharing"
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\.parquet")  # full match
+log = logging.getLogger("shucang.sharing")
 NAMESPACE = uuid.UUID("6f1c9a52-5d0e-4c7b-9a43-2b8f0f3f6a11")
 
 
 class Problem(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"errorCode": code, "message": message}, status_code=status)
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errorCode": code, "message": message}, status_code=status, headers=headers)
 
 
 def _ndjson(lines: list[dict], version: int) -> Response:
@@ -59,10 +65,41 @@ def _ndjson(lines: list[dict], version: int) -> Response:
     )
 
 
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` calls a minute on average, bursts up to the same number."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.rate, self.capacity, self.clock = per_minute / 60.0, float(per_minute), clock
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 when the call may go ahead (and counts it), else the seconds until it may."""
+        now = self.clock()
+        tokens, then = self.buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - then) * self.rate)
+        if tokens < 1:
+            self.buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        self.buckets[key] = (tokens - 1, now)
+        if len(self.buckets) > 100_000:  # bounded: forget the fullest buckets' keys
+            self.buckets = {k: v for k, v in self.buckets.items() if v[0] < self.capacity - 1}
+        return 0.0
+
+
 class SharingService:
     def __init__(self, exchange: Exchange, secret: bytes | None = None, url_seconds: int | None = None):
-        self.exchange = exchange
-        self.ledger = CachedLedger(exchange.ledger.path)
+        # one cached ledger and registry for the service's life: a call costs what was appended since the
+        # last one, never a replay of the whole ledger
+        self.exchange = dataclasses.replace(
+            exchange,
+            shared_ledger=CachedLedger(exchange.ledger.path, anchor=exchange.anchor),
+            shared_principals=Principals(exchange.principals.path),
+        )
+        self.ledger = self.exchange.ledger
+        limits = policy()["rate_limits"]
+        self.filings = RateLimiter(int(limits["filings_per_minute"]))
+        self.calls = RateLimiter(int(limits["calls_per_minute"]))
+        self._denied: dict[tuple[str, str], float] = {}  # (request, reason) → when last written to the ledger
         verdict = self.ledger.verify()
         if not verdict.ok:  # what the service allows is what the ledger says: a broken ledger serves nothing
             raise RuntimeError(f"the exchange ledger {self.ledger.path} does not verify: {verdict.problem}")
@@ -79,13 +116,44 @@ class SharingService:
         state = self.ledger.holder(token_digest(token.strip()))
         if state is None:
             raise Problem(401, "UNAUTHENTICATED", "the bearer token is not valid")
-        if not state.active():
+        request.state.principal = f"share:{state.id}"
+        self._limit(self.calls, f"share:{state.id}")
+        consumer = state.request["consumer"]
+        why = None
+        try:
+            self.exchange.principals.get(consumer.get("id", ""), "consumer")
+        except IdentityError as exc:
+            why = f"the consumer of request {state.id} is not an active registered consumer ({exc})"
+        if why is None and not state.active():
             why = state.why_not()
-            self.ledger.record(
-                "share.denied", state.request["consumer"]["name"], state.id, path=request.url.path, reason=why
-            )
+        if why is not None:
+            self._deny(state, why, request.url.path)
             raise Problem(403, "PERMISSION_DENIED", why)
         return state
+
+    def _limit(self, limiter: RateLimiter, key: str) -> None:
+        wait = limiter.take(key)
+        if wait:
+            raise Problem(
+                429,
+                "TOO_MANY_REQUESTS",
+                f"rate limit reached; retry in {wait:.1f} s",
+                {"Retry-After": str(int(wait) + 1)},
+            )
+
+    def _deny(self, state: RequestState, why: str, path: str) -> None:
+        """A refused call goes to the ledger once per request and reason every ten minutes (the access log
+        has every call): a revoked token used in a loop cannot grow the ledger without bound."""
+        key, now = (state.id, why), time.monotonic()
+        if now - self._denied.get(key, -1e9) < 600:
+            return
+        self._denied[key] = now
+        if len(self._denied) > 10_000:
+            self._denied.clear()
+        consumer = state.request["consumer"]
+        self.ledger.record(
+            "share.denied", f"consumer:{consumer.get('id', consumer['name'])}", state.id, path=path, reason=why
+        )
 
     def share_of(self, request: Request) -> tuple[RequestState, str]:
         state = self.principal(request)
@@ -106,14 +174,22 @@ class SharingService:
             raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"share {share} has no table {schema}.{table}")
         return state, entry
 
-    def delta(self, state: RequestState, dataset: str, version: int | None = None) -> DeltaTable:
+    def delta(self, state: RequestState, entry: dict, version: int | None = None) -> DeltaTable:
+        """The share table of the current build. Versions written by earlier builds (under another policy,
+        another pin) are refused: a share serves only what its current grant allows."""
+        dataset = entry["dataset"]
         table = self.exchange.lake.table("share", share_table_name(state.id, dataset))
         if table is None:
             raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"table {dataset} of share {state.id} has no data")
-        if version is not None:
-            if not 0 <= version <= table.version():
-                raise Problem(400, "INVALID_PARAMETER_VALUE", f"version {version}: the table has 0..{table.version()}")
-            table.load_as_version(version)
+        current = int(entry.get("share_version", table.version()))
+        if table.version() != current:
+            raise Problem(503, "SERVICE_UNAVAILABLE", f"table {dataset} of share {state.id} is being rebuilt")
+        if version is not None and version != current:
+            raise Problem(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                f"version {version}: share {state.id} serves its current build only (version {current})",
+            )
         return table
 
     # --- listing ----------------------------------------------------------------------------------------------
@@ -175,7 +251,7 @@ class SharingService:
     # --- one table --------------------------------------------------------------------------------------------
     async def version(self, request: Request):
         state, entry = self.table_of(request)
-        table = self.delta(state, entry["dataset"])
+        table = self.delta(state, entry)
         return Response(status_code=200, headers={"Delta-Table-Version": str(table.version())})
 
     def _metadata_lines(self, state: RequestState, entry: dict, table: DeltaTable, files: list[dict]) -> list[dict]:
@@ -200,7 +276,7 @@ class SharingService:
 
     async def metadata(self, request: Request):
         state, entry = self.table_of(request)
-        table = self.delta(state, entry["dataset"])
+        table = self.delta(state, entry)
         return _ndjson(self._metadata_lines(state, entry, table, add_actions(table)), table.version())
 
     async def _body(self, request: Request) -> dict:
@@ -216,8 +292,10 @@ class SharingService:
             return {}
         try:
             body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise Problem(400, "MALFORMED_REQUEST", f"the request body is not JSON: {exc}") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge ints
+            raise Problem(
+                400, "MALFORMED_REQUEST", f"the request body is not acceptable JSON: {str(exc)[:200]}"
+            ) from None
         if not isinstance(body, dict):
             raise Problem(400, "MALFORMED_REQUEST", "the request body must be a JSON object")
         return body
@@ -226,8 +304,8 @@ class SharingService:
         expires = int(time.time()) + self.url_seconds
         message = f"{state.id}/{dataset}/{path}/{expires}".encode()
         sig = hmac.new(self.secret, message, hashlib.sha256).hexdigest()
-        base = str(request.base_url).rstrip("/")
-        return f"{base}{PREFIX}/files/{state.id}/{dataset}/{path}?expires={expires}&sig={sig}", expires
+        base = self.exchange.endpoint.rstrip("/")  # the configured public address, never the Host header
+        return f"{base}/files/{state.id}/{dataset}/{path}?expires={expires}&sig={sig}", expires
 
     async def query(self, request: Request):
         state, entry = self.table_of(request)
@@ -240,7 +318,7 @@ class SharingService:
             raise Problem(400, "INVALID_PARAMETER_VALUE", f"limitHint must be a non-negative integer, not {limit!r}")
         if body.get("timestamp") is not None or body.get("startingVersion") is not None:
             raise Problem(400, "INVALID_PARAMETER_VALUE", "timestamp and startingVersion queries are not supported")
-        table = self.delta(state, entry["dataset"], version)
+        table = self.delta(state, entry, version)
         files = add_actions(table)
         lines = self._metadata_lines(state, entry, table, files)
         digests = {f["path"]: f["sha256"] for f in entry.get("files", [])}
@@ -265,15 +343,17 @@ class SharingService:
                     }
                 }
             )
+        consumer = state.request["consumer"]
         self.ledger.record(
             "share.read",
-            state.request["consumer"]["name"],
+            f"consumer:{consumer.get('id', consumer['name'])}",
             state.id,
-            department=state.request["consumer"]["department"],
+            department=consumer["department"],
             dataset=entry["dataset"],
             table_version=table.version(),
             source_version=entry["source_version"],
-            rows=rows,
+            rows=rows,  # rows in the files handed out (a limit is a hint: the client may read fewer)
+            limit_hint=limit,
             files=len(lines) - 2,
         )
         return _ndjson(lines, table.version())
@@ -302,6 +382,9 @@ class SharingService:
         state = self.ledger.states().get(share)
         if state is None or not state.active():
             raise Problem(403, "PERMISSION_DENIED", state.why_not() if state else f"no share {share}")
+        entry = next((t for t in state.manifest["tables"] if t["dataset"] == dataset), None)
+        if entry is None or name not in {f["path"] for f in entry.get("files", [])}:
+            raise Problem(403, "PERMISSION_DENIED", f"{name} is not a file of the current build of {share}/{dataset}")
         lake, where = self.exchange.lake, f"{share_table_name(share, dataset)}/{name}"  # FILE_NAME: no separator
         local = lake.local_path("share", where)
         if local is not None:
@@ -316,15 +399,28 @@ class SharingService:
 
     # --- the data-request API ----------------------------------------------------------------------------------
     async def file_request(self, request: Request):
+        """File a data request as the consumer whose API key authenticates the call. JSON only: a browser
+        page cannot post it cross-origin without a CORS preflight, which this service never grants."""
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        consumer = self.exchange.principals.by_key(key.strip()) if scheme.lower() == "bearer" else None
+        if consumer is None:
+            raise Problem(
+                401, "UNAUTHENTICATED", "a registered consumer's API key is required (Authorization: Bearer shc_…)"
+            )
+        request.state.principal = consumer.label
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise Problem(415, "UNSUPPORTED_MEDIA_TYPE", "data requests are filed as application/json")
+        self._limit(self.filings, consumer.label)
         body = await self._body(request)
-        rid = str(body.get("id") or "").lower()
-        if not rid:
+        rid = body.get("id")
+        if not isinstance(rid, str) or not rid:
             raise Problem(400, "INVALID_PARAMETER_VALUE", "a request filed through the API carries its 'id'")
         try:
-            state = self.exchange.file(
-                parse(body, rid, source=f"api:{rid}"), actor=f"api:{request.client.host if request.client else '?'}"
-            )
-        except RequestError as exc:
+            requester = self.exchange.consumer(consumer.id)
+            state = self.exchange.file(parse(body, rid, requester, source=f"api:{rid}"), actor=consumer.label)
+        except (RequestError, IdentityError) as exc:
             raise Problem(400, "INVALID_PARAMETER_VALUE", str(exc)) from None
         return JSONResponse(
             {"id": state.id, "status": state.status, "level": state.level, "reasons": state.reasons},
@@ -332,7 +428,55 @@ class SharingService:
         )
 
 
-def app(exchange: Exchange, secret: bytes | None = None, url_seconds: int | None = None) -> Starlette:
+class AccessLog:
+    """Every call — downloads, metadata reads, refusals (401, 403, 429) included — one JSON line in
+    ``<exchange>/access.log``: time, method, path without its query (a signed URL's signature is never
+    written), status, who (a share or consumer, once known), duration. Bounded: rotated at 5 MB, 5 kept. The
+    ledger records what changes or hands out data; this log records every call."""
+
+    def __init__(self, asgi, folder: Path):
+        self.asgi = asgi
+        self.log = logging.getLogger(f"shucang.sharing.access.{folder}")
+        if not self.log.handlers:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            handler = RotatingFileHandler(folder / "access.log", maxBytes=5 << 20, backupCount=5, encoding="utf-8")
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            self.log.addHandler(handler)
+            self.log.setLevel(logging.INFO)
+            self.log.propagate = False
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.asgi(scope, receive, send)
+        started, status = time.perf_counter(), [0]
+        scope.setdefault("state", {})
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.asgi(scope, receive, sending)
+        finally:
+            client = scope.get("client") or ("?", 0)
+            self.log.info(
+                json.dumps(
+                    {
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "method": scope.get("method"),
+                        "path": scope.get("path", "")[:300],
+                        "status": status[0],
+                        "who": scope["state"].get("principal"),
+                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                        "client": client[0],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+
+
+def app(exchange: Exchange, secret: bytes | None = None, url_seconds: int | None = None):
     svc = SharingService(exchange, secret, url_seconds)
 
     def route(path, endpoint, methods=("GET",)):
@@ -359,7 +503,7 @@ def app(exchange: Exchange, secret: bytes | None = None, url_seconds: int | None
     async def method(request: Request, exc):
         return _error(405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {request.url.path}")
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: method})
+    return AccessLog(Starlette(routes=routes, exception_handlers={404: not_found, 405: method}), exchange.folder)
 
 
 def _wrap(endpoint):
@@ -367,9 +511,37 @@ def _wrap(endpoint):
         try:
             return await endpoint(request)
         except Problem as p:
-            return _error(p.status, p.code, p.message)
+            return _error(p.status, p.code, p.message, p.headers)
+        except LedgerBroken as exc:  # the system of record does not verify: serve nothing
+            log.error("ledger: %s", exc)
+            return _error(503, "SERVICE_UNAVAILABLE", "the exchange ledger does not verify; nothing is served")
+        except Exception:  # never a stack trace or a plain-text 500
+            log.exception("unexpected error on %s %s", request.method, request.url.path)
+            return _error(500, "INTERNAL_ERROR", "internal error")
 
     return handler
+
+
+MAX_HEAD_BYTES = 16 * 1024
+
+
+def server_config(asgi, host: str, port: int, log_level: str = "info"):
+    """How the service is served: h11 with a bound on a request's head (a 60 MB header is cut off at 16 KB
+    and stalls no one); uvicorn's access log off — it would write signed URLs in full; the service keeps its
+    own (``AccessLog``)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        asgi,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=5,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,11 +555,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     s = settings()
 
-    exchange = Exchange(s.lake(), s.exchange_dir, endpoint=f"http://{args.host}:{args.port}{PREFIX}")
+    # the public address written into signed file URLs: configured (SHUCANG_SHARING_ENDPOINT), else where it binds
+    endpoint = os.environ.get("SHUCANG_SHARING_ENDPOINT") or f"http://{args.host}:{args.port}{PREFIX}"
+    exchange = Exchange(s.lake(), s.exchange_dir, endpoint=endpoint, audit_log=s.audit_log)
     print(
         f"Delta Sharing service on http://{args.host}:{args.port}{PREFIX} — lake {s.lake_root}, ledger {exchange.ledger.path}"
     )
-    uvicorn.run(app(exchange), host=args.host, port=args.port, log_level="info")
+    uvicorn.Server(server_config(app(exchange), args.host, args.port, "info")).run()
     return 0
 
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exchange import shares
+from exchange.identity import IdentityError, Principals
 from exchange.ledger import Ledger, RequestState
-from exchange.requests import DataRequest, RequestError, assess, read_file
+from exchange.requests import Consumer, DataRequest, RequestError, assess, read_file
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
-from privacy.audit import EntryTooLarge
+from privacy.audit import AuditLog, EntryTooLarge
 
 RULES = "rules"  # the actor of decisions the grade rules take
 
@@ -29,12 +30,28 @@ def token_digest(token: str) -> str:
 @dataclass(frozen=True)
 class Exchange:
     lake: Lake
-    folder: Path  # inbox/, filed/, refused/, profiles/ and ledger.jsonl
+    folder: Path  # inbox/, filed/, refused/, profiles/, principals.json and ledger.jsonl
     endpoint: str = "http://127.0.0.1:8765/delta-sharing"
+    audit_log: Path | None = None  # the privileged audit log, where the ledger anchors its head
+    shared_ledger: Ledger | None = None  # a long-running service's cached ledger (CachedLedger)
+    shared_principals: Principals | None = None
 
     @property
     def ledger(self) -> Ledger:
-        return Ledger(self.folder / "ledger.jsonl")
+        return self.shared_ledger or Ledger(self.folder / "ledger.jsonl", anchor=self.anchor)
+
+    @property
+    def anchor(self) -> AuditLog | None:
+        return AuditLog(self.audit_log) if self.audit_log else None
+
+    @property
+    def principals(self) -> Principals:
+        return self.shared_principals or Principals(self.folder / "principals.json")
+
+    def consumer(self, consumer_id: str) -> Consumer:
+        """A registered, active consumer as a request's requester (IdentityError otherwise)."""
+        p = self.principals.get(consumer_id, "consumer")
+        return Consumer(p.id, p.name, p.department, p.kind or "")
 
     @property
     def inbox(self) -> Path:
@@ -48,7 +65,7 @@ class Exchange:
         return json.loads(body.decode("utf-8"))
 
     def state(self, request_id: str) -> RequestState:
-        s = self.ledger.states().get(request_id)
+        s = self.ledger.states().get(request_id) if isinstance(request_id, str) else None
         if s is None:
             raise KeyError(f"no data request {request_id!r} in the ledger {self.ledger.path}")
         return s
@@ -88,10 +105,10 @@ class Exchange:
         out = []
         for path in sorted(self.inbox.glob("*.y*ml")):
             try:
-                state = self.file(read_file(path), actor)
+                state = self.file(read_file(path, self.consumer), actor)
                 target = self.folder / "filed" / path.name
                 out.append((path.name, state))
-            except (RequestError, FileNotFoundError) as exc:
+            except (RequestError, IdentityError, FileNotFoundError) as exc:
                 target = self.folder / "refused" / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.with_name(path.name + ".reason.txt").write_text(str(exc) + "\n", encoding="utf-8")
@@ -101,12 +118,18 @@ class Exchange:
         return out
 
     # --- decisions -----------------------------------------------------------------------------------------
-    def decide(self, request_id: str, decision: str, approver: str, reason: str) -> RequestState:
-        """A steward's decision on a pending request; approval pins the publish versions current now."""
+    def decide(self, signed: str) -> RequestState:
+        """A steward's signed decision on a pending request (``identity.sign(..., "decide", decision=…)``);
+        approval pins the publish versions current now. The ledger records the steward the signing key
+        belongs to. IdentityError when the signature does not verify."""
+        steward, action = self.principals.verify_signed(signed)
+        if action.get("action") != "decide":
+            raise IdentityError(f"the signed action is {action.get('action')!r}, not a decision")
+        request_id, decision, reason = action.get("request_id"), action.get("decision"), action.get("reason")
         if decision not in ("approved", "rejected"):
             raise ValueError(f"decision {decision!r}: approved or rejected")
-        if not approver.strip() or not reason.strip():
-            raise ValueError("a decision names its approver and gives a reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ValueError("a decision gives a reason")
         s = self.state(request_id)
         if s.status != "pending":
             raise ValueError(f"request {request_id} is {s.status}, not pending: nothing to decide")
@@ -117,7 +140,16 @@ class Exchange:
                 if table is None:
                     raise FileNotFoundError(f"{ask['dataset']} is not in the publish zone any more")
                 pins[ask["dataset"]] = table.version()
-        self.ledger.record("request.decided", approver, request_id, decision=decision, reason=reason, pins=pins)
+        self.ledger.record(
+            "request.decided",
+            steward.label,
+            request_id,
+            decision=decision,
+            reason=reason,
+            pins=pins,
+            steward={"id": steward.id, "name": steward.name, "department": steward.department},
+            signature_sha256=hashlib.sha256(signed.encode()).hexdigest(),
+        )
         return self.state(request_id)
 
     # --- shares --------------------------------------------------------------------------------------------
@@ -162,13 +194,26 @@ class Exchange:
             json.dump(body, fh, indent=2)
         return str(path)
 
-    def revoke(self, request_id: str, actor: str, reason: str) -> RequestState:
+    def revoke(self, signed: str) -> RequestState:
+        """A steward's signed revocation (``identity.sign(..., "revoke")``): the share's token stops working
+        on the service's next call."""
+        steward, action = self.principals.verify_signed(signed)
+        if action.get("action") != "revoke":
+            raise IdentityError(f"the signed action is {action.get('action')!r}, not a revocation")
+        request_id, reason = action.get("request_id"), action.get("reason")
         s = self.state(request_id)
         if s.status not in ("approved", "pending"):
             raise ValueError(f"request {request_id} is {s.status}: nothing to revoke")
-        if not reason.strip():
+        if not isinstance(reason, str) or not reason.strip():
             raise ValueError("a revocation gives a reason")
-        self.ledger.record("share.revoked", actor, request_id, reason=reason)
+        self.ledger.record(
+            "share.revoked",
+            steward.label,
+            request_id,
+            reason=reason,
+            steward={"id": steward.id, "name": steward.name, "department": steward.department},
+            signature_sha256=hashlib.sha256(signed.encode()).hexdigest(),
+        )
         return self.state(request_id)
 
     def purge(self, actor: str, now: dt.datetime | None = None) -> list[str]:

@@ -163,13 +163,16 @@ def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
     for entry in manifest_tables:
         name = entry["dataset"]
         table_name = share_table_name(state.id, name)
-        version = lake.overwrite(
+        lake.overwrite(
             "share",
             table_name,
             frames[name].to_arrow(),
             metadata={"request_id": state.id, "source_version": str(entry["source_version"])},
         )
-        entry["share_version"] = version
+        # the files of earlier builds (another policy, another pin) are deleted: only this build is readable
+        table = lake.table("share", table_name)
+        table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+        entry["share_version"] = lake.table("share", table_name).version()  # vacuum commits too
         entry["files"] = file_entries(lake, "share", table_name)
         entry["content_sha256"] = hashlib.sha256("".join(f["sha256"] for f in entry["files"]).encode()).hexdigest()
     return {"request_id": state.id, "consumer": request["consumer"], "tables": manifest_tables}

@@ -72,11 +72,12 @@ class ExchangeResource(dg.ConfigurableResource):
 
     folder: str
     endpoint: str
+    audit_log: str  # where the ledger anchors its head
 
     def exchange(self, lake: Lake):
         from exchange.service import Exchange
 
-        return Exchange(lake, Path(self.folder), self.endpoint)
+        return Exchange(lake, Path(self.folder), self.endpoint, audit_log=Path(self.audit_log))
 
 
 def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
@@ -88,6 +89,8 @@ def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
         ),
         "warehouse": WarehouseResource(path=str(s.warehouse_path)),
         "privacy": PrivacyResource(key_file=str(s.key_file), audit_log=str(s.audit_log)),
-        "exchange": ExchangeResource(folder=str(s.exchange_dir), endpoint=s.sharing_endpoint),
+        "exchange": ExchangeResource(
+            folder=str(s.exchange_dir), endpoint=s.sharing_endpoint, audit_log=str(s.audit_log)
+        ),
         "dbt": DbtResource(project_dir=project(), dbt_executable=str(Path(sys.executable).with_name("dbt"))),
     }

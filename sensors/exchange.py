@@ -2,8 +2,9 @@
 
 - ``data_request_inbox``: a request YAML dropped in ``<exchange>/inbox`` starts ``file_data_requests``,
   which files it on the ledger; the grade rules approve L1 and reject L4 at once, the rest wait.
-- ``decide_data_request``: the steward's decision, launched from the UI's launchpad with the decision as
-  run config (request id, approved/rejected, approver, reason); approval pins the publish versions.
+- ``decide_data_request``: the steward's decision, launched from the UI's launchpad with the request id and
+  the decision the steward signed with their own key (``exchange sign``); the run verifies the signature,
+  and the ledger records that steward; approval pins the publish versions.
 - ``share_builds``: an approved request without a share gets its partition of ``share/extracts`` built.
 - ``revoke_share``: takes effect on the sharing service's next call; ``share_expiry`` records expiries
   (the service refuses an expired share from the moment its period ends, recorded or not);
@@ -12,25 +13,43 @@
 
 import hashlib
 import json
-from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 
 from assets.share import DATA_REQUESTS, SHARE_KEY
 from orchestration.resources import ExchangeResource, LakeResource
 
 
 class DecisionConfig(dg.Config):
-    request_id: str
-    decision: Literal["approved", "rejected"]
-    approver: str
-    reason: str
+    """A steward's decision, signed with the steward's own key (``python -m orchestration.cli exchange sign
+    REQUEST approved|rejected --reason … --as STEWARD``): the run verifies the signature against the
+    identity registry, and the ledger records the steward the key belongs to."""
+
+    request_id: str = Field(description="the request decided (must be the one the signed decision names)")
+    signed_decision: str = Field(description="shd1.… as printed by `exchange sign`")
 
 
 class RevocationConfig(dg.Config):
-    request_id: str
-    revoked_by: str
-    reason: str
+    """A steward's signed revocation (``exchange sign REQUEST revoke --reason … --as STEWARD``)."""
+
+    request_id: str = Field(description="the request whose share is revoked")
+    signed_revocation: str = Field(description="shd1.… as printed by `exchange sign`")
+
+
+def _signed_for(signed: str, request_id: str, ex) -> str:
+    """The signed action, once it is known to name ``request_id`` (a clear failure otherwise)."""
+    from exchange.identity import IdentityError
+
+    try:
+        _, action = ex.principals.verify_signed(signed)
+    except IdentityError as exc:
+        raise dg.Failure(description=f"the signed action does not verify: {exc}") from None
+    if action.get("request_id") != request_id:
+        raise dg.Failure(
+            description=f"the signed action is for request {action.get('request_id')!r}, not {request_id!r}"
+        )
+    return signed
 
 
 @dg.op(description="File every request in the exchange inbox on the ledger, with what the grade rules say.")
@@ -46,14 +65,22 @@ def file_requests(context: dg.OpExecutionContext, lake: LakeResource, exchange: 
 
 @dg.op(description="Record the steward's decision on a pending data request.")
 def decide(context: dg.OpExecutionContext, config: DecisionConfig, lake: LakeResource, exchange: ExchangeResource):
-    state = exchange.exchange(lake.lake()).decide(config.request_id, config.decision, config.approver, config.reason)
+    ex = exchange.exchange(lake.lake())
+    try:
+        state = ex.decide(_signed_for(config.signed_decision, config.request_id, ex))
+    except (ValueError, KeyError, FileNotFoundError) as exc:  # IdentityError is a ValueError
+        raise dg.Failure(description=f"decision not recorded: {exc}") from None
     context.log.info(f"request {state.id}: {state.status} by {state.decided_by}; pinned {state.pins}")
 
 
 @dg.op(description="Revoke a data request's share: the sharing service refuses its token from the next call.")
 def revoke(context: dg.OpExecutionContext, config: RevocationConfig, lake: LakeResource, exchange: ExchangeResource):
-    state = exchange.exchange(lake.lake()).revoke(config.request_id, config.revoked_by, config.reason)
-    context.log.info(f"request {state.id}: {state.status} — {config.reason}")
+    ex = exchange.exchange(lake.lake())
+    try:
+        state = ex.revoke(_signed_for(config.signed_revocation, config.request_id, ex))
+    except (ValueError, KeyError) as exc:
+        raise dg.Failure(description=f"revocation not recorded: {exc}") from None
+    context.log.info(f"request {state.id}: {state.status} — {state.reasons[-1]}")
 
 
 @dg.op(description="Delete the files and profiles of shares that were revoked or have expired (recorded).")

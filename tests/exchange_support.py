@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
+from exchange.identity import sign
+from exchange.requests import parse
 from exchange.service import Exchange
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
 
@@ -69,9 +71,31 @@ def write_catalogue(lake: Lake, entries: list[dict]) -> None:
     lake.write_bytes("catalogue", CATALOGUE_EXPORT, json.dumps({"datasets": entries}, ensure_ascii=False).encode())
 
 
+CONSUMERS = {"department": "dept-app", "enterprise": "bank-app"}  # consumer kind → the registered consumer
+STEWARD = "steward-zhang"
+
+
+def steward_key(ex: Exchange) -> Path:
+    return ex.folder.parent / "keys" / f"{STEWARD}.key"
+
+
+def decide(ex: Exchange, rid: str, decision: str = "approved", reason: str = "依职责"):
+    """The steward's decision, signed with the steward's key, as the launchpad or CLI hands it over."""
+    return ex.decide(sign(steward_key(ex), STEWARD, "decide", rid, reason, decision=decision))
+
+
+def revoke(ex: Exchange, rid: str, reason: str = "用途已结束"):
+    return ex.revoke(sign(steward_key(ex), STEWARD, "revoke", rid, reason))
+
+
+def file(ex: Exchange, doc: dict, actor: str = "tester"):
+    """File ``doc`` as the consumer it names (an operator filing an inbox request)."""
+    return ex.file(parse(doc, doc["id"], ex.consumer(doc["consumer"])), actor=actor)
+
+
 def published_lake(root: Path, n: int = 600) -> Exchange:
     """A lake with ``publish/firms`` (and a never-shared ``publish/secrets``) and their catalogue; the exchange
-    folder beside it."""
+    folder beside it, with a consumer of each kind and a steward registered."""
     lake = Lake(str(root / "lake"))
     lake.overwrite("publish", "firms", firms(n).to_arrow())
     lake.overwrite("publish", "secrets", firms(10).select("uscc", "name").to_arrow())
@@ -82,7 +106,11 @@ def published_lake(root: Path, n: int = 600) -> Exchange:
             catalogue_entry("secrets", lake, "不予共享", {c: COLUMNS[c] for c in ("uscc", "name")}),
         ],
     )
-    return Exchange(lake, root / "exchange", endpoint="http://127.0.0.1:1/delta-sharing")
+    ex = Exchange(lake, root / "exchange", endpoint="http://127.0.0.1:1/delta-sharing", audit_log=root / "audit.jsonl")
+    ex.principals.add_consumer(CONSUMERS["department"], "区经信局测试应用", "区经信局", "department")
+    ex.principals.add_consumer(CONSUMERS["enterprise"], "某银行测试应用", "某银行", "enterprise")
+    ex.principals.add_steward(STEWARD, "张管理员", "区大数据中心", steward_key(ex))
+    return ex
 
 
 def request(rid: str, columns, rows=None, kind="department", days=30, start=None, dataset="firms") -> dict:
@@ -92,11 +120,7 @@ def request(rid: str, columns, rows=None, kind="department", days=30, start=None
         ask["rows"] = rows
     return {
         "id": rid,
-        "consumer": {
-            "name": f"consumer of {rid}",
-            "department": "区经信局" if kind == "department" else "某银行",
-            "kind": kind,
-        },
+        "consumer": CONSUMERS[kind],
         "datasets": [ask],
         "purpose": "测试",
         "legal_basis": "测试依据",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -11,13 +12,17 @@ import polars as pl
 import pytest
 import yaml
 from deltalake import DeltaTable
-from exchange_support import firms, published_lake, request
+from exchange_support import decide, file, firms, published_lake, request, revoke, steward_key
 
 from exchange import statistics
-from exchange.ledger import CachedLedger, Ledger
-from exchange.requests import RequestError, parse
+from exchange.ledger import CachedLedger, Ledger, LedgerBroken
+from exchange.requests import Consumer, RequestError, parse
+from exchange.server import app
 from exchange.service import RULES
 from exchange.shares import ShareRefused, share_table_name
+from privacy.audit import AuditLog
+
+CONSUMER = Consumer("dept-app", "区经信局测试应用", "区经信局", "department")
 
 
 @pytest.fixture
@@ -25,8 +30,7 @@ def ex(tmp_path):
     return published_lake(tmp_path)
 
 
-def _file(ex, doc):
-    return ex.file(parse(doc, doc["id"]), actor="tester")
+_file = file  # filed as the consumer the request names
 
 
 # --- requests and the grade rules ------------------------------------------------------------------------------
@@ -41,7 +45,9 @@ def _file(ex, doc):
         (lambda d: d["period"].update(end="2000-01-01"), "ends (2000-01-01) before it starts"),
         (lambda d: d["datasets"][0].update(columns=[]), "datasets[0].columns: a non-empty list"),
         (lambda d: d["datasets"][0].update(rows={"region_code": {"x": 1}}), "datasets[0].rows.region_code"),
-        (lambda d: d["consumer"].update(kind="spy"), "consumer.kind: 'spy' is not one of"),
+        (lambda d: d.update(consumer="bank-app"), "filed by its own consumer (dept-app)"),
+        (lambda d: d.update(purpose="x" * 501), "'purpose' is at most 500 printable characters"),
+        (lambda d: d["datasets"][0].update(dataset="../x"), "datasets[0].dataset: a published dataset's name"),
         (lambda d: d["period"].update(end="2099-01-01"), "a share lasts at most 366 days"),
     ],
 )
@@ -49,13 +55,13 @@ def test_a_malformed_request_says_what_and_where(change, message):
     doc = request("r1", ["uscc"])
     change(doc)
     with pytest.raises(RequestError) as err:
-        parse(doc, "r1", source="r1.yaml")
+        parse(doc, "r1", CONSUMER, source="r1.yaml")
     assert message in str(err.value) and str(err.value).startswith("r1.yaml")
 
 
 def test_request_ids_are_safe_names():
     with pytest.raises(RequestError, match="must be lower-case letters"):
-        parse(request("x", ["uscc"]), "../../etc")  # traversal attack
+        parse(request("x", ["uscc"]), "../../etc", CONSUMER)  # traversal attack
 
 
 def test_inbox_files_good_requests_and_refuses_bad_ones_with_a_reason(ex):
@@ -93,7 +99,7 @@ def test_l4_and_never_shared_and_unknown_requests_are_rejected_with_the_reason(e
     with pytest.raises(RequestError, match="filed before"):
         _file(ex, request("l4", ["uscc"]))
     with pytest.raises(ValueError, match="rejected, not pending"):
-        ex.decide("l4", "approved", "steward", "try anyway")
+        decide(ex, "l4", "approved", "try anyway")
 
 
 # --- shares ---------------------------------------------------------------------------------------------------
@@ -124,11 +130,11 @@ def test_row_scope_filters_what_the_policy_releases_not_the_hidden_digits(ex):
     exact = firms(600).filter(pl.col("revenue_yuan").cast(pl.String).str.starts_with("1244"))
     assert 0 < exact.height < 600  # the exact digits single out a few firms
     _file(ex, request("dig", ["uscc", "revenue_yuan"], rows={"revenue_yuan": "1244"}, kind="enterprise"))
-    ex.decide("dig", "approved", "张管理员", "测试")
+    decide(ex, "dig", "approved", "测试")
     ex.build("dig", "tester")
     assert _share(ex, "dig").height == 0  # no released (rounded) value starts with those digits
     _file(ex, request("round", ["uscc", "revenue_yuan"], rows={"revenue_yuan": "1200000"}, kind="enterprise"))
-    ex.decide("round", "approved", "张管理员", "测试")
+    decide(ex, "round", "approved", "测试")
     ex.build("round", "tester")
     got = _share(ex, "round")
     assert got.height > exact.height and set(got["revenue_yuan"]) == {1_200_000.0}
@@ -150,7 +156,7 @@ def test_a_request_using_yaml_aliases_is_refused_before_it_expands(ex):
 def test_an_id_with_a_trailing_newline_is_not_a_safe_name():
     for bad in ("ok\n", "ok\r", "ok/..", ""):
         with pytest.raises(RequestError, match="must be lower-case letters"):
-            parse(request("x", ["uscc"]), bad)
+            parse(request("x", ["uscc"]), bad, CONSUMER)
 
 
 def test_no_ledger_entry_grows_beyond_its_cap(tmp_path):
@@ -169,7 +175,7 @@ def _share(ex, rid: str, dataset: str = "firms") -> pl.DataFrame:
 
 def test_a_share_holds_exactly_the_granted_columns_and_rows_pinned_at_approval(ex):
     _file(ex, request("dept", ["uscc", "region_code", "revenue_yuan"], rows={"region_code": "33100"}))
-    ex.decide("dept", "approved", "张管理员", "依职责")
+    decide(ex, "dept", "approved", "依职责")
     # the publish zone moves on after the approval: the share still comes from the pinned version
     ex.lake.overwrite("publish", "firms", firms(600).with_columns(pl.col("revenue_yuan") * 2).to_arrow())
     manifest, profile = ex.build("dept", "tester")
@@ -193,7 +199,7 @@ def test_a_share_holds_exactly_the_granted_columns_and_rows_pinned_at_approval(e
 
 def test_an_enterprise_consumer_gets_its_policy_applied(ex):
     _file(ex, request("bank", ["uscc", "revenue_yuan", "tax_arrears_yuan", "established_on"], kind="enterprise"))
-    ex.decide("bank", "approved", "张管理员", "企业授权")
+    decide(ex, "bank", "approved", "企业授权")
     manifest, _ = ex.build("bank", "tester")
     got = _share(ex, "bank").sort("uscc")
     src = firms(600).sort("uscc")
@@ -212,25 +218,25 @@ def test_an_enterprise_consumer_gets_its_policy_applied(ex):
 def test_a_k_anonymity_failure_refuses_the_share_and_writes_nothing(ex):
     # scale × establishment date is unique per firm for a department (which keeps L2 quasi-identifiers)
     _file(ex, request("kfail", ["scale_type", "established_on", "revenue_yuan"]))
-    ex.decide("kfail", "approved", "张管理员", "统计分析")
+    decide(ex, "kfail", "approved", "统计分析")
     with pytest.raises(ShareRefused, match="k_anonymity"):
         ex.build("kfail", "tester")
     assert ex.lake.table("share", share_table_name("kfail", "firms")) is None
     assert ex.state("kfail").manifest is None and not ex.state("kfail").tokens
     # generalised for an enterprise consumer (date → year), the classes are large enough
     _file(ex, request("kok", ["scale_type", "established_on", "revenue_yuan"], kind="enterprise"))
-    ex.decide("kok", "approved", "张管理员", "统计分析")
+    decide(ex, "kok", "approved", "统计分析")
     assert ex.build("kok", "tester")[0]["tables"][0]["rows"] == 600
 
 
 def test_a_share_rebuilt_from_its_pinned_versions_is_byte_identical(ex):
     _file(ex, request("again", ["uscc", "name", "revenue_yuan"], kind="enterprise"))
-    ex.decide("again", "approved", "张管理员", "依职责")
+    decide(ex, "again", "approved", "依职责")
     first, profile = ex.build("again", "tester")
     ex.lake.overwrite("publish", "firms", firms(700).to_arrow())  # publish moves on
     second, no_new_profile = ex.build("again", "tester")
     a, b = first["tables"][0], second["tables"][0]
-    assert b["share_version"] == a["share_version"] + 1
+    assert b["share_version"] > a["share_version"]  # a new build (the old one vacuumed away)
     assert [f["sha256"] for f in a["files"]] == [f["sha256"] for f in b["files"]]
     assert a["content_sha256"] == b["content_sha256"] and profile and no_new_profile is None
 
@@ -239,7 +245,7 @@ def test_revocation_and_expiry_end_a_share(ex):
     _file(ex, request("rv", ["uscc"]))
     ex.build("rv", "tester")
     assert ex.state("rv").active()
-    ex.revoke("rv", "张管理员", "用途变更")
+    revoke(ex, "rv", "用途变更")
     s = ex.state("rv")
     assert s.status == "revoked" and not s.active() and "用途变更" in s.why_not()
     past = dt.date.today() - dt.timedelta(days=40)
@@ -256,9 +262,9 @@ def test_revocation_and_expiry_end_a_share(ex):
 
 def _busy_ledger(ex) -> Ledger:
     _file(ex, request("a", ["uscc", "revenue_yuan"]))
-    ex.decide("a", "approved", "张管理员", "依职责")
+    decide(ex, "a", "approved", "依职责")
     ex.build("a", "tester")
-    _file(ex, request("b", ["uscc", "legal_rep_ref"]))
+    _file(ex, request("b", ["uscc", "legal_rep_ref"], kind="enterprise"))  # another consumer
     ex.ledger.record("share.read", "consumer of a", "a", dataset="firms", table_version=0, rows=600)
     assert ex.ledger.verify().ok
     return ex.ledger
@@ -275,7 +281,7 @@ def test_ledger_edit_is_detected(ex):
     entry["detail"]["rows"] = 6  # under-report a read
     _rewrite(ledger.path, [*lines[:-1], json.dumps(entry, ensure_ascii=False, sort_keys=True)])
     verdict = ledger.verify()
-    assert not verdict.ok and f"line {len(lines)}: content does not match its hash" in verdict.problem
+    assert not verdict.ok and f"line {len(lines)}: content does not match its keyed hash" in verdict.problem
 
 
 def test_ledger_deletion_and_truncation_are_detected(ex):
@@ -289,7 +295,7 @@ def test_ledger_deletion_and_truncation_are_detected(ex):
 
 def test_sharing_statistics_count_requests_decisions_and_reads(ex):
     _busy_ledger(ex)
-    ex.revoke("a", "张管理员", "到此为止")
+    revoke(ex, "a", "到此为止")
     ex.ledger.record("share.denied", "consumer of a", "a", path="/x", reason="revoked")
     stats = statistics.statistics(ex.ledger.entries()).sort("consumer")
     a, b = stats.row(0, named=True), stats.row(1, named=True)
@@ -311,7 +317,7 @@ def test_the_services_ledger_cache_follows_appends_and_rewrites(ex):
     assert cached.states() == {}
     _file(ex, request("a", ["uscc", "revenue_yuan"]))
     assert cached.states()["a"].status == "pending"
-    ex.decide("a", "approved", "张管理员", "依职责")
+    decide(ex, "a", "approved", "依职责")
     ex.build("a", "tester")
     ex.ledger.record("share.read", "consumer of a", "a", dataset="firms", table_version=0, rows=600)
     follows = cached.states()["a"]
@@ -328,12 +334,13 @@ def test_the_services_ledger_cache_follows_appends_and_rewrites(ex):
     )
     token = next(iter(full.tokens))
     assert cached.holder(token).id == "a" and cached.holder("0" * 64) is None
-    ex.revoke("a", "张管理员", "撤销")
+    revoke(ex, "a", "撤销")
     assert cached.states()["a"].status == "revoked"  # takes effect on the next call
     assert cached.holder(token).status == "revoked"
     lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
     ex.ledger.path.write_text("\n".join(lines[:1]) + "\n", encoding="utf-8")  # rewritten shorter
-    assert cached.states()["a"].status == "pending" and cached.holder(token) is None
+    with pytest.raises(LedgerBroken, match="cut back"):  # the revocation cut off: nothing is served any more
+        cached.states()
 
 
 def test_the_cli_verifies_the_ledger(ex, monkeypatch, capsys):
@@ -342,11 +349,13 @@ def test_the_cli_verifies_the_ledger(ex, monkeypatch, capsys):
     _busy_ledger(ex)
     monkeypatch.setenv("LAKE_ROOT", ex.lake.root)
     monkeypatch.setenv("SHUCANG_EXCHANGE_DIR", str(ex.folder))
+    monkeypatch.setenv("SHUCANG_AUDIT_LOG", str(ex.audit_log))
     assert cli.main(["exchange", "verify"]) == 0 and "verifies" in capsys.readouterr().out
     lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
     _rewrite(ex.ledger.path, [lines[0].replace("测试", "改过"), *lines[1:]])
     assert cli.main(["exchange", "verify"]) == 2 and "line 1" in capsys.readouterr().out
-    assert cli.main(["exchange", "decide", "a", "approved", "--reason", "x"]) == 3  # not pending: refused
+    key = ["--as", "steward-zhang", "--key-file", str(steward_key(ex))]
+    assert cli.main(["exchange", "decide", "a", "approved", "--reason", "x", *key]) == 3  # broken ledger: refused
 
 
 def test_ended_shares_are_purged_and_the_ledger_keeps_their_hashes(ex):
@@ -357,7 +366,7 @@ def test_ended_shares_are_purged_and_the_ledger_keeps_their_hashes(ex):
     past = dt.date.today() - dt.timedelta(days=40)
     _file(ex, request("old", ["uscc"], start=past, days=10))
     ex.build("old", "tester")
-    ex.revoke("rv", "张管理员", "用途已结束")
+    revoke(ex, "rv", "用途已结束")
     assert ex.purge("tester") == ["old", "rv"]
     assert ex.lake.table("share", share_table_name("rv", "firms")) is None and not Path(profile).exists()
     assert ex.lake.table("share", share_table_name("live", "firms")) is not None  # an active share stays
@@ -365,3 +374,159 @@ def test_ended_shares_are_purged_and_the_ledger_keeps_their_hashes(ex):
     entry = next(e for e in ex.ledger.entries() if e["action"] == "share.purged" and e["detail"]["request_id"] == "rv")
     assert entry["detail"]["content_sha256"] == {"firms": manifest["tables"][0]["content_sha256"]}
     assert ex.purge("tester") == [] and ex.ledger.verify().ok
+
+
+# --- identity: who files, who decides ---------------------------------------------------------------------------
+
+
+def test_a_decision_counts_only_when_signed_by_a_registered_stewards_key(ex, tmp_path):
+    from exchange.identity import IdentityError, Principals, sign
+
+    _file(ex, request("l2", ["uscc", "revenue_yuan"]))
+    # a key nobody registered, a name typed into the payload, a tampered or replayed decision: all refused
+    stranger = Principals(tmp_path / "other.json")
+    stranger.add_steward("mallory", "M", "外部", tmp_path / "mallory.key")
+    forged = sign(tmp_path / "mallory.key", "steward-zhang", "decide", "l2", "我说了算", decision="approved")
+    with pytest.raises(IdentityError, match="not steward:steward-zhang's"):
+        ex.decide(forged)
+    with pytest.raises(IdentityError, match="no steward 'mallory'"):
+        ex.decide(sign(tmp_path / "mallory.key", "mallory", "decide", "l2", "x", decision="approved"))
+    genuine = sign(steward_key(ex), "steward-zhang", "decide", "l2", "依职责", decision="rejected")
+    prefix, payload, sig = genuine.split(".")
+    flipped = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    flipped["decision"] = "approved"
+    tampered = ".".join([prefix, base64.urlsafe_b64encode(json.dumps(flipped).encode()).decode().rstrip("="), sig])
+    with pytest.raises(IdentityError, match="signature"):
+        ex.decide(tampered)
+    assert ex.state("l2").status == "pending"  # nothing of the above was recorded
+    state = ex.decide(genuine)
+    assert state.status == "rejected" and state.decided_by == "steward:steward-zhang"
+    entry = next(e for e in ex.ledger.entries() if e["action"] == "request.decided")
+    assert entry["detail"]["steward"] == {"id": "steward-zhang", "name": "张管理员", "department": "区大数据中心"}
+    with pytest.raises(ValueError, match="not pending"):
+        ex.decide(genuine)  # replayed
+
+
+def test_a_signed_decision_expires_and_a_disabled_steward_decides_nothing(ex):
+    from exchange.identity import IdentityError, sign
+
+    _file(ex, request("l2", ["uscc", "revenue_yuan"]))
+    signed = sign(steward_key(ex), "steward-zhang", "decide", "l2", "依职责", decision="approved")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    with pytest.raises(IdentityError, match="outside its validity"):
+        ex.principals.verify_signed(signed, now=later)
+    ex.principals.set_active("steward-zhang", False)
+    with pytest.raises(IdentityError, match="disabled"):
+        ex.decide(signed)
+    assert ex.state("l2").status == "pending"
+
+
+def test_registry_holds_no_secret_and_is_owner_only(ex):
+    text = ex.principals.path.read_text(encoding="utf-8")
+    assert oct(ex.principals.path.stat().st_mode & 0o777) == "0o600"
+    _, key = ex.principals.add_consumer("new-app", "新应用", "区经信局", "department")
+    assert key.startswith("shc_") and key not in ex.principals.path.read_text(encoding="utf-8")
+    assert ex.principals.by_key(key).id == "new-app" and ex.principals.by_key(key + "x") is None
+    new = ex.principals.rotate_key("new-app")
+    assert ex.principals.by_key(key) is None and ex.principals.by_key(new).id == "new-app"
+    assert "PRIVATE" not in text and oct(steward_key(ex).stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_inbox_request_must_name_a_registered_consumer(ex):
+    ex.inbox.mkdir(parents=True)
+    doc = request("impostor", ["uscc"])
+    doc["consumer"] = {"name": "黄岩区经信局亩均办", "department": "区经信局", "kind": "department"}
+    (ex.inbox / "impostor.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    doc2 = {**request("ghost", ["uscc"]), "consumer": "no-such-app"}
+    (ex.inbox / "ghost.yaml").write_text(yaml.safe_dump(doc2, allow_unicode=True), encoding="utf-8")
+    outcomes = dict(ex.file_inbox("tester"))
+    assert "names a registered consumer by its id" in outcomes["impostor.yaml"]
+    assert "no consumer 'no-such-app'" in outcomes["ghost.yaml"]
+    assert ex.ledger.states() == {}
+
+
+# --- the service against a rewritten ledger, superseded builds, disabled consumers -------------------------------
+
+
+def _client(ex):
+    from starlette.testclient import TestClient
+
+    return TestClient(app(ex), base_url="http://127.0.0.1:1")
+
+
+def _profile_token(profile: str) -> dict:
+    return {"Authorization": f"Bearer {json.loads(Path(profile).read_text())['bearerToken']}"}
+
+
+QUERY = "/delta-sharing/shares/{}/schemas/shucang/tables/firms/query"
+
+
+def test_a_forged_ledger_line_opens_nothing_and_stops_the_service_until_repaired(ex):
+    _file(ex, request("real", ["uscc"]))
+    _, profile = ex.build("real", "tester")
+    client = _client(ex)
+    assert client.post(QUERY.format("real"), headers=_profile_token(profile), json={}).status_code == 200
+    # someone who can write the ledger but not read the chain key appends a token for a pending request
+    _file(ex, request("wanted", ["uscc", "revenue_yuan"]))
+    last = json.loads(ex.ledger.path.read_text(encoding="utf-8").splitlines()[-1])
+    forged = {
+        "seq": last["seq"] + 1,
+        "at": last["at"],
+        "actor": "steward-zhang",
+        "action": "token.issued",
+        "detail": {"request_id": "wanted", "token_sha256": hashlib.sha256(b"mine").hexdigest(), "expires_at": "x"},
+        "prev": last["hash"],
+    }
+    forged["hash"] = hashlib.sha256(json.dumps(forged, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    with ex.ledger.path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(forged, ensure_ascii=False, sort_keys=True) + "\n")
+    r = client.post(QUERY.format("wanted"), headers={"Authorization": "Bearer mine"}, json={})
+    assert r.status_code == 503 and r.json()["errorCode"] == "SERVICE_UNAVAILABLE"
+    r = client.post(QUERY.format("real"), headers=_profile_token(profile), json={})
+    assert r.status_code == 503  # nothing is served from a ledger that does not verify
+    assert "keyed hash" in ex.ledger.verify().problem
+
+
+def test_a_ledger_cut_back_with_its_head_file_restored_is_caught_by_the_checkpoints(ex):
+    _file(ex, request("rv", ["uscc"]))
+    ex.build("rv", "tester")
+    lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
+    head = ex.ledger.head.read_text()
+    revoke(ex, "rv", "撤销")
+    assert ex.ledger.verify().ok
+    _rewrite(ex.ledger.path, lines)  # the revocation deleted …
+    ex.ledger.head.write_text(head)  # … and the head file put back as it was
+    verdict = ex.ledger.verify()
+    assert not verdict.ok and "checkpointed" in verdict.problem
+    assert AuditLog(ex.audit_log).verify().ok  # the anchor itself is intact
+
+
+def test_superseded_share_builds_are_unreadable(ex):
+    _file(ex, request("bank", ["uscc", "revenue_yuan"], kind="enterprise"))
+    decide(ex, "bank")
+    first, profile = ex.build("bank", "tester")
+    client = _client(ex)
+    r = client.post(QUERY.format("bank"), headers=_profile_token(profile), json={})
+    old_url = json.loads(r.text.splitlines()[2])["file"]["url"].replace("http://127.0.0.1:1", "")
+    assert client.get(old_url).status_code == 200
+    ex.build("bank", "tester")  # rebuilt (say, under a stricter policy)
+    r = client.post(QUERY.format("bank"), headers=_profile_token(profile), json={"version": 0})
+    assert r.status_code == 400 and "current build only" in r.json()["message"]
+    assert client.get(old_url).status_code == 403  # a URL signed for the old build opens nothing
+    root = Path(ex.lake.uri("share", share_table_name("bank", "firms")))
+    assert {p.name for p in root.glob("*.parquet")} == {
+        f["path"] for f in ex.state("bank").manifest["tables"][0]["files"]
+    }
+
+
+def test_a_disabled_consumer_loses_its_shares_and_refusals_do_not_flood_the_ledger(ex):
+    _file(ex, request("mine", ["uscc"]))
+    _, profile = ex.build("mine", "tester")
+    client = _client(ex)
+    ex.principals.set_active("dept-app", False)
+    before = len(ex.ledger.entries())
+    for _ in range(50):
+        r = client.post(QUERY.format("mine"), headers=_profile_token(profile), json={})
+        assert r.status_code == 403 and "not an active registered consumer" in r.json()["message"]
+    assert len(ex.ledger.entries()) == before + 1  # one denial on the ledger; every call in the access log
+    assert len((ex.folder / "access.log").read_text().splitlines()) >= 50

@@ -304,15 +304,18 @@ def test_add_a_consumer_policy(tmp_path):
         import json
         import datetime as dt
         import polars as pl
-        from exchange.requests import parse
+        import pathlib, tempfile
+        from exchange.identity import Principals
+        from exchange.requests import Consumer, parse
         from exchange.shares import apply_policy
 
+        registry = Principals(pathlib.Path(tempfile.mkdtemp()) / "principals.json")
+        zju, _ = registry.add_consumer("zju-research", "浙江大学", "研究院", "research")
         today = dt.date.today()
-        request = parse({"consumer": {"name": "浙江大学", "department": "研究院", "kind": "research"},
-                         "datasets": [{"dataset": "topic_mujun_evaluation", "columns": ["uscc", "total_score"]}],
+        request = parse({"datasets": [{"dataset": "topic_mujun_evaluation", "columns": ["uscc", "total_score"]}],
                          "purpose": "研究", "legal_basis": "合作协议",
                          "period": {"start": today.isoformat(), "end": (today + dt.timedelta(days=30)).isoformat()}},
-                        "study")
+                        "study", Consumer(zju.id, zju.name, zju.department, zju.kind))
         frame = pl.DataFrame({"uscc": ["a"], "total_score": [87.654], "secret": [1.0]})
         meta = {"uscc": {"grade": "L1"}, "total_score": {"grade": "L2", "role": "sensitive"}, "secret": {"grade": "L3"}}
         out, applied = apply_policy(frame, meta, "research")

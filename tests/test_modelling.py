@@ -360,6 +360,11 @@ def test_exchange_files_decides_builds_and_counts_requests_for_published_data_th
     on = {"lake": res["lake"], "exchange": res["exchange"]}
     inbox = s.exchange_dir / "inbox"
     inbox.mkdir(parents=True)
+    from exchange.identity import sign
+    from orchestration.cli.demo import DEMO_STEWARD, _register_demo_identities
+    from orchestration.cli.exchange import steward_key_file
+
+    _register_demo_identities(res["exchange"].exchange(res["lake"].lake()))  # the examples' consumers, a steward
     for example in sorted((PROJECT_ROOT / "exchange" / "examples").glob("*.yaml")):
         doc = yaml.safe_load(example.read_text(encoding="utf-8"))
         doc["period"] = {"start": dt.date.today().isoformat(), "end": (dt.date.today() + dt.timedelta(30)).isoformat()}
@@ -375,7 +380,23 @@ def test_exchange_files_decides_builds_and_counts_requests_for_published_data_th
         "operations-bank": ("L2", "pending"),
         "registration-raw": (None, "rejected"),
     }
-    decision = {"request_id": "mujun-jingxinju", "decision": "approved", "approver": "张管理员", "reason": "依职责"}
+    typed = {"request_id": "mujun-jingxinju", "signed_decision": "approved by 张管理员"}  # a name proves nothing
+    refused = sx.decide_data_request.execute_in_process(
+        resources=on, instance=instance, run_config={"ops": {"decide": {"config": typed}}}, raise_on_error=False
+    )
+    assert not refused.success and ex.state("mujun-jingxinju").status == "pending"
+    failure = refused.failure_data_for_node("decide").user_failure_data
+    assert "does not verify" in failure.description  # a clear reason, not a stack trace
+    key = steward_key_file(DEMO_STEWARD)
+    for_other = sign(key, DEMO_STEWARD, "decide", "operations-bank", "依职责", decision="approved")
+    assert not sx.decide_data_request.execute_in_process(
+        resources=on,
+        instance=instance,
+        run_config={"ops": {"decide": {"config": {"request_id": "mujun-jingxinju", "signed_decision": for_other}}}},
+        raise_on_error=False,
+    ).success
+    signed = sign(key, DEMO_STEWARD, "decide", "mujun-jingxinju", "依职责", decision="approved")
+    decision = {"request_id": "mujun-jingxinju", "signed_decision": signed}
     assert sx.decide_data_request.execute_in_process(
         resources=on, instance=instance, run_config={"ops": {"decide": {"config": decision}}}
     ).success

@@ -57,6 +57,26 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
 
 
 DEMO_STEWARD = "demo-steward"
+# the consumers the example requests (exchange/examples) come from: id → (name, department, kind)
+DEMO_CONSUMERS = {
+    "chain-map-app": ("模具产业链图谱应用", "区产业链链长办", "enterprise"),
+    "huangyan-mujun": ("黄岩区经信局亩均办", "区经信局", "department"),
+    "bank-credit-app": ("政银合作信用贷款应用", "区金融办", "enterprise"),
+    "external-org": ("某外部机构", "外部", "enterprise"),
+}
+
+
+def _register_demo_identities(ex) -> None:
+    """The demo's consumers and its steward in the identity registry (once). Consumers' API keys are not
+    printed: the demo files their requests through the inbox, as an operator would."""
+    from orchestration.cli.exchange import steward_key_file
+
+    known = {p.id for p in ex.principals.all()}
+    for cid, (name, department, kind) in DEMO_CONSUMERS.items():
+        if cid not in known:
+            ex.principals.add_consumer(cid, name, department, kind)
+    if DEMO_STEWARD not in known:
+        ex.principals.add_steward(DEMO_STEWARD, "演示数据管理员", "区大数据中心", steward_key_file(DEMO_STEWARD))
 
 
 def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
@@ -68,7 +88,8 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     from exchange.service import Exchange
     from exchange.statistics import NAME as STATISTICS
 
-    ex = Exchange(s.lake(), s.exchange_dir, s.sharing_endpoint)
+    ex = Exchange(s.lake(), s.exchange_dir, s.sharing_endpoint, audit_log=s.audit_log)
+    _register_demo_identities(ex)
     ex.inbox.mkdir(parents=True, exist_ok=True)
     today = dt.date.today()
     known = ex.ledger.states()
@@ -78,11 +99,16 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
         doc = yaml.safe_load(example.read_text(encoding="utf-8"))
         doc["period"] = {"start": today.isoformat(), "end": (today + dt.timedelta(days=180)).isoformat()}
         (ex.inbox / example.name).write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), "utf-8")
+    from exchange.identity import sign
+    from orchestration.cli.exchange import steward_key_file
+
+    reason = "区经信局依《亩均效益综合评价办法》履职所需，准予共享（演示）"
     decision = {
         "request_id": "mujun-jingxinju",
-        "decision": "approved",
-        "approver": DEMO_STEWARD,
-        "reason": "区经信局依《亩均效益综合评价办法》履职所需，准予共享（演示）",
+        # what a steward pastes into the launchpad: the decision signed with their own key
+        "signed_decision": sign(
+            steward_key_file(DEMO_STEWARD), DEMO_STEWARD, "decide", "mujun-jingxinju", reason, decision="approved"
+        ),
     }
     runs = [defs.resolve_job_def("file_data_requests").execute_in_process(instance=dagster_instance)]
     if ex.ledger.states().get("mujun-jingxinju") and ex.state("mujun-jingxinju").status == "pending":

@@ -44,19 +44,39 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who is asking")
         p.add_argument("--role", default=os.environ.get("SHUCANG_ROLE", "consumer"), choices=access.ROLES)
         p.add_argument("--department", default=os.environ.get("SHUCANG_DEPARTMENT"))
-    ex = sub.add_parser("exchange", help="data requests, shares and the exchange ledger")
-    ex.add_argument("action", choices=["status", "file", "decide", "revoke", "verify"])
-    ex.add_argument("target", nargs="?", help="a request file (file) or a request id (decide, revoke)")
-    ex.add_argument("decision", nargs="?", choices=["approved", "rejected"])
+    ex = sub.add_parser(
+        "exchange",
+        help="data requests, shares, the exchange ledger and who is who (consumers, stewards)",
+        description="file REQUEST.yaml · sign ID approved|rejected|revoke --reason R --as STEWARD (prints a "
+        "signed decision for the launchpad) · decide ID approved|rejected --reason R --as STEWARD · "
+        "revoke ID --reason R --as STEWARD · verify · status · consumer-add ID --name N --department D "
+        "--kind K (prints its API key once) · steward-add ID --name N --department D · key-rotate ID · "
+        "disable ID · enable ID · principals",
+    )
+    ex.add_argument(
+        "action",
+        choices=[
+            "status", "file", "sign", "decide", "revoke", "verify",
+            "consumer-add", "steward-add", "key-rotate", "disable", "enable", "principals",
+        ],
+    )  # fmt: skip
+    ex.add_argument("target", nargs="?", help="a request file (file), a request id, or a principal id")
+    ex.add_argument("decision", nargs="?", choices=["approved", "rejected", "revoke"])
     ex.add_argument("--reason")
-    ex.add_argument("--as", dest="who", default=os.environ.get("USER", "unknown"), help="who acts")
+    ex.add_argument("--as", dest="who", help="the steward who signs (sign, decide, revoke)")
+    ex.add_argument("--key-file", help="the steward's private key (default: stewards/<id>.key beside the chain key)")
+    ex.add_argument("--name")
+    ex.add_argument("--department")
+    ex.add_argument("--kind", default="department", help="a consumer's kind: department | enterprise")
     args = parser.parse_args(argv)
     s = settings()
     if args.command == "exchange":
-        if args.action in ("file", "decide", "revoke") and not args.target:
+        if args.action not in ("status", "verify", "principals") and not args.target:
             parser.error(f"exchange {args.action} needs a target")
-        if args.action == "decide" and not args.decision:
-            parser.error("exchange decide ID approved|rejected --reason …")
+        if args.action in ("sign", "decide") and not args.decision:
+            parser.error(f"exchange {args.action} ID approved|rejected --reason … --as STEWARD")
+        if args.action in ("sign", "decide", "revoke") and not args.who:
+            parser.error(f"exchange {args.action}: --as STEWARD (the steward whose key signs)")
         return exchange.exchange_command(s, args)
     if args.command in ("reidentify", "export", "grade-override"):
         return privacy.served(s, args)

@@ -144,7 +144,7 @@ def _pad(text: str, width: int) -> str:
 
 
 def exchange_section(s: Settings) -> str:
-    ledger = Ledger(s.exchange_dir / "ledger.jsonl")
+    ledger = Ledger(s.exchange_dir / "ledger.jsonl", anchor=AuditLog(s.audit_log))
     states = ledger.states()
     if not states:
         return "  exchange: no data request yet (drop a YAML request in " + str(s.exchange_dir / "inbox") + ")"
