@@ -329,3 +329,70 @@ def test_the_service_refuses_to_start_on_a_broken_ledger(tmp_path):
     ex.ledger.path.write_text(lines[0] + "\n" + lines[2] + "\n" + lines[3] + "\n", encoding="utf-8")
     with pytest.raises(RuntimeError, match="does not verify: line 2"):
         app(ex)
+
+
+def test_under_load_every_answer_is_right_and_the_ledger_verifies(served):
+    """500 calls, 50 at a time: reads of two shares, wrong tokens, another share's table."""
+    import asyncio
+
+    dept, bank = _token(served, "dept"), _token(served, "bank")
+    reads_before = sum(1 for e in served["ex"].ledger.entries() if e["action"] == "share.read")
+    calls = (
+        [("dept", dept, 200, 200)] * 300
+        + [("bank", bank, 200, 600)] * 100
+        + [("dept", "wrong-token", 401, None)] * 50
+        + [("bank", dept, 403, None)] * 50
+    )
+
+    async def one(client, limit, share, token, status, rows):
+        async with limit:
+            r = await client.post(
+                f"{served['base']}/shares/{share}/schemas/shucang/tables/firms/query",
+                headers={"Authorization": f"Bearer {token}"},
+                content=b"{}",
+            )
+        if r.status_code != status:
+            return f"{share}: {r.status_code} where {status} was expected: {r.text[:200]}"
+        if rows is not None:
+            lines = [json.loads(line) for line in r.text.splitlines()]
+            got = sum(json.loads(x["file"]["stats"])["numRecords"] for x in lines if "file" in x)
+            if got != rows:
+                return f"{share}: {got} rows where {rows} were expected"
+        elif r.json()["errorCode"] not in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            return f"{share}: {r.json()}"
+        return None
+
+    async def run():
+        limit = asyncio.Semaphore(50)
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=50)) as client:
+            return await asyncio.gather(*(one(client, limit, *c) for c in calls))
+
+    problems = [p for p in asyncio.run(run()) if p]
+    assert problems == []
+    assert served["ex"].ledger.verify().ok
+    reads = sum(1 for e in served["ex"].ledger.entries() if e["action"] == "share.read")
+    assert reads - reads_before == 400  # every read recorded, once
+
+
+def test_filing_never_rereads_the_whole_ledger(tmp_path, monkeypatch):
+    """A filing through the service costs what was appended since the last call, however long the ledger:
+    the full replay and the full verification are not on its path."""
+    from starlette.testclient import TestClient
+
+    from exchange.ledger import Ledger
+    from privacy.audit import AuditLog
+
+    ex = published_lake(tmp_path)
+    _, key = ex.principals.add_consumer("api-app", "接口测试应用", "区经信局", "department")
+    for i in range(30):
+        file(ex, request(f"old-{i}", ["uscc"]))
+    client = TestClient(app(ex), base_url="http://127.0.0.1:1")
+
+    def whole_file(*_):
+        raise AssertionError("the whole ledger was read again")
+
+    monkeypatch.setattr(Ledger, "entries", whole_file)
+    monkeypatch.setattr(AuditLog, "verify", whole_file)
+    doc = {k: v for k, v in request("new-one", ["uscc"]).items() if k != "consumer"}
+    r = client.post("/api/requests", json=doc, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 201 and r.json()["status"] == "approved"
