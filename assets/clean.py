@@ -17,6 +17,7 @@ from orchestration.lineage import declare
 from orchestration.resources import LakeResource, PrivacyResource
 from privacy import policy
 from privacy.access import record_policy
+from privacy.audit import default_actor
 from privacy.grading import unclassified
 from quality.conform import Conformed
 from quality.gate import STD_TYPES
@@ -189,6 +190,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         if ring is not None and version is not None:
             privacy.audit().append(
                 "key.use",
+                actor=f"dagster:{context.run.run_id} ({default_actor()})",
                 purpose="pseudonymise std",
                 dataset=f"std.{ds.id}",
                 delta_version=version,

@@ -18,7 +18,7 @@ from exchange.identity import IdentityError, Principals
 from exchange.ledger import Ledger, RequestState
 from exchange.requests import Consumer, DataRequest, RequestError, assess, read_file
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
-from privacy.audit import AuditLog, EntryTooLarge
+from privacy.audit import AuditLog, EntryTooLarge, owner_only
 
 RULES = "rules"  # the actor of decisions the grade rules take
 
@@ -181,8 +181,7 @@ class Exchange:
             token_sha256=token_digest(token),
             expires_at=s.expires_at.isoformat(),
         )
-        path = self.folder / "profiles" / f"{request_id}.share"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = owner_only(self.folder / "profiles") / f"{request_id}.share"
         body = {
             "shareCredentialsVersion": 1,
             "endpoint": self.endpoint,

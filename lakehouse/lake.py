@@ -22,12 +22,25 @@ WRITER = WriterProperties(compression="ZSTD", compression_level=1)
 # The catalogue's JSON export (in the catalogue zone): what readers without Dagster or Delta open.
 CATALOGUE_EXPORT = "catalogue.json"
 ZONES = ("raw", "std", "quarantine", "base", "theme", "topic", "publish", "share", "catalogue", "quality", "ops")
+# Zones holding data as delivered, rows set aside, consumers' extracts and operations records: on a local
+# lake their folders are owner-only (0700), so no other account on the machine reads them. The published
+# zones stay readable by the components downstream.
+PRIVATE_ZONES = frozenset({"raw", "std", "quarantine", "share", "ops"})
 
 
 @dataclass(frozen=True)
 class Lake:
     root: str
     storage_options: dict[str, str] = field(default_factory=dict)
+
+    def _seal(self, zone: str) -> None:
+        """A private zone's folder is created owner-only, and made so if an older run left it open."""
+        if zone not in PRIVATE_ZONES or not self.is_local:
+            return
+        folder = Path(self.root.removeprefix("file://")) / zone
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if folder.stat().st_mode & 0o077:
+            folder.chmod(0o700)
 
     def uri(self, zone: str, name: str) -> str:
         """Where a table (or a file) of a zone lives: the root joined with ``zone/name``."""
@@ -65,6 +78,7 @@ class Lake:
     def write_bytes(self, zone: str, name: str, data: bytes) -> str:
         """Write one file (replacing it); returns its URI."""
         fs, path = self._fs[0], self._path(zone, name)
+        self._seal(zone)
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with fs.open_output_stream(path) as out:
             out.write(data)
@@ -136,6 +150,7 @@ class Lake:
         """Create the table if it does not exist; ``stats_columns`` limits file statistics to those columns."""
         dt = self.table(zone, name)
         if dt is None:
+            self._seal(zone)
             config = {"delta.dataSkippingStatsColumns": ",".join(stats_columns)} if stats_columns else None
             dt = DeltaTable.create(
                 self.uri(zone, name),
@@ -148,6 +163,7 @@ class Lake:
         return dt
 
     def _write(self, zone: str, name: str, data, mode: str, metadata: dict[str, str] | None, **kwargs) -> int:
+        self._seal(zone)
         write_deltalake(
             self.uri(zone, name),
             data,

@@ -20,7 +20,9 @@ import hashlib
 import hmac
 import json
 import os
+import pwd
 import secrets
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,28 @@ ENV_CHAIN_KEY = "SHUCANG_CHAIN_KEY_FILE"
 
 class EntryTooLarge(ValueError):
     """An entry larger than ``MAX_ENTRY_BYTES``: refused, nothing appended."""
+
+
+def default_actor() -> str:
+    """Who acts when a caller names no one: ``SHUCANG_ACTOR`` (set by a service for its callers), else the
+    operating-system account and host — from the account database, not from ``$USER``, which a Dagster
+    code server or a cron job may not have."""
+    if os.environ.get("SHUCANG_ACTOR"):
+        return os.environ["SHUCANG_ACTOR"]
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def owner_only(folder: Path) -> Path:
+    """``folder``, created if needed, readable by its owner only (0700), whatever it was before."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if folder.stat().st_mode & 0o077:
+        folder.chmod(0o700)
+    return folder
 
 
 def chain_key_file() -> Path:
@@ -113,7 +137,7 @@ class AuditLog:
 
     def append(self, action: str, actor: str | None = None, **detail) -> dict:
         """Append one entry (under an exclusive lock, so concurrent writers still form one chain)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        owner_only(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a+", encoding="utf-8") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
@@ -122,7 +146,7 @@ class AuditLog:
             entry = {
                 "seq": last["seq"] + 1 if last else 1,
                 "at": dt.datetime.now(dt.UTC).isoformat(),
-                "actor": actor or os.environ.get("SHUCANG_ACTOR") or os.environ.get("USER", "unknown"),
+                "actor": actor or default_actor(),
                 "action": action,
                 "detail": detail,
                 "prev": prev,

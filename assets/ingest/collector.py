@@ -31,6 +31,7 @@ from lakehouse.lake import Lake
 from lakehouse.provenance import PROVENANCE, raw_table_schema
 from lakehouse.registry import Dataset
 from lakehouse.tables import COLLECT_LOG
+from privacy.audit import owner_only
 
 T = TypeVar("T")
 
@@ -393,6 +394,7 @@ class Collector:
         outcome.rows_read = outcome.rows_landed = counted[0]
 
     def _reject(self, path: Path, outcome: FileOutcome, rejection: Rejection) -> None:
+        owner_only(self.rejected_root)  # refused deliveries are data as delivered: no other account reads them
         target_dir = self.rejected_root / self.dataset.id / self.batch_id
         target_dir.mkdir(parents=True, exist_ok=True)
         target = target_dir / path.name
