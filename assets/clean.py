@@ -179,7 +179,11 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         ring = privacy.key_ring() if policy.std_transforms(ds) else None
         the_lake = lake.lake()
         outcome = standardise(
-            the_lake, ds, rules, (lambda frame: policy.apply_std(frame, ds, ring)) if ring is not None else None
+            the_lake,
+            ds,
+            rules,
+            (lambda frame: policy.apply_std(frame, ds, ring)) if ring is not None else None,
+            mask=lambda findings: policy.mask_findings(findings, ds),
         )
         result, version = outcome.result, outcome.version
         for build, written in outcome.recovered.items():

@@ -101,3 +101,24 @@ def apply_std(frame: pl.DataFrame, ds: Dataset, ring: KeyRing) -> pl.DataFrame:
         else:
             exprs.append(transforms.redact(pl.col(column)).alias(column))
     return frame.with_columns(exprs) if exprs else frame
+
+
+def mask_findings(findings: pl.DataFrame, ds: Dataset) -> pl.DataFrame:
+    """Quarantine findings as they may be kept and sent back to departments: the delivered value of an
+    identifier column masked (first 3 and last 4 characters kept, the rest starred), of a free-text column
+    redacted. The row reference (file, row number) leads to the full value in raw, through the audited
+    ``reidentify`` path."""
+    how = std_transforms(ds)
+    if findings.height == 0 or not how:
+        return findings
+    direct = [c for c, w in how.items() if w == "pseudonymise"]
+    free = [c for c, w in how.items() if w == "redact"]
+    value = pl.col("value")
+    return findings.with_columns(
+        pl.when(pl.col("column").is_in(direct))
+        .then(transforms.mask(value, 3, 4))
+        .when(pl.col("column").is_in(free))
+        .then(transforms.redact(value))
+        .otherwise(value)
+        .alias("value")
+    )

@@ -165,10 +165,11 @@ def _stage(lake: Lake, ds: Dataset, build: str, label: str, frame: pl.DataFrame)
     lake.write_bytes("ops", _part_name(ds, build, label), buffer.getvalue())
 
 
-def set_aside_frames(ds: Dataset, result: Conformed) -> dict[str, pl.DataFrame]:
-    """This dataset's rows of the quarantine tables: the findings, and the duplicates merged away."""
+def set_aside_frames(ds: Dataset, result: Conformed, mask: Transform | None = None) -> dict[str, pl.DataFrame]:
+    """This dataset's rows of the quarantine tables: the findings (their delivered values through ``mask``,
+    the caller's privacy policy), and the duplicates merged away."""
     return {
-        FINDINGS.label: result.findings,
+        FINDINGS.label: mask(result.findings) if mask is not None else result.findings,
         DUPLICATES.label: result.duplicates.select(pl.lit(ds.id).alias("dataset"), pl.all()),
     }
 
@@ -255,9 +256,11 @@ def standardise(
     transform: Transform | None = None,
     at: dt.datetime | None = None,
     build_id: str | None = None,
+    mask: Transform | None = None,
 ) -> StdOutcome:
     """Build std for one dataset from its current raw table: the whole stage for one dataset. A build an
-    earlier run left half-written is completed first (``complete_pending``)."""
+    earlier run left half-written is completed first (``complete_pending``). ``transform`` is what the
+    privacy policy does to std rows, ``mask`` what it does to the delivered values kept in findings."""
     recovered = complete_pending(lake, ds)
     at = at or dt.datetime.now(dt.UTC)
     build = build_id or new_build_id(at)
@@ -266,7 +269,7 @@ def standardise(
     computed_from = fingerprint(rules, raw.version() if raw is not None else -1)
 
     def stage(result: Conformed) -> None:  # inside the std write stream: plain file writes, no Delta
-        for label, frame in set_aside_frames(ds, result).items():
+        for label, frame in set_aside_frames(ds, result, mask).items():
             _stage(lake, ds, build, label, frame)
 
     result, version = conform_and_write(lake, ds, rules, refs, raw is not None, computed_from, transform, build, stage)

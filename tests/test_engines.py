@@ -318,3 +318,30 @@ def test_a_refused_delivery_lands_in_an_owner_only_rejected_area(tmp_path):
     Collector(ds, Lake(str(tmp_path / "lake")), tmp_path / "landing", tmp_path / "rejected", "b1").run()
     assert oct((tmp_path / "rejected").stat().st_mode & 0o777) == "0o700"
     assert any((tmp_path / "rejected").rglob("*.reason.json"))
+
+
+def test_identifiers_and_free_text_caught_by_a_rule_are_masked_in_quarantine(small_lake, tmp_path):
+    """A mistyped resident ID or mobile is not copied verbatim into quarantine (and so into the problem lists
+    sent to departments): masked, with the row reference leading back to raw through the audited path."""
+    from privacy import policy
+
+    lake = Lake(str(tmp_path / "lake"))
+    ds = registry().dataset("amr_registration")
+    raw = small_lake[0].read("raw", ds.id)
+    bad = raw.head(30).with_columns(
+        pl.col("legal_rep_id_no").str.slice(0, 17),  # one digit short
+        pl.lit("1381234567").alias("contact_mobile"),  # ten digits
+        pl.lit("_补充.csv").alias("_source_file"),
+    )
+    lake.append("raw", ds.id, pl.concat([raw, bad]).to_arrow())
+    out = standardise(lake, ds, rules_for(ds.id), at=AT, mask=lambda f: policy.mask_findings(f, ds))
+    findings = lake.read(*FINDINGS.path)
+    ids = findings.filter(pl.col("column") == "legal_rep_id_no")
+    mobiles = findings.filter(pl.col("column") == "contact_mobile")
+    assert ids.height >= 30 and mobiles.height >= 30
+    delivered = set(bad["legal_rep_id_no"]) | set(bad["contact_mobile"]) | set(raw["legal_rep_id_no"].drop_nulls())
+    for v in [*ids["value"].drop_nulls(), *mobiles["value"].drop_nulls()]:
+        assert v not in delivered and "*" in v
+    assert ids.filter(pl.col("source_file") == "_补充.csv")["row_number"].sort().to_list() == list(range(1, 31))
+    unmasked = out.result.findings.filter(pl.col("column") == "legal_rep_id_no")["value"]
+    assert set(unmasked) & set(bad["legal_rep_id_no"])  # masking is the policy applied to what is kept
