@@ -18,7 +18,7 @@ from lakehouse.lake import Lake
 from privacy import transforms
 from privacy.audit import AuditLog
 from privacy.keys import KeyRing
-from privacy.policy import POLICY_PATH, policy, pseudonym_domain
+from privacy.policy import POLICY_PATH, policy, pseudonym_domain, pseudonym_input
 
 ROLES = ("steward", "modeler", "consumer")
 
@@ -81,12 +81,20 @@ def reidentify(
     from quality import text
 
     version = int(pseudonym.split(":", 1)[0].removeprefix("k"))
-    kind = next(c.type for c in registry().dataset(dataset).columns if c.name == column)
-    raw = lake.read("raw", dataset, columns=[column])
-    cleaned = text.clean_text(pl.col(column))  # the std value the pseudonym was computed from
-    values = raw.select((text.code_of(cleaned) if kind == "code" else cleaned).unique().alias(column)).drop_nulls()
-    hit = values.filter(transforms.pseudonym(pl.col(column), ring, pseudonym_domain(column), version) == pseudonym)
-    found = hit[column].to_list()
+    kinds = {c.name: c.type for c in registry().dataset(dataset).columns}
+    qualifier = policy()["pseudonym_qualifiers"].get(column)
+    needed = [column] + ([qualifier] if qualifier in kinds else [])
+
+    def std_value(name: str) -> pl.Expr:  # the std value the pseudonym was computed from
+        cleaned = text.clean_text(pl.col(name))
+        return (text.code_of(cleaned) if kinds[name] == "code" else cleaned).alias(name)
+
+    raw = lake.read("raw", dataset, columns=[*needed, "_file_sha256", "_row_number"])
+    values = raw.select(*(std_value(c) for c in needed), "_file_sha256", "_row_number").filter(
+        pl.col(column).is_not_null()
+    )
+    computed = transforms.pseudonym(pseudonym_input(column, values.columns), ring, pseudonym_domain(column), version)
+    found = sorted(set(values.filter(computed == pseudonym)[column].to_list()))
     audit.append(
         "reidentify",
         actor=who.name,

@@ -19,6 +19,8 @@ from privacy.keys import KeyRing
 POLICY_PATH = Path(__file__).with_name("policy.yaml")
 
 
+NAME_DOMAIN = "person_name"
+ROW = "row"  # a name qualified by its row: a pseudonym of its own
 Role = Literal["steward", "modeler", "consumer"]
 Level = Literal["L1", "L2", "L3", "L4"]
 
@@ -37,7 +39,23 @@ class Gate(Strict):
 class PrivacyPolicy(Strict):
     zones: dict[Literal["raw", "std", "base", "theme", "topic", "publish", "share"], ZonePolicy]
     pseudonym_domains: dict[str, str]  # column → the domain its pseudonyms are keyed in
+    pseudonym_qualifiers: dict[str, str] = {}  # name column → the same person's identifier column, or "row"
     gate: Gate
+
+    @model_validator(mode="after")
+    def _names_are_qualified(self) -> PrivacyPolicy:
+        for column, domain in self.pseudonym_domains.items():
+            if domain == NAME_DOMAIN and column not in self.pseudonym_qualifiers:
+                raise ValueError(
+                    f"pseudonym_qualifiers: {column} is a person's name: name the same person's identifier column "
+                    "beside it (or 'row': a pseudonym per row), so that namesakes do not share a pseudonym"
+                )
+        for column, qualifier in self.pseudonym_qualifiers.items():
+            if self.pseudonym_domains.get(column) != NAME_DOMAIN:
+                raise ValueError(f"pseudonym_qualifiers: {column} is not in the {NAME_DOMAIN} domain")
+            if qualifier != ROW and qualifier not in self.pseudonym_domains:
+                raise ValueError(f"pseudonym_qualifiers.{column}: {qualifier} is not an identifier column")
+        return self
 
     @model_validator(mode="after")
     def _transforms_in_std_only(self) -> PrivacyPolicy:
@@ -92,12 +110,33 @@ def std_levels(ds: Dataset) -> dict[str, str]:
     )
 
 
+def pseudonym_input(column: str, columns: list[str]) -> pl.Expr:
+    """What a column's pseudonym is computed from: its value — or, for a name, the value with the same
+    person's identifier of the row (``pseudonym_qualifiers``), or with the row's provenance (``row``, or a
+    row without that identifier), so that namesakes never share a pseudonym."""
+    qualifier = policy()["pseudonym_qualifiers"].get(column)
+    if qualifier is None:
+        return pl.col(column)
+    row = pl.concat_str(
+        [pl.lit(f"row\x1f{column}\x1f"), pl.col("_file_sha256"), pl.lit(":"), pl.col("_row_number").cast(pl.String)]
+    )
+    if qualifier == ROW:
+        by = row
+    elif qualifier in columns:
+        by = pl.coalesce(pl.concat_str([pl.lit(qualifier + "\x1f"), pl.col(qualifier).cast(pl.String)]), row)
+    else:
+        raise ValueError(f"{POLICY_PATH}: pseudonym_qualifiers.{column} is {qualifier}, which this dataset lacks")
+    return pl.when(pl.col(column).is_null()).then(None).otherwise(pl.concat_str([by, pl.lit("\x1f"), pl.col(column)]))
+
+
 def apply_std(frame: pl.DataFrame, ds: Dataset, ring: KeyRing) -> pl.DataFrame:
-    """The std zone's policy on standardised rows: pseudonyms for direct identifiers, free text redacted."""
+    """The std zone's policy on standardised rows: pseudonyms for direct identifiers (names qualified, see
+    ``pseudonym_input``), free text redacted."""
     exprs = []
     for column, how in std_transforms(ds).items():
         if how == "pseudonymise":
-            exprs.append(transforms.pseudonym(pl.col(column), ring, pseudonym_domain(column)).alias(column))
+            value = pseudonym_input(column, frame.columns)
+            exprs.append(transforms.pseudonym(value, ring, pseudonym_domain(column)).alias(column))
         else:
             exprs.append(transforms.redact(pl.col(column)).alias(column))
     return frame.with_columns(exprs) if exprs else frame

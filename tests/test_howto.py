@@ -238,7 +238,8 @@ def test_add_a_new_check_kind(tmp_path):
 
 def test_change_what_std_does_to_a_columns_identifiers(tmp_path):
     """A land parcel's holder turns out to be a natural person (个体户): its name becomes a direct
-    identifier, pseudonymised in std in the same domain as every other person's name."""
+    identifier, pseudonymised in std in the person_name domain — qualified by its row, as no identifier of
+    the holder is delivered, so it never shares a pseudonym with a namesake elsewhere."""
     copy = project_copy(tmp_path / "project")
     edit(
         copy,
@@ -251,6 +252,12 @@ def test_change_what_std_does_to_a_columns_identifiers(tmp_path):
         "privacy/policy.yaml",
         "  reporter_name: person_name\n",
         "  reporter_name: person_name\n  holder_name: person_name\n",
+    )
+    edit(
+        copy,
+        "privacy/policy.yaml",
+        "  reporter_name: reporter_mobile\n",
+        "  reporter_name: reporter_mobile\n  holder_name: row\n",
     )
     assert _matches(touched(copy), recipe_files("Change what std does to a column's identifiers"))
     answer = run_in(
@@ -271,6 +278,7 @@ def test_change_what_std_does_to_a_columns_identifiers(tmp_path):
         def pseudonym(ds, column, value):
             frame = pl.DataFrame({c: [value if c == column else None] for c in policy.std_transforms(ds)},
                                  schema={c: pl.String for c in policy.std_transforms(ds)})
+            frame = frame.with_columns(pl.lit("f").alias("_file_sha256"), pl.lit(1).alias("_row_number"))
             return policy.apply_std(frame, ds, ring)[column][0]
 
         mine, theirs = pseudonym(land, "holder_name", "王小明"), pseudonym(reg_ds, "legal_rep_name", "王小明")
@@ -282,7 +290,7 @@ def test_change_what_std_does_to_a_columns_identifiers(tmp_path):
     )
     assert answer == {
         "transform": "pseudonymise",
-        "same_pseudonym": True,
+        "same_pseudonym": False,
         "pseudonym": True,
         "catalogue": ["pseudonymise", "L2"],
     }

@@ -406,3 +406,63 @@ def test_grade_overrides_are_stewards_only_audited_and_regrade_the_catalogue(tmp
     log = AuditLog(tmp_path / "audit" / "privileged.jsonl")
     assert [e["action"] for e in log.entries()] == ["grade.override.denied", "grade.override"] and log.verify().ok
     assert log.entries()[-1]["detail"]["reason"] == "review 2023-12"
+
+
+def test_namesakes_never_share_a_name_pseudonym_and_one_person_keeps_one(raw_lake, tmp_path):
+    """Seven people named 王伟 are seven pseudonyms; the same legal representative (same resident ID) is one;
+    a legal representative and a production reporter of the same name never share one; a name without the
+    person's identifier gets a pseudonym of its own."""
+    from privacy import access, policy
+
+    reg = registry()
+    amr, prod = reg.dataset("amr_registration"), reg.dataset("ent_production")
+
+    def std(ds, **columns):
+        n = len(next(iter(columns.values())))
+        frame = pl.DataFrame(
+            {
+                **{c: [None] * n for c in policy.std_transforms(ds)},
+                **columns,
+                "_file_sha256": ["f"] * n,
+                "_row_number": list(range(1, n + 1)),
+            },
+            schema_overrides={c: pl.String for c in policy.std_transforms(ds)},
+        )
+        return policy.apply_std(frame, ds, RING)
+
+    ids = [f"33010219900101{i:03d}X" for i in range(7)]
+    seven = std(amr, legal_rep_name=["王伟"] * 7, legal_rep_id_no=ids)["legal_rep_name"]
+    assert seven.n_unique() == 7
+    again = std(amr, legal_rep_name=["王伟", "王伟"], legal_rep_id_no=[ids[0], ids[0]])["legal_rep_name"]
+    assert again[0] == again[1] == seven[0]  # one person, one pseudonym, in any delivery
+    no_id = std(amr, legal_rep_name=["王伟", "王伟"], legal_rep_id_no=[None, None])["legal_rep_name"]
+    assert no_id[0] != no_id[1] and not set(no_id) & set(seven)
+    reporter = std(prod, reporter_name=["王伟"], reporter_mobile=["13812345678"])["reporter_name"]
+    assert reporter[0] not in set(seven)
+
+    # the audited path still finds the name behind a (qualified) pseudonym in raw
+    raw = raw_lake.read("raw", "amr_registration").drop_nulls(["legal_rep_name", "legal_rep_id_no"])
+    row = raw.row(0, named=True)
+    from quality import text
+
+    cleaned = pl.DataFrame({"n": [row["legal_rep_name"]], "i": [row["legal_rep_id_no"]]}).select(
+        text.clean_text(pl.col("n")).alias("legal_rep_name"),
+        text.code_of(text.clean_text(pl.col("i"))).alias("legal_rep_id_no"),
+    )
+    pseudo = std(amr, **{k: v.to_list() for k, v in cleaned.to_dict().items()})["legal_rep_name"][0]
+    found = access.reidentify(
+        raw_lake, access.Principal("li", "steward"), RING, AuditLog(tmp_path / "a.jsonl"),
+        "amr_registration", "legal_rep_name", pseudo, "信访核查",
+    )  # fmt: skip
+    assert found == [cleaned["legal_rep_name"][0]]
+
+
+def test_a_name_column_without_a_qualifier_is_refused_when_the_policy_loads(tmp_path):
+    from lakehouse import config
+    from lakehouse.config import ConfigError
+    from privacy.policy import POLICY_PATH, PrivacyPolicy
+
+    text = POLICY_PATH.read_text(encoding="utf-8").replace("  reporter_name: reporter_mobile\n", "")
+    (tmp_path / "policy.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="reporter_name is a person's name"):
+        config.load(tmp_path / "policy.yaml", PrivacyPolicy, "privacy policy")
