@@ -220,6 +220,7 @@ def published_entries(
                 "update_cycle": meta.get("update_cycle"),
                 "share_type": meta.get("share_type"),
                 "open_type": meta.get("open_type"),
+                "disclosure": meta.get("disclosure"),  # identified | deidentified (exchange/publication.py)
                 "owner": meta.get("owner"),
                 "steward": reg.defaults.steward,
                 "classification": meta.get("classification", "derived"),

@@ -18,6 +18,7 @@ from lakehouse.tables import CHANGES
 from orchestration.dbt.assets import FAILED_TESTS, GRADES, SOURCE_VERSIONS
 from orchestration.dbt.project import Translator, column_meta, is_public, manifest, model_key, model_meta, project
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
+from privacy import gate as privacy_gate
 
 
 def publish_key(name: str) -> dg.AssetKey:
@@ -45,6 +46,10 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         columns=list(declared),
         quasi=[c for c in declared if column_meta(props, c).get("role") == "quasi"],
         classification={c: column_meta(props, c).get("classification") for c in declared},
+        disclosure=meta.get("disclosure"),
+        small_cell_count=[meta["small_cell_count"]]
+        if isinstance(meta.get("small_cell_count"), str)
+        else list(meta.get("small_cell_count") or []),
     )
     # schema and alias, not relation_name: the catalog part is the warehouse file's name when the manifest
     # was prepared, which need not be the file this run writes
@@ -84,7 +89,8 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
                 asset=key,
                 blocking=True,
                 description="no valid resident ID or mobile; no direct identifier; nothing above L2 untransformed; "
-                "k-anonymity on the declared quasi-identifiers",
+                "disclosure declared (identified, or deidentified with k-anonymity on the declared "
+                "quasi-identifiers and small cells suppressed)",
             ),
         ],
     )
@@ -102,6 +108,9 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         finally:
             con.close()
 
+        frame, suppressed = publication.suppress_small_cells(frame, model, privacy_gate.k())
+        if suppressed:
+            context.log.info(f"publish/{name}: {suppressed} cell(s) of fewer than {privacy_gate.k()} firms suppressed")
         gates = check_gates(frame, model, grades, failed)
         yield dg.AssetCheckResult(
             check_name="quality_gate",
@@ -114,6 +123,8 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
             metadata={
                 "problems": "; ".join(gates.privacy) or "none",
                 "quasi_identifiers": ", ".join(model.quasi) or "none",
+                "disclosure": str(model.disclosure),
+                "small_cells_suppressed": suppressed,
                 "highest_level": gates.highest_level,
             },
         )

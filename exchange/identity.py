@@ -65,6 +65,7 @@ class Principal:
     public_key: str | None = None  # stewards: raw Ed25519 public key, base64url
     active: bool = True
     created_at: str = ""
+    named_firms: bool = False  # consumers: entitled to firm-level (identified) data by their legal basis
 
     @property
     def label(self) -> str:
@@ -138,8 +139,12 @@ class Principals:
             self._save(current)
             return changed
 
-    def add_consumer(self, principal_id: str, name: str, department: str, kind: str) -> tuple[Principal, str]:
-        """Register a consumer; returns it and its API key (shown once, stored only as a digest)."""
+    def add_consumer(
+        self, principal_id: str, name: str, department: str, kind: str, named_firms: bool = False
+    ) -> tuple[Principal, str]:
+        """Register a consumer; returns it and its API key (shown once, stored only as a digest).
+        ``named_firms``: its legal basis covers firm-level data about named firms (a department by its
+        duties, an app by the firms' own authorisation); without it, only de-identified datasets."""
         _check_new(principal_id, name, department)
         kinds = sorted(policy()["consumer_policies"])
         if kind not in kinds:
@@ -149,7 +154,9 @@ class Principals:
         def add(current):
             if principal_id in current:
                 raise IdentityError(f"{principal_id!r} is registered already")
-            return Principal(principal_id, "consumer", name, department, kind, _digest(key), None, True, _now())
+            return Principal(
+                principal_id, "consumer", name, department, kind, _digest(key), None, True, _now(), named_firms
+            )
 
         return self._change(add), key
 

@@ -32,6 +32,58 @@ class Model:
     columns: list[str]
     quasi: list[str]
     classification: dict[str, str] = field(default_factory=dict)  # column → declared classification
+    # What the model discloses (meta ``disclosure``): "identified" — firm-level results by design, shared
+    # only with consumers entitled to named firms — or "deidentified" — then its quasi-identifiers are
+    # declared (k-anonymity) and/or, for aggregates, the column counting the firms in each row
+    # (meta ``small_cell_count``): cells of fewer than k are suppressed.
+    disclosure: str | None = None
+    small_cell_count: list[str] = field(default_factory=list)
+
+
+DISCLOSURES = ("identified", "deidentified")
+
+
+def suppress_small_cells(frame: pl.DataFrame, model: Model, k: int) -> tuple[pl.DataFrame, int]:
+    """An aggregate's cells of fewer than ``k`` firms: every value but the cell's key set to null (the row
+    stays, so the table says the cell exists and was suppressed). Returns the frame and the rows suppressed."""
+    counts = [c for c in model.small_cell_count if c in frame.columns]
+    if model.disclosure != "deidentified" or not counts:
+        return frame, 0
+    small = pl.any_horizontal(pl.col(c).is_null() | (pl.col(c) < k) for c in counts)
+    hidden = [c for c in frame.columns if c not in model.key]
+    out = frame.with_columns(pl.when(small).then(None).otherwise(pl.col(c)).alias(c) for c in hidden)
+    return out, frame.filter(small).height
+
+
+def disclosure_problems(frame: pl.DataFrame, model: Model, k: int) -> list[str]:
+    """What the model's declaration of what it discloses leaves open."""
+    if model.disclosure not in DISCLOSURES:
+        return [
+            f"disclosure: {model.name} declares {model.disclosure!r}; declare meta disclosure: identified "
+            "(firm-level by design, only for consumers entitled to named firms) or deidentified (with quasi "
+            "identifiers, or small_cell_count for an aggregate)"
+        ]
+    if model.disclosure == "identified":
+        return []
+    problems = []
+    if not model.quasi and not model.small_cell_count:
+        problems.append(
+            f"disclosure: {model.name} is deidentified but declares no quasi-identifier and no small_cell_count"
+        )
+    missing = [c for c in model.small_cell_count if c not in frame.columns]
+    if missing:
+        problems.append(f"disclosure: small_cell_count {missing} not among the columns of {model.name}")
+    elif model.small_cell_count:
+        counts = model.small_cell_count
+        hidden = [c for c in frame.columns if c not in model.key]
+        small = pl.any_horizontal(pl.col(c).is_not_null() & (pl.col(c) < k) for c in counts)
+        unsuppressed = pl.any_horizontal(pl.col(c).is_null() for c in counts) & pl.any_horizontal(
+            pl.col(c).is_not_null() for c in hidden
+        )
+        open_small = frame.filter(small | unsuppressed).height
+        if open_small:
+            problems.append(f"small_cells: {open_small} row(s) aggregate fewer than {k} firms and are not suppressed")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -96,6 +148,7 @@ def check_gates(frame: pl.DataFrame, model: Model, grades: dict[str, dict], fail
     gradings = {c: Grading(model.classification.get(c) or "metadata", g["level"], g["role"]) for c, g in grades.items()}
     transformed = {c: g["transform"] for c, g in grades.items() if g.get("transform")}
     privacy = [f"{p.rule}: {p.detail}" for p in privacy_gate.check(frame, gradings, transformed, model.quasi)]
+    privacy += disclosure_problems(frame, model, privacy_gate.k())
     privacy += [f"grade: {c} has no propagated grade" for c in sorted(set(frame.columns) - set(grades))]
     return Gates(quality, privacy, max((g["level"] for g in grades.values()), default="L1"))
 

@@ -86,6 +86,7 @@ class Consumer:
     name: str
     department: str
     kind: str  # a key of policy.yaml's consumer_policies: department | enterprise
+    named_firms: bool = False  # entitled to identified (firm-level) datasets
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class DataRequest:
                 "name": self.consumer.name,
                 "department": self.consumer.department,
                 "kind": self.consumer.kind,
+                "named_firms": self.consumer.named_firms,
             },
             "datasets": [
                 {
@@ -297,6 +299,12 @@ def assess(request: DataRequest, catalogue: dict) -> Assessment:
             continue
         if entry.get("share_type") == "不予共享":
             problems.append(f"{ask.dataset}: 共享属性 is 不予共享 (never shared)")
+            continue
+        if entry.get("disclosure") != "deidentified" and not request.consumer.named_firms:
+            problems.append(
+                f"{ask.dataset}: identifies firms by design; shared only with consumers whose legal basis covers "
+                "named firms (registered so), not with this one"
+            )
             continue
         # every column the share reads: those delivered and those its row scope filters on (a filter on a
         # hidden column reveals that column's values through which rows come back)

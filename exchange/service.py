@@ -51,7 +51,7 @@ class Exchange:
     def consumer(self, consumer_id: str) -> Consumer:
         """A registered, active consumer as a request's requester (IdentityError otherwise)."""
         p = self.principals.get(consumer_id, "consumer")
-        return Consumer(p.id, p.name, p.department, p.kind or "")
+        return Consumer(p.id, p.name, p.department, p.kind or "", p.named_firms)
 
     @property
     def inbox(self) -> Path:

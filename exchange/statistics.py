@@ -41,6 +41,7 @@ CATALOGUE_ENTRY = {
         "update_cycle": "实时",
         "share_type": "无条件共享",
         "open_type": "不予开放",
+        "disclosure": "identified",  # names the consumers (organisations)
         "owner": registry().defaults.steward,
         "classification": "metadata",
         "key": KEY,

@@ -25,6 +25,11 @@ class GateProblem:
     detail: str
 
 
+def k() -> int:
+    """The policy's k (k-anonymity classes, small cells)."""
+    return int(policy()["gate"]["k"])
+
+
 def smallest_class(frame: pl.DataFrame, quasi: list[str]) -> int | None:
     """k of the frame: the size of its smallest equivalence class over ``quasi`` (None: no rows)."""
     if frame.height == 0 or not quasi:

@@ -107,8 +107,8 @@ def published_lake(root: Path, n: int = 600) -> Exchange:
         ],
     )
     ex = Exchange(lake, root / "exchange", endpoint="http://127.0.0.1:1/delta-sharing", audit_log=root / "audit.jsonl")
-    ex.principals.add_consumer(CONSUMERS["department"], "区经信局测试应用", "区经信局", "department")
-    ex.principals.add_consumer(CONSUMERS["enterprise"], "某银行测试应用", "某银行", "enterprise")
+    ex.principals.add_consumer(CONSUMERS["department"], "区经信局测试应用", "区经信局", "department", named_firms=True)
+    ex.principals.add_consumer(CONSUMERS["enterprise"], "某银行测试应用", "某银行", "enterprise", named_firms=True)
     ex.principals.add_steward(STEWARD, "张管理员", "区大数据中心", steward_key(ex))
     return ex
 

@@ -178,6 +178,7 @@ def _model(**kw) -> Model:
             "columns": ["uscc", "score"],
             "quasi": [],
             "classification": {"uscc": "organisation.identity"},
+            "disclosure": "identified",
             **kw,
         }
     )

@@ -530,3 +530,50 @@ def test_a_disabled_consumer_loses_its_shares_and_refusals_do_not_flood_the_ledg
         assert r.status_code == 403 and "not an active registered consumer" in r.json()["message"]
     assert len(ex.ledger.entries()) == before + 1  # one denial on the ledger; every call in the access log
     assert len((ex.folder / "access.log").read_text().splitlines()) >= 50
+
+
+# --- what a published dataset discloses ---------------------------------------------------------------------------
+
+
+def test_identified_datasets_go_only_to_consumers_entitled_to_named_firms(ex):
+    from exchange_support import catalogue_entry, write_catalogue
+
+    ex.lake.overwrite("publish", "firm_counts", pl.DataFrame({"region_code": ["331003"], "firms": [120]}).to_arrow())
+    counts = catalogue_entry(
+        "firm_counts",
+        ex.lake,
+        columns={"region_code": ("L1", "none", "organisation.location"), "firms": ("L1", "none", "metadata")},
+    )
+    write_catalogue(ex.lake, [catalogue_entry("firms", ex.lake), {**counts, "disclosure": "deidentified"}])
+    ex.principals.add_consumer("public-app", "公众查询应用", "外部", "enterprise")  # no entitlement to named firms
+    doc = {**request("who-is-who", ["uscc", "name"]), "consumer": "public-app"}
+    state = ex.file(parse(doc, doc["id"], ex.consumer("public-app")), actor="tester")
+    assert state.status == "rejected" and "identifies firms by design" in state.reasons[-1]
+    doc = {**request("how-many", ["region_code", "firms"], dataset="firm_counts"), "consumer": "public-app"}
+    assert ex.file(parse(doc, doc["id"], ex.consumer("public-app")), actor="tester").status == "approved"
+
+
+def test_a_published_model_must_say_what_it_discloses_and_small_cells_are_suppressed():
+    from exchange.publication import Model, check_gates, suppress_small_cells
+
+    frame = pl.DataFrame(
+        {
+            "industry_code": ["3525", "2929", "2927"],
+            "period": ["2023-01"] * 3,
+            "enterprises": [40, 3, None],
+            "output": [1e6, 2e4, 5.0],
+        }
+    )
+    grades = {c: {"level": "L1", "role": "none"} for c in frame.columns}
+    base = dict(name="agg", key=["industry_code", "period"], columns=list(frame.columns), quasi=[])
+    undeclared = check_gates(frame, Model(**base), grades, []).privacy
+    assert any("declare meta disclosure" in p for p in undeclared)  # removing the declaration fails the gate
+    bare = check_gates(frame, Model(**base, disclosure="deidentified"), grades, []).privacy
+    assert any("declares no quasi-identifier and no small_cell_count" in p for p in bare)
+    model = Model(**base, disclosure="deidentified", small_cell_count=["enterprises"])
+    assert any("2 row(s) aggregate fewer than 5 firms" in p for p in check_gates(frame, model, grades, []).privacy)
+    suppressed, n = suppress_small_cells(frame, model, 5)
+    assert n == 2 and suppressed["output"].to_list() == [1e6, None, None]
+    assert suppressed["industry_code"].to_list() == ["3525", "2929", "2927"]  # the cell stays, its values go
+    assert check_gates(suppressed, model, grades, []).privacy == []
+    assert check_gates(frame, Model(**base, disclosure="identified"), grades, []).privacy == []

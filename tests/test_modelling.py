@@ -43,7 +43,7 @@ models:
       access: public
       contract: {enforced: true}
       meta: {name_zh: 企业用地, name_en: Land use, update_cycle: 每年, share_type: 有条件共享,
-             open_type: 不予开放, owner: "team:modelers"}
+             open_type: 不予开放, owner: "team:modelers", disclosure: identified}
     columns:
       - name: uscc
         data_type: varchar

@@ -37,7 +37,7 @@ def served(tmp_path_factory):
     port = free_port()
     ex = published_lake(tmp_path_factory.mktemp("sharing"))
     ex = dataclasses.replace(ex, endpoint=f"http://127.0.0.1:{port}/delta-sharing")
-    _, api_key = ex.principals.add_consumer("api-app", "接口测试应用", "区经信局", "department")
+    _, api_key = ex.principals.add_consumer("api-app", "接口测试应用", "区经信局", "department", named_firms=True)
     docs = {
         "dept": request(
             "dept", ["uscc", "name", "region_code", "revenue_yuan"], rows={"region_code": ["331003", "331004"]}
@@ -241,6 +241,7 @@ def test_requests_are_filed_through_the_api_as_the_consumer_the_key_belongs_to(s
         "name": "接口测试应用",
         "department": "区经信局",
         "kind": "department",
+        "named_firms": True,
     }
     assert state.request["source"] == "api:api-one"
     bad = {k: v for k, v in request("api-two", ["uscc"]).items() if k != "consumer"} | {"purpose": ""}
@@ -270,7 +271,9 @@ def test_filing_without_a_key_as_someone_else_or_not_as_json_is_refused(served):
 
 
 def test_filings_are_rate_limited_per_consumer(served):
-    _, key = served["ex"].principals.add_consumer("busy-app", "频繁申请应用", "区经信局", "department")
+    _, key = served["ex"].principals.add_consumer(
+        "busy-app", "频繁申请应用", "区经信局", "department", named_firms=True
+    )
     headers = {"Authorization": f"Bearer {key}"}
     codes = []
     for i in range(10):
@@ -383,7 +386,7 @@ def test_filing_never_rereads_the_whole_ledger(tmp_path, monkeypatch):
     from privacy.audit import AuditLog
 
     ex = published_lake(tmp_path)
-    _, key = ex.principals.add_consumer("api-app", "接口测试应用", "区经信局", "department")
+    _, key = ex.principals.add_consumer("api-app", "接口测试应用", "区经信局", "department", named_firms=True)
     for i in range(30):
         file(ex, request(f"old-{i}", ["uscc"]))
     client = TestClient(app(ex), base_url="http://127.0.0.1:1")

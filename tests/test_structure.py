@@ -235,3 +235,21 @@ def test_the_data_the_tests_read_is_tracked():
         if p.is_file()
     ]
     assert present and [p for p in present if p not in tracked] == []
+
+
+def test_every_published_model_declares_what_it_discloses():
+    """A public dbt model says whether it identifies firms by design or is de-identified (and then how:
+    quasi-identifiers or a small-cell count); the publish gate refuses one that does not say."""
+    from orchestration.dbt.project import column_meta, is_public, manifest, model_meta, project
+
+    models = [p for p in manifest(project())["nodes"].values() if p.get("resource_type") == "model" and is_public(p)]
+    assert len(models) >= 10
+    for props in models:
+        meta = model_meta(props)
+        assert meta.get("disclosure") in ("identified", "deidentified"), props["name"]
+        if meta["disclosure"] == "deidentified":
+            quasi = [c for c in props["columns"] if column_meta(props, c).get("role") == "quasi"]
+            counts = meta.get("small_cell_count")
+            counts = [counts] if isinstance(counts, str) else counts or []
+            assert quasi or counts, props["name"]
+            assert all(c in props["columns"] for c in counts), props["name"]

@@ -74,7 +74,8 @@ def _register_demo_identities(ex) -> None:
     known = {p.id for p in ex.principals.all()}
     for cid, (name, department, kind) in DEMO_CONSUMERS.items():
         if cid not in known:
-            ex.principals.add_consumer(cid, name, department, kind)
+            # entitled to named firms by their legal basis (duties, firms' authorisation, the open directory)
+            ex.principals.add_consumer(cid, name, department, kind, named_firms=cid != "external-org")
     if DEMO_STEWARD not in known:
         ex.principals.add_steward(DEMO_STEWARD, "演示数据管理员", "区大数据中心", steward_key_file(DEMO_STEWARD))
 

@@ -44,7 +44,9 @@ def exchange_command(s: Settings, args) -> int:
                 state = ex.revoke(signed)
                 print(f"request {state.id}: revoked")
         elif args.action == "consumer-add":
-            p, key = reg.add_consumer(args.target, args.name or "", args.department or "", args.kind)
+            p, key = reg.add_consumer(
+                args.target, args.name or "", args.department or "", args.kind, named_firms=args.named_firms
+            )
             print(f"{p.label} registered ({p.name}, {p.department}, {p.kind}). Its API key — shown only now:")
             print(key)
         elif args.action == "steward-add":

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--name")
     ex.add_argument("--department")
     ex.add_argument("--kind", default="department", help="a consumer's kind: department | enterprise")
+    ex.add_argument(
+        "--named-firms", action="store_true", help="consumer-add: its legal basis covers data about named firms"
+    )
     args = parser.parse_args(argv)
     s = settings()
     if args.command == "exchange":
