@@ -11,8 +11,8 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
+from sourcegen import remarks
 from sourcegen.codes import wrong_uscc_check
-from sourcegen.model import mobiles, person_names
 
 # Declared rates: the share of eligible rows that receive each defect.
 RATES: dict[str, float] = {
@@ -113,14 +113,17 @@ def missing(df: pl.DataFrame, col: str, rng: np.random.Generator) -> pl.DataFram
     return _set(df, col, mask, [""] * int(mask.sum()), "missing_mandatory")
 
 
+# The remarks with personal information written in this generation, with their labelled spans (the truth
+# manifest's ``pii_remarks``); ``generate`` empties it first.
+LABELLED_REMARKS: list[dict] = []
+
+
 def pii_remarks(df: pl.DataFrame, col: str, rng: np.random.Generator) -> pl.DataFrame:
-    """Personal information typed into free text, as clerks do."""
+    """Personal information typed into free text, as clerks do (sourcegen/remarks.py), spans labelled."""
     mask = pick(rng, df.height, RATES["pii_in_remarks"])
-    k = int(mask.sum())
-    names, phones = person_names(rng, k), mobiles(rng, k)
-    templates = ["联系人{n}，电话{p}", "经办人：{n} {p}，请核实", "已电话联系{n}({p})确认数据"]
-    vals = [templates[int(rng.integers(3))].format(n=n, p=p) for n, p in zip(names, phones, strict=True)]
-    return _set(df, col, mask, vals, "pii_in_remarks")
+    made = remarks.labelled(rng, int(mask.sum()))
+    LABELLED_REMARKS.extend({"text": text, "spans": spans} for text, spans in made)
+    return _set(df, col, mask, [text for text, _ in made], "pii_in_remarks")
 
 
 def _append_copies(

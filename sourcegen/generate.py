@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sourcegen import enterprise, government
-from sourcegen.defects import RATES, UNIT_VARIANT_RATES, split_markers
+from sourcegen.defects import LABELLED_REMARKS, RATES, UNIT_VARIANT_RATES, split_markers
 from sourcegen.model import enterprises, monthly_shares
 from sourcegen.writers import write
 
@@ -20,6 +20,7 @@ DEFAULT_SEED = 20231231
 def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
     """Write ``out/landing/**`` (what the pipeline reads) and ``out/truth/manifest.json`` (what it never reads)."""
     rng = np.random.default_rng(seed)
+    LABELLED_REMARKS.clear()
     n = max(20, int(ENTERPRISES_PER_SCALE * scale))
     ent = enterprises(rng, n)
     inconsistencies: dict = {}  # cross-source disagreements injected on purpose, for the reconciliation
@@ -67,6 +68,8 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
         "files": files,
         "defects": dict(sorted(defects.items())),
         "inconsistencies": inconsistencies,
+        # every remark written with personal information in it, its spans labelled [start, end, kind]
+        "pii_remarks": list(LABELLED_REMARKS),
     }
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)

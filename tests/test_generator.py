@@ -107,7 +107,8 @@ def test_listed_defect_rows_really_carry_the_defect(generated, manifest):
     missing = _rows(generated, manifest, "tax_monthly.missing_mandatory")
     assert missing and all(not (r["纳税人识别号"] or "").strip() for r in missing)
     pii = _rows(generated, manifest, "amr_registration.pii_in_remarks")
-    assert pii and all(any(ch.isdigit() for ch in r["备注"]) for r in pii)
+    labelled = {r["text"] for r in manifest["pii_remarks"]}
+    assert pii and all(r["备注"] in labelled for r in pii)  # each one written with its spans labelled
     corrections = _rows(generated, manifest, "tax_monthly.late_correction")
     assert corrections and all(r["申报类型"] == "更正" for r in corrections)
 
