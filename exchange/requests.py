@@ -54,6 +54,7 @@ class ExchangePolicy(Strict):
     max_period_days: int = Field(gt=0)
     signed_url_seconds: int = Field(gt=0)
     max_body_bytes: int = Field(gt=0)
+    share_file_rows: int = Field(gt=0)
     rate_limits: RateLimits
     # consumer kind → level → one transform, or a transform per identifier role
     consumer_policies: dict[str, dict[Level, Transform | dict[Literal["none", "quasi", "sensitive"], Transform]]]

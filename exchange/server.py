@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from exchange import protocol
 from exchange.identity import IdentityError, Principals
 from exchange.ledger import CachedLedger, LedgerBroken, RequestState
 from exchange.requests import NAME, RequestError, parse, policy
@@ -43,6 +44,7 @@ SCHEMA = "shucang"
 PREFIX = "/delta-sharing"
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\.parquet")  # full match
 log = logging.getLogger("shucang.sharing")
+PERMISSION = "r"  # signed file URLs grant reading, nothing else
 NAMESPACE = uuid.UUID("6f1c9a52-5d0e-4c7b-9a43-2b8f0f3f6a11")
 
 
@@ -56,13 +58,41 @@ def _error(status: int, code: str, message: str, headers: dict[str, str] | None 
     return JSONResponse({"errorCode": code, "message": message}, status_code=status, headers=headers)
 
 
-def _ndjson(lines: list[dict], version: int) -> Response:
+def _ndjson(lines: list[dict], version: int, fmt: str = "parquet") -> Response:
     body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     return Response(
         body,
         media_type="application/x-ndjson; charset=utf-8",
-        headers={"Delta-Table-Version": str(version), "delta-sharing-capabilities": "responseformat=parquet"},
+        headers={"Delta-Table-Version": str(version), protocol.CAPABILITIES: f"responseformat={fmt}"},
     )
+
+
+_RANGE = re.compile(r"(\d*)-(\d*)")
+
+
+def _check_range(header: str | None, size: int) -> None:
+    """A Range header the file can answer (RFC 9110 byte ranges), or a protocol error (416) saying why."""
+    if header is None:
+        return
+    unit, _, ranges = header.partition("=")
+    problem = None
+    if unit.strip().lower() != "bytes" or not ranges.strip():
+        problem = f"Range {header[:60]!r}: only byte ranges (bytes=START-END) are served"
+    else:
+        for part in ranges.split(","):
+            m = _RANGE.fullmatch(part.strip())
+            if m is None or (not m[1] and not m[2]):
+                problem = f"Range {part.strip()[:40]!r} is not START-END, START- or -SUFFIX"
+                break
+            start, end = m[1], m[2]
+            if start and (int(start) >= size or (end and int(end) < int(start))):
+                problem = f"Range {part.strip()} is outside the file's {size} bytes"
+                break
+            if not start and int(end) == 0:
+                problem = "Range -0 asks for no bytes"
+                break
+    if problem:
+        raise Problem(416, "RANGE_NOT_SATISFIABLE", problem, {"Content-Range": f"bytes */{size}"})
 
 
 class RateLimiter:
@@ -174,23 +204,55 @@ class SharingService:
             raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"share {share} has no table {schema}.{table}")
         return state, entry
 
-    def delta(self, state: RequestState, entry: dict, version: int | None = None) -> DeltaTable:
+    def delta(self, state: RequestState, entry: dict) -> DeltaTable:
         """The share table of the current build. Versions written by earlier builds (under another policy,
-        another pin) are refused: a share serves only what its current grant allows."""
+        another pin) are never served: a share serves only what its current grant allows."""
         dataset = entry["dataset"]
         table = self.exchange.lake.table("share", share_table_name(state.id, dataset))
         if table is None:
             raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"table {dataset} of share {state.id} has no data")
-        current = int(entry.get("share_version", table.version()))
-        if table.version() != current:
+        if table.version() != int(entry.get("share_version", table.version())):
             raise Problem(503, "SERVICE_UNAVAILABLE", f"table {dataset} of share {state.id} is being rebuilt")
-        if version is not None and version != current:
+        return table
+
+    @staticmethod
+    def _build_versions(table: DeltaTable, entry: dict) -> tuple[int, int]:
+        """(first, last) version of the current build: the versions a query may name."""
+        return int(entry.get("build_version", table.version())), table.version()
+
+    def _check_version(self, state: RequestState, table: DeltaTable, entry: dict, version, what: str) -> int:
+        first, last = self._build_versions(table, entry)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise Problem(400, "INVALID_PARAMETER_VALUE", f"{what} must be an integer, not {version!r}")
+        if not first <= version <= last:
             raise Problem(
                 400,
                 "INVALID_PARAMETER_VALUE",
-                f"version {version}: share {state.id} serves its current build only (version {current})",
+                f"{what} {version}: share {state.id} serves its current build only (versions {first}..{last})",
             )
-        return table
+        return version
+
+    def _version_at(self, state, table: DeltaTable, entry: dict, text, what: str, latest_before: bool) -> int:
+        """The version a timestamp names: the last committed at or before it (``latest_before``), else the
+        first committed at or after it; within the current build."""
+        try:
+            when = protocol.parse_timestamp(text)
+        except ValueError as exc:
+            raise Problem(400, "INVALID_PARAMETER_VALUE", f"{what}: {exc}") from None
+        ms = when.timestamp() * 1000
+        first, last = self._build_versions(table, entry)
+        commits = sorted((c["version"], c["timestamp"]) for c in table.history() if first <= c["version"] <= last)
+        if latest_before:
+            found = [v for v, t in commits if t <= ms]
+            if not found:
+                raise Problem(
+                    400, "INVALID_PARAMETER_VALUE", f"{what} {text} is before the current build of {state.id}"
+                )
+            return found[-1]
+        found = [v for v, t in commits if t >= ms]
+        if not found:
+            raise Problem(400, "INVALID_PARAMETER_VALUE", f"{what} {text} is after the last version of {state.id}")
+        return found[0]
 
     # --- listing ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -200,10 +262,10 @@ class SharingService:
             start = int(base64.urlsafe_b64decode(request.query_params.get("pageToken", "") + "==").decode() or 0)
         except (ValueError, UnicodeDecodeError):
             raise Problem(400, "INVALID_PARAMETER_VALUE", "maxResults and pageToken must be as returned") from None
-        if size <= 0 or start < 0:
-            raise Problem(400, "INVALID_PARAMETER_VALUE", "maxResults must be positive")
+        if size < 0 or start < 0:
+            raise Problem(400, "INVALID_PARAMETER_VALUE", "maxResults must not be negative")
         page = {"items": items[start : start + size]}
-        if start + size < len(items):
+        if start + size < len(items):  # maxResults=0: no items, and the token to start from
             page["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode().rstrip("=")
         return page
 
@@ -252,32 +314,161 @@ class SharingService:
     async def version(self, request: Request):
         state, entry = self.table_of(request)
         table = self.delta(state, entry)
-        return Response(status_code=200, headers={"Delta-Table-Version": str(table.version())})
+        version = table.version()
+        if "startingTimestamp" in request.query_params:  # the first version at or after it
+            stamp = request.query_params["startingTimestamp"]
+            version = self._version_at(state, table, entry, stamp, "startingTimestamp", latest_before=False)
+        return Response(status_code=200, headers={"Delta-Table-Version": str(version)})
 
-    def _metadata_lines(self, state: RequestState, entry: dict, table: DeltaTable, files: list[dict]) -> list[dict]:
-        meta = table.metadata()
-        return [
-            {"protocol": {"minReaderVersion": 1}},
-            {
-                "metaData": {
-                    "id": meta.id,
-                    "name": entry["dataset"],
-                    "description": f"shucang share {state.id}: {entry['dataset']} (publish version {entry['source_version']})",
-                    "format": {"provider": "parquet", "options": {}},
-                    "schemaString": table.schema().to_json(),
-                    "partitionColumns": list(meta.partition_columns),
-                    "configuration": {},
-                    "version": table.version(),
-                    "size": sum(int(f["size_bytes"]) for f in files),
-                    "numFiles": len(files),
-                }
-            },
-        ]
+    def _metadata_lines(self, fmt: str, state: RequestState, entry: dict, table: DeltaTable, version=None) -> list:
+        meta, files = table.metadata(), add_actions(table)
+        described = {
+            "id": meta.id,
+            "name": entry["dataset"],
+            "description": f"shucang share {state.id}: {entry['dataset']} (publish version {entry['source_version']})",
+            "schemaString": table.schema().to_json(),
+            "partitionColumns": list(meta.partition_columns),
+            "configuration": dict(meta.configuration),
+            "createdTime": meta.created_time,
+        }
+        size = sum(int(f["size_bytes"]) for f in files)
+        pv = table.protocol()
+        head = protocol.protocol_line(
+            fmt, pv.min_reader_version, pv.min_writer_version, pv.reader_features, pv.writer_features
+        )
+        return [head, protocol.metadata_line(fmt, described, version, size, len(files))]
 
     async def metadata(self, request: Request):
         state, entry = self.table_of(request)
+        fmt = protocol.response_format(request.headers.get(protocol.CAPABILITIES))
         table = self.delta(state, entry)
-        return _ndjson(self._metadata_lines(state, entry, table, add_actions(table)), table.version())
+        return _ndjson(self._metadata_lines(fmt, state, entry, table), table.version(), fmt)
+
+    def _file_lines(self, fmt, state, entry, table, chosen, stats, commit=None, action="file") -> list[dict]:
+        digests = {f["path"]: f["sha256"] for f in entry.get("files", [])}
+        lines = []
+        for add, st in zip(chosen, stats, strict=True):
+            if not FILE_NAME.fullmatch(add["path"]):
+                raise Problem(500, "INTERNAL_ERROR", f"unexpected file {add['path']!r} in the share")
+            url, expires = self._signed(state, entry["dataset"], add["path"])
+            modified = add.get("modification_time")
+            lines.append(
+                protocol.file_line(
+                    fmt,
+                    url=url,
+                    # the id is the SHA-256 of the file's bytes (as in the share's manifest): a consumer checks
+                    # what it received against it
+                    file_id=digests.get(add["path"])
+                    or hashlib.sha256(f"{state.id}/{add['path']}".encode()).hexdigest(),
+                    size=int(add["size_bytes"]),
+                    stats=st,
+                    expires_ms=expires * 1000,
+                    partition_values={},
+                    modified_ms=int(modified.timestamp() * 1000)
+                    if hasattr(modified, "timestamp")
+                    else int(modified or 0),
+                    version=commit[0] if commit else None,
+                    timestamp_ms=commit[1] if commit else None,
+                    action=action,
+                )
+            )
+        return lines
+
+    def _record_read(self, state, entry, table, version, rows, files, limit, kind="snapshot") -> None:
+        consumer = state.request["consumer"]
+        self.ledger.record(
+            "share.read",
+            f"consumer:{consumer.get('id', consumer['name'])}",
+            state.id,
+            department=consumer["department"],
+            dataset=entry["dataset"],
+            table_version=version,
+            source_version=entry["source_version"],
+            rows=rows,  # rows in the files handed out (a limit is a hint: the client may read fewer)
+            limit_hint=limit,
+            files=files,
+            kind=kind,
+        )
+
+    def _build_commit(self, table: DeltaTable, entry: dict) -> tuple[int, int]:
+        """(version, timestamp in ms) of the commit that wrote the current build's first files."""
+        first, _ = self._build_versions(table, entry)
+        stamp = next((c["timestamp"] for c in table.history() if c["version"] == first), 0)
+        return first, int(stamp)
+
+    async def query(self, request: Request):
+        state, entry = self.table_of(request)
+        fmt = protocol.response_format(request.headers.get(protocol.CAPABILITIES))
+        body = await self._body(request)
+        limit = body.get("limitHint")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise Problem(400, "INVALID_PARAMETER_VALUE", f"limitHint must be a non-negative integer, not {limit!r}")
+        given = [k for k in ("version", "timestamp", "startingVersion") if body.get(k) is not None]
+        if len(given) > 1:
+            raise Problem(
+                400, "INVALID_PARAMETER_VALUE", f"give at most one of version, timestamp, startingVersion: {given}"
+            )
+        table = self.delta(state, entry)
+        version, since = table.version(), None
+        if body.get("version") is not None:
+            version = self._check_version(state, table, entry, body["version"], "version")
+        elif body.get("timestamp") is not None:
+            version = self._version_at(state, table, entry, body["timestamp"], "timestamp", latest_before=True)
+        elif body.get("startingVersion") is not None:
+            since = self._check_version(state, table, entry, body["startingVersion"], "startingVersion")
+            if body.get("endingVersion") is not None:
+                self._check_version(state, table, entry, body["endingVersion"], "endingVersion")
+        columns = [f.name for f in table.schema().fields]
+        files = add_actions(table)  # every version of the current build holds its files (vacuum adds none)
+        stats = [protocol.file_stats(a, columns) for a in files]
+        hint = body.get("jsonPredicateHints")
+        keep = protocol.prune(files, stats, hint if isinstance(hint, str) else None, limit)
+        first, stamp = self._build_commit(table, entry)
+        with_version = since is not None or body.get("version") is not None or body.get("timestamp") is not None
+        if since is not None and since > first:
+            keep = []  # nothing was added after the build's first commit
+        commit = (first, stamp) if with_version else None
+        lines = self._metadata_lines(fmt, state, entry, table, version if with_version else None)
+        lines += self._file_lines(fmt, state, entry, table, [files[i] for i in keep], [stats[i] for i in keep], commit)
+        self._record_read(state, entry, table, version, sum(stats[i]["numRecords"] for i in keep), len(keep), limit)
+        return _ndjson(lines, version, fmt)
+
+    async def changes(self, request: Request):
+        """The change data feed of a share table, within its current build: the rows the build inserted."""
+        state, entry = self.table_of(request)
+        fmt = protocol.response_format(request.headers.get(protocol.CAPABILITIES))
+        table = self.delta(state, entry)
+        q = request.query_params
+
+        def number(key):
+            try:
+                return int(q[key])
+            except ValueError:
+                raise Problem(400, "INVALID_PARAMETER_VALUE", f"{key} must be an integer, not {q[key]!r}") from None
+
+        if "startingVersion" in q:
+            start = self._check_version(state, table, entry, number("startingVersion"), "startingVersion")
+        elif "startingTimestamp" in q:
+            start = self._version_at(
+                state, table, entry, q["startingTimestamp"], "startingTimestamp", latest_before=False
+            )
+        else:
+            raise Problem(400, "INVALID_PARAMETER_VALUE", "give startingVersion or startingTimestamp")
+        end = table.version()
+        if "endingVersion" in q:
+            end = self._check_version(state, table, entry, number("endingVersion"), "endingVersion")
+        elif "endingTimestamp" in q:
+            end = self._version_at(state, table, entry, q["endingTimestamp"], "endingTimestamp", latest_before=True)
+        if end < start:
+            raise Problem(400, "INVALID_PARAMETER_VALUE", f"the range ends ({end}) before it starts ({start})")
+        columns = [f.name for f in table.schema().fields]
+        first, stamp = self._build_commit(table, entry)
+        files = add_actions(table) if start <= first <= end else []
+        stats = [protocol.file_stats(a, columns) for a in files]
+        lines = self._metadata_lines(fmt, state, entry, table, first if fmt == "delta" else None)
+        lines += self._file_lines(fmt, state, entry, table, files, stats, (first, stamp), action="add")
+        self._record_read(state, entry, table, end, sum(x["numRecords"] for x in stats), len(files), None, "changes")
+        return _ndjson(lines, end, fmt)
 
     async def _body(self, request: Request) -> dict:
         declared = request.headers.get("content-length")
@@ -300,63 +491,14 @@ class SharingService:
             raise Problem(400, "MALFORMED_REQUEST", "the request body must be a JSON object")
         return body
 
-    def _signed(self, request: Request, state: RequestState, dataset: str, path: str) -> tuple[str, int]:
+    def _signed(self, state: RequestState, dataset: str, path: str) -> tuple[str, int]:
         expires = int(time.time()) + self.url_seconds
-        message = f"{state.id}/{dataset}/{path}/{expires}".encode()
+        message = f"{state.id}/{dataset}/{path}/{expires}/{PERMISSION}".encode()
         sig = hmac.new(self.secret, message, hashlib.sha256).hexdigest()
         base = self.exchange.endpoint.rstrip("/")  # the configured public address, never the Host header
-        return f"{base}/files/{state.id}/{dataset}/{path}?expires={expires}&sig={sig}", expires
-
-    async def query(self, request: Request):
-        state, entry = self.table_of(request)
-        body = await self._body(request)
-        version = body.get("version")
-        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-            raise Problem(400, "INVALID_PARAMETER_VALUE", f"version must be an integer, not {version!r}")
-        limit = body.get("limitHint")
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise Problem(400, "INVALID_PARAMETER_VALUE", f"limitHint must be a non-negative integer, not {limit!r}")
-        if body.get("timestamp") is not None or body.get("startingVersion") is not None:
-            raise Problem(400, "INVALID_PARAMETER_VALUE", "timestamp and startingVersion queries are not supported")
-        table = self.delta(state, entry, version)
-        files = add_actions(table)
-        lines = self._metadata_lines(state, entry, table, files)
-        digests = {f["path"]: f["sha256"] for f in entry.get("files", [])}
-        rows = 0
-        for add in files:
-            if not FILE_NAME.fullmatch(add["path"]):
-                raise Problem(500, "INTERNAL_ERROR", f"unexpected file {add['path']!r} in the share")
-            url, expires = self._signed(request, state, entry["dataset"], add["path"])
-            rows += int(add["num_records"])
-            lines.append(
-                {
-                    "file": {
-                        "url": url,
-                        # the id is the SHA-256 of the file's bytes (as in the share's manifest): a consumer
-                        # checks what it received against it
-                        "id": digests.get(add["path"])
-                        or hashlib.sha256(f"{state.id}/{add['path']}".encode()).hexdigest(),
-                        "partitionValues": {},
-                        "size": int(add["size_bytes"]),
-                        "stats": json.dumps({"numRecords": int(add["num_records"])}),
-                        "expirationTimestamp": expires * 1000,
-                    }
-                }
-            )
-        consumer = state.request["consumer"]
-        self.ledger.record(
-            "share.read",
-            f"consumer:{consumer.get('id', consumer['name'])}",
-            state.id,
-            department=consumer["department"],
-            dataset=entry["dataset"],
-            table_version=table.version(),
-            source_version=entry["source_version"],
-            rows=rows,  # rows in the files handed out (a limit is a hint: the client may read fewer)
-            limit_hint=limit,
-            files=len(lines) - 2,
-        )
-        return _ndjson(lines, table.version())
+        # ``sp`` (signed permissions, read) is also how delta-kernel recognises a pre-signed URL and fetches it
+        # over HTTP (the official client's use_delta_format=True reads through delta-kernel)
+        return f"{base}/files/{state.id}/{dataset}/{path}?expires={expires}&sp={PERMISSION}&sig={sig}", expires
 
     async def manifest(self, request: Request):
         """The share's manifest (not part of the protocol): per table its source version, rows, columns,
@@ -373,7 +515,7 @@ class SharingService:
             expires = int(request.query_params.get("expires", ""))
         except ValueError:
             raise Problem(403, "PERMISSION_DENIED", "the file URL is not signed") from None
-        message = f"{share}/{dataset}/{name}/{expires}".encode()
+        message = f"{share}/{dataset}/{name}/{expires}/{request.query_params.get('sp', '')}".encode()
         expected = hmac.new(self.secret, message, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, request.query_params.get("sig", "")):
             raise Problem(403, "PERMISSION_DENIED", "the file URL's signature is not valid")
@@ -391,10 +533,12 @@ class SharingService:
             # resolved, so a link planted in the share's folder cannot point the service at another file
             if local.resolve().parent != local.parent.resolve() or not local.is_file():
                 raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"no file {name} in {share}/{dataset}")
+            _check_range(request.headers.get("range"), local.stat().st_size)
             return FileResponse(local, media_type="application/octet-stream")
         data = lake.read_bytes("share", where)
         if data is None:
             raise Problem(404, "RESOURCE_DOES_NOT_EXIST", f"no file {name} in {share}/{dataset}")
+        _check_range(request.headers.get("range"), len(data))
         return Response(data, media_type="application/octet-stream")
 
     # --- the data-request API ----------------------------------------------------------------------------------
@@ -493,6 +637,7 @@ def app(exchange: Exchange, secret: bytes | None = None, url_seconds: int | None
         route(table + "/version", svc.version, ("GET", "HEAD")),
         route(table + "/metadata", svc.metadata),
         route(table + "/query", svc.query, ("POST",)),
+        route(table + "/changes", svc.changes),
         route("/files/{share}/{table}/{name}", svc.file, ("GET", "HEAD")),
         Route("/api/requests", _wrap(svc.file_request), methods=["POST"]),
     ]

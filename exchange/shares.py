@@ -110,6 +110,10 @@ def file_entries(lake: Lake, zone: str, name: str) -> list[dict]:
     return out
 
 
+# a share table records its changes (Delta change data feed): the /changes endpoint serves them
+SHARE_TABLE_PROPERTIES = {"delta.enableChangeDataFeed": "true"}
+
+
 def share_table_name(request_id: str, dataset: str) -> str:
     return f"{request_id}/{dataset}"
 
@@ -163,12 +167,16 @@ def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
     for entry in manifest_tables:
         name = entry["dataset"]
         table_name = share_table_name(state.id, name)
-        lake.overwrite(
-            "share",
-            table_name,
-            frames[name].to_arrow(),
-            metadata={"request_id": state.id, "source_version": str(entry["source_version"])},
+        # sorted (first column, usually the credit code) and in files of at most share_file_rows rows, so a
+        # consumer's predicate and limit hints prune files by their statistics
+        frame = frames[name].sort(frames[name].columns[0], nulls_last=True)
+        per_file = int(policy()["share_file_rows"])
+        meta = {"request_id": state.id, "source_version": str(entry["source_version"])}
+        entry["build_version"] = lake.overwrite(
+            "share", table_name, frame.head(per_file).to_arrow(), metadata=meta, configuration=SHARE_TABLE_PROPERTIES
         )
+        for start in range(per_file, frame.height, per_file):
+            lake.append("share", table_name, frame.slice(start, per_file).to_arrow(), metadata=meta)
         # the files of earlier builds (another policy, another pin) are deleted: only this build is readable
         table = lake.table("share", table_name)
         table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)

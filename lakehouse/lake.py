@@ -203,9 +203,13 @@ class Lake:
         table = self.table(zone, name)
         return table.history(limit) if table is not None else []
 
-    def overwrite(self, zone: str, name: str, data, metadata: dict[str, str] | None = None) -> int:
-        """Replace the current version (earlier versions stay readable by time travel)."""
-        return self._write(zone, name, data, "overwrite", metadata, schema_mode="overwrite")
+    def overwrite(
+        self, zone: str, name: str, data, metadata: dict[str, str] | None = None, configuration: dict | None = None
+    ) -> int:
+        """Replace the current version (earlier versions stay readable by time travel). ``configuration``:
+        Delta table properties (e.g. ``delta.enableChangeDataFeed``)."""
+        extra = {"configuration": configuration} if configuration else {}
+        return self._write(zone, name, data, "overwrite", metadata, schema_mode="overwrite", **extra)
 
 
 def s3_filesystem(options: dict[str, str]) -> pafs.S3FileSystem:

@@ -177,8 +177,10 @@ def test_malformed_and_oversized_requests_get_clear_errors(served):
     assert r.status_code == 400 and "version" in r.json()["message"]
     r = _post(served, query, token, json.dumps({"predicateHints": ["x" * 100_000]}).encode())
     assert r.status_code == 413 and "65536" in r.json()["message"]
-    r = _get(served, "/shares?maxResults=0", token)
-    assert r.status_code == 400
+    r = _get(served, "/shares?maxResults=0", token)  # the protocol: no items, and where to start
+    assert r.status_code == 200 and r.json()["items"] == [] and r.json()["nextPageToken"]
+    r = _get(served, "/shares?maxResults=-1", token)
+    assert r.status_code == 400 and r.json()["errorCode"] == "INVALID_PARAMETER_VALUE"
     r = httpx.request("DELETE", served["base"] + "/shares", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 405
 
@@ -399,3 +401,102 @@ def test_filing_never_rereads_the_whole_ledger(tmp_path, monkeypatch):
     doc = {k: v for k, v in request("new-one", ["uscc"]).items() if k != "consumer"}
     r = client.post("/api/requests", json=doc, headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 201 and r.json()["status"] == "approved"
+
+
+# --- protocol completeness, with the official client ------------------------------------------------------------
+
+
+def _read(client_python, served, rid, tmp_path, command="read", **options):
+    out = tmp_path / f"{rid}-{command}-{len(options)}.parquet"
+    code, summary = run_client(
+        client_python, served["profiles"][rid], command, f"{rid}.shucang.firms", out, json.dumps(options)
+    )
+    return code, summary, (pl.read_parquet(out) if code == 0 else None)
+
+
+def test_the_official_client_reads_in_delta_format_too(served, client_python, tmp_path):
+    code, _, parquet = _read(client_python, served, "dept", tmp_path)
+    code_d, summary, delta = _read(client_python, served, "dept", tmp_path, use_delta_format=True)
+    assert code == code_d == 0 and summary["rows"] == 200
+    assert delta.sort("uscc").equals(parquet.sort("uscc"))
+
+
+def test_the_official_client_reads_a_version_or_timestamp_of_the_current_build_and_no_other(
+    served, client_python, tmp_path
+):
+    state = served["ex"].state("bank")
+    entry = state.manifest["tables"][0]
+    first, last = entry["build_version"], entry["share_version"]
+    code, summary, frame = _read(client_python, served, "bank", tmp_path, version=first)
+    assert code == 0 and summary["rows"] == 600
+    code, summary, _ = _read(client_python, served, "bank", tmp_path, timestamp="2999-01-01T00:00:00Z")
+    assert code == 0 and summary["rows"] == 600  # the latest version at that time
+    code, error = run_client(
+        client_python,
+        served["profiles"]["bank"],
+        "read",
+        "bank.shucang.firms",
+        tmp_path / "x.parquet",
+        json.dumps({"timestamp": "2000-01-01T00:00:00Z"}),
+    )
+    assert code == 2 and error["status"] == 400
+    assert first <= last
+
+
+def test_the_official_client_reads_the_change_feed_in_both_formats(served, client_python, tmp_path):
+    entry = served["ex"].state("dept").manifest["tables"][0]
+    for delta in (False, True):
+        code, summary, frame = _read(
+            client_python,
+            served,
+            "dept",
+            tmp_path,
+            "changes",
+            starting_version=entry["build_version"],
+            use_delta_format=delta,
+        )
+        assert code == 0 and summary["rows"] == 200, (delta, summary)
+        assert set(frame["_change_type"]) == {"insert"} and set(frame["_commit_version"]) == {entry["build_version"]}
+
+
+def test_hints_prune_files_by_their_statistics(tmp_path, monkeypatch):
+    """A share written in files of 100 sorted rows: a predicate on the credit code, or a limit, hands out
+    only the files that may hold the rows; the client still gets what it asked for."""
+    from starlette.testclient import TestClient
+
+    from exchange.requests import policy
+
+    monkeypatch.setitem(policy(), "share_file_rows", 100)
+    ex = published_lake(tmp_path)
+    file(ex, request("small", ["uscc", "name"]))
+    _, profile = ex.build("small", "tester")
+    assert len(ex.state("small").manifest["tables"][0]["files"]) == 6
+    client = TestClient(app(ex), base_url="http://127.0.0.1:1")
+    token = {"Authorization": f"Bearer {json.loads(Path(profile).read_text())['bearerToken']}"}
+    query = "/delta-sharing/shares/small/schemas/shucang/tables/firms/query"
+
+    def files(body):
+        r = client.post(query, headers=token, json=body)
+        assert r.status_code == 200, r.text
+        return [json.loads(line)["file"] for line in r.text.splitlines()[2:]]
+
+    assert len(files({})) == 6
+    wanted = "91331000MA0000250X"
+    predicate = {
+        "op": "equal",
+        "children": [
+            {"op": "column", "name": "uscc", "valueType": "string"},
+            {"op": "literal", "value": wanted, "valueType": "string"},
+        ],
+    }
+    [only] = files({"jsonPredicateHints": json.dumps(predicate)})
+    stats = json.loads(only["stats"])
+    assert stats["minValues"]["uscc"] <= wanted <= stats["maxValues"]["uscc"] and stats["numRecords"] == 100
+    assert len(files({"limitHint": 150})) == 2
+    broken = {"op": "between", "children": []}  # not understood: best effort keeps every file
+    assert len(files({"jsonPredicateHints": json.dumps(broken)})) == 6
+    range_url = files({})[0]["url"].replace("http://127.0.0.1:1", "")
+    r = client.get(range_url, headers={"Range": "bytes=999999-"})
+    assert r.status_code == 416 and r.json()["errorCode"] == "RANGE_NOT_SATISFIABLE"
+    r = client.get(range_url, headers={"Range": "lines=1-2"})
+    assert r.status_code == 416 and "byte ranges" in r.json()["message"]

@@ -2,6 +2,11 @@
 
     python client.py PROFILE tables              → JSON list of "share.schema.table"
     python client.py PROFILE read TABLE OUT      → the table as pandas, written to OUT (Parquet); JSON summary
+    python client.py PROFILE read TABLE OUT OPTIONS_JSON
+                                                 → the same with load_as_pandas options (use_delta_format,
+                                                   version, timestamp, limit, jsonPredicateHints)
+    python client.py PROFILE changes TABLE OUT OPTIONS_JSON
+                                                 → load_table_changes_as_pandas with those options
     python client.py PROFILE version TABLE       → JSON table version
     python client.py PROFILE time TABLE          → JSON rows and seconds of load_as_pandas (for make bench)
     python client.py - local DELTA_URI           → the same for deltalake reading the table locally into pandas
@@ -23,9 +28,11 @@ def main() -> int:
         if command == "tables":
             client = delta_sharing.SharingClient(profile)
             print(json.dumps([f"{t.share}.{t.schema}.{t.name}" for t in client.list_all_tables()]))
-        elif command == "read":
-            table, out = rest
-            frame = delta_sharing.load_as_pandas(f"{profile}#{table}")
+        elif command in ("read", "changes"):
+            table, out, *options = rest
+            kwargs = json.loads(options[0]) if options else {}
+            load = delta_sharing.load_as_pandas if command == "read" else delta_sharing.load_table_changes_as_pandas
+            frame = load(f"{profile}#{table}", **kwargs)
             frame.to_parquet(out, index=False)
             print(json.dumps({"rows": len(frame), "columns": list(frame.columns)}))
         elif command == "time":
