@@ -7,9 +7,10 @@ recomputes the chain: an edited, inserted, reordered or deleted line breaks it, 
 a secret held outside the data folder (``SHUCANG_CHAIN_KEY_FILE``, by default beside the pseudonym keys,
 created owner-only on first use): whoever can write the log but not read the key cannot recompute the chain
 after changing it, nor append a line that verifies. Deleting the tail is caught with the entry count and
-head hash kept beside the log (``<log>.head``, itself keyed), which each append rewrites; a log can also
-anchor its head in another log (``anchor``), so that cutting the tail and restoring an older head file is
-caught too.
+head hash kept beside the log (``<log>.head``, itself keyed), which each append rewrites, and a second copy
+kept beside the chain key (outside the data folder), so that cutting the tail and restoring an older head
+file is caught too; a log can also anchor its head in another log (``anchor``: the exchange ledger's
+checkpoints in the privileged audit log).
 """
 
 from __future__ import annotations
@@ -127,6 +128,13 @@ class AuditLog:
         self.anchor = anchor  # another log that receives this one's checkpoints
 
     @property
+    def head_copy(self) -> Path:
+        """A second copy of the head, beside the chain key (outside the data folder): whoever can rewrite the
+        log and its head file cannot silently roll this one back too."""
+        digest = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:24]
+        return chain_key_file().parent / "heads" / f"{digest}.head"
+
+    @property
     def key(self) -> bytes:
         if self._key is None:
             self._key = load_chain_key()
@@ -165,10 +173,13 @@ class AuditLog:
                 "hash": entry["hash"],
                 "mac": _head_mac(self.key, entry["seq"], entry["hash"]),
             }
-            tmp = self.head.with_name(self.head.name + ".tmp")
-            tmp.write_text(json.dumps(head))
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.head)
+            copy = self.head_copy
+            owner_only(copy.parent)
+            for target in (self.head, copy):
+                tmp = target.with_name(target.name + ".tmp")
+                tmp.write_text(json.dumps(head))
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, target)
         return entry
 
     def checkpoint(self) -> None:
@@ -221,6 +232,18 @@ class AuditLog:
             return Verdict(False, n, f"the head file {self.head.name} is not one this log wrote (edited or forged)")
         if head["entries"] != n or head["hash"] != prev:
             return Verdict(False, n, f"the log ends at entry {n} but {head['entries']} were written (truncated)")
+        if self.head_copy.exists():
+            try:
+                copy = json.loads(self.head_copy.read_text())
+            except ValueError:
+                copy = {}
+            if (copy.get("entries"), copy.get("hash")) != (head["entries"], head["hash"]):
+                return Verdict(
+                    False,
+                    n,
+                    f"the head beside the log (entry {head['entries']}) is not the one kept with the chain key "
+                    f"(entry {copy.get('entries')}): the log was cut back and an older head restored",
+                )
         if self.anchor is not None:
             marks = [
                 e["detail"]

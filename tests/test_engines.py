@@ -346,3 +346,18 @@ def test_identifiers_and_free_text_caught_by_a_rule_are_masked_in_quarantine(sma
     assert ids.filter(pl.col("source_file") == "_补充.csv")["row_number"].sort().to_list() == list(range(1, 31))
     unmasked = out.result.findings.filter(pl.col("column") == "legal_rep_id_no")["value"]
     assert set(unmasked) & set(bad["legal_rep_id_no"])  # masking is the policy applied to what is kept
+
+
+def test_an_audit_log_cut_back_with_an_older_head_restored_is_caught(tmp_path):
+    from privacy.audit import AuditLog
+
+    log = AuditLog(tmp_path / "audit" / "privileged.jsonl")
+    log.append("key.create", version=1)
+    lines, head = log.path.read_text(encoding="utf-8"), log.head.read_text()
+    log.append("reidentify", dataset="amr_registration", reason="信访")  # the entry someone wants gone
+    assert log.verify().ok
+    log.path.write_text(lines, encoding="utf-8")
+    log.head.write_text(head)  # the head file as it was before: consistent with the shortened log
+    verdict = log.verify()
+    assert not verdict.ok and "older head restored" in verdict.problem
+    assert log.head_copy.parent != log.path.parent  # the copy is outside the log's folder

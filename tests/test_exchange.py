@@ -491,13 +491,16 @@ def test_a_ledger_cut_back_with_its_head_file_restored_is_caught_by_the_checkpoi
     _file(ex, request("rv", ["uscc"]))
     ex.build("rv", "tester")
     lines = ex.ledger.path.read_text(encoding="utf-8").splitlines()
-    head = ex.ledger.head.read_text()
+    head, copy = ex.ledger.head.read_text(), ex.ledger.head_copy.read_text()
     revoke(ex, "rv", "撤销")
     assert ex.ledger.verify().ok
     _rewrite(ex.ledger.path, lines)  # the revocation deleted …
     ex.ledger.head.write_text(head)  # … and the head file put back as it was
     verdict = ex.ledger.verify()
-    assert not verdict.ok and "checkpointed" in verdict.problem
+    assert not verdict.ok and "older head restored" in verdict.problem  # the copy beside the chain key
+    ex.ledger.head_copy.write_text(copy)  # even with that copy rolled back too …
+    verdict = ex.ledger.verify()
+    assert not verdict.ok and "checkpointed" in verdict.problem  # … the audit log's checkpoint says otherwise
     assert AuditLog(ex.audit_log).verify().ok  # the anchor itself is intact
 
 
