@@ -103,7 +103,7 @@ def main(data: Path, rows: int) -> dict:
     port = free_port()
     folder = data / "sharing-exchange"
     ex = Exchange(lake, folder, endpoint=f"http://127.0.0.1:{port}/delta-sharing", audit_log=folder / "audit.jsonl")
-    ex.principals.add_consumer("bench", "bench", "bench", "department")
+    ex.principals.add_consumer("bench", "bench", "bench", "department", named_firms=True)
     ex.principals.add_steward("bench-steward", "bench", "bench", folder / "keys" / "bench-steward.key")
     today = dt.date.today()
     doc = {
