@@ -221,6 +221,7 @@ def published_entries(
                 "share_type": meta.get("share_type"),
                 "open_type": meta.get("open_type"),
                 "disclosure": meta.get("disclosure"),  # identified | deidentified (exchange/publication.py)
+                "small_cell_count": meta.get("small_cell_count"),  # an aggregate's count column(s)
                 "owner": meta.get("owner"),
                 "steward": reg.defaults.steward,
                 "classification": meta.get("classification", "derived"),

@@ -48,6 +48,11 @@ class RateLimits(Strict):
     calls_per_minute: int = Field(gt=0)
 
 
+class DifferentialPrivacy(Strict):
+    epsilon_per_share: float = Field(gt=0)
+    budget_per_dataset: float = Field(gt=0)
+
+
 class ExchangePolicy(Strict):
     shared_on_request_level: Level
     never_shared_level: Level
@@ -55,6 +60,7 @@ class ExchangePolicy(Strict):
     signed_url_seconds: int = Field(gt=0)
     max_body_bytes: int = Field(gt=0)
     share_file_rows: int = Field(gt=0)
+    dp: DifferentialPrivacy
     rate_limits: RateLimits
     # consumer kind → level → one transform, or a transform per identifier role
     consumer_policies: dict[str, dict[Level, Transform | dict[Literal["none", "quasi", "sensitive"], Transform]]]

@@ -16,9 +16,10 @@ from pathlib import Path
 from exchange import shares
 from exchange.identity import IdentityError, Principals
 from exchange.ledger import Ledger, RequestState
-from exchange.requests import Consumer, DataRequest, RequestError, assess, read_file
+from exchange.requests import Consumer, DataRequest, RequestError, assess, policy, read_file
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
 from privacy.audit import AuditLog, EntryTooLarge, owner_only
+from privacy.dp import Budget
 
 RULES = "rules"  # the actor of decisions the grade rules take
 
@@ -47,6 +48,12 @@ class Exchange:
     @property
     def principals(self) -> Principals:
         return self.shared_principals or Principals(self.folder / "principals.json")
+
+    @property
+    def dp_budget(self) -> Budget:
+        """ε spent per consumer and dataset on noised releases (``exchange/policy.yaml`` dp), audited."""
+        total = float(policy()["dp"]["budget_per_dataset"])
+        return Budget(self.folder / "dp_budget.json", total, self.anchor or AuditLog(self.folder / "dp_audit.jsonl"))
 
     def consumer(self, consumer_id: str) -> Consumer:
         """A registered, active consumer as a request's requester (IdentityError otherwise)."""
@@ -159,7 +166,7 @@ class Exchange:
         s = self.state(request_id)
         if s.status != "approved":
             raise ValueError(f"request {request_id} is {s.status}: only an approved request gets a share")
-        manifest = shares.build(self.lake, s, self.catalogue(), k)
+        manifest = shares.build(self.lake, s, self.catalogue(), k, self.dp_budget)
         shares.write_manifest(self.lake, manifest)
         self.ledger.record(
             "share.built",

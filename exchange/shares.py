@@ -12,6 +12,7 @@ pinned versions, a share is byte-identical.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 import polars as pl
@@ -21,6 +22,8 @@ from deltalake import DeltaTable
 from exchange.requests import catalogue_index, policy
 from lakehouse.lake import Lake
 from privacy import gate, transforms
+from privacy.audit import load_chain_key
+from privacy.dp import Budget, noisy_counts
 from privacy.grading import Grading
 
 
@@ -118,12 +121,30 @@ def share_table_name(request_id: str, dataset: str) -> str:
     return f"{request_id}/{dataset}"
 
 
-def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
-    """Build the share of an approved request; returns its manifest. ShareRefused: nothing written."""
+def _dp_columns(entry: dict, consumer: dict, columns: list[str]) -> list[str]:
+    """The counts of a de-identified aggregate that a consumer not entitled to named firms gets noised."""
+    if entry.get("disclosure") != "deidentified" or consumer.get("named_firms"):
+        return []
+    counts = entry.get("small_cell_count") or []
+    counts = [counts] if isinstance(counts, str) else counts
+    return [c for c in counts if c in columns]
+
+
+def _seed(key: bytes, *parts) -> int:
+    """A release's noise seed: secret (keyed), and the same for the same request, dataset and pin."""
+    return int.from_bytes(hmac.new(key, "/".join(map(str, parts)).encode(), hashlib.sha256).digest()[:16], "big")
+
+
+def build(lake: Lake, state, catalogue: dict, k: int | None = None, budget: Budget | None = None) -> dict:
+    """Build the share of an approved request; returns its manifest. ShareRefused: nothing written.
+
+    A de-identified aggregate shared with a consumer not entitled to named firms releases its counts with
+    Laplace noise (ε from ``exchange/policy.yaml``), spent from ``budget`` (per consumer and dataset)."""
     published = catalogue_index(catalogue)
     request = state.request
     kind = request["consumer"]["kind"]
     frames, manifest_tables = {}, []
+    noised: list[tuple[str, list[str]]] = []
     for ask in request["datasets"]:
         name, version = ask["dataset"], state.pins[ask["dataset"]]
         source = lake.table("publish", name)
@@ -151,6 +172,9 @@ def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
         if problems:
             raise ShareRefused(f"{name}: " + "; ".join(f"{p.rule}: {p.detail}" for p in problems))
         frames[name] = shared
+        dp_columns = _dp_columns(published[name], request["consumer"], shared.columns)
+        if dp_columns:
+            noised.append((name, dp_columns))
         manifest_tables.append(
             {
                 "dataset": name,
@@ -163,6 +187,23 @@ def build(lake: Lake, state, catalogue: dict, k: int | None = None) -> dict:
                 "transforms": applied,
             }
         )
+    if noised:  # every table passed: spend the privacy budget (all or nothing), then noise the counts
+        if budget is None:
+            raise ShareRefused(f"{[n for n, _ in noised]}: de-identified counts need a privacy budget to be released")
+        epsilon = float(policy()["dp"]["epsilon_per_share"])
+        who = request["consumer"].get("id", request["consumer"]["name"])
+        over = [n for n, _ in noised if budget.spent(f"{who}/{n}") + epsilon > budget.total + 1e-12]
+        if over:
+            raise ShareRefused(f"{over}: the privacy budget of {who} for these datasets is spent ({budget.total} ε)")
+        key = load_chain_key()
+        by_name = {t["dataset"]: t for t in manifest_tables}
+        for name, columns in noised:
+            budget.spend(f"{who}/{name}", epsilon)
+            seed = _seed(key, state.id, name, state.pins[name])
+            frames[name] = frames[name].with_columns(
+                noisy_counts(frames[name][c], epsilon, seed + i) for i, c in enumerate(columns)
+            )
+            by_name[name]["dp"] = {"mechanism": "laplace", "sensitivity": 1, "epsilon": epsilon, "columns": columns}
     # every table passed: write them all
     for entry in manifest_tables:
         name = entry["dataset"]

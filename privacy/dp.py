@@ -9,9 +9,10 @@ costs no budget). Known limit: floating-point Laplace sampling leaks through its
 Budgets (ε per release name, basic composition) are kept in a JSON ledger and every spend goes to the
 audit log.
 
-Not called by the pipeline today: every published aggregate is over enterprises (organisation data), where
-k-anonymity and small-cell suppression (``privacy.gate``) apply. A model that releases counts of natural
-persons outside the warehouse must release them through ``release_counts`` with a ``Budget``.
+Used by the exchange (``exchange/shares.py``): a de-identified aggregate shared with a consumer not
+entitled to data about named firms gets its counts through ``noisy_counts``, each release spending ε from
+that consumer's budget for the dataset. A model that releases counts of natural persons outside the
+warehouse must release them through ``release_counts`` with a ``Budget``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,14 @@ class Budget:
         if self.audit:
             self.audit.append("dp.spend", release=release, epsilon=epsilon, spent=used + epsilon, total=self.total)
         return used + epsilon
+
+
+def noisy_counts(values: pl.Series, epsilon: float, seed: int) -> pl.Series:
+    """Counts released with Laplace noise (sensitivity 1), rounded and clipped at zero; null stays null.
+    ``seed`` makes one release reproducible: built again, the same release gives the same numbers (no new
+    information, so no new budget is due for it)."""
+    noisy = laplace(values.fill_null(0), 1.0, epsilon, seed).round(0).clip(0, None).cast(pl.Int64)
+    return pl.select(pl.when(values.is_null()).then(None).otherwise(noisy)).to_series().alias(values.name)
 
 
 def laplace(values: pl.Series, sensitivity: float, epsilon: float, seed: int | None = None) -> pl.Series:

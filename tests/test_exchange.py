@@ -580,3 +580,53 @@ def test_a_published_model_must_say_what_it_discloses_and_small_cells_are_suppre
     assert suppressed["industry_code"].to_list() == ["3525", "2929", "2927"]  # the cell stays, its values go
     assert check_gates(suppressed, model, grades, []).privacy == []
     assert check_gates(frame, Model(**base, disclosure="identified"), grades, []).privacy == []
+
+
+def test_deidentified_counts_go_noised_to_consumers_not_entitled_to_named_firms_within_a_budget(ex):
+    """An aggregate's firm counts are released exactly to an entitled consumer, and with Laplace noise
+    (ε per build, from a per-consumer budget, reproducible per pin) to one that is not."""
+    from exchange_support import catalogue_entry, write_catalogue
+
+    from exchange.requests import policy
+
+    # 60 cells: the chance that noise at scale 1 rounds to zero in every one of them is about 1e-25
+    cells = pl.DataFrame({"region_code": [f"3310{i:02d}" for i in range(60)], "firms": [20 + 7 * i for i in range(60)]})
+    ex.lake.overwrite("publish", "firm_counts", cells.to_arrow())
+    entry = catalogue_entry(
+        "firm_counts",
+        ex.lake,
+        columns={"region_code": ("L1", "none", "organisation.location"), "firms": ("L1", "none", "metadata")},
+    )
+    write_catalogue(ex.lake, [{**entry, "disclosure": "deidentified", "small_cell_count": "firms"}])
+    ex.principals.add_consumer("public-app", "公众查询应用", "外部", "enterprise")
+
+    def share(rid, consumer):
+        doc = {**request(rid, ["region_code", "firms"], dataset="firm_counts", kind="enterprise"), "consumer": consumer}
+        assert ex.file(parse(doc, rid, ex.consumer(consumer)), actor="tester").status == "approved"
+        manifest, _ = ex.build(rid, "tester")
+        return manifest["tables"][0], _share(ex, rid, "firm_counts").sort("region_code")
+
+    exact, got = share("entitled", "bank-app")
+    assert "dp" not in exact and got["firms"].to_list() == cells.sort("region_code")["firms"].to_list()
+    table, noisy = share("public", "public-app")
+    assert table["dp"] == {"mechanism": "laplace", "sensitivity": 1, "epsilon": 1.0, "columns": ["firms"]}
+    assert noisy["firms"].to_list() != cells.sort("region_code")["firms"].to_list()  # noised …
+    assert (noisy["firms"] - cells.sort("region_code")["firms"]).abs().max() < 30  # … at ε = 1 (scale 1)
+    rebuilt = ex.build("public", "tester")[0]["tables"][0]
+    assert _share(ex, "public", "firm_counts").sort("region_code").equals(noisy)  # the same release again
+    assert rebuilt["content_sha256"] == table["content_sha256"]
+    budget = ex.dp_budget
+    assert budget.spent("public-app/firm_counts") == 2.0
+    spends = [e for e in AuditLog(ex.audit_log).entries() if e["action"] == "dp.spend"]
+    assert len(spends) == 2
+    total = float(policy()["dp"]["budget_per_dataset"])
+    for i in range(int(total - 2)):
+        share(f"again-{i}", "public-app")
+    doc = {
+        **request("one-too-many", ["region_code", "firms"], dataset="firm_counts", kind="enterprise"),
+        "consumer": "public-app",
+    }
+    ex.file(parse(doc, "one-too-many", ex.consumer("public-app")), actor="tester")
+    with pytest.raises(ShareRefused, match="privacy budget of public-app"):
+        ex.build("one-too-many", "tester")
+    assert ex.lake.table("share", share_table_name("one-too-many", "firm_counts")) is None
