@@ -221,7 +221,8 @@ def published_entries(
                 "share_type": meta.get("share_type"),
                 "open_type": meta.get("open_type"),
                 "disclosure": meta.get("disclosure"),  # identified | deidentified (exchange/publication.py)
-                "small_cell_count": meta.get("small_cell_count"),  # an aggregate's count column(s)
+                # an aggregate's count column(s), comma-separated
+                "small_cell_count": _names(meta.get("small_cell_count")),
                 "owner": meta.get("owner"),
                 "steward": reg.defaults.steward,
                 "classification": meta.get("classification", "derived"),
@@ -339,3 +340,10 @@ def write(lake: Lake, datasets: pl.DataFrame, columns: pl.DataFrame, now: dt.dat
     }
     body = json.dumps(document, ensure_ascii=False, indent=1, default=str).encode("utf-8")
     return versions, lake.write_bytes("catalogue", CATALOGUE_EXPORT, body)
+
+
+def _names(value) -> str | None:
+    """One column name or a list of them, as the catalogue keeps it: comma-separated text."""
+    if not value:
+        return None
+    return value if isinstance(value, str) else ",".join(value)

@@ -126,7 +126,7 @@ def _dp_columns(entry: dict, consumer: dict, columns: list[str]) -> list[str]:
     if entry.get("disclosure") != "deidentified" or consumer.get("named_firms"):
         return []
     counts = entry.get("small_cell_count") or []
-    counts = [counts] if isinstance(counts, str) else counts
+    counts = [c.strip() for c in counts.split(",")] if isinstance(counts, str) else counts
     return [c for c in counts if c in columns]
 
 
