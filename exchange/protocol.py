@@ -94,7 +94,7 @@ def may_match(predicate: dict, stats: dict) -> bool:
     statistics prove it cannot). Unknown ops, types or columns keep the file."""
     try:
         return _may(predicate, stats)
-    except (Unknown, KeyError, TypeError, ValueError, IndexError):
+    except (Unknown, KeyError, TypeError, ValueError, IndexError, RecursionError):
         return True
 
 

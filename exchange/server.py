@@ -524,6 +524,10 @@ class SharingService:
         state = self.ledger.states().get(share)
         if state is None or not state.active():
             raise Problem(403, "PERMISSION_DENIED", state.why_not() if state else f"no share {share}")
+        try:  # a consumer disabled since the URL was signed gets nothing more
+            self.exchange.principals.get(state.request["consumer"].get("id", ""), "consumer")
+        except IdentityError as exc:
+            raise Problem(403, "PERMISSION_DENIED", f"the consumer of {share} is not active ({exc})") from None
         entry = next((t for t in state.manifest["tables"] if t["dataset"] == dataset), None)
         if entry is None or name not in {f["path"] for f in entry.get("files", [])}:
             raise Problem(403, "PERMISSION_DENIED", f"{name} is not a file of the current build of {share}/{dataset}")

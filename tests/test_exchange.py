@@ -526,7 +526,10 @@ def test_a_disabled_consumer_loses_its_shares_and_refusals_do_not_flood_the_ledg
     _file(ex, request("mine", ["uscc"]))
     _, profile = ex.build("mine", "tester")
     client = _client(ex)
+    r = client.post(QUERY.format("mine"), headers=_profile_token(profile), json={})
+    signed = json.loads(r.text.splitlines()[2])["file"]["url"].replace("http://127.0.0.1:1", "")
     ex.principals.set_active("dept-app", False)
+    assert client.get(signed).status_code == 403  # a URL signed before the consumer was disabled opens nothing
     before = len(ex.ledger.entries())
     for _ in range(50):
         r = client.post(QUERY.format("mine"), headers=_profile_token(profile), json={})

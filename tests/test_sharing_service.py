@@ -495,6 +495,8 @@ def test_hints_prune_files_by_their_statistics(tmp_path, monkeypatch):
     assert len(files({"limitHint": 150})) == 2
     broken = {"op": "between", "children": []}  # not understood: best effort keeps every file
     assert len(files({"jsonPredicateHints": json.dumps(broken)})) == 6
+    deep = '{"op":"and","children":[' * 1500 + "{}" + "]}" * 1500  # nested past any recursion limit
+    assert len(files({"jsonPredicateHints": deep})) == 6
     range_url = files({})[0]["url"].replace("http://127.0.0.1:1", "")
     r = client.get(range_url, headers={"Range": "bytes=999999-"})
     assert r.status_code == 416 and r.json()["errorCode"] == "RANGE_NOT_SATISFIABLE"
