@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets import freshness
 from assets.catalogue_entries import column_entries
 from assets.ingest.collector import Collector, CollectResult
 from assets.own_tables import own_table_reports
@@ -115,6 +116,7 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         description=description,
         group_name="raw",
         kinds={"delta", "pyarrow"},
+        freshness_policy=freshness.policy(ds.update_cycle),
         owners=[reg.owner_of(ds), reg.defaults.steward],
         tags=asset_tags(reg, ds, "raw"),
         pool=f"collect_{ds.id}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, clean, collect, govern, own_tables, privacy_scan, publish, share
+from assets import catalogue, clean, collect, freshness, govern, own_tables, privacy_scan, publish, share
 from lakehouse.registry import registry
 
 
@@ -23,7 +23,10 @@ def build() -> dg.Definitions:
         "publish": [k for a in publish_assets for k in a.keys],
         "catalogue": list(catalogue_asset.keys),
     }
+    fresh = freshness.checks([*((collect.raw_key(ds), ds.update_cycle) for ds in reg.datasets), *publish.cycles()])
     return dg.Definitions(
+        asset_checks=[fresh],
+        schedules=[freshness.schedule(fresh)],
         assets=[
             *landing_specs,
             *collect_assets,
@@ -35,7 +38,7 @@ def build() -> dg.Definitions:
             *own_tables.specs(writers, reg.defaults.steward),
             share.share_extracts,
             share.sharing_statistics,
-        ]
+        ],
     )
 
 

@@ -11,6 +11,7 @@ import json
 import dagster as dg
 import polars as pl
 
+from assets import freshness
 from assets.own_tables import own_table_reports
 from exchange import publication
 from exchange.publication import Model, check_gates
@@ -73,6 +74,10 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         f"`{name}` as a versioned Delta table, published only when its quality and privacy gates pass.",
         group_name="publish",
         kinds={"delta", "polars"},
+        # a model without an update cycle has no freshness to keep (the catalogue shows the gap)
+        freshness_policy=freshness.policy(meta["update_cycle"], f"dbt model {name}: ")
+        if meta.get("update_cycle")
+        else None,
         owners=[meta["owner"]] if meta.get("owner") else None,
         tags={"zone": "publish", "access": "public"},
         pool=WAREHOUSE_POOL,
@@ -172,6 +177,16 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         )
 
     return publish
+
+
+def cycles() -> list[tuple[dg.AssetKey, str]]:
+    """(publish key, update cycle) of every public model."""
+    the_manifest = manifest(project())
+    return [
+        (publish_key(p["name"]), model_meta(p)["update_cycle"])
+        for p in the_manifest["nodes"].values()
+        if is_public(p) and model_meta(p).get("update_cycle")
+    ]
 
 
 def build() -> list[dg.AssetsDefinition]:

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from lakehouse import config
 from lakehouse.config import Strict
+from lakehouse.cycles import Cycle
 
 REGISTRY_PATH = Path(__file__).with_name("sources.yaml")
 
@@ -81,7 +82,7 @@ class Dataset(Strict):
     format: Literal["csv", "xlsx", "jsonl"]
     landing: str
     pattern: str
-    update_cycle: str
+    update_cycle: Cycle
     share_type: ShareType
     open_type: OpenType
     period: Period | None = None

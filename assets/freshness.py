@@ -1,0 +1,102 @@
+"""Freshness (时效): every raw and published dataset's update cycle as a Dagster freshness policy (shown on
+the asset) and a ``freshness`` check, run hourly by a schedule: an overdue dataset is a failed check in the
+UI that says how late it is (``overdue_by``), WARN past the cycle's warn window, ERROR past its fail window.
+Windows: ``lakehouse/cycles.py``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import dagster as dg
+
+from lakehouse.cycles import windows
+
+CHECK = "freshness"
+
+
+def policy(cycle: str, where: str = "") -> dg.FreshnessPolicy:
+    warn, fail = windows(cycle, where)
+    return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+
+
+def _words(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    hours = rest // 3600
+    return f"{days} d {hours} h" if days else f"{hours} h {rest % 3600 // 60} min"
+
+
+def evaluate(key: dg.AssetKey, cycle: str, updated: float | None, now: float) -> dg.AssetCheckResult:
+    """The freshness of one dataset last updated at ``updated`` (a Unix time; None: never), as of ``now``."""
+    warn, fail = windows(cycle)
+    meta = {
+        "update_cycle": cycle,
+        "warn_after": _words(warn.total_seconds()),
+        "fail_after": _words(fail.total_seconds()),
+    }
+    if updated is None:
+        return dg.AssetCheckResult(
+            asset_key=key,
+            check_name=CHECK,
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=f"never updated; expected {cycle}",
+            metadata=meta,
+        )
+    age = now - updated
+    meta |= {
+        "last_updated": dg.MetadataValue.timestamp(updated),
+        "age": _words(age),
+        "due_by": dg.MetadataValue.timestamp(updated + fail.total_seconds()),
+    }
+    if age <= warn.total_seconds():
+        return dg.AssetCheckResult(asset_key=key, check_name=CHECK, passed=True, metadata=meta)
+    late = age - (fail if age > fail.total_seconds() else warn).total_seconds()
+    severity = dg.AssetCheckSeverity.ERROR if age > fail.total_seconds() else dg.AssetCheckSeverity.WARN
+    meta |= {"overdue_seconds": int(late), "overdue_by": _words(late)}
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=CHECK,
+        passed=False,
+        severity=severity,
+        description=f"{'overdue' if severity == dg.AssetCheckSeverity.ERROR else 'late'} by {_words(late)}: "
+        f"last updated {_words(age)} ago, expected {cycle}",
+        metadata=meta,
+    )
+
+
+def checks(cycles: Iterable[tuple[dg.AssetKey, str]]) -> dg.AssetChecksDefinition:
+    """One ``freshness`` check per dataset (``(key, update cycle)``), evaluated from its last materialisation."""
+    cycle_of = dict(cycles)
+    for cycle in set(cycle_of.values()):
+        windows(cycle)  # an unknown cycle fails when the definitions load
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                CHECK, asset=key, description=f"updated within its update cycle ({cycle}); how late if not"
+            )
+            for key, cycle in sorted(cycle_of.items(), key=lambda kv: kv[0].to_user_string())
+        ],
+        name="dataset_freshness",
+        can_subset=True,  # a job of some datasets runs their checks only
+    )
+    def _freshness(context):  # an AssetCheckExecutionContext (a string annotation would not be recognised)
+        now = dt.datetime.now(dt.UTC).timestamp()
+        for key in sorted(context.selected_asset_check_keys, key=lambda k: k.asset_key.to_user_string()):
+            event = context.instance.get_latest_materialization_event(key.asset_key)
+            yield evaluate(key.asset_key, cycle_of[key.asset_key], event.timestamp if event else None, now)
+
+    return _freshness
+
+
+def schedule(check: dg.AssetChecksDefinition) -> dg.ScheduleDefinition:
+    job = dg.define_asset_job("freshness_checks", selection=dg.AssetSelection.checks(check))
+    return dg.ScheduleDefinition(
+        name="freshness_hourly",
+        job=job,
+        cron_schedule="7 * * * *",
+        execution_timezone="Asia/Shanghai",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every hour: is every dataset updated within its update cycle? (the freshness checks)",
+    )

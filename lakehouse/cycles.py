@@ -1,0 +1,31 @@
+"""Update cycles (更新周期, DB33/T 2426): how often a dataset is expected to change, and when it is late.
+
+Each cycle maps to a warn window and a fail window on the time since the dataset was last updated: a
+monthly filing is due once a month, with the departments' 15-day filing grace before it is overdue. The
+Dagster freshness policies and checks of every raw and published dataset come from here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+Cycle = Literal["实时", "每日", "每周", "每月", "每季", "每年"]
+
+# cycle → (warn after, fail after) without an update
+WINDOWS: dict[str, tuple[dt.timedelta, dt.timedelta]] = {
+    "实时": (dt.timedelta(hours=1), dt.timedelta(hours=6)),
+    "每日": (dt.timedelta(days=1, hours=6), dt.timedelta(days=2)),
+    "每周": (dt.timedelta(days=8), dt.timedelta(days=10)),
+    "每月": (dt.timedelta(days=35), dt.timedelta(days=46)),
+    "每季": (dt.timedelta(days=95), dt.timedelta(days=106)),
+    "每年": (dt.timedelta(days=380), dt.timedelta(days=411)),
+}
+
+
+def windows(cycle: str, where: str = "") -> tuple[dt.timedelta, dt.timedelta]:
+    """(warn, fail) windows of a cycle; a clear error for one that is not known."""
+    try:
+        return WINDOWS[cycle]
+    except KeyError:
+        raise ValueError(f"{where}update_cycle {cycle!r} is not one of {list(WINDOWS)}") from None
