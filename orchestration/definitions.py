@@ -8,6 +8,7 @@ import assets.defs
 import orchestration.dbt.assets
 import orchestration.jobs
 import orchestration.lineage.sensors
+import sensors.alerts
 import sensors.defs
 import sensors.exchange
 from orchestration.resources import resources
@@ -21,6 +22,7 @@ def build(fresh: bool = False) -> dg.Definitions:
         dg.Definitions(assets=orchestration.dbt.assets.build()),
         sensors.defs.defs,
         sensors.exchange.defs,
+        sensors.alerts.defs,
         orchestration.lineage.sensors.defs,
         orchestration.jobs.defs,
         dg.Definitions(resources=resources(), executor=dg.in_process_executor),

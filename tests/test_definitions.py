@@ -38,7 +38,7 @@ def test_jobs_sensors_and_resources_are_wired():
     landing = {f"landing_{ds.id}" for ds in registry().datasets}
     lineage = {"lineage_on_success", "lineage_on_failure", "lineage_on_canceled", "lineage_spool"}
     exchange = {"data_request_inbox", "share_builds", "share_expiry"}
-    assert {s.name for s in defs.sensors} == landing | {"automation"} | lineage | exchange
+    assert {s.name for s in defs.sensors} == landing | {"automation", "alerts"} | lineage | exchange
     assert set(defs.resources) >= {"lake", "landing", "warehouse", "exchange"}
     assert {s.name for s in defs.schedules} >= {"purge_ended_shares_daily"}
     for name in ("file_data_requests", "decide_data_request", "revoke_share", "purge_ended_shares"):
