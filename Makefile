@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test test-fast ui share-server bench lint summary clean
+.PHONY: env manifest demo test test-fast ui up down share-server bench lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -42,6 +42,12 @@ ui: env $(MANIFEST) ## Dagster UI on 127.0.0.1:3000 with the project-local DAGST
 	$(PY) -m orchestration.cli prepare-instance >/dev/null
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+up: env $(MANIFEST) ## the continuous deployment: webserver (127.0.0.1:3000) + daemon on PostgreSQL (127.0.0.1:5432)
+	$(PY) -m orchestration.cli up
+
+down: env ## stop what `make up` started
+	$(PY) -m orchestration.cli down
+
 share-server: env ## the Delta Sharing service for approved data requests, on 127.0.0.1:8765 (SHARE_PORT=…)
 	$(PY) -m exchange.server --host 127.0.0.1 --port $${SHARE_PORT:-8765}
 
@@ -53,4 +59,4 @@ lint: env ## ruff (Python) and sqlfluff (the dbt project's SQL, dbt_project/.sql
 	cd dbt_project && $(CURDIR)/$(VENV)/bin/sqlfluff lint models tests macros
 
 clean:
-	rm -rf data data-* .dagster_home
+	rm -rf data data-* .dagster_home .dagster_home_pg

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from orchestration import instance
 from orchestration.cli import demo, exchange, lineage, privacy, report
-from orchestration.settings import settings
+from orchestration.settings import PROJECT_ROOT, settings
 from privacy import access
 
 
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--keep", action="store_true", help="keep the existing lake and instance (re-collect)")
     sub.add_parser("summary", help="print what the lake holds")
     sub.add_parser("prepare-instance", help="create the project-local DAGSTER_HOME")
+    upp = sub.add_parser("up", help="the deployment: webserver and daemon on a PostgreSQL instance (make up)")
+    upp.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_UI_PORT", 3000)))
+    sub.add_parser("down", help="stop what `up` started (make down)")
     lin = sub.add_parser("lineage", help="impact questions over the emitted OpenLineage events")
     lin.add_argument("action", choices=["upstream", "downstream", "flush"])
     lin.add_argument("dataset", nargs="?", help="asset key, e.g. raw/amr_registration or landing/amr_registration")
@@ -87,6 +91,21 @@ def main(argv: list[str] | None = None) -> int:
         return privacy.audit(s, args.action)
     if args.command == "keys":
         return privacy.keys_command(s, args.action)
+    if args.command in ("up", "down"):
+        from orchestration.instance import deployment
+
+        home = Path(os.environ.get("SHUCANG_DEPLOY_HOME", PROJECT_ROOT / ".dagster_home_pg"))
+        if args.command == "down":
+            print(f"stopped: {', '.join(deployment.down(home)) or 'nothing was running'}")
+            return 0
+        pids = deployment.up(home, args.port)
+        pg = deployment.pg_settings()
+        print(
+            f"Dagster on PostgreSQL {pg['DAGSTER_PG_HOST']}:{pg['DAGSTER_PG_PORT']}/{pg['DAGSTER_PG_DB']} "
+            f"(DAGSTER_HOME {home}): webserver http://127.0.0.1:{args.port} (pid {pids['webserver']}), "
+            f"daemon (pid {pids['daemon']}); logs in {home / 'run'}; `make down` stops them"
+        )
+        return 0
     if args.command == "demo":
         return demo.demo(s, args.scale, fresh=not args.keep)
     if args.command == "lineage":
