@@ -46,10 +46,10 @@ class Ledger(AuditLog):
         return entry
 
     def states(self) -> dict[str, RequestState]:
-        verdict = self.verify()
+        verdict, entries = self.checked()  # one read: verified, then replayed
         if not verdict.ok:
             raise LedgerBroken(f"{self.path}: {verdict.problem}")
-        return replay(self.entries())
+        return replay(entries)
 
 
 class CachedLedger(Ledger):

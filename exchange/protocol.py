@@ -159,23 +159,9 @@ def protocol_line(fmt: str, reader: int = 1, writer: int = 2, reader_features=No
 
 
 def metadata_line(fmt: str, meta: dict, version: int | None, size: int, num_files: int) -> dict:
-    """``meta``: id, name, description, schemaString, partitionColumns, configuration, createdTime."""
-    if fmt == "delta":
-        delta = {
-            "id": meta["id"],
-            "name": meta["name"],
-            "description": meta["description"],
-            "format": {"provider": "parquet", "options": {}},
-            "schemaString": meta["schemaString"],
-            "partitionColumns": meta["partitionColumns"],
-            "configuration": meta["configuration"],
-            "createdTime": meta["createdTime"],
-        }
-        line = {"deltaMetadata": delta, "size": size, "numFiles": num_files}
-        if version is not None:
-            line["version"] = version
-        return {"metaData": line}
-    line = {
+    """``meta``: id, name, description, schemaString, partitionColumns, configuration, createdTime. The same
+    Delta metadata either wrapped (delta format) or flat beside size and file count (parquet format)."""
+    described = {
         "id": meta["id"],
         "name": meta["name"],
         "description": meta["description"],
@@ -183,9 +169,12 @@ def metadata_line(fmt: str, meta: dict, version: int | None, size: int, num_file
         "schemaString": meta["schemaString"],
         "partitionColumns": meta["partitionColumns"],
         "configuration": meta["configuration"],
-        "size": size,
-        "numFiles": num_files,
     }
+    if fmt == "delta":
+        line = {"deltaMetadata": {**described, "createdTime": meta["createdTime"]}}
+    else:
+        line = dict(described)
+    line |= {"size": size, "numFiles": num_files}
     if version is not None:
         line["version"] = version
     return {"metaData": line}

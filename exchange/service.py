@@ -125,13 +125,21 @@ class Exchange:
         return out
 
     # --- decisions -----------------------------------------------------------------------------------------
-    def decide(self, signed: str) -> RequestState:
+    def _signed(self, signed: str, kind: str, request_id: str | None) -> tuple:
+        """(steward, action) of a signed action of ``kind`` — naming ``request_id`` when one is expected (a
+        launchpad's form names it too); IdentityError otherwise."""
+        steward, action = self.principals.verify_signed(signed)
+        if action.get("action") != kind:
+            raise IdentityError(f"the signed action is {action.get('action')!r}, not {kind!r}")
+        if request_id is not None and action.get("request_id") != request_id:
+            raise IdentityError(f"the signed action is for request {action.get('request_id')!r}, not {request_id!r}")
+        return steward, action
+
+    def decide(self, signed: str, request_id: str | None = None) -> RequestState:
         """A steward's signed decision on a pending request (``identity.sign(..., "decide", decision=…)``);
         approval pins the publish versions current now. The ledger records the steward the signing key
         belongs to. IdentityError when the signature does not verify."""
-        steward, action = self.principals.verify_signed(signed)
-        if action.get("action") != "decide":
-            raise IdentityError(f"the signed action is {action.get('action')!r}, not a decision")
+        steward, action = self._signed(signed, "decide", request_id)
         request_id, decision, reason = action.get("request_id"), action.get("decision"), action.get("reason")
         if decision not in ("approved", "rejected"):
             raise ValueError(f"decision {decision!r}: approved or rejected")
@@ -200,12 +208,10 @@ class Exchange:
             json.dump(body, fh, indent=2)
         return str(path)
 
-    def revoke(self, signed: str) -> RequestState:
+    def revoke(self, signed: str, request_id: str | None = None) -> RequestState:
         """A steward's signed revocation (``identity.sign(..., "revoke")``): the share's token stops working
         on the service's next call."""
-        steward, action = self.principals.verify_signed(signed)
-        if action.get("action") != "revoke":
-            raise IdentityError(f"the signed action is {action.get('action')!r}, not a revocation")
+        steward, action = self._signed(signed, "revoke", request_id)
         request_id, reason = action.get("request_id"), action.get("reason")
         s = self.state(request_id)
         if s.status not in ("approved", "pending"):

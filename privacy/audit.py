@@ -212,26 +212,36 @@ class AuditLog:
         return entry, None
 
     def verify(self) -> Verdict:
-        prev, n = GENESIS, 0
+        return self.checked()[0]
+
+    def checked(self) -> tuple[Verdict, list[dict]]:
+        """The verdict on the whole log and its entries, from one read of it (the entries read up to the
+        first that does not verify)."""
+        prev, n, entries = GENESIS, 0, []
         if not self.path.exists():
-            return Verdict(not self.head.exists(), 0, None if not self.head.exists() else "log missing")
+            return Verdict(not self.head.exists(), 0, None if not self.head.exists() else "log missing"), entries
         hashes = {}
         for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
             entry, problem = self.check_line(n, line, prev)
             if problem:
-                return Verdict(False, n - 1, problem)
+                return Verdict(False, n - 1, problem), entries
             prev = hashes[n] = entry["hash"]
+            entries.append(entry)
         if not self.head.exists():
-            return Verdict(False, n, f"the head file {self.head.name} is missing")
+            return Verdict(False, n, f"the head file {self.head.name} is missing"), entries
         try:
             head = json.loads(self.head.read_text())
             head_ok = hmac.compare_digest(_head_mac(self.key, head["entries"], head["hash"]), head.get("mac", ""))
         except (ValueError, KeyError, TypeError):
             head_ok = False
         if not head_ok:
-            return Verdict(False, n, f"the head file {self.head.name} is not one this log wrote (edited or forged)")
+            return Verdict(
+                False, n, f"the head file {self.head.name} is not one this log wrote (edited or forged)"
+            ), entries
         if head["entries"] != n or head["hash"] != prev:
-            return Verdict(False, n, f"the log ends at entry {n} but {head['entries']} were written (truncated)")
+            return Verdict(
+                False, n, f"the log ends at entry {n} but {head['entries']} were written (truncated)"
+            ), entries
         if self.head_copy.exists():
             try:
                 copy = json.loads(self.head_copy.read_text())
@@ -243,7 +253,7 @@ class AuditLog:
                     n,
                     f"the head beside the log (entry {head['entries']}) is not the one kept with the chain key "
                     f"(entry {copy.get('entries')}): the log was cut back and an older head restored",
-                )
+                ), entries
         if self.anchor is not None:
             marks = [
                 e["detail"]
@@ -256,5 +266,5 @@ class AuditLog:
                     n,
                     f"the log does not hold entry {marks[-1]['entries']} as checkpointed in {self.anchor.path.name} "
                     "(cut back and its head file restored)",
-                )
-        return Verdict(True, n)
+                ), entries
+        return Verdict(True, n), entries

@@ -320,6 +320,8 @@ def test_signed_urls_use_the_configured_address_not_the_host_header(served):
     )
     url = json.loads(r.text.splitlines()[2])["file"]["url"]
     assert url.startswith(served["base"] + "/files/dept/firms/")
+    assert httpx.get(url).status_code == 200 and "sig=" in url  # a download through a signed URL …
+    assert _get(served, "/shares", "not-a-token").status_code == 401  # … and a refusal, both logged
     log = (served["ex"].folder / "access.log").read_text(encoding="utf-8")
     assert "sig=" not in log and "expires=" not in log  # the access log never holds a usable URL
     calls = [json.loads(line) for line in log.splitlines()]
