@@ -142,7 +142,8 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 "files_accepted",
                 asset=key,
-                description="no delivered file of this batch was rejected (WARN: the rest still lands)",
+                description="no delivered file of this batch was rejected (ERROR, not blocking: the rest still "
+                "lands and flows on; the refused file waits in the rejected area with its reason)",
             ),
         ],
     )
@@ -163,6 +164,10 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         ).run()
         for o in result.rejected:
             context.log.warning("REJECTED " + o.rejection.message(o.file) + f" → {o.rejected_to}")
+        if result.rejected:  # the run list shows it: a run that refused a delivery is not a plain success
+            context.instance.add_run_tags(
+                context.run.run_id, {f"shucang/rejected/{ds.id}": str(len(result.rejected)), "shucang/rejected": "yes"}
+            )
         for o in result.landed:
             context.log.info(f"landed {o.file}: {o.rows_landed} rows ({o.encoding}), Delta version {o.delta_version}")
         rows_after = the_lake.row_count("raw", ds.id)
@@ -207,7 +212,7 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         yield dg.AssetCheckResult(
             check_name="files_accepted",
             passed=not result.rejected,
-            severity=dg.AssetCheckSeverity.WARN,
+            severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "rejected": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
                 "rejected_area": dg.MetadataValue.path(str(Path(landing.rejected_root) / ds.id / batch_id)),

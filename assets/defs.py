@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, clean, collect, freshness, govern, own_tables, privacy_scan, publish, share
+from assets import catalogue, clean, collect, freshness, govern, monitor, own_tables, privacy_scan, publish, share
 from lakehouse.registry import registry
 
 
@@ -33,6 +33,7 @@ def build() -> dg.Definitions:
             *std_assets,
             *govern_assets,
             catalogue_asset,
+            monitor.build(reg),
             privacy_scan.build(),
             *publish_assets,
             *own_tables.specs(writers, reg.defaults.steward),

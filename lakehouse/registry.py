@@ -47,9 +47,24 @@ class Defaults(Strict):
     role: str
 
 
+_PERIOD_FORMS = {
+    "day": re.compile(r"^\d{4}-\d{2}-\d{2}$"),
+    "month": re.compile(r"^\d{4}-\d{2}$"),
+    "year": re.compile(r"^\d{4}$"),
+}
+DUE_DAYS = {"day": 1, "month": 15, "year": 90}  # default filing deadline: days after the period ends
+
+
 class Period(Strict):
+    """How a periodic dataset is delivered: one file (or more) per period, named with it, due ``due_days``
+    after the period ends. ``since``/``until`` bound the periods the 归集 agreement expects (default: from
+    the first period received, open-ended)."""
+
     granularity: Literal["day", "month", "year"]
     from_filename: str
+    due_days: int | None = Field(default=None, ge=0)
+    since: str | None = None
+    until: str | None = None
 
     @field_validator("from_filename")
     @classmethod
@@ -57,6 +72,24 @@ class Period(Strict):
         if re.compile(v).groups != 1:
             raise ValueError("needs exactly one capture group for the period")
         return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Period:
+        for name in ("since", "until"):
+            v = getattr(self, name)
+            if v is not None and not _PERIOD_FORMS[self.granularity].match(v):
+                raise ValueError(f"{name} {v!r} is not a {self.granularity} period (e.g. {_example(self.granularity)})")
+        if self.since and self.until and self.since > self.until:
+            raise ValueError(f"since {self.since} is after until {self.until}")
+        return self
+
+    @property
+    def deadline_days(self) -> int:
+        return DUE_DAYS[self.granularity] if self.due_days is None else self.due_days
+
+
+def _example(granularity: str) -> str:
+    return {"day": "2023-12-01", "month": "2023-12", "year": "2023"}[granularity]
 
 
 class Column(Strict):

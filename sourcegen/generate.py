@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from sourcegen import enterprise, government
+from sourcegen import enterprise, government, timing
 from sourcegen.defects import LABELLED_REMARKS, RATES, UNIT_VARIANT_RATES, split_markers
 from sourcegen.model import enterprises, monthly_shares
 from sourcegen.writers import write
@@ -41,9 +43,13 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
 
     landing = out / "landing"
     files, defects = [], {}
-    for delivery in deliveries:
+    # when each file arrives (its own random stream: the data does not depend on it)
+    arrivals = timing.schedule([x.path for x in deliveries], np.random.default_rng(seed + 1), dt.date(2024, 1, 2))
+    for delivery, arrival in zip(deliveries, arrivals, strict=True):
         delivery.frame, rows_by_defect = split_markers(delivery.frame)
-        entry = write(delivery, landing)
+        entry = {**write(delivery, landing), **arrival}
+        at = dt.datetime.fromisoformat(arrival["delivered_at"]).timestamp()
+        os.utime(landing / delivery.path, (at, at))
         files.append(entry)
         present = entry["rows"] if entry["rows"] is not None else 0
         for defect, rows in rows_by_defect.items():

@@ -73,7 +73,7 @@ def test_outputs_carry_version_schema_quality_and_catalogue_facets(full_run):
     assert {o["name"] for o in facets["ownership"]["owners"]} == {"team:tax", "team:data-stewards"}
     assertions = {a["name"]: a for a in facets["dataQualityAssertions"]["assertions"]}
     assert assertions["rows_reconcile"]["success"] is True
-    assert assertions["files_accepted"]["success"] is False and assertions["files_accepted"]["severity"] == "warn"
+    assert assertions["files_accepted"]["success"] is False and assertions["files_accepted"]["severity"] == "error"
     assert facets["dataQualityMetrics"]["rowCount"] == Lake(s.lake_root).row_count("raw", "tax_monthly")
     assert out["outputFacets"]["outputStatistics"]["rowCount"] > 0
     inp = done["inputs"][0]

@@ -21,19 +21,24 @@ def run(module_workdir):
     """One full materialisation of the Python stages; the tests only read what it built."""
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(module_workdir)})
     selection = [a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and not is_published(a)]
-    result = dg.materialize(selection, resources=resources(s), instance=dg.DagsterInstance.ephemeral())
-    return result, s
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(selection, resources=resources(s), instance=instance)
+    return result, s, instance
 
 
 def test_full_graph_materialises_with_checks_and_catalogue(run, manifest):
-    result, s = run
+    result, s, instance = run
     assert result.success
     checks = {(*e.asset_key.path, e.check_name): e for e in result.get_asset_check_evaluations()}
     datasets = [ds.id for ds in registry().datasets]
     assert all(checks[("raw", d, "rows_reconcile")].passed for d in datasets)
     damaged = {f["dataset"] for f in manifest["files"] if f["expected_status"] == "rejected"}
     assert {d for d in datasets if not checks[("raw", d, "files_accepted")].passed} == damaged
-    assert all(checks[("raw", d, "files_accepted")].severity == dg.AssetCheckSeverity.WARN for d in damaged)
+    # a refused delivery is an ERROR check (not blocking: the rest flows on) and a tag on the run
+    assert all(checks[("raw", d, "files_accepted")].severity == dg.AssetCheckSeverity.ERROR for d in damaged)
+    tags = instance.get_run_by_id(result.run_id).tags  # added during the run, so read from the stored run
+    assert tags.get("shucang/rejected") == "yes"
+    assert {k.rsplit("/", 1)[-1] for k in tags if k.startswith("shucang/rejected/")} == damaged
     # std: every batch conserves its rows and passes its gate; rules that caught rows say how many
     assert all(checks[("std", d, "conservation")].passed for d in datasets)
     assert all(checks[("std", d, "key_unique")].passed for d in datasets)
@@ -54,7 +59,7 @@ def test_full_graph_materialises_with_checks_and_catalogue(run, manifest):
 
 
 def test_catalogue_is_readable_without_dagster(run):
-    _, s = run
+    _, s, _ = run
     doc = json.loads((s.data_dir / "lake" / "catalogue" / "catalogue.json").read_text(encoding="utf-8"))
     by_id = {(d["dataset_id"], d["zone"]): d for d in doc["datasets"]}
     own = {(t.name, t.zone) for t in OWN_TABLES}  # the warehouse's own tables are catalogued too
@@ -92,7 +97,7 @@ def test_outside_raw_no_table_holds_a_valid_resident_id_or_a_mobile(run):
     from privacy.audit import AuditLog
     from privacy.scan import valid_identifiers
 
-    result, s = run
+    result, s, instance = run
     assert result.success
     lake = s.data_dir / "lake"
     scanned = 0
@@ -115,3 +120,37 @@ def test_outside_raw_no_table_holds_a_valid_resident_id_or_a_mobile(run):
     uses = [e for e in log.entries() if e["action"] == "key.use"]
     assert {e["detail"]["dataset"] for e in uses} == {"std.amr_registration", "std.ent_production"}
     assert log.verify().ok
+
+
+def test_collection_status_reports_each_expected_delivery_as_the_generator_timed_it(run, manifest):
+    """Every periodic file of the truth manifest: its period's state follows its delivery time against
+    its deadline, and a period whose only file was refused is reported refused, not received."""
+    result, s, instance = run
+    status = pl.read_delta(f"{s.lake_root}/ops/collection_status")
+    rates = pl.read_delta(f"{s.lake_root}/ops/collection_rate")
+    reg = registry()
+    by_period: dict[tuple[str, str], list[dict]] = {}
+    for f in manifest["files"]:
+        ds = reg.dataset(f["dataset"])
+        if ds.period is not None:
+            by_period.setdefault((ds.id, ds.period_of(f["path"].rsplit("/", 1)[-1])), []).append(f)
+    got = {(r["dataset"], r["period"]): r for r in status.iter_rows(named=True)}
+    assert set(got) == set(by_period)  # the demo delivers every expected period, nothing outside its window
+    for key, files in by_period.items():
+        landed = [f for f in files if f["expected_status"] == "landed"]
+        row = got[key]
+        if not landed:
+            assert row["state"] == "rejected" and row["reasons"], key
+            continue
+        first = min(landed, key=lambda f: f["delivered_at"])
+        assert row["state"] == ("late" if first["late"] else "on_time"), (key, first)
+        assert row["files_rejected"] == len(files) - len(landed)
+    late = {k for k, r in got.items() if r["state"] == "late"}
+    assert late and all(r["days_late"] > 0 for k, r in got.items() if k in late)
+    # 归集率 per department and month: on time over due, the counts adding up
+    assert (rates["on_time"] + rates["late"] + rates["rejected"] + rates["missing"] == rates["expected"]).all()
+    assert ((rates["rate"] - rates["on_time"] / rates["expected"]).abs() < 1e-12).all()
+    assert set(rates["department"]) == {reg.dataset(d).department for d, _ in by_period}
+    check = result.get_asset_check_evaluations()
+    received = next(e for e in check if e.check_name == "deliveries_received")
+    assert received.passed is (not any(r["state"] in ("missing", "rejected") for r in got.values()))

@@ -1,0 +1,148 @@
+"""归集 monitoring as assets: ``ops/collection_status`` (every expected delivery of every periodic dataset:
+on time, late, rejected, missing) and ``ops/collection_rate`` (each department's monthly 归集率), rebuilt
+after every collection from the collection log (``quality.collection``).
+
+The latest 归集率 of each department is numeric metadata, so the UI plots its history on the asset; the
+check ``deliveries_received`` fails, naming them, while an expected delivery is missing or was refused.
+"""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from assets.collect import raw_key
+from lakehouse.registry import Registry, registry
+from lakehouse.tables import COLLECT_LOG
+from orchestration.resources import LakeResource
+from quality.collection import collection_status
+
+STATUS = dg.AssetKey(["ops", "collection_status"])
+RATE = dg.AssetKey(["ops", "collection_rate"])
+
+
+def _table(frame: pl.DataFrame, columns: list[str], limit: int = 40) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in frame.head(limit).iter_rows(named=True):
+        lines.append(
+            "| "
+            + " | ".join("" if r[c] is None else f"{r[c]:.1%}" if c == "rate" else str(r[c]) for c in columns)
+            + " |"
+        )
+    if frame.height > limit:
+        lines.append(f"| … {frame.height - limit} more |" + " |" * (len(columns) - 1))
+    return "\n".join(lines)
+
+
+def build(reg: Registry | None = None) -> dg.AssetsDefinition:
+    reg = reg or registry()
+    periodic = [ds for ds in reg.datasets if ds.period is not None]
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                STATUS,
+                deps=[raw_key(ds) for ds in periodic],
+                description="**归集监测** (Collection status) — for every periodic dataset and period: the delivery "
+                "its 归集 agreement expects (due date from `lakehouse/sources.yaml`: period, due_days, since, "
+                "until), and whether it came on time, late, only as refused files, or not at all; rows landed "
+                "against the dataset's typical period.",
+                group_name="ops",
+                kinds={"delta", "polars"},
+                owners=[reg.defaults.steward],
+                tags={"zone": "ops"},
+                automation_condition=dg.AutomationCondition.eager(),
+                metadata={"dagster/table_name": "ops.collection_status"},
+            ),
+            dg.AssetSpec(
+                RATE,
+                deps=[STATUS],
+                description="**归集率** (Collection rate) — per department and month: deliveries due that month, "
+                "received on time, late, refused, missing; the rate is on time / due.",
+                group_name="ops",
+                kinds={"delta", "polars"},
+                owners=[reg.defaults.steward],
+                tags={"zone": "ops"},
+                automation_condition=dg.AutomationCondition.eager(),
+                metadata={"dagster/table_name": "ops.collection_rate"},
+            ),
+        ],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "deliveries_received",
+                asset=STATUS,
+                description="every expected delivery whose deadline has passed has arrived in a usable file "
+                "(WARN: a missing or refused delivery; late ones are reported, not failed)",
+            )
+        ],
+        can_subset=False,
+    )
+    def collection_status_assets(context: dg.AssetExecutionContext, lake: LakeResource):
+        the_lake = lake.lake()
+        now = dt.datetime.now(dt.UTC)
+        result = collection_status(reg, the_lake.read(COLLECT_LOG.zone, COLLECT_LOG.name), now)
+        status, rates = result.status, result.rates
+        v_status = the_lake.overwrite(
+            "ops", "collection_status", status.to_arrow(), metadata={"as_of": now.isoformat()}
+        )
+        v_rate = the_lake.overwrite("ops", "collection_rate", rates.to_arrow(), metadata={"as_of": now.isoformat()})
+        counts = dict(status.filter(pl.col("expected")).group_by("state").len().iter_rows())
+        yield dg.MaterializeResult(
+            asset_key=STATUS,
+            metadata={
+                "dagster/row_count": status.height,
+                "delta_version": v_status,
+                "delta_uri": dg.MetadataValue.path(the_lake.uri("ops", "collection_status")),
+                **{f"deliveries/{s}": int(counts.get(s, 0)) for s in ("on_time", "late", "rejected", "missing")},
+                "not_received": dg.MetadataValue.md(
+                    _table(result.overdue(), ["department_name", "dataset", "period", "due_on", "state", "reasons"])
+                ),
+            },
+        )
+        to_date = (
+            rates.group_by("department", "department_name")
+            .agg(pl.col("expected").sum(), pl.col("on_time").sum(), pl.col("month").max().alias("latest_month"))
+            .with_columns((pl.col("on_time") / pl.col("expected")).alias("rate"))
+            .sort("department")
+        )
+        yield dg.MaterializeResult(
+            asset_key=RATE,
+            metadata={
+                "dagster/row_count": rates.height,
+                "delta_version": v_rate,
+                "delta_uri": dg.MetadataValue.path(the_lake.uri("ops", "collection_rate")),
+                # one number per department: plotted by the UI across materialisations
+                **{
+                    f"collection_rate/{r['department']}": dg.FloatMetadataValue(round(r["rate"], 4))
+                    for r in to_date.iter_rows(named=True)
+                },
+                "by_department": dg.MetadataValue.md(
+                    _table(to_date, ["department_name", "expected", "on_time", "rate", "latest_month"])
+                ),
+                "by_month": dg.MetadataValue.md(
+                    _table(
+                        rates,
+                        ["department_name", "month", "expected", "on_time", "late", "rejected", "missing", "rate"],
+                        60,
+                    )
+                ),
+            },
+        )
+        overdue = result.overdue()
+        yield dg.AssetCheckResult(
+            asset_key=STATUS,
+            check_name="deliveries_received",
+            passed=overdue.is_empty(),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "not_received": overdue.height,
+                "late": int(counts.get("late", 0)),
+                "list": dg.MetadataValue.md(
+                    _table(overdue, ["department_name", "dataset", "period", "due_on", "state", "reasons"])
+                    if overdue.height
+                    else "none"
+                ),
+            },
+        )
+
+    return collection_status_assets
