@@ -13,6 +13,7 @@ from assets.own_tables import own_table_reports
 from lakehouse.provenance import PROVENANCE
 from lakehouse.registry import Dataset, Registry, registry
 from lakehouse.tables import DUPLICATES, FINDINGS, SCORES
+from orchestration.automation import follows_inputs
 from orchestration.lineage import declare
 from orchestration.resources import LakeResource, PrivacyResource
 from privacy import policy
@@ -156,6 +157,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         kinds={"polars", "delta", "pandera"},
         owners=[reg.owner_of(ds), reg.defaults.steward],
         tags={**asset_tags(reg, ds, "std")},
+        automation_condition=follows_inputs(),
         metadata={
             "dagster/column_schema": _std_schema(reg, ds),
             "dagster/table_name": f"std.{ds.id}",

@@ -7,6 +7,7 @@ from assets.clean import std_key
 from assets.own_tables import own_table_reports
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import PROBLEMS, SCORES
+from orchestration.automation import follows_inputs
 from orchestration.resources import LakeResource
 from quality import problem_lists as problem_lists_engine
 from quality import reconcile
@@ -23,6 +24,7 @@ PROBLEM_LISTS_KEY = dg.AssetKey(["quality", "problem_lists"])
     kinds={"polars", "delta"},
     owners=[registry().defaults.steward],
     tags={"zone": "quality"},
+    automation_condition=follows_inputs(),
     check_specs=[
         dg.AssetCheckSpec(cid, asset=RECON_KEY, description=spec["name_zh"]) for cid, spec in reconcile.config().items()
     ],
@@ -68,6 +70,7 @@ def _problem_lists_asset(reg: Registry) -> dg.AssetsDefinition:
         kinds={"polars", "delta", "xlsx"},
         owners=[reg.defaults.steward],
         tags={"zone": "quality"},
+        automation_condition=follows_inputs(),
     )
     def problem_lists(context: dg.AssetExecutionContext, lake: LakeResource):
         """问题清单：按数源单位导出需退回整改或核实的问题（XLSX与CSV），并记录后续交付是否已整改。

@@ -16,6 +16,7 @@ from assets.own_tables import own_table_reports
 from exchange import publication
 from exchange.publication import Model, check_gates
 from lakehouse.tables import CHANGES
+from orchestration.automation import follows_inputs
 from orchestration.dbt.assets import FAILED_TESTS, GRADES, SOURCE_VERSIONS
 from orchestration.dbt.project import Translator, column_meta, is_public, manifest, model_key, model_meta, project
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
@@ -81,6 +82,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         owners=[meta["owner"]] if meta.get("owner") else None,
         tags={"zone": "publish", "access": "public"},
         pool=WAREHOUSE_POOL,
+        automation_condition=follows_inputs(),
         metadata={"dagster/column_schema": schema, "dagster/table_name": f"publish.{name}", "dbt_model": relation},
         check_specs=[
             dg.AssetCheckSpec(

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
+from orchestration.automation import follows_inputs
 from orchestration.settings import PROJECT_ROOT, settings
 
 PROJECT_DIR_ENV = "SHUCANG_DBT_PROJECT_DIR"
@@ -143,6 +144,10 @@ class Translator(DagsterDbtTranslator):
     def get_owners(self, props: Mapping[str, Any]):
         owner = model_meta(props).get("owner")
         return [owner] if owner else super().get_owners(props)
+
+    def get_automation_condition(self, props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        """Models and seeds follow their inputs (``orchestration.automation``)."""
+        return follows_inputs()
 
     def get_tags(self, props: Mapping[str, Any]) -> Mapping[str, str]:
         tags = {"zone": layer_of(props)}
