@@ -63,10 +63,15 @@ def _sample(result: Conformed, rule_id: str) -> str:
     return "\n".join(f"- {r['source_file']} row {r['row_number']}: {r['value']!r}" for r in rows.iter_rows(named=True))
 
 
-def _check_results(rules: RuleSet, result: Conformed) -> list[dg.AssetCheckResult]:
+def _check_results(
+    rules: RuleSet, result: Conformed, whole: Conformed | None = None, raw_rows: int | None = None
+) -> list[dg.AssetCheckResult]:
+    """The rule checks on the whole dataset (``whole``: the totals after the build), the batch rules and
+    conservation on the rows this build conformed — and the dataset's totals against the raw table."""
+    whole = whole or result
     out = []
     for r in rules.rules:
-        n = result.rule_failures.get(r.id, 0)
+        n = whole.rule_failures.get(r.id, 0)
         out.append(
             dg.AssetCheckResult(
                 check_name=r.id,
@@ -97,13 +102,15 @@ def _check_results(rules: RuleSet, result: Conformed) -> list[dg.AssetCheckResul
     out.append(
         dg.AssetCheckResult(
             check_name="conservation",
-            passed=result.conserved,
+            passed=result.conserved and (raw_rows is None or whole.rows_in == raw_rows),
             metadata={
                 "rows_in": result.rows_in,
                 "rows_out": result.rows_out,
                 "quarantined": result.quarantined,
                 "exact_duplicates": result.exact_duplicates,
                 "key_duplicates_merged": result.key_duplicates,
+                "dataset_rows_in": whole.rows_in,
+                "raw_rows": raw_rows if raw_rows is not None else 0,
             },
         )
     )
@@ -186,6 +193,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             rules,
             (lambda frame: policy.apply_std(frame, ds, ring)) if ring is not None else None,
             mask=lambda findings: policy.mask_findings(findings, ds),
+            transform_version=f"key@{ring.current}" if ring is not None else "",
         )
         result, version = outcome.result, outcome.version
         for build, written in outcome.recovered.items():
@@ -205,16 +213,18 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 rows=result.rows_out,
                 run_id=context.run.run_id,
             )
-        checks = _check_results(rules, result)
+        checks = _check_results(rules, result, outcome.whole, the_lake.row_count("raw", ds.id))
         if outcome.withheld:
             yield from checks
             raise dg.Failure(
                 description=f"std/{ds.id}: batch not written — {outcome.reasons()}. The std table stays at "
                 "its previous version and downstream does not run."
             )
+        whole = outcome.whole or result
+        rebuilt = "all periods" if outcome.partitions is None else ", ".join(outcome.partitions) or "nothing"
         context.log.info(
-            f"std/{ds.id}: {result.rows_in} in → {result.rows_out} std, {result.quarantined} "
-            f"quarantined, {result.exact_duplicates + result.key_duplicates} duplicates merged"
+            f"std/{ds.id}: rebuilt {rebuilt} ({outcome.plan}): {result.rows_in} in → {result.rows_out} std, "
+            f"{result.quarantined} quarantined, {result.exact_duplicates + result.key_duplicates} duplicates merged"
         )
         scores = outcome.scores
         yield from own_table_reports(
@@ -222,7 +232,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             dataset=ds.id,
             rows={
                 FINDINGS.label: result.findings.height,
-                DUPLICATES.label: result.duplicates.height,
+                DUPLICATES.label: result.duplicates.height if result.duplicates is not None else 0,
                 SCORES.label: 1,
             },
         )
@@ -230,12 +240,15 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             metadata={
                 **{f"score/{d}": dg.FloatMetadataValue(v) for d, v in scores.items()},
                 "score/overall": dg.FloatMetadataValue(overall(scores)),
-                "dagster/row_count": result.rows_out,
+                "dagster/row_count": whole.rows_out,
                 "rows_written": result.rows_out,
-                "rows_in": result.rows_in,
-                "rows_quarantined": result.quarantined,
-                "exact_duplicates_merged": result.exact_duplicates,
-                "key_duplicates_merged": result.key_duplicates,
+                "rows_in": whole.rows_in,
+                "rows_quarantined": whole.quarantined,
+                "exact_duplicates_merged": whole.exact_duplicates,
+                "key_duplicates_merged": whole.key_duplicates,
+                "periods_rebuilt": rebuilt,
+                "rebuild_reason": outcome.plan,
+                "rows_rebuilt": result.rows_in,
                 "rows_flagged": int(result.findings.filter(pl.col("action") == "flagged")["row_number"].len()),
                 "delta_version": version,
                 "delta_uri": dg.MetadataValue.path(the_lake.uri("std", ds.id)),

@@ -33,7 +33,7 @@ def build() -> dg.Definitions:
             *std_assets,
             *govern_assets,
             catalogue_asset,
-            monitor.build(reg),
+            *monitor.build(reg),
             privacy_scan.build(),
             *publish_assets,
             *own_tables.specs(writers, reg.defaults.steward),

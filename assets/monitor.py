@@ -14,8 +14,9 @@ import polars as pl
 from assets.collect import raw_key
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import COLLECT_LOG
+from orchestration.automation import follows_inputs
 from orchestration.resources import LakeResource
-from quality.collection import collection_status
+from quality.collection import collection_status, rates
 
 STATUS = dg.AssetKey(["ops", "collection_status"])
 RATE = dg.AssetKey(["ops", "collection_rate"])
@@ -34,39 +35,23 @@ def _table(frame: pl.DataFrame, columns: list[str], limit: int = 40) -> str:
     return "\n".join(lines)
 
 
-def build(reg: Registry | None = None) -> dg.AssetsDefinition:
+def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
     reg = reg or registry()
     periodic = [ds for ds in reg.datasets if ds.period is not None]
 
-    @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                STATUS,
-                deps=[raw_key(ds) for ds in periodic],
-                description="**归集监测** (Collection status) — for every periodic dataset and period: the delivery "
-                "its 归集 agreement expects (due date from `lakehouse/sources.yaml`: period, due_days, since, "
-                "until), and whether it came on time, late, only as refused files, or not at all; rows landed "
-                "against the dataset's typical period.",
-                group_name="ops",
-                kinds={"delta", "polars"},
-                owners=[reg.defaults.steward],
-                tags={"zone": "ops"},
-                automation_condition=dg.AutomationCondition.eager(),
-                metadata={"dagster/table_name": "ops.collection_status"},
-            ),
-            dg.AssetSpec(
-                RATE,
-                deps=[STATUS],
-                description="**归集率** (Collection rate) — per department and month: deliveries due that month, "
-                "received on time, late, refused, missing; the rate is on time / due.",
-                group_name="ops",
-                kinds={"delta", "polars"},
-                owners=[reg.defaults.steward],
-                tags={"zone": "ops"},
-                automation_condition=dg.AutomationCondition.eager(),
-                metadata={"dagster/table_name": "ops.collection_rate"},
-            ),
-        ],
+    @dg.asset(
+        key=STATUS,
+        deps=[raw_key(ds) for ds in periodic],
+        description="**归集监测** (Collection status) — for every periodic dataset and period: the delivery "
+        "its 归集 agreement expects (due date from `lakehouse/sources.yaml`: period, due_days, since, until), and "
+        "whether it came on time, late, only as refused files, or not at all; rows landed against the "
+        "dataset's typical period.",
+        group_name="ops",
+        kinds={"delta", "polars"},
+        owners=[reg.defaults.steward],
+        tags={"zone": "ops"},
+        automation_condition=follows_inputs(),
+        metadata={"dagster/table_name": "ops.collection_status"},
         check_specs=[
             dg.AssetCheckSpec(
                 "deliveries_received",
@@ -75,41 +60,66 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
                 "(WARN: a missing or refused delivery; late ones are reported, not failed)",
             )
         ],
-        can_subset=False,
     )
-    def collection_status_assets(context: dg.AssetExecutionContext, lake: LakeResource):
+    def collection_status_asset(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
         now = dt.datetime.now(dt.UTC)
         result = collection_status(reg, the_lake.read(COLLECT_LOG.zone, COLLECT_LOG.name), now)
-        status, rates = result.status, result.rates
-        v_status = the_lake.overwrite(
-            "ops", "collection_status", status.to_arrow(), metadata={"as_of": now.isoformat()}
-        )
-        v_rate = the_lake.overwrite("ops", "collection_rate", rates.to_arrow(), metadata={"as_of": now.isoformat()})
+        status = result.status
+        version = the_lake.overwrite("ops", "collection_status", status.to_arrow(), metadata={"as_of": now.isoformat()})
         counts = dict(status.filter(pl.col("expected")).group_by("state").len().iter_rows())
+        overdue = result.overdue()
+        columns = ["department_name", "dataset", "period", "due_on", "state", "reasons"]
         yield dg.MaterializeResult(
-            asset_key=STATUS,
             metadata={
                 "dagster/row_count": status.height,
-                "delta_version": v_status,
+                "delta_version": version,
                 "delta_uri": dg.MetadataValue.path(the_lake.uri("ops", "collection_status")),
                 **{f"deliveries/{s}": int(counts.get(s, 0)) for s in ("on_time", "late", "rejected", "missing")},
-                "not_received": dg.MetadataValue.md(
-                    _table(result.overdue(), ["department_name", "dataset", "period", "due_on", "state", "reasons"])
-                ),
+                "not_received": dg.MetadataValue.md(_table(overdue, columns) if overdue.height else "none"),
             },
         )
+        yield dg.AssetCheckResult(
+            check_name="deliveries_received",
+            passed=overdue.is_empty(),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "not_received": overdue.height,
+                "late": int(counts.get("late", 0)),
+                "list": dg.MetadataValue.md(_table(overdue, columns) if overdue.height else "none"),
+            },
+        )
+
+    @dg.asset(
+        key=RATE,
+        deps=[STATUS],
+        description="**归集率** (Collection rate) — per department and month: deliveries due that month, received "
+        "on time, late, refused, missing; the rate is on time / due. The rate to date of each department is "
+        "plotted on this asset.",
+        group_name="ops",
+        kinds={"delta", "polars"},
+        owners=[reg.defaults.steward],
+        tags={"zone": "ops"},
+        automation_condition=follows_inputs(),
+        metadata={"dagster/table_name": "ops.collection_rate"},
+    )
+    def collection_rate_asset(context: dg.AssetExecutionContext, lake: LakeResource):
+        the_lake = lake.lake()
+        status = the_lake.read("ops", "collection_status")
+        if status is None:
+            raise dg.Failure("ops/collection_status has never been built; nothing to rate")
+        table = rates(reg, status)
+        version = the_lake.overwrite("ops", "collection_rate", table.to_arrow())
         to_date = (
-            rates.group_by("department", "department_name")
+            table.group_by("department", "department_name")
             .agg(pl.col("expected").sum(), pl.col("on_time").sum(), pl.col("month").max().alias("latest_month"))
             .with_columns((pl.col("on_time") / pl.col("expected")).alias("rate"))
             .sort("department")
         )
-        yield dg.MaterializeResult(
-            asset_key=RATE,
+        return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": rates.height,
-                "delta_version": v_rate,
+                "dagster/row_count": table.height,
+                "delta_version": version,
                 "delta_uri": dg.MetadataValue.path(the_lake.uri("ops", "collection_rate")),
                 # one number per department: plotted by the UI across materialisations
                 **{
@@ -121,28 +131,12 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
                 ),
                 "by_month": dg.MetadataValue.md(
                     _table(
-                        rates,
+                        table,
                         ["department_name", "month", "expected", "on_time", "late", "rejected", "missing", "rate"],
                         60,
                     )
                 ),
             },
         )
-        overdue = result.overdue()
-        yield dg.AssetCheckResult(
-            asset_key=STATUS,
-            check_name="deliveries_received",
-            passed=overdue.is_empty(),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "not_received": overdue.height,
-                "late": int(counts.get("late", 0)),
-                "list": dg.MetadataValue.md(
-                    _table(overdue, ["department_name", "dataset", "period", "due_on", "state", "reasons"])
-                    if overdue.height
-                    else "none"
-                ),
-            },
-        )
 
-    return collection_status_assets
+    return [collection_status_asset, collection_rate_asset]

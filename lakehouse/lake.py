@@ -197,6 +197,15 @@ class Lake:
             return self._write(zone, name, data, "append", metadata, partition_by=[column])
         return self._write(zone, name, data, "overwrite", metadata, predicate=f"{column} = '{value}'")
 
+    def overwrite_where(
+        self, zone: str, name: str, data, predicate: str, metadata: dict[str, str] | None = None
+    ) -> int:
+        """Replace the rows matching ``predicate`` (a SQL condition) with ``data``, atomically; every row
+        of ``data`` must match it. Creates the table when there is none."""
+        if self.table(zone, name) is None:
+            return self._write(zone, name, data, "append", metadata)
+        return self._write(zone, name, data, "overwrite", metadata, predicate=predicate)
+
     def commits(self, zone: str, name: str, limit: int | None = None) -> list[dict]:
         """The table's commit records, newest first (each with ``version`` and its custom metadata keys);
         empty when there is no table."""

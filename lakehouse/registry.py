@@ -62,6 +62,7 @@ class Period(Strict):
 
     granularity: Literal["day", "month", "year"]
     from_filename: str
+    column: Ident | None = None  # the column whose value places a row in its period (std partitions by it)
     due_days: int | None = Field(default=None, ge=0)
     since: str | None = None
     until: str | None = None
@@ -136,6 +137,8 @@ class Dataset(Strict):
             if dupes:
                 raise ValueError(f"duplicate column {attr}s: {dupes}")
         names = {c.name for c in self.columns}
+        if self.period is not None and self.period.column is not None and self.period.column not in names:
+            raise ValueError(f"period.column {self.period.column!r} is not a column")
         for c in self.columns:
             if c.unit_column and c.unit_column not in names:
                 raise ValueError(f"column {c.name!r}: unit_column {c.unit_column!r} is not a column")

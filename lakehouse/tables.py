@@ -52,6 +52,18 @@ DUPLICATES = OwnTable(
     "L4",
     "dataset",
 )
+STD_PARTITIONS = OwnTable(
+    "quality",
+    "std_partitions",
+    "标准库分区统计",
+    "Std partition statistics",
+    "For every periodic dataset and period (partition) of std: rows in, rows written, quarantined, duplicates "
+    "merged and values repaired, as (partition, measure, value). A std run that rebuilds some periods replaces "
+    "their rows; the dataset's totals — and its quality scores — are the sums over its periods.",
+    ("std",),
+    "L1",
+    "dataset",
+)
 SCORES = OwnTable(
     "quality",
     "scores",
@@ -114,5 +126,15 @@ GRADE_OVERRIDES = OwnTable(
     "L1",
 )
 
-OWN_TABLES = (FINDINGS, DUPLICATES, SCORES, COLLECT_LOG, CHANGES, PROBLEMS, CATALOGUE_COLUMNS, GRADE_OVERRIDES)
+OWN_TABLES = (
+    FINDINGS,
+    DUPLICATES,
+    STD_PARTITIONS,
+    SCORES,
+    COLLECT_LOG,
+    CHANGES,
+    PROBLEMS,
+    CATALOGUE_COLUMNS,
+    GRADE_OVERRIDES,
+)
 BY_LABEL = {t.label: t for t in OWN_TABLES}

@@ -24,6 +24,9 @@ from quality.rulebook import RowRule, RuleSet
 PRIVATE_USE = "[\\x{E000}-\\x{F8FF}\\x{F0000}-\\x{FFFFD}\\x{100000}-\\x{10FFFD}]"
 LATEST = ["_ingested_at", "_period", "_source_file", "_row_number"]
 DUPLICATE_COLUMNS = ["_source_file", "_row_number", "_file_sha256", "_batch_id"]
+PARTITION = "__partition"  # the period a raw row belongs to (std rebuilds periodic datasets by it)
+NO_PERIOD = "∅"  # a row with neither a readable period nor a file period
+STATS_SCHEMA = {"partition": pl.String, "measure": pl.String, "value": pl.Int64}
 FINDING_SCHEMA = {
     "dataset": pl.String,
     "department": pl.String,
@@ -40,6 +43,7 @@ FINDING_SCHEMA = {
     "reason_zh": pl.String,
     "reason_en": pl.String,
     "record_key": pl.String,
+    "partition": pl.String,
 }
 
 
@@ -64,6 +68,7 @@ class Conformed:
     duplicates: pl.DataFrame | None = None  # provenance of every merged row: exact copy, or superseded
     repaired: dict[str, int] = field(default_factory=dict)  # column → values standardised from another spelling
     rows_written: int | None = None
+    stats: pl.DataFrame | None = None  # per partition: (partition, measure, value), see STATS_SCHEMA
 
     @property
     def rows_out(self) -> int:
@@ -142,6 +147,56 @@ def _fails(rule: RowRule, txt: pl.Expr, std: pl.Expr, refs: dict[str, pl.Series]
     raise ValueError(f"unknown check {rule.check!r}")
 
 
+def partitioned(ds: Dataset, rules: RuleSet) -> bool:
+    """Whether std is rebuilt by period: the dataset names its period column, and that column is part of
+    the business key (so corrections and copies of a row always fall in the row's own period)."""
+    return ds.period is not None and ds.period.column is not None and ds.period.column in rules.key
+
+
+_FORMATS = {"year": "%Y", "month": "%Y-%m", "day": "%Y-%m-%d"}
+
+
+def period_text(ds: Dataset, std: pl.Expr) -> pl.Expr:
+    """The period (text of the dataset's granularity: '2023', '2023-05', '2023-12-01') of a standard value
+    of its period column; timestamps fall in their day in China Standard Time."""
+    assert ds.period is not None and ds.period.column is not None
+    granularity = ds.period.granularity
+    column = next(c for c in ds.columns if c.name == ds.period.column)
+    width = {"year": 4, "month": 7, "day": 10}[granularity]
+    match column.type:
+        case "month":
+            return std.str.slice(0, width) if granularity != "day" else pl.lit(None, pl.String)
+        case "integer":
+            return std.cast(pl.String) if granularity == "year" else pl.lit(None, pl.String)
+        case "date":
+            return std.dt.strftime(_FORMATS[granularity])
+        case "timestamp":
+            return std.dt.convert_time_zone("Asia/Shanghai").dt.strftime(_FORMATS[granularity])
+    raise ValueError(f"{ds.id}: period column {column.name!r} of type {column.type} cannot place a row in a period")
+
+
+def with_partition(frame, ds: Dataset, rules: RuleSet):
+    """Adds ``__partition`` to raw rows (eager or lazy): the period its period column says, else the period
+    of its file, else ``∅``; null for a dataset std does not rebuild by period."""
+    if not partitioned(ds, rules):
+        return frame.with_columns(pl.lit(None, pl.String).alias(PARTITION))
+    column = next(c for c in ds.columns if c.name == ds.period.column)
+    value = period_text(ds, _typed(column, set()))
+    return (
+        frame.with_columns(text.clean_text(pl.col(column.name)).alias(_text_col(column.name)))
+        .with_columns(pl.coalesce(value, pl.col("_period"), pl.lit(NO_PERIOD)).alias(PARTITION))
+        .drop(_text_col(column.name))
+    )
+
+
+def _counts(frame: pl.DataFrame, measure: str) -> pl.DataFrame:
+    return (
+        frame.group_by(PARTITION)
+        .agg(pl.len().cast(pl.Int64).alias("value"))
+        .select(pl.col(PARTITION).alias("partition"), pl.lit(measure).alias("measure"), "value")
+    )
+
+
 def _standardise(ds: Dataset, rules: RuleSet, frame: pl.DataFrame) -> pl.DataFrame:
     """Clean every delivered column's text once (only the passes its values need), keep the delivered
     value as ``__raw_<col>`` for findings, then replace each column by its standard value."""
@@ -173,6 +228,8 @@ def conform(
     if missing:
         raise ValueError(f"{ds.id}: referential rules need the std values of {missing}; materialise those first")
     source = [c.name for c in ds.columns]
+    if PARTITION not in raw.columns:
+        raw = with_partition(raw, ds, rules)
     rows_in = raw.height
     # 1. exact duplicates: the same delivered values again (wherever delivered); the first stays, placed
     # where the latest delivery of those values is, so that it wins over what was delivered in between
@@ -201,9 +258,21 @@ def conform(
         for c in ds.columns
         if c.type in ("date", "month")
     }
+    repaired_by_partition = [
+        frame.group_by(PARTITION)
+        .agg((pl.col(c.name).cast(pl.String) != pl.col(_text_col(c.name))).fill_null(False).sum().cast(pl.Int64))
+        .select(
+            pl.col(PARTITION).alias("partition"),
+            pl.lit(f"repaired:{c.name}").alias("measure"),
+            pl.col(c.name).alias("value"),
+        )
+        for c in ds.columns
+        if c.type in ("date", "month")
+    ]
+    quarantined_rows = frame.filter(pl.col("__quarantined")).select(PARTITION)
     passing = (
         frame.filter(~pl.col("__quarantined"))
-        .select(*source, *(f.name for f in PROVENANCE), "__order", "__latest")
+        .select(*source, *(f.name for f in PROVENANCE), "__order", "__latest", PARTITION)
         .sort("__latest")
     )
     del frame
@@ -214,14 +283,29 @@ def conform(
     merged_key = passing.join(std.select("__order"), on="__order", how="anti")
     duplicates = pl.concat(
         [
-            merged_exact.select(*DUPLICATE_COLUMNS, pl.lit("exact").alias("kind")),
-            merged_key.select(*DUPLICATE_COLUMNS, pl.lit("superseded").alias("kind")),
+            merged_exact.select(
+                *DUPLICATE_COLUMNS, pl.lit("exact").alias("kind"), pl.col(PARTITION).alias("partition")
+            ),
+            merged_key.select(
+                *DUPLICATE_COLUMNS, pl.lit("superseded").alias("kind"), pl.col(PARTITION).alias("partition")
+            ),
         ]
     )
-    std = std.drop("__order", "__latest")
+    stats = pl.concat(
+        [
+            _counts(raw, "rows_in"),
+            _counts(merged_exact, "exact_duplicates"),
+            _counts(quarantined_rows, "quarantined"),
+            _counts(merged_key, "key_duplicates"),
+            _counts(std, "rows_out"),
+            *repaired_by_partition,
+        ]
+    ).filter(pl.col("value") > 0)
+    std = std.drop("__order", "__latest", PARTITION)
     result = Conformed(
         std, findings, rows_in, exact, keyed, quarantined, rule_failures, duplicates=duplicates, repaired=repaired
     )
+    result.stats = stats
     result.gate = audit(std, ds, rules) + (share_failures(rules, rows_in, quarantined) if whole else [])
     return result
 
@@ -229,8 +313,9 @@ def conform(
 class Totals:
     """Adds up the conformed key buckets of one batch; ``finish`` applies the batch-wide rules."""
 
-    def __init__(self, rules: RuleSet):
+    def __init__(self, rules: RuleSet, baseline: tuple[int, int] = (0, 0)):
         self.rules = rules
+        self.baseline = baseline  # (rows in, quarantined) of the rest of the dataset, for the share rule
         self.parts: list[Conformed] = []
         self.total = Conformed(None, pl.DataFrame(schema=FINDING_SCHEMA), 0, 0, 0, 0, rows_written=0)
 
@@ -253,14 +338,20 @@ class Totals:
             else:
                 gate[g.rule_id] = g
         t.gate = list(gate.values())
-        self.parts.append(Conformed(None, part.findings, 0, 0, 0, 0, duplicates=part.duplicates))
+        self.parts.append(Conformed(None, part.findings, 0, 0, 0, 0, duplicates=part.duplicates, stats=part.stats))
 
     def finish(self) -> Conformed:
         t = self.total
-        t.gate += share_failures(self.rules, t.rows_in, t.quarantined)
+        t.gate += share_failures(self.rules, t.rows_in + self.baseline[0], t.quarantined + self.baseline[1])
         t.findings = pl.concat([t.findings, *(p.findings for p in self.parts)], how="vertical_relaxed")
         dups = [p.duplicates for p in self.parts if p.duplicates is not None]
         t.duplicates = pl.concat(dups) if dups else None
+        stats = [p.stats for p in self.parts if p.stats is not None]
+        t.stats = (
+            pl.concat(stats).group_by("partition", "measure").agg(pl.col("value").sum()).sort("partition", "measure")
+            if stats
+            else pl.DataFrame(schema=STATS_SCHEMA)
+        )
         self.parts = []
         return t
 
@@ -303,6 +394,7 @@ def _findings(ds: Dataset, rules: RuleSet, frame: pl.DataFrame) -> pl.DataFrame:
                 pl.lit(r.zh).alias("reason_zh"),
                 pl.lit(r.en).alias("reason_en"),
                 record_key(rules.key).alias("record_key"),
+                pl.col(PARTITION).alias("partition"),
             )
         )
     return pl.concat(parts) if parts else pl.DataFrame(schema=FINDING_SCHEMA)

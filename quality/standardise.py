@@ -25,6 +25,7 @@ import datetime as dt
 import functools
 import hashlib
 import io
+import json
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,12 +35,24 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from lakehouse.lake import Lake
 from lakehouse.provenance import PROVENANCE, raw_table_schema
 from lakehouse.registry import Dataset
-from lakehouse.tables import BY_LABEL, COLLECT_LOG, DUPLICATES, FINDINGS, SCORES
-from quality.conform import Conformed, Totals, conform, with_bucket
+from lakehouse.tables import BY_LABEL, COLLECT_LOG, DUPLICATES, FINDINGS, SCORES, STD_PARTITIONS
+from quality.conform import (
+    FINDING_SCHEMA,
+    NO_PERIOD,
+    PARTITION,
+    STATS_SCHEMA,
+    Conformed,
+    Totals,
+    conform,
+    partitioned,
+    with_bucket,
+    with_partition,
+)
 from quality.gate import STD_TYPES
 from quality.rulebook import RULES_DIR, RuleSet
 from quality.scores import SCHEMA as SCORE_SCHEMA
@@ -60,6 +73,9 @@ class StdOutcome:
     scores: dict[str, float]
     side_versions: dict[str, int]  # own table label (quarantine/findings, …) → the version this build wrote
     recovered: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # builds completed first
+    partitions: list[str] | None = None  # the periods rebuilt (None: the whole table)
+    plan: str = ""  # why those
+    whole: Conformed | None = None  # the dataset's totals after the build (the batch, when it rebuilt all)
 
     @property
     def withheld(self) -> bool:
@@ -87,19 +103,32 @@ class _Withheld(Exception):
 
 
 @contextmanager
-def _buckets(lake: Lake, ds: Dataset, rules: RuleSet, has_raw: bool) -> Iterator[list[Callable[[], pl.DataFrame]]]:
-    """The raw table as key buckets of about PART_ROWS rows (one bucket when it is small), so memory
-    follows the bucket, not the table. Everything that reads Delta happens here, before the std write
-    starts: the write stream must not call into deltalake."""
+def _buckets(
+    lake: Lake, ds: Dataset, rules: RuleSet, has_raw: bool, partitions: list[str] | None = None
+) -> Iterator[list[Callable[[], pl.DataFrame]]]:
+    """The raw rows to conform — the whole table, or only the rows of ``partitions`` — as key buckets of
+    about PART_ROWS rows (one bucket when they are few), so memory follows the bucket, not the table.
+    Everything that reads Delta happens here, before the std write starts: the write stream must not call
+    into deltalake."""
     if not has_raw:
         yield [lambda: pl.DataFrame(schema=raw_table_schema(ds))]
         return
-    rows = lake.row_count("raw", ds.id)
-    if rows <= PART_ROWS:
-        frame = lake.read("raw", ds.id)
-        yield [lambda: frame]
-        return
-    scan = pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
+    if partitions is None:
+        rows = lake.row_count("raw", ds.id)
+        if rows <= PART_ROWS:
+            frame = lake.read("raw", ds.id)
+            yield [lambda: frame]
+            return
+        scan = pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
+    else:
+        scan = with_partition(
+            pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None), ds, rules
+        ).filter(pl.col(PARTITION).is_in(partitions))
+        frame = scan.collect()
+        if frame.height <= PART_ROWS:
+            yield [lambda: frame]
+            return
+        rows, scan = frame.height, frame.lazy()
     with tempfile.TemporaryDirectory(prefix=f"shucang-std-{ds.id}-") as tmp:
         with_bucket(scan, ds, rules, -(-rows // PART_ROWS)).sink_parquet(
             pl.PartitionBy(tmp, key="__bucket", include_key=False), compression="lz4"
@@ -117,12 +146,17 @@ def conform_and_write(
     transform: Transform | None = None,
     build_id: str | None = None,
     before_commit: Callable[[Conformed], None] | None = None,
+    partitions: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
+    baseline: tuple[int, int] = (0, 0),
 ) -> tuple[Conformed, int | None]:
     """Conform the raw table and write std in one commit, or nothing. Returns the totals and the new version
     (None: withheld because a bucket failed an ERROR batch rule, the share rule, or conservation).
     ``before_commit`` gets the totals of a batch that will be written, before its commit completes; the
-    commit carries ``build_id``."""
-    totals = Totals(rules)
+    commit carries ``build_id`` and ``metadata``. With ``partitions``, only the raw rows of those periods
+    are conformed, and they replace exactly those periods' rows of std; ``baseline`` (rows in, quarantined)
+    of the periods left alone joins the batch's counts for the share rule, which judges the dataset."""
+    totals = Totals(rules, baseline)
     schema = std_arrow_schema(ds)
     finished: list[Conformed] = []
 
@@ -139,11 +173,18 @@ def conform_and_write(
         if before_commit is not None:
             before_commit(finished[0])
 
-    with _buckets(lake, ds, rules, has_raw) as buckets:
+    with _buckets(lake, ds, rules, has_raw, partitions) as buckets:
         try:
             reader = pa.RecordBatchReader.from_batches(schema, batches(buckets))
-            metadata = {"computed_from": computed_from, **({"build_id": build_id} if build_id else {})}
-            version = lake.overwrite("std", ds.id, reader, metadata=metadata)
+            commit = {
+                "computed_from": computed_from,
+                **(metadata or {}),
+                **({"build_id": build_id} if build_id else {}),
+            }
+            if partitions is None:
+                version = lake.overwrite("std", ds.id, reader, metadata=commit)
+            else:
+                version = lake.overwrite_where("std", ds.id, reader, std_predicate(ds, partitions), metadata=commit)
         except Exception:
             if finished and (finished[0].blocked or not finished[0].conserved):
                 return finished[0], None
@@ -152,7 +193,8 @@ def conform_and_write(
 
 
 PENDING = "std_pending"  # ops/std_pending/<dataset>/<build>.<part>.parquet
-_PARTS = (FINDINGS.label, DUPLICATES.label, SCORES.label)
+_PARTS = (FINDINGS.label, DUPLICATES.label, STD_PARTITIONS.label, SCORES.label)
+_REPLACED = (FINDINGS.label, DUPLICATES.label, STD_PARTITIONS.label)  # replaced per dataset (and period)
 
 
 def _part_name(ds: Dataset, build: str, label: str) -> str:
@@ -171,7 +213,56 @@ def set_aside_frames(ds: Dataset, result: Conformed, mask: Transform | None = No
     return {
         FINDINGS.label: mask(result.findings) if mask is not None else result.findings,
         DUPLICATES.label: result.duplicates.select(pl.lit(ds.id).alias("dataset"), pl.all()),
+        STD_PARTITIONS.label: (result.stats if result.stats is not None else pl.DataFrame(schema=STATS_SCHEMA)).select(
+            pl.lit(ds.id).alias("dataset"), pl.all()
+        ),
     }
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in(column: str, values: list[str]) -> str:
+    return f"{column} IN ({', '.join(_quote(v) for v in values)})"
+
+
+def std_predicate(ds: Dataset, partitions: list[str]) -> str:
+    """The std rows of these periods, as a Delta predicate: by the period column's standard value, and, for
+    rows without one, by the period of their file."""
+    assert ds.period is not None and ds.period.column is not None
+    column = next(c for c in ds.columns if c.name == ds.period.column)
+    name = column.name
+    real = sorted(p for p in partitions if p != NO_PERIOD)
+    terms = []
+    if real:
+        if column.type == "integer":
+            terms.append(f"{name} IN ({', '.join(str(int(p)) for p in real)})")
+        elif column.type == "month" and ds.period.granularity == "month":
+            terms.append(_in(name, real))
+        else:  # dates and timestamps: the period's span in China Standard Time
+            for p in real:
+                start, end = _span(ds.period.granularity, p)
+                if column.type == "date":
+                    terms.append(f"({name} >= '{start:%Y-%m-%d}' AND {name} < '{end:%Y-%m-%d}')")
+                else:
+                    terms.append(f"({name} >= '{start.isoformat()}' AND {name} < '{end.isoformat()}')")
+        terms.append(f"({name} IS NULL AND {_in('_period', real)})")
+    if NO_PERIOD in partitions:
+        terms.append(f"({name} IS NULL AND _period IS NULL)")
+    return " OR ".join(terms) if terms else "false"
+
+
+def _span(granularity: str, period: str) -> tuple[dt.datetime, dt.datetime]:
+    cst = dt.timezone(dt.timedelta(hours=8))
+    y = int(period[:4])
+    if granularity == "year":
+        return dt.datetime(y, 1, 1, tzinfo=cst), dt.datetime(y + 1, 1, 1, tzinfo=cst)
+    m = int(period[5:7])
+    if granularity == "month":
+        return dt.datetime(y, m, 1, tzinfo=cst), dt.datetime(y + m // 12, m % 12 + 1, 1, tzinfo=cst)
+    start = dt.datetime(y, m, int(period[8:10]), tzinfo=cst)
+    return start, start + dt.timedelta(days=1)
 
 
 def _write_staged(lake: Lake, ds: Dataset, build: str) -> dict[str, int]:
@@ -185,13 +276,31 @@ def _write_staged(lake: Lake, ds: Dataset, build: str) -> dict[str, int]:
             continue
         frame, table = pl.read_parquet(io.BytesIO(data)), BY_LABEL[label]
         metadata = {"build_id": build, "dataset": ds.id}
-        if label != SCORES.label:
-            versions[label] = lake.replace_where(table.zone, table.name, frame.to_arrow(), "dataset", ds.id, metadata)
+        if label in _REPLACED:
+            periods = _staged_partitions(lake, ds, build)
+            if periods is None:
+                versions[label] = lake.replace_where(
+                    table.zone, table.name, frame.to_arrow(), "dataset", ds.id, metadata
+                )
+            else:
+                where = f"dataset = {_quote(ds.id)} AND " + (_in("partition", periods) if periods else "false")
+                versions[label] = lake.overwrite_where(table.zone, table.name, frame.to_arrow(), where, metadata)
         elif not _score_recorded(lake, frame):
             versions[label] = lake.append(table.zone, table.name, frame.to_arrow(), metadata=metadata)
     for label in _PARTS:
         lake.delete("ops", _part_name(ds, build, label))
+    lake.delete("ops", _periods_name(ds, build))
     return versions
+
+
+def _periods_name(ds: Dataset, build: str) -> str:
+    return f"{PENDING}/{ds.id}/{build}.periods.json"
+
+
+def _staged_partitions(lake: Lake, ds: Dataset, build: str) -> list[str] | None:
+    """The periods a staged build rebuilt (None: the whole dataset)."""
+    data = lake.read_bytes("ops", _periods_name(ds, build))
+    return None if data is None else json.loads(data)
 
 
 def _score_recorded(lake: Lake, row: pl.DataFrame) -> bool:
@@ -222,6 +331,7 @@ def complete_pending(lake: Lake, ds: Dataset) -> dict[str, dict[str, int]]:
         else:
             for label in _PARTS:
                 lake.delete("ops", _part_name(ds, build, label))
+            lake.delete("ops", _periods_name(ds, build))
     return done
 
 
@@ -249,6 +359,94 @@ def new_build_id(at: dt.datetime) -> str:
     return f"{at:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
 
 
+def _rules_sha(rules: RuleSet) -> str:
+    return hashlib.sha256((RULES_DIR / f"{rules.dataset}.yaml").read_bytes()).hexdigest()[:12]
+
+
+def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tuple[list[str] | None, str]:
+    """Which periods of std this build must rebuild: None for all of it, else the periods (partitions) that
+    raw rows added since the last build fall in — a new month, a late file, a correction of an old month
+    in a later file. The whole table is rebuilt when std is not periodic, was never built, its rule book
+    or a table its rules read changed, or raw was rewritten rather than appended to. ``inputs``: what
+    this build reads (raw version, rule book, referenced std versions), as recorded on std commits."""
+    if not partitioned(ds, rules):
+        return None, "not rebuilt by period (no period column in the business key)"
+    last = next(iter(lake.commits("std", ds.id, 1)), None)
+    if last is None:
+        return None, "first build"
+    changed = [k for k in ("rules", "refs", "transform") if last.get(k, "") != inputs.get(k, "")]
+    if changed or "raw_version" not in last:
+        return None, f"{' and '.join(changed) or 'the inputs of the last build'} changed"
+    raw = lake.table("raw", ds.id)
+    since = int(last["raw_version"])
+    if raw is None or raw.version() < since:
+        return None, "raw is older than the last build"
+    if raw.version() == since:
+        return [], "raw unchanged since the last build"
+    appended = [
+        h
+        for h in raw.history()
+        if h["version"] > since
+        and not (h.get("operation") == "WRITE" and str(h.get("operationParameters", {}).get("mode")) == "Append")
+    ]
+    if appended:
+        return None, f"raw rewritten since the last build (version {appended[0]['version']})"
+    before = DeltaTable(lake.uri("raw", ds.id), version=since, storage_options=lake.storage_options or None)
+    # raw is stored by file period (``_period``, a Delta partition column, kept in the log, not the files)
+    files = pl.DataFrame(pa.table(raw.get_add_actions(flatten=True))).select(
+        "path", pl.col("partition._period").alias("_period")
+    )
+    known = set(pa.table(before.get_add_actions(flatten=True)).column("path").to_pylist())
+    root = lake.uri("raw", ds.id).rstrip("/")
+    column = ds.period.column
+    new = [
+        pl.scan_parquet(f"{root}/{path}", storage_options=lake.storage_options or None)
+        .select(column)
+        .with_columns(pl.lit(period, pl.String).alias("_period"))
+        for path, period in files.iter_rows()
+        if path not in known
+    ]
+    touched = (
+        with_partition(pl.concat(new), ds, rules).select(pl.col(PARTITION).unique()).collect()[PARTITION].to_list()
+        if new
+        else []
+    )
+    return sorted(touched), f"{len(touched)} period(s) with rows delivered since raw version {since}"
+
+
+def _nothing() -> Conformed:
+    return Conformed(None, pl.DataFrame(schema=FINDING_SCHEMA), 0, 0, 0, 0, stats=pl.DataFrame(schema=STATS_SCHEMA))
+
+
+def _whole(lake: Lake, ds: Dataset, rules: RuleSet, batch: Conformed, partitions: list[str] | None) -> Conformed:
+    """The dataset's totals after a build: the batch itself when it rebuilt everything, else the periods it
+    rebuilt added to the recorded statistics and findings of the periods it left alone."""
+    if partitions is None:
+        return batch
+    kept = ~pl.col("partition").is_in(partitions) & (pl.col("dataset") == ds.id)
+    old_stats = lake.read(STD_PARTITIONS.zone, STD_PARTITIONS.name)
+    old_stats = old_stats.filter(kept).select(list(STATS_SCHEMA)) if old_stats is not None else None
+    stats = (
+        pl.concat([s for s in (old_stats, batch.stats) if s is not None]).group_by("measure").agg(pl.col("value").sum())
+    )
+    total = dict(stats.iter_rows())
+    old_findings = lake.read(FINDINGS.zone, FINDINGS.name, columns=["dataset", "partition", "rule_id"])
+    old_counts = (
+        dict(old_findings.filter(kept).group_by("rule_id").len().iter_rows()) if old_findings is not None else {}
+    )
+    return Conformed(
+        None,
+        pl.DataFrame(schema=FINDING_SCHEMA),
+        total.get("rows_in", 0),
+        total.get("exact_duplicates", 0),
+        total.get("key_duplicates", 0),
+        total.get("quarantined", 0),
+        {r.id: batch.rule_failures.get(r.id, 0) + old_counts.get(r.id, 0) for r in rules.rules},
+        rows_written=total.get("rows_out", 0),
+        repaired={c.name: total.get(f"repaired:{c.name}", 0) for c in ds.columns if c.type in ("date", "month")},
+    )
+
+
 def standardise(
     lake: Lake,
     ds: Dataset,
@@ -257,25 +455,70 @@ def standardise(
     at: dt.datetime | None = None,
     build_id: str | None = None,
     mask: Transform | None = None,
+    full: bool = False,
+    transform_version: str = "",
 ) -> StdOutcome:
     """Build std for one dataset from its current raw table: the whole stage for one dataset. A build an
-    earlier run left half-written is completed first (``complete_pending``). ``transform`` is what the
-    privacy policy does to std rows, ``mask`` what it does to the delivered values kept in findings."""
+    earlier run left half-written is completed first (``complete_pending``). A periodic dataset rebuilds
+    only the periods raw rows were delivered for since the last build (``plan``; ``full`` rebuilds all).
+    ``transform`` is what the privacy policy does to std rows, ``mask`` what it does to the delivered
+    values kept in findings; ``transform_version`` names it (the pseudonym key version): when it changes,
+    every period is rebuilt."""
     recovered = complete_pending(lake, ds)
     at = at or dt.datetime.now(dt.UTC)
     build = build_id or new_build_id(at)
     raw = lake.table("raw", ds.id)
     refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(rules.references)}
+    inputs = {
+        "raw_version": str(raw.version() if raw is not None else -1),
+        "rules": _rules_sha(rules),
+        "refs": json.dumps({t: lake.table("std", t).version() for t in sorted(rules.references)}, sort_keys=True),
+        "transform": transform_version,
+    }
+    partitions, why = (None, "full rebuild requested") if full else plan(lake, ds, rules, inputs)
+    if partitions == []:  # nothing new: std stays as it is
+        whole = _whole(lake, ds, rules, _nothing(), [])
+        scores, _ = score(lake, ds, rules, whole, at)
+        version = lake.table("std", ds.id).version()
+        return StdOutcome(whole, version, scores, {}, recovered, partitions=[], plan=why, whole=whole)
     computed_from = fingerprint(rules, raw.version() if raw is not None else -1)
+    metadata = {**inputs, "partitions": json.dumps(partitions) if partitions is not None else "all"}
+    rest = (
+        _whole(
+            lake,
+            ds,
+            rules,
+            _nothing(),
+            partitions,
+        )
+        if partitions
+        else None
+    )
 
     def stage(result: Conformed) -> None:  # inside the std write stream: plain file writes, no Delta
+        if partitions is not None:
+            lake.write_bytes("ops", _periods_name(ds, build), json.dumps(partitions).encode())
         for label, frame in set_aside_frames(ds, result, mask).items():
             _stage(lake, ds, build, label, frame)
 
-    result, version = conform_and_write(lake, ds, rules, refs, raw is not None, computed_from, transform, build, stage)
+    result, version = conform_and_write(
+        lake,
+        ds,
+        rules,
+        refs,
+        raw is not None,
+        computed_from,
+        transform,
+        build,
+        stage,
+        partitions,
+        metadata,
+        (rest.rows_in, rest.quarantined) if rest is not None else (0, 0),
+    )
     if version is None:
-        return StdOutcome(result, None, {}, {}, recovered)
-    scores, row = score(lake, ds, rules, result, at)
+        return StdOutcome(result, None, {}, {}, recovered, partitions=partitions, plan=why, whole=result)
+    whole = _whole(lake, ds, rules, result, partitions)
+    scores, row = score(lake, ds, rules, whole, at)
     _stage(lake, ds, build, SCORES.label, row)
     side = _write_staged(lake, ds, build)
-    return StdOutcome(result, version, scores, side, recovered)
+    return StdOutcome(result, version, scores, side, recovered, partitions=partitions, plan=why, whole=whole)

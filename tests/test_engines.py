@@ -18,7 +18,7 @@ from assets.ingest.collector import Collector
 from exchange.publication import Model, changes, check_gates, content_hash, publish
 from lakehouse.lake import Lake
 from lakehouse.registry import registry
-from lakehouse.tables import CHANGES, DUPLICATES, FINDINGS, PROBLEMS, SCORES
+from lakehouse.tables import CHANGES, DUPLICATES, FINDINGS, PROBLEMS, SCORES, STD_PARTITIONS
 from privacy.model_grades import UNKNOWN, ModelGrades
 from quality import problem_lists, reconcile
 from quality.rulebook import rules_for
@@ -56,7 +56,7 @@ def test_the_std_engine_writes_std_quarantine_and_scores_and_says_which_versions
         findings = lake.read(*FINDINGS.path).filter(pl.col("dataset") == name)
         assert findings.height == r.findings.height and r.quarantined > 0
         assert lake.read(*DUPLICATES.path).filter(pl.col("dataset") == name).height == r.duplicates.height
-        assert set(out.side_versions) == {FINDINGS.label, DUPLICATES.label, SCORES.label}
+        assert set(out.side_versions) == {FINDINGS.label, DUPLICATES.label, STD_PARTITIONS.label, SCORES.label}
         assert set(out.scores) and all(0 <= v <= 100 for v in out.scores.values())
     scores = lake.read(*SCORES.path)
     assert sorted(scores["subject"].to_list()) == sorted(SMALL)  # one history row per build

@@ -11,7 +11,16 @@ from openlineage_schema import EventValidator
 
 import assets.defs
 from lakehouse.lake import Lake
-from lakehouse.tables import CHANGES, COLLECT_LOG, DUPLICATES, FINDINGS, GRADE_OVERRIDES, OWN_TABLES, SCORES
+from lakehouse.tables import (
+    CHANGES,
+    COLLECT_LOG,
+    DUPLICATES,
+    FINDINGS,
+    GRADE_OVERRIDES,
+    OWN_TABLES,
+    SCORES,
+    STD_PARTITIONS,
+)
 from orchestration.definitions import defs
 from orchestration.lineage import declare
 from orchestration.lineage.emit import RUN_TAG, emit_run, naming
@@ -54,7 +63,7 @@ def test_every_event_of_a_full_run_validates_against_the_spec(full_run):
     for e in events:
         by_job.setdefault(e["job"]["name"], []).append(e["eventType"])
     assert by_job.pop("__ephemeral_asset_job__") == ["START", "COMPLETE"]
-    assert set(by_job) == {".".join(a.key.path) for a in _collection_assets()}
+    assert set(by_job) == {".".join(k.path) for a in _collection_assets() for k in a.keys}
     assert all(states == ["START", "COMPLETE"] for states in by_job.values())
     asset_events = [e for e in events if e["job"]["name"] != "__ephemeral_asset_job__"]
     assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in asset_events} == {result.run_id}
@@ -124,7 +133,7 @@ def test_an_asset_with_no_lineage_code_still_has_table_lineage(full_run):
     }
     own = {t.label for t in OWN_TABLES if "catalogue" not in t.written_by}  # the catalogue reads what it lists
     assert published and {i["name"] for i in done["inputs"]} == published | own | {"quality/problem_lists"} | {
-        "/".join(a.key.path) for a in _collection_assets() if a.key.path[0] in ("raw", "std")
+        "/".join(k.path) for a in _collection_assets() for k in a.keys if k.path[0] in ("raw", "std")
     }
     # the Delta version each input stood at (this run built no publish zone, changed no grade)
     unwritten = published | {CHANGES.label, GRADE_OVERRIDES.label, "quality/problem_lists"}  # the last: files
@@ -138,7 +147,7 @@ def test_tables_a_step_writes_besides_its_asset_are_its_outputs(full_run):
     s, _, _, _, events = full_run
     done = next(e for e in events if e["job"]["name"] == "std.tax_monthly" and e["eventType"] == "COMPLETE")
     outputs = {o["name"]: o for o in done["outputs"]}
-    assert set(outputs) == {"std/tax_monthly", FINDINGS.label, DUPLICATES.label, SCORES.label}
+    assert set(outputs) == {"std/tax_monthly", FINDINGS.label, DUPLICATES.label, STD_PARTITIONS.label, SCORES.label}
     lake = s.lake()
     # each write is its own commit; the last one of the run is the table's current version
     assert (
@@ -187,7 +196,7 @@ def theme_profile():
 
 
 def test_a_column_is_traced_through_three_stages(workdir):
-    collect_reg = next(a for a in _collection_assets() if a.key == RAW_REG)
+    collect_reg = next(a for a in _collection_assets() if RAW_REG in a.keys)
     graph = dg.Definitions(
         assets=[*assets.defs.landing_specs, collect_reg, std_enterprise, theme_profile], resources=resources()
     ).resolve_asset_graph()
@@ -222,7 +231,7 @@ def broken():
 
 
 def test_a_failing_step_emits_fail_with_the_error(workdir):
-    collect_reg = next(a for a in _collection_assets() if a.key == RAW_REG)
+    collect_reg = next(a for a in _collection_assets() if RAW_REG in a.keys)
     graph = dg.Definitions(
         assets=[*assets.defs.landing_specs, collect_reg, broken], resources=resources()
     ).resolve_asset_graph()
@@ -251,7 +260,7 @@ def test_the_run_status_sensor_emits_with_its_code_locations_asset_graph(workdir
     monkeypatch.setenv("SHUCANG_DATA_DIR", str(workdir))
     s = settings()
     instance = dg.DagsterInstance.ephemeral()
-    collect_reg = next(a for a in _collection_assets() if a.key == RAW_REG)
+    collect_reg = next(a for a in _collection_assets() if RAW_REG in a.keys)
     result = dg.materialize([collect_reg], resources=resources(s), instance=instance)
     run = instance.get_run_by_id(result.run_id)
     success = next(
