@@ -28,6 +28,13 @@ from quality.standardise import standardise
 from quality.units import canonical
 
 
+class StdConfig(dg.Config):
+    """``full``: rebuild every period (e.g. after a change of the standardisation code itself); by default
+    a build rebuilds only the periods delivered since the last one, or nothing when nothing changed."""
+
+    full: bool = False
+
+
 def std_key(dataset_id: str) -> dg.AssetKey:
     return dg.AssetKey(["std", dataset_id])
 
@@ -172,7 +179,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         },
         check_specs=specs,
     )
-    def std(context: dg.AssetExecutionContext, lake: LakeResource, privacy: PrivacyResource):
+    def std(context: dg.AssetExecutionContext, config: StdConfig, lake: LakeResource, privacy: PrivacyResource):
         missing = unclassified(ds)
         if missing:
             yield dg.AssetCheckResult(
@@ -194,6 +201,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             (lambda frame: policy.apply_std(frame, ds, ring)) if ring is not None else None,
             mask=lambda findings: policy.mask_findings(findings, ds),
             transform_version=f"key@{ring.current}" if ring is not None else "",
+            full=config.full,
         )
         result, version = outcome.result, outcome.version
         for build, written in outcome.recovered.items():
@@ -201,7 +209,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 f"std/{ds.id}: build {build} had committed std but not its quarantine rows (a run died between "
                 f"the writes); written now from its staging: {written}"
             )
-        if ring is not None and version is not None:
+        if ring is not None and version is not None and outcome.partitions != []:
             privacy.audit().append(
                 "key.use",
                 actor=f"dagster:{context.run.run_id} ({default_actor()})",
@@ -221,6 +229,21 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 "its previous version and downstream does not run."
             )
         whole = outcome.whole or result
+        if outcome.partitions == []:
+            # nothing new: std stays at its version (a materialisation all the same — a step that produced
+            # nothing would make Dagster skip the steps after it in the same run)
+            context.log.info(f"std/{ds.id}: {outcome.plan}; std stays at version {version}")
+            yield dg.MaterializeResult(
+                metadata={
+                    "dagster/row_count": whole.rows_out,
+                    "delta_version": version,
+                    "unchanged": True,
+                    "rebuild_reason": outcome.plan,
+                    "rows_rebuilt": 0,
+                }
+            )
+            yield from checks
+            return
         rebuilt = "all periods" if outcome.partitions is None else ", ".join(outcome.partitions) or "nothing"
         context.log.info(
             f"std/{ds.id}: rebuilt {rebuilt} ({outcome.plan}): {result.rows_in} in → {result.rows_out} std, "

@@ -368,9 +368,8 @@ def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tup
     raw rows added since the last build fall in — a new month, a late file, a correction of an old month
     in a later file. The whole table is rebuilt when std is not periodic, was never built, its rule book
     or a table its rules read changed, or raw was rewritten rather than appended to. ``inputs``: what
-    this build reads (raw version, rule book, referenced std versions), as recorded on std commits."""
-    if not partitioned(ds, rules):
-        return None, "not rebuilt by period (no period column in the business key)"
+    this build reads (raw version, rule book, referenced std versions, pseudonym key), as recorded on std
+    commits. Nothing is rebuilt ([]) when none of them changed."""
     last = next(iter(lake.commits("std", ds.id, 1)), None)
     if last is None:
         return None, "first build"
@@ -379,10 +378,12 @@ def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tup
         return None, f"{' and '.join(changed) or 'the inputs of the last build'} changed"
     raw = lake.table("raw", ds.id)
     since = int(last["raw_version"])
+    if raw is not None and raw.version() == since:
+        return [], "nothing delivered since the last build"
+    if not partitioned(ds, rules):
+        return None, "not rebuilt by period (no period column in the business key)"
     if raw is None or raw.version() < since:
         return None, "raw is older than the last build"
-    if raw.version() == since:
-        return [], "raw unchanged since the last build"
     appended = [
         h
         for h in raw.history()
@@ -423,7 +424,7 @@ def _whole(lake: Lake, ds: Dataset, rules: RuleSet, batch: Conformed, partitions
     rebuilt added to the recorded statistics and findings of the periods it left alone."""
     if partitions is None:
         return batch
-    kept = ~pl.col("partition").is_in(partitions) & (pl.col("dataset") == ds.id)
+    kept = ~pl.col("partition").is_in(partitions).fill_null(False) & (pl.col("dataset") == ds.id)
     old_stats = lake.read(STD_PARTITIONS.zone, STD_PARTITIONS.name)
     old_stats = old_stats.filter(kept).select(list(STATS_SCHEMA)) if old_stats is not None else None
     stats = (
