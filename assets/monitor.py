@@ -14,11 +14,13 @@ import polars as pl
 from assets.collect import raw_key
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import COLLECT_LOG
-from orchestration.automation import follows_inputs
+from orchestration.automation import COMPLETENESS, follows_inputs
+from orchestration.dbt.project import manifest, project, upstream_sources
 from orchestration.resources import LakeResource
-from quality.collection import collection_status, rates
+from quality.collection import collection_status, rates, year_completeness
 
 STATUS = dg.AssetKey(["ops", "collection_status"])
+GATED = {"mujun": ("topic_mujun_evaluation", "亩均评价")}  # check prefix → (topic model, name)
 RATE = dg.AssetKey(["ops", "collection_rate"])
 
 
@@ -139,4 +141,64 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
             },
         )
 
-    return [collection_status_asset, collection_rate_asset]
+    the_manifest = manifest(project())
+    inputs = {
+        name: sorted(upstream_sources(the_manifest, model) & {ds.id for ds in periodic})
+        for name, (model, _) in GATED.items()
+    }
+
+    @dg.asset(
+        key=COMPLETENESS,
+        deps=[STATUS],
+        description="**年度归集完整性** (Annual completeness) — for each annual topic (the 亩均 evaluation): "
+        "the latest year its periodic inputs are expected to deliver, and per input dataset the deliveries "
+        "expected that year and those not received. The topic's models wait (automation) until its check "
+        "passes.",
+        group_name="ops",
+        kinds={"delta", "polars"},
+        owners=[reg.defaults.steward],
+        tags={"zone": "ops"},
+        automation_condition=follows_inputs(),
+        metadata={"dagster/table_name": "ops.annual_completeness", "inputs": str(inputs)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                f"{name}_inputs_complete",
+                asset=COMPLETENESS,
+                description=f"{zh}: every delivery its inputs ({', '.join(inputs[name])}) owe for the year has "
+                "arrived; until then the automation does not evaluate the year",
+            )
+            for name, (_, zh) in GATED.items()
+        ],
+    )
+    def annual_completeness_asset(context: dg.AssetExecutionContext, lake: LakeResource):
+        the_lake = lake.lake()
+        status = the_lake.read("ops", "collection_status")
+        if status is None:
+            raise dg.Failure("ops/collection_status has never been built")
+        frames = []
+        for name, (model, zh) in GATED.items():
+            table = year_completeness(status, inputs[name]).select(pl.lit(model).alias("topic"), pl.all())
+            frames.append(table)
+            gaps = table.filter(pl.col("not_received").is_not_null())
+            yield dg.AssetCheckResult(
+                check_name=f"{name}_inputs_complete",
+                passed=table.height > 0 and gaps.is_empty(),
+                metadata={
+                    "topic": zh,
+                    "year": table["year"].max() if table.height else "none",
+                    "not_received": dg.MetadataValue.md(
+                        _table(gaps, ["dataset", "expected", "received", "not_received"]) if gaps.height else "none"
+                    ),
+                },
+            )
+        table = pl.concat(frames)
+        version = the_lake.overwrite("ops", "annual_completeness", table.to_arrow())
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": table.height,
+                "delta_version": version,
+                "completeness": dg.MetadataValue.md(_table(table, list(table.columns))),
+            }
+        )
+
+    return [collection_status_asset, collection_rate_asset, annual_completeness_asset]

@@ -210,3 +210,36 @@ def rates(reg: Registry, status: pl.DataFrame) -> pl.DataFrame:
         .sort("department", "month")
     )
     return out.select(list(RATE_SCHEMA)).cast(RATE_SCHEMA)  # type: ignore[arg-type]
+
+
+def year_completeness(status: pl.DataFrame, datasets: list[str]) -> pl.DataFrame:
+    """For the latest year the periodic ``datasets`` are expected to deliver: per dataset, the deliveries
+    expected in that year and those not (yet) received — refused, missing or not yet due."""
+    mine = status.filter(pl.col("dataset").is_in(datasets) & pl.col("expected"))
+    schema = {
+        "year": pl.String,
+        "dataset": pl.String,
+        "expected": pl.Int64,
+        "received": pl.Int64,
+        "not_received": pl.String,
+    }
+    if mine.is_empty():
+        return pl.DataFrame(schema=schema)
+    year = mine["period"].str.slice(0, 4).max()
+    rows = []
+    for ds in sorted(set(mine["dataset"])):
+        periods = mine.filter((pl.col("dataset") == ds) & (pl.col("period").str.slice(0, 4) == year))
+        if periods.is_empty():
+            continue
+        got = periods.filter(pl.col("state").is_in(["on_time", "late"]))
+        gaps = periods.filter(~pl.col("state").is_in(["on_time", "late"]))
+        rows.append(
+            {
+                "year": year,
+                "dataset": ds,
+                "expected": periods.height,
+                "received": got.height,
+                "not_received": ", ".join(f"{p} ({s})" for p, s in gaps.select("period", "state").iter_rows()) or None,
+            }
+        )
+    return pl.DataFrame(rows, schema=schema)

@@ -75,6 +75,14 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     assert not {k for k in done if k.path[0] == "raw"}
     assert dg.AssetKey(["theme", "theme_equipment_utilisation"]) not in done
     assert dg.AssetKey(["staging", "stg_power__monthly"]) not in done
+    # the 亩均 evaluation waits for a complete year: July's electricity was refused and never re-sent, so
+    # its models are not re-evaluated, while the other topics that read tax are
+    completeness = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey(["ops", "annual_completeness"]), "mujun_inputs_complete")
+    ).evaluation
+    assert not completeness.passed and "2023-07" in completeness.metadata["not_received"].value
+    assert not {k for k in done if k.path[-1].startswith("topic_mujun_")}
+    assert dg.AssetKey(["topic", "topic_operation_monitoring"]) in done
     after = _revenue(Lake(s.lake_root), fields[0])
     assert Lake(s.lake_root).table("publish", "theme_operations_monthly").version() > published_before
     assert after != before  # the correction reached the published table

@@ -116,3 +116,20 @@ def test_period_bounds_are_validated(tmp_path):
     bad.write_text(REGISTRY_PATH.read_text(encoding="utf-8").replace("since: '2023-01'", "since: '2023-1'", 1))
     with pytest.raises(ConfigError, match="tax_monthly|datasets.1"):
         load_registry(bad)
+
+
+def test_a_year_is_complete_when_every_delivery_it_owes_has_arrived():
+    from quality.collection import year_completeness
+
+    months = [f"2023-{m:02d}" for m in range(1, 13)]
+    log = _log(
+        *(("tax_monthly", f"tax/monthly/税务_月度申报_{m}.csv", "landed", _at(f"{m}-28"), 10) for m in months),
+        *(("power_monthly", f"power/monthly/电力_月度用电_{m}.csv", "landed", _at(f"{m}-28"), 10) for m in months[:11]),
+        ("power_monthly", "power/monthly/电力_月度用电_2023-12.csv", "rejected", _at("2024-01-05"), 0),
+    )
+    status = collection_status(registry(), log, _at("2024-06-01")).status
+    table = year_completeness(status, ["tax_monthly", "power_monthly"])
+    got = {r["dataset"]: r for r in table.iter_rows(named=True)}
+    assert set(table["year"]) == {"2023"}
+    assert got["tax_monthly"]["received"] == 12 and got["tax_monthly"]["not_received"] is None
+    assert got["power_monthly"]["received"] == 11 and got["power_monthly"]["not_received"] == "2023-12 (rejected)"

@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
-from orchestration.automation import follows_inputs
+from orchestration.automation import GATED_PREFIX, follows_inputs, year_complete
 from orchestration.settings import PROJECT_ROOT, settings
 
 PROJECT_DIR_ENV = "SHUCANG_DBT_PROJECT_DIR"
@@ -81,6 +81,22 @@ def _project(root: str) -> DbtProject:
 
 def manifest(dbt_project: DbtProject) -> dict[str, Any]:
     return json.loads(dbt_project.manifest_path.read_text(encoding="utf-8"))
+
+
+def upstream_sources(the_manifest: Mapping[str, Any], model: str) -> set[str]:
+    """The names of the dbt sources (std datasets) a model reads, directly or through other models."""
+    nodes = {**the_manifest["nodes"], **the_manifest["sources"]}
+    todo = [uid for uid, n in the_manifest["nodes"].items() if n.get("name") == model and n["resource_type"] == "model"]
+    seen, out = set(todo), set()
+    while todo:
+        node = nodes[todo.pop()]
+        if node["resource_type"] == "source":
+            out.add(node["name"])
+        for parent in node.get("depends_on", {}).get("nodes", []):
+            if parent not in seen and parent in nodes:
+                seen.add(parent)
+                todo.append(parent)
+    return out
 
 
 def layer_of(props: Mapping[str, Any]) -> str:
@@ -146,7 +162,10 @@ class Translator(DagsterDbtTranslator):
         return [owner] if owner else super().get_owners(props)
 
     def get_automation_condition(self, props: Mapping[str, Any]) -> dg.AutomationCondition | None:
-        """Models and seeds follow their inputs (``orchestration.automation``)."""
+        """Models and seeds follow their inputs (``orchestration.automation``); a topic gated on complete
+        years (the 亩均 evaluation) also waits until its year's deliveries are all in."""
+        if props["resource_type"] == "model" and props["name"].startswith(GATED_PREFIX):
+            return follows_inputs() & year_complete()
         return follows_inputs()
 
     def get_tags(self, props: Mapping[str, Any]) -> Mapping[str, str]:
