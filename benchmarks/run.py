@@ -124,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, target in (("new_month", 0.10), ("correction", 0.15)):
         r = inc[name]
         std_share = r["std_all"] / clean["seconds"]
-        pipe = r["collect_all"] + r["std_all"] + r["model_all"]
+        pipe = r["collect_all"] + r["std_all"] + r["models"]
         print(
             f"  {name.replace('_', ' ')} ({r['rows_delivered']:,} rows): collect {r['collect_all']:.1f} s, std_all "
             f"{r['std_all']:.1f} s = {std_share:.1%} of the full std build (target ≤ {target:.0%}: "
-            f"{'met' if std_share <= target else 'NOT met'}), model_all {r['model_all']:.1f} s; the pipeline "
+            f"{'met' if std_share <= target else 'NOT met'}), the {r['models_selected']} models and publications "
+            f"downstream {r['models']:.1f} s; the pipeline "
             f"{pipe:.1f} s = {pipe / whole:.1%} of the full pipeline (target ≤ {target:.0%}: "
             f"{'met' if pipe / whole <= target else 'NOT met'})"
         )
