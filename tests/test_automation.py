@@ -32,8 +32,12 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     every = list(defs.assets)
     instance = dg.DagsterInstance.ephemeral()
 
+    runs = []
+
     def run(keys) -> None:
-        assert dg.materialize(every, selection=list(keys), resources=resources(s), instance=instance).success
+        result = dg.materialize(every, selection=list(keys), resources=resources(s), instance=instance)
+        assert result.success
+        runs.append(result.run_id)
 
     def evaluate(cursor):
         return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
@@ -86,6 +90,38 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     after = _revenue(Lake(s.lake_root), fields[0])
     assert Lake(s.lake_root).table("publish", "theme_operations_monthly").version() > published_before
     assert after != before  # the correction reached the published table
+
+    # the monthly model was rebuilt for March only (incremental): a rebuild from scratch gives the same table
+    said = [
+        e.user_message for r in runs for e in instance.all_logs(r) if "periods changed since" in (e.user_message or "")
+    ]
+    assert said and "'tax_monthly': ['2023-03']" in said[-1] and "'power_monthly': []" in said[-1], said
+    incremental = _warehouse_table(s, "theme_operations_monthly")
+    published = Lake(s.lake_root).table("publish", "theme_operations_monthly").version()
+    full = dg.materialize(
+        every,
+        selection=[THEME_OPS, PUBLISHED_OPS],
+        resources=resources(s),
+        instance=instance,
+        run_config={"ops": {"dbt_models": {"config": {"full_refresh": True}}}},
+    )
+    assert full.success
+    assert _warehouse_table(s, "theme_operations_monthly").equals(incremental)
+    assert Lake(s.lake_root).table("publish", "theme_operations_monthly").version() == published  # unchanged
+
+
+def _warehouse_table(s, name: str):
+    import duckdb
+
+    con = duckdb.connect(str(s.warehouse_path), read_only=True, config={"autoload_known_extensions": False})
+    try:
+        schema = con.execute(
+            "select table_schema from information_schema.tables where table_name = ?", [name]
+        ).fetchall()[0][0]
+        frame = con.sql(f'select * from "{schema}"."{name}"').pl()
+    finally:
+        con.close()
+    return frame.sort(frame.columns, nulls_last=True)
 
 
 def _revenue(lake: Lake, uscc: str):

@@ -20,6 +20,7 @@ from assets.ingest.collector import Collector
 from lakehouse.lake import Lake
 from lakehouse.registry import registry
 from lakehouse.tables import DUPLICATES, FINDINGS, STD_PARTITIONS
+from orchestration.dbt.assets import changed_periods
 from quality.rulebook import rules_for
 from quality.standardise import plan, standardise
 
@@ -86,7 +87,8 @@ def registration(generated, tmp_path_factory):
     return work
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.integration  # many small Delta writes: in make test, not make test-fast
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(first=st.sampled_from(MONTHS), steps=st.lists(delivery, min_size=1, max_size=4))
 def test_incremental_std_equals_a_full_rebuild(generated, registration, tmp_path_factory, first, steps):
     steps = [("month", first, 0), *steps]  # a department's first delivery is a month's file
@@ -163,3 +165,9 @@ def test_the_plan_names_the_periods_a_delivery_touched(generated, registration, 
     Collector(ds, lake, tmp_path / "landing", tmp_path / "rejected", "b2", now=T0 + dt.timedelta(days=3)).run()
     rotated = standardise(lake, ds, rules, at=T0 + dt.timedelta(days=3), transform_version="key@2")
     assert rotated.partitions is None and "transform" in rotated.plan
+    # what the dbt models learn: the periods std rebuilt between the versions they read
+    ref = f"std.{TAX}"
+    assert changed_periods(lake, {ref: first.version}, {ref: second.version}) == {TAX: ["2023-03"]}
+    assert changed_periods(lake, {ref: second.version}, {ref: second.version}) == {TAX: []}
+    assert changed_periods(lake, {ref: first.version}, {ref: rotated.version}) == {TAX: "all"}
+    assert changed_periods(lake, None, {ref: second.version}) == {TAX: "all"}
