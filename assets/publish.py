@@ -49,6 +49,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         quasi=[c for c in declared if column_meta(props, c).get("role") == "quasi"],
         classification={c: column_meta(props, c).get("classification") for c in declared},
         disclosure=meta.get("disclosure"),
+        period=meta.get("period_column"),
         small_cell_count=[meta["small_cell_count"]]
         if isinstance(meta.get("small_cell_count"), str)
         else list(meta.get("small_cell_count") or []),

@@ -11,6 +11,7 @@ Plain code over the lake, free of Dagster; the publish assets load the model's r
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -38,6 +39,8 @@ class Model:
     # (meta ``small_cell_count``): cells of fewer than k are suppressed.
     disclosure: str | None = None
     small_cell_count: list[str] = field(default_factory=list)
+    # A periodic model (meta ``period_column``): a new version replaces only the periods whose rows changed.
+    period: str | None = None
 
 
 DISCLOSURES = ("identified", "deidentified")
@@ -159,25 +162,57 @@ def _last_commit(table) -> dict:
     return {}
 
 
+def _period_hashes(frame: pl.DataFrame, period: str, key: list[str]) -> dict:
+    """A content hash per period (rows in key order, as ``content_hash``)."""
+    return {
+        p: content_hash(part, key)
+        for (p,), part in frame.partition_by(period, as_dict=True, maintain_order=False).items()
+    }
+
+
+def _literal(value) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def write_if_changed(
-    lake: Lake, name: str, frame: pl.DataFrame, key: list[str], commit: dict[str, str] | None = None
+    lake: Lake,
+    name: str,
+    frame: pl.DataFrame,
+    key: list[str],
+    commit: dict[str, str] | None = None,
+    period: str | None = None,
 ) -> tuple[int, bool, str, pl.DataFrame | None]:
     """Write ``frame`` (in key order) as the next version of ``publish/<name>`` unless the current version
-    has the same content. Returns (version, unchanged, content hash, the previous rows when rewritten)."""
+    has the same content. With ``period`` (a periodic model), the version replaces only the periods whose
+    rows changed, appeared or disappeared (a predicate overwrite: its change set is those periods' rows).
+    Returns (version, unchanged, content hash, the previous rows when rewritten)."""
     digest = content_hash(frame, key)
     current = lake.table("publish", name)
     if current is not None and _last_commit(current).get("content_sha256") == digest:
         return current.version(), True, digest, None
     previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
-    ordered = frame.sort(key or frame.columns).to_arrow()
-    version = lake.overwrite("publish", name, ordered, metadata={"content_sha256": digest, **(commit or {})})
+    ordered = frame.sort(key or frame.columns)
+    metadata = {"content_sha256": digest, **(commit or {})}
+    same_schema = previous is not None and previous.schema == frame.schema
+    if period is not None and same_schema and period in frame.columns and frame[period].null_count() == 0:
+        old, new = _period_hashes(previous, period, key), _period_hashes(frame, period, key)
+        touched = sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
+        where = f"{period} IN ({', '.join(_literal(p) for p in touched)})"
+        rows = ordered.filter(pl.col(period).is_in(touched)).to_arrow()
+        version = lake.overwrite_where(
+            "publish", name, rows, where, metadata={**metadata, "periods": json.dumps(touched, default=str)}
+        )
+        return version, False, digest, previous
+    version = lake.overwrite("publish", name, ordered.to_arrow(), metadata={**metadata, "periods": "all"})
     return version, False, digest, previous
 
 
 def publish(lake: Lake, model: Model, frame: pl.DataFrame, commit: dict[str, str], run_id: str) -> Published:
     """Write ``frame`` as the next version of ``publish/<name>`` unless its content is unchanged; log the
     row-level changes against the previous version. Call only after ``check_gates`` passed."""
-    version, unchanged, digest, previous = write_if_changed(lake, model.name, frame, model.key, commit)
+    version, unchanged, digest, previous = write_if_changed(lake, model.name, frame, model.key, commit, model.period)
     if unchanged:
         return Published(version, True, digest, pl.DataFrame(schema=CHANGE_SCHEMA))
     diff = pl.DataFrame(schema=CHANGE_SCHEMA)

@@ -361,3 +361,35 @@ def test_an_audit_log_cut_back_with_an_older_head_restored_is_caught(tmp_path):
     verdict = log.verify()
     assert not verdict.ok and "older head restored" in verdict.problem
     assert log.head_copy.parent != log.path.parent  # the copy is outside the log's folder
+
+
+def test_a_periodic_model_publishes_only_the_periods_that_changed(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    model = _model(key=["uscc", "period"], columns=["uscc", "period", "score"], period="period")
+    first = pl.DataFrame(
+        {"uscc": ["a", "a", "b", "b"], "period": ["2023-01", "2023-02", "2023-01", "2023-02"], "score": [1.0, 2, 3, 4]}
+    )
+    assert publish(lake, model, first, {}, "run-1").version == 0
+    # February corrected for b, and March arrives: two periods change, January is left alone
+    second = first.with_columns(
+        pl.when((pl.col("uscc") == "b") & (pl.col("period") == "2023-02")).then(4.5).otherwise("score").alias("score")
+    ).vstack(pl.DataFrame({"uscc": ["a"], "period": ["2023-03"], "score": [5.0]}))
+    done = publish(lake, model, second, {}, "run-2")
+    assert done.version == 1 and not done.unchanged
+    commit = lake.table("publish", "firms").history(1)[0]
+    assert json.loads(commit["periods"]) == ["2023-02", "2023-03"]
+    assert (
+        "2023-02" in commit["operationParameters"]["predicate"]
+        and "2023-01" not in commit["operationParameters"]["predicate"]
+    )
+    got = lake.read("publish", "firms").sort("uscc", "period")
+    assert got.equals(second.sort("uscc", "period"))
+    assert done.changes.rows() == [
+        ('{"uscc":"a","period":"2023-03"}', "score", None, "5.0"),
+        ('{"uscc":"b","period":"2023-02"}', "score", "4.0", "4.5"),
+    ]
+    # a period that disappears is removed
+    third = second.filter(pl.col("period") != "2023-03")
+    publish(lake, model, third, {}, "run-3")
+    assert lake.read("publish", "firms").sort("uscc", "period").equals(third.sort("uscc", "period"))
+    assert publish(lake, model, third.reverse(), {}, "run-4").unchanged
