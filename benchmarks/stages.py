@@ -163,36 +163,44 @@ def _rewrite_csv(source: Path, target: Path, encoding: str, change) -> int:
 
 
 def _new_month(landing: Path) -> int:
-    """January of the next year from December's tax and power filings (same firms, same amounts)."""
+    """The month after the latest delivered, from December's tax and power filings (same firms, amounts)."""
     import polars as pl
 
     tax, power = landing / "tax" / "monthly", landing / "power" / "monthly"
+    delivered = sorted(p.stem.split("_")[2][:7] for p in tax.glob("税务_月度申报_*.csv"))
+    y, m = int(delivered[-1][:4]), int(delivered[-1][5:7])
+    month = f"{y + m // 12}-{m % 12 + 1:02d}"
     rows = _rewrite_csv(
         tax / "税务_月度申报_2023-12.csv",
-        tax / "税务_月度申报_2024-01.csv",
+        tax / f"税务_月度申报_{month}.csv",
         "utf-8-sig",
-        lambda f: f.with_columns(pl.lit("2024-01").alias("所属期"), pl.lit("2024-02-10").alias("申报日期")),
+        lambda f: f.with_columns(pl.lit(month).alias("所属期"), pl.lit(f"{month}-10").alias("申报日期")),
     )
     return rows + _rewrite_csv(
         power / "电力_月度用电_2023-12.csv",
-        power / "电力_月度用电_2024-01.csv",
+        power / f"电力_月度用电_{month}.csv",
         "gb18030",
-        lambda f: f.with_columns(pl.lit("2024-01").alias("用电月份")),
+        lambda f: f.with_columns(pl.lit(month).alias("用电月份")),
     )
 
 
 def _correction(landing: Path) -> int:
-    """更正 filings for one firm in twenty of March, delivered in a later month's file."""
+    """更正 filings of March for one firm in twenty, delivered in a later month's file."""
     import polars as pl
 
     tax = landing / "tax" / "monthly"
+    n = len(list(tax.glob("*_更正*.csv")))
     return _rewrite_csv(
         tax / "税务_月度申报_2023-03.csv",
-        tax / "税务_月度申报_2024-02_更正.csv",
+        tax / f"税务_月度申报_2024-02_更正{n + 1}.csv",
         "utf-8-sig",
-        lambda f: f.gather_every(20).with_columns(
-            pl.lit("更正").alias("申报类型"),
-            (pl.col("营业收入").cast(pl.Float64, strict=False) * 1.05).round(2).cast(pl.String).alias("营业收入"),
+        lambda f: (
+            f.filter(pl.col("所属期") == "2023-03")
+            .gather_every(20)
+            .with_columns(
+                pl.lit("更正").alias("申报类型"),
+                (pl.col("营业收入").cast(pl.Float64, strict=False) * 1.05).round(2).cast(pl.String).alias("营业收入"),
+            )
         ),
     )
 

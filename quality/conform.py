@@ -269,6 +269,14 @@ def conform(
         for c in ds.columns
         if c.type in ("date", "month")
     ]
+    failures_by_partition = (
+        frame.group_by(PARTITION)
+        .agg(pl.col(f"__fail_{r.id}").sum().cast(pl.Int64).alias(f"fail:{r.id}") for r in rules.rules)
+        .unpivot(index=PARTITION, variable_name="measure", value_name="value")
+        .select(pl.col(PARTITION).alias("partition"), "measure", pl.col("value").cast(pl.Int64))
+        if rules.rules
+        else pl.DataFrame(schema=STATS_SCHEMA)
+    )
     quarantined_rows = frame.filter(pl.col("__quarantined")).select(PARTITION)
     passing = (
         frame.filter(~pl.col("__quarantined"))
@@ -299,6 +307,7 @@ def conform(
             _counts(merged_key, "key_duplicates"),
             _counts(std, "rows_out"),
             *repaired_by_partition,
+            failures_by_partition,
         ]
     ).filter(pl.col("value") > 0)
     std = std.drop("__order", "__latest", PARTITION)

@@ -421,7 +421,7 @@ def _nothing() -> Conformed:
 
 def _whole(lake: Lake, ds: Dataset, rules: RuleSet, batch: Conformed, partitions: list[str] | None) -> Conformed:
     """The dataset's totals after a build: the batch itself when it rebuilt everything, else the periods it
-    rebuilt added to the recorded statistics and findings of the periods it left alone."""
+    rebuilt added to the recorded statistics (``quality/std_partitions``) of the periods it left alone."""
     if partitions is None:
         return batch
     kept = ~pl.col("partition").is_in(partitions).fill_null(False) & (pl.col("dataset") == ds.id)
@@ -431,10 +431,6 @@ def _whole(lake: Lake, ds: Dataset, rules: RuleSet, batch: Conformed, partitions
         pl.concat([s for s in (old_stats, batch.stats) if s is not None]).group_by("measure").agg(pl.col("value").sum())
     )
     total = dict(stats.iter_rows())
-    old_findings = lake.read(FINDINGS.zone, FINDINGS.name, columns=["dataset", "partition", "rule_id"])
-    old_counts = (
-        dict(old_findings.filter(kept).group_by("rule_id").len().iter_rows()) if old_findings is not None else {}
-    )
     return Conformed(
         None,
         pl.DataFrame(schema=FINDING_SCHEMA),
@@ -442,7 +438,7 @@ def _whole(lake: Lake, ds: Dataset, rules: RuleSet, batch: Conformed, partitions
         total.get("exact_duplicates", 0),
         total.get("key_duplicates", 0),
         total.get("quarantined", 0),
-        {r.id: batch.rule_failures.get(r.id, 0) + old_counts.get(r.id, 0) for r in rules.rules},
+        {r.id: total.get(f"fail:{r.id}", 0) for r in rules.rules},
         rows_written=total.get("rows_out", 0),
         repaired={c.name: total.get(f"repaired:{c.name}", 0) for c in ds.columns if c.type in ("date", "month")},
     )
@@ -469,7 +465,6 @@ def standardise(
     at = at or dt.datetime.now(dt.UTC)
     build = build_id or new_build_id(at)
     raw = lake.table("raw", ds.id)
-    refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(rules.references)}
     inputs = {
         "raw_version": str(raw.version() if raw is not None else -1),
         "rules": _rules_sha(rules),
@@ -482,6 +477,7 @@ def standardise(
         scores, _ = score(lake, ds, rules, whole, at)
         version = lake.table("std", ds.id).version()
         return StdOutcome(whole, version, scores, {}, recovered, partitions=[], plan=why, whole=whole)
+    refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(rules.references)}
     computed_from = fingerprint(rules, raw.version() if raw is not None else -1)
     metadata = {**inputs, "partitions": json.dumps(partitions) if partitions is not None else "all"}
     rest = (
