@@ -12,6 +12,35 @@ from orchestration.settings import Settings
 from privacy.audit import AuditLog
 
 
+def _collection_section(lake) -> list[str]:
+    """归集: each department's deliveries due so far — on time, late, refused, missing — and its 归集率."""
+    rates, status = lake.read("ops", "collection_rate"), lake.read("ops", "collection_status")
+    if rates is None or status is None:
+        return []
+    out = [
+        "",
+        "  归集 — deliveries due by department (ops/collection_status, ops/collection_rate)",
+        f"  {_pad('数源单位', 34)}{'due':>5}{'on time':>9}{'late':>6}{'refused':>9}{'missing':>9}{'归集率':>8}",
+    ]
+    by = rates.group_by("department_name").agg(pl.col("expected", "on_time", "late", "rejected", "missing").sum())
+    for r in by.sort("department_name").iter_rows(named=True):
+        rate = r["on_time"] / r["expected"] if r["expected"] else 0.0
+        out.append(
+            f"  {_pad(r['department_name'], 34)}{r['expected']:>5}{r['on_time']:>9}{r['late']:>6}"
+            f"{r['rejected']:>9}{r['missing']:>9}{rate:>9.0%}"
+        )
+    late = status.filter(pl.col("state").is_in(["late", "rejected", "missing"])).sort("dataset", "period")
+    if late.height:
+        out.append(
+            "  not on time: "
+            + "; ".join(
+                f"{r['dataset']} {r['period']} " + (f"{r['days_late']} d late" if r["state"] == "late" else r["state"])
+                for r in late.iter_rows(named=True)
+            )
+        )
+    return out
+
+
 def summary(s: Settings) -> str:
 
     lake = s.lake()
@@ -40,6 +69,7 @@ def summary(s: Settings) -> str:
             f"{_version(r)}{r['landed'] or 0:>7}{r['rejected'] or 0:>10}"
         )
     out.append(f"  {'total raw':<46}{int(raw['row_count'].fill_null(0).sum()):>10,}")
+    out += _collection_section(lake)
     out += ["", _std_section(lake, catalogue), "", _privacy_section(s, lake, catalogue)]
     out += ["", _publish_section(lake, catalogue), "", exchange_section(s)]
     if log is not None and (rej := log.filter(pl.col("status") == "rejected")).height:
