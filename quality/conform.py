@@ -25,7 +25,7 @@ PRIVATE_USE = "[\\x{E000}-\\x{F8FF}\\x{F0000}-\\x{FFFFD}\\x{100000}-\\x{10FFFD}]
 LATEST = ["_ingested_at", "_period", "_source_file", "_row_number"]
 DUPLICATE_COLUMNS = ["_source_file", "_row_number", "_file_sha256", "_batch_id"]
 PARTITION = "__partition"  # the period a raw row belongs to (std rebuilds periodic datasets by it)
-NO_PERIOD = "∅"  # a row with neither a readable period nor a file period
+NO_PERIOD = "∅"  # the partition of rows whose period cannot be read
 STATS_SCHEMA = {"partition": pl.String, "measure": pl.String, "value": pl.Int64}
 FINDING_SCHEMA = {
     "dataset": pl.String,
@@ -176,15 +176,17 @@ def period_text(ds: Dataset, std: pl.Expr) -> pl.Expr:
 
 
 def with_partition(frame, ds: Dataset, rules: RuleSet):
-    """Adds ``__partition`` to raw rows (eager or lazy): the period its period column says, else the period
-    of its file, else ``∅``; null for a dataset std does not rebuild by period."""
+    """Adds ``__partition`` to raw rows (eager or lazy): the period its period column says, else ``∅`` — one
+    partition for every row whose period cannot be read, whatever file brought it, so that identical rows
+    always share a partition (exact duplicates merge across files); null for a dataset std does not
+    rebuild by period."""
     if not partitioned(ds, rules):
         return frame.with_columns(pl.lit(None, pl.String).alias(PARTITION))
     column = next(c for c in ds.columns if c.name == ds.period.column)
     value = period_text(ds, _typed(column, set()))
     return (
         frame.with_columns(text.clean_text(pl.col(column.name)).alias(_text_col(column.name)))
-        .with_columns(pl.coalesce(value, pl.col("_period"), pl.lit(NO_PERIOD)).alias(PARTITION))
+        .with_columns(pl.coalesce(value, pl.lit(NO_PERIOD)).alias(PARTITION))
         .drop(_text_col(column.name))
     )
 

@@ -228,8 +228,8 @@ def _in(column: str, values: list[str]) -> str:
 
 
 def std_predicate(ds: Dataset, partitions: list[str]) -> str:
-    """The std rows of these periods, as a Delta predicate: by the period column's standard value, and, for
-    rows without one, by the period of their file."""
+    """The std rows of these periods, as a Delta predicate on the period column's standard value (``∅``:
+    the rows without one)."""
     assert ds.period is not None and ds.period.column is not None
     column = next(c for c in ds.columns if c.name == ds.period.column)
     name = column.name
@@ -247,9 +247,8 @@ def std_predicate(ds: Dataset, partitions: list[str]) -> str:
                     terms.append(f"({name} >= '{start:%Y-%m-%d}' AND {name} < '{end:%Y-%m-%d}')")
                 else:
                     terms.append(f"({name} >= '{start.isoformat()}' AND {name} < '{end.isoformat()}')")
-        terms.append(f"({name} IS NULL AND {_in('_period', real)})")
     if NO_PERIOD in partitions:
-        terms.append(f"({name} IS NULL AND _period IS NULL)")
+        terms.append(f"{name} IS NULL")
     return " OR ".join(terms) if terms else "false"
 
 
@@ -393,18 +392,12 @@ def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tup
     if appended:
         return None, f"raw rewritten since the last build (version {appended[0]['version']})"
     before = DeltaTable(lake.uri("raw", ds.id), version=since, storage_options=lake.storage_options or None)
-    # raw is stored by file period (``_period``, a Delta partition column, kept in the log, not the files)
-    files = pl.DataFrame(pa.table(raw.get_add_actions(flatten=True))).select(
-        "path", pl.col("partition._period").alias("_period")
-    )
     known = set(pa.table(before.get_add_actions(flatten=True)).column("path").to_pylist())
+    paths = pa.table(raw.get_add_actions(flatten=True)).column("path").to_pylist()
     root = lake.uri("raw", ds.id).rstrip("/")
-    column = ds.period.column
     new = [
-        pl.scan_parquet(f"{root}/{path}", storage_options=lake.storage_options or None)
-        .select(column)
-        .with_columns(pl.lit(period, pl.String).alias("_period"))
-        for path, period in files.iter_rows()
+        pl.scan_parquet(f"{root}/{path}", storage_options=lake.storage_options or None).select(ds.period.column)
+        for path in paths
         if path not in known
     ]
     touched = (
