@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 RAW_TAX, STD_TAX = dg.AssetKey(["raw", "tax_monthly"]), dg.AssetKey(["std", "tax_monthly"])
 THEME_OPS = dg.AssetKey(["theme", "theme_operations_monthly"])
 PUBLISHED_OPS = dg.AssetKey(["publish", "theme_operations_monthly"])
+MONITORING = dg.AssetKey(["topic", "topic_operation_monitoring"])
 
 
 def _requested(result) -> set[dg.AssetKey]:
@@ -97,16 +98,18 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     ]
     assert said and "'tax_monthly': ['2023-03']" in said[-1] and "'power_monthly': []" in said[-1], said
     incremental = _warehouse_table(s, "theme_operations_monthly")
+    monitoring = _warehouse_table(s, "topic_operation_monitoring")  # months March and April rebuilt
     published = Lake(s.lake_root).table("publish", "theme_operations_monthly").version()
     full = dg.materialize(
         every,
-        selection=[THEME_OPS, PUBLISHED_OPS],
+        selection=[THEME_OPS, PUBLISHED_OPS, MONITORING],
         resources=resources(s),
         instance=instance,
         run_config={"ops": {"dbt_models": {"config": {"full_refresh": True}}}},
     )
     assert full.success
     assert _warehouse_table(s, "theme_operations_monthly").equals(incremental)
+    assert _warehouse_table(s, "topic_operation_monitoring").equals(monitoring)
     assert Lake(s.lake_root).table("publish", "theme_operations_monthly").version() == published  # unchanged
 
 

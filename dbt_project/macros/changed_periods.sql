@@ -5,9 +5,10 @@
   rebuilt). Renders a condition on `column`: `true` (every period) when the var is absent (a run outside
   Dagster, a reproduction with pins), or when any input changed as a whole or is not listed; `false` when
   no input changed; else `column in (…)`. `granularity` is the model's period: a monthly source's
-  '2023-03' is the year '2023' of an annual model.
+  '2023-03' is the year '2023' of an annual model. `offsets` (monthly models): the months after a changed
+  month whose rows change with it — [0, 1] for a month-on-month comparison.
 -#}
-{% macro changed_periods(column, sources, granularity='month') -%}
+{% macro changed_periods(column, sources, granularity='month', offsets=[0]) -%}
     {%- set changed = var('shucang_changed', none) -%}
     {%- set width = 7 if granularity == 'month' else 4 -%}
     {%- set ns = namespace(all=changed is not mapping, periods=[]) -%}
@@ -17,7 +18,11 @@
             {%- set ns.all = true -%}
         {%- else -%}
             {%- for p in periods -%}
-                {%- set ns.periods = ns.periods + [p[:width]] -%}
+                {%- for k in (offsets if granularity == 'month' else [0]) -%}
+                    {%- set n = (p[:4] | int) * 12 + (p[5:7] | int) - 1 + k -%}
+                    {%- set shifted = '%04d-%02d' | format(n // 12, n % 12 + 1) -%}
+                    {%- set ns.periods = ns.periods + [shifted if granularity == 'month' else p[:width]] -%}
+                {%- endfor -%}
             {%- endfor -%}
         {%- endif -%}
     {%- endfor -%}

@@ -40,6 +40,38 @@ class DbtRunConfig(dg.Config):
 
 
 CHANGED_VAR = "shucang_changed"
+DEFINITION = "shucang/definition"  # an incremental model's SQL checksum with the project's vars and macros
+
+
+def definitions(the_manifest: Mapping[str, Any], translator, project_dir) -> dict[dg.AssetKey, str]:
+    """A fingerprint of each incremental model's definition: its SQL (dbt's checksum), the project file
+    (the vars its thresholds come from) and the macros. When it changes, every period must be rebuilt."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(project_dir)
+    shared = (root / "dbt_project.yml").read_bytes() + b"".join(
+        p.read_bytes() for p in sorted((root / "macros").glob("*.sql"))
+    )
+    out = {}
+    for props in the_manifest["nodes"].values():
+        if props["resource_type"] == "model" and props.get("config", {}).get("materialized") == "incremental":
+            digest = hashlib.sha256(props["checksum"]["checksum"].encode() + shared).hexdigest()[:16]
+            out[translator.get_asset_key(props)] = digest
+    return out
+
+
+def _redefined(context: dg.AssetExecutionContext, current: Mapping[dg.AssetKey, str]) -> list[str]:
+    """Selected incremental models whose definition differs from the one their last build recorded."""
+    stale = []
+    for key in context.selected_asset_keys:
+        if key not in current:
+            continue
+        event = context.instance.get_latest_materialization_event(key)
+        recorded = event.asset_materialization.metadata.get(DEFINITION) if event else None
+        if recorded is None or recorded.value != current[key]:
+            stale.append(key.to_user_string())
+    return stale
 
 
 def changed_periods(lake, since: Mapping[str, int] | None, pins: Mapping[str, int]) -> dict[str, list[str] | str]:
@@ -153,6 +185,7 @@ def build() -> list[dg.AssetsDefinition]:
         the_manifest = manifest(dbt_project)
         sources = [(p.get("config", {}).get("zone") or "std", p["name"]) for p in the_manifest["sources"].values()]
         pins = current_pins(lake.lake(), sources, config.pins)
+        current = definitions(the_manifest, translator, dbt_project.project_dir)
         env = {
             delta_source.PINS_ENV: json.dumps(pins),
             "WAREHOUSE_PATH": warehouse.path,
@@ -162,16 +195,19 @@ def build() -> list[dg.AssetsDefinition]:
         args = ["build"]
         if config.full_refresh:
             args.append("--full-refresh")
-        elif not config.pins:  # incremental models replace only the periods their inputs changed
+        elif not config.pins and not (stale := _redefined(context, current)):
+            # incremental models replace only the periods their inputs changed
             changed = changed_periods(lake.lake(), _last_read(context), pins)
             context.log.info(f"periods changed since the models' last build: {changed}")
             args += ["--vars", json.dumps({CHANGED_VAR: changed}, ensure_ascii=False)]
+        elif not config.pins:
+            context.log.info(f"every period rebuilt: the definition of {', '.join(stale)} changed since its last build")
         started = time.perf_counter()
         with _environment(env):
             invocation = dbt.cli(args, context=context, raise_on_error=False)
         events = list(invocation.stream())  # dbt holds the DuckDB file until it exits
         built = time.perf_counter()
-        yield from _enriched(context, events, invocation, translator, warehouse.path, pins)
+        yield from _enriched(context, events, invocation, translator, warehouse.path, pins, current)
         context.log.info(
             f"dbt build {built - started:.1f} s; column lineage and grades {time.perf_counter() - built:.1f} s"
         )
@@ -197,7 +233,7 @@ def _recorded_grades(context):
     return recorded
 
 
-def _enriched(context, events, invocation, translator, warehouse_path: str, pins: dict[str, int]):
+def _enriched(context, events, invocation, translator, warehouse_path: str, pins: dict[str, int], defined=None):
     run_manifest = invocation.get_artifact("manifest.json")
     nodes = {**run_manifest["nodes"], **run_manifest["sources"]}
     failed: dict[dg.AssetKey, list[str]] = {}
@@ -215,6 +251,8 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
         props = nodes[uid]
         key = translator.get_asset_key(props)
         extra: dict[str, Any] = {SOURCE_VERSIONS: pins}
+        if key in (defined or {}):
+            extra[DEFINITION] = defined[key]
         if props["resource_type"] == "model":
             columns = schemas.get(_relation(props), {})
             parents = {

@@ -1,5 +1,19 @@
 -- 企业运行监测: monthly output, electricity and employment per enterprise with month-on-month change and
 -- anomaly flags. Thresholds are variables (dbt_project.yml), not code.
+-- Incremental by month: a change of month M rebuilds M and M+1 (which compares to M); inputs are every std
+-- dataset upstream (the monthly operations and the master's industry), so any other change rebuilds all.
+
+{% set inputs = [
+    'amr_registration', 'tax_monthly', 'stats_annual', 'power_monthly', 'land_parcels', 'eco_emissions',
+    'ent_production', 'ent_equipment', 'ent_supply_orders'
+] %}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{% if is_incremental() %}delete from {{ this }} where {{ changed_periods('period', "
+        ~ inputs ~ ", 'month', [0, 1]) }}{% endif %}"
+) }}
 
 with ops as (
     select
@@ -44,3 +58,4 @@ select
         as flag_employment_drop,
     prev_period
 from monthly
+{% if is_incremental() %}where {{ changed_periods('period', inputs, 'month', [0, 1]) }}{% endif %}
