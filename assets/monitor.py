@@ -37,6 +37,18 @@ def _table(frame: pl.DataFrame, columns: list[str], limit: int = 40) -> str:
     return "\n".join(lines)
 
 
+def _ops_asset(reg: Registry, table: str, **metadata: str) -> dict:
+    """What the monitoring assets share: the ops group and zone, the steward, and following their inputs."""
+    return {
+        "group_name": "ops",
+        "kinds": {"delta", "polars"},
+        "owners": [reg.defaults.steward],
+        "tags": {"zone": "ops"},
+        "automation_condition": follows_inputs(),
+        "metadata": {"dagster/table_name": f"ops.{table}", **metadata},
+    }
+
+
 def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
     reg = reg or registry()
     periodic = [ds for ds in reg.datasets if ds.period is not None]
@@ -48,12 +60,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
         "its 归集 agreement expects (due date from `lakehouse/sources.yaml`: period, due_days, since, until), and "
         "whether it came on time, late, only as refused files, or not at all; rows landed against the "
         "dataset's typical period.",
-        group_name="ops",
-        kinds={"delta", "polars"},
-        owners=[reg.defaults.steward],
-        tags={"zone": "ops"},
-        automation_condition=follows_inputs(),
-        metadata={"dagster/table_name": "ops.collection_status"},
+        **_ops_asset(reg, "collection_status"),
         check_specs=[
             dg.AssetCheckSpec(
                 "deliveries_received",
@@ -98,12 +105,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
         description="**归集率** (Collection rate) — per department and month: deliveries due that month, received "
         "on time, late, refused, missing; the rate is on time / due. The rate to date of each department is "
         "plotted on this asset.",
-        group_name="ops",
-        kinds={"delta", "polars"},
-        owners=[reg.defaults.steward],
-        tags={"zone": "ops"},
-        automation_condition=follows_inputs(),
-        metadata={"dagster/table_name": "ops.collection_rate"},
+        **_ops_asset(reg, "collection_rate"),
     )
     def collection_rate_asset(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
@@ -154,12 +156,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
         "the latest year its periodic inputs are expected to deliver, and per input dataset the deliveries "
         "expected that year and those not received. The topic's models wait (automation) until its check "
         "passes.",
-        group_name="ops",
-        kinds={"delta", "polars"},
-        owners=[reg.defaults.steward],
-        tags={"zone": "ops"},
-        automation_condition=follows_inputs(),
-        metadata={"dagster/table_name": "ops.annual_completeness", "inputs": str(inputs)},
+        **_ops_asset(reg, "annual_completeness", inputs=str(inputs)),
         check_specs=[
             dg.AssetCheckSpec(
                 f"{name}_inputs_complete",
