@@ -8,6 +8,7 @@ Hypothesis draws the sequences; each step collects what was dropped and standard
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 
@@ -174,3 +175,52 @@ def test_the_plan_names_the_periods_a_delivery_touched(generated, registration, 
     assert changed_periods(lake, {ref: second.version}, {ref: second.version}) == {TAX: []}
     assert changed_periods(lake, {ref: first.version}, {ref: rotated.version}) == {TAX: "all"}
     assert changed_periods(lake, None, {ref: second.version}) == {TAX: "all"}
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at", [FINDINGS.label, STD_PARTITIONS.label])
+def test_a_period_build_killed_after_its_std_commit_is_completed_for_those_periods(
+    generated, registration, tmp_path, monkeypatch, crash_at
+):
+    """The staging of a build that rebuilt some periods says which: the next build completes the quarantine
+    and statistics of exactly those periods, and everything equals a rebuild from scratch."""
+    import quality.standardise as std_engine
+
+    shutil.copytree(registration / "lake", tmp_path / "lake")
+    lake, ds, rules = Lake(str(tmp_path / "lake")), registry().dataset(TAX), rules_for(TAX)
+    for i, (kind, month, n) in enumerate([("month", "2023-02", 0), ("month", "2023-03", 0)]):
+        _drop(generated, tmp_path / "landing", i, kind, month, n)
+    Collector(ds, lake, tmp_path / "landing", tmp_path / "rejected", "b0", now=T0).run()
+    standardise(lake, ds, rules, at=T0)
+    _drop(generated, tmp_path / "landing", 2, "correction", "2023-03", 12)
+    _drop(generated, tmp_path / "landing", 3, "garbage", "2023-05", 2)
+    Collector(ds, lake, tmp_path / "landing", tmp_path / "rejected", "b1", now=T0 + dt.timedelta(days=1)).run()
+
+    real_write = Lake._write
+
+    def write(self, zone, name, *a, **k):
+        if f"{zone}/{name}" == crash_at:
+            raise _Crash
+        return real_write(self, zone, name, *a, **k)
+
+    monkeypatch.setattr(Lake, "_write", write)
+    with pytest.raises(_Crash):
+        standardise(lake, ds, rules, at=T0 + dt.timedelta(days=1))
+    monkeypatch.undo()
+    assert json.loads(lake.commits("std", TAX, 1)[0]["partitions"]) == ["2023-03", "∅"]
+    assert len(std_engine.pending_builds(lake, ds)) == 1
+    after = standardise(lake, ds, rules, at=T0 + dt.timedelta(days=2))  # completes the staging first
+    assert after.partitions == [] and len(after.recovered) == 1
+    assert std_engine.pending_builds(lake, ds) == []
+
+    scratch = tmp_path / "scratch"
+    shutil.copytree(registration / "lake", scratch / "lake")
+    shutil.copytree(tmp_path / "lake" / "raw" / TAX, scratch / "lake" / "raw" / TAX)
+    fresh = Lake(str(scratch / "lake"))
+    standardise(fresh, ds, rules, at=T0, full=True)
+    rebuilt = _frames(fresh)
+    for name, frame in _frames(lake).items():
+        assert frame.equals(rebuilt[name]), name
