@@ -24,15 +24,18 @@ from quality.conform import Conformed
 from quality.gate import STD_TYPES
 from quality.rulebook import RuleSet, rules_for
 from quality.scores import overall
-from quality.standardise import standardise
+from quality.standardise import periods_between, standardise
 from quality.units import canonical
 
 
 class StdConfig(dg.Config):
     """``full``: rebuild every period (e.g. after a change of the standardisation code itself); by default
-    a build rebuilds only the periods delivered since the last one, or nothing when nothing changed."""
+    a build rebuilds only the periods delivered since the last one, or nothing when nothing changed.
+    ``backfill_from``/``backfill_to`` (months, 'YYYY-MM'): rebuild exactly the periods in that range."""
 
     full: bool = False
+    backfill_from: str | None = None
+    backfill_to: str | None = None
 
 
 def std_key(dataset_id: str) -> dg.AssetKey:
@@ -202,6 +205,9 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             mask=lambda findings: policy.mask_findings(findings, ds),
             transform_version=f"key@{ring.current}" if ring is not None else "",
             full=config.full,
+            periods=periods_between(ds, config.backfill_from, config.backfill_to or config.backfill_from)
+            if config.backfill_from and ds.period is not None
+            else None,
         )
         result, version = outcome.result, outcome.version
         for build, written in outcome.recovered.items():

@@ -447,13 +447,14 @@ def standardise(
     mask: Transform | None = None,
     full: bool = False,
     transform_version: str = "",
+    periods: list[str] | None = None,
 ) -> StdOutcome:
     """Build std for one dataset from its current raw table: the whole stage for one dataset. A build an
     earlier run left half-written is completed first (``complete_pending``). A periodic dataset rebuilds
     only the periods raw rows were delivered for since the last build (``plan``; ``full`` rebuilds all).
     ``transform`` is what the privacy policy does to std rows, ``mask`` what it does to the delivered
     values kept in findings; ``transform_version`` names it (the pseudonym key version): when it changes,
-    every period is rebuilt."""
+    every period is rebuilt. ``periods`` rebuilds exactly those periods (a backfill) of a periodic dataset."""
     recovered = complete_pending(lake, ds)
     at = at or dt.datetime.now(dt.UTC)
     build = build_id or new_build_id(at)
@@ -464,7 +465,12 @@ def standardise(
         "refs": json.dumps({t: lake.table("std", t).version() for t in sorted(rules.references)}, sort_keys=True),
         "transform": transform_version,
     }
-    partitions, why = (None, "full rebuild requested") if full else plan(lake, ds, rules, inputs)
+    if full:
+        partitions, why = None, "full rebuild requested"
+    elif periods is not None and partitioned(ds, rules) and lake.table("std", ds.id) is not None:
+        partitions, why = sorted(set(periods)), "backfill of the periods requested"
+    else:
+        partitions, why = plan(lake, ds, rules, inputs)
     if partitions == []:  # nothing new: std stays as it is
         whole = _whole(lake, ds, rules, _nothing(), [])
         scores, _ = score(lake, ds, rules, whole, at)
@@ -512,3 +518,25 @@ def standardise(
     _stage(lake, ds, build, SCORES.label, row)
     side = _write_staged(lake, ds, build)
     return StdOutcome(result, version, scores, side, recovered, partitions=partitions, plan=why, whole=whole)
+
+
+def periods_between(ds: Dataset, start: str, end: str) -> list[str]:
+    """The periods of a periodic dataset's granularity that overlap ``start``..``end`` (months 'YYYY-MM')."""
+    assert ds.period is not None
+    first, last = dt.date.fromisoformat(f"{start}-01"), dt.date.fromisoformat(f"{end}-01")
+    if last < first:
+        raise ValueError(f"backfill: {start} is after {end}")
+    if ds.period.granularity == "year":
+        return [str(y) for y in range(first.year, last.year + 1)]
+    months, (y, m) = [], (first.year, first.month)
+    while (y, m) <= (last.year, last.month):
+        months.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    if ds.period.granularity == "month":
+        return months
+    end_day = dt.date(last.year + (last.month == 12), last.month % 12 + 1, 1)
+    days, d = [], first
+    while d < end_day:
+        days.append(d.isoformat())
+        d += dt.timedelta(days=1)
+    return days

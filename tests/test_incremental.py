@@ -224,3 +224,24 @@ def test_a_period_build_killed_after_its_std_commit_is_completed_for_those_perio
     rebuilt = _frames(fresh)
     for name, frame in _frames(lake).items():
         assert frame.equals(rebuilt[name]), name
+
+
+def test_a_backfill_range_becomes_each_datasets_own_periods():
+    from quality.standardise import periods_between
+
+    reg = registry()
+    assert periods_between(reg.dataset(TAX), "2023-11", "2024-02") == ["2023-11", "2023-12", "2024-01", "2024-02"]
+    assert periods_between(reg.dataset("stats_annual"), "2023-11", "2024-02") == ["2023", "2024"]
+    days = periods_between(reg.dataset("ent_telemetry"), "2023-12", "2023-12")
+    assert days[0] == "2023-12-01" and days[-1] == "2023-12-31" and len(days) == 31
+    with pytest.raises(ValueError, match="after"):
+        periods_between(reg.dataset(TAX), "2023-05", "2023-02")
+
+
+def test_the_backfill_command_refuses_what_is_not_a_month_range():
+    from orchestration.cli.backfill import backfill
+    from orchestration.settings import settings
+
+    for start, end in (("2023-1", "2023-03"), ("2023-13", "2024-01"), ("2023-05", "2023-02")):
+        with pytest.raises(SystemExit, match="backfill"):
+            backfill(settings(), start, end)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from orchestration import instance
-from orchestration.cli import demo, exchange, lineage, privacy, report
+from orchestration.cli import backfill, demo, exchange, lineage, privacy, report
 from orchestration.settings import PROJECT_ROOT, settings
 from privacy import access
 
@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--scale", type=float, default=1.0)
     d.add_argument("--keep", action="store_true", help="keep the existing lake and instance (re-collect)")
     sub.add_parser("summary", help="print what the lake holds")
+    bf = sub.add_parser("backfill", help="rebuild std and the models for a range of months (YYYY-MM)")
+    bf.add_argument("start", help="first month, e.g. 2023-01")
+    bf.add_argument("end", help="last month, e.g. 2023-03")
     sub.add_parser("prepare-instance", help="create the project-local DAGSTER_HOME")
     upp = sub.add_parser("up", help="the deployment: webserver and daemon on a PostgreSQL instance (make up)")
     upp.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_UI_PORT", 3000)))
@@ -115,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "summary":
         print(report.summary(s))
         return 0
+    if args.command == "backfill":
+        return backfill.backfill(s, args.start, args.end)
     instance.prepare(s.dagster_home)
     print(s.dagster_home)
     return 0

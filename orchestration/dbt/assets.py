@@ -37,6 +37,8 @@ class DbtRunConfig(dg.Config):
 
     pins: dict[str, int] = {}
     full_refresh: bool = False
+    backfill_from: str | None = None  # months 'YYYY-MM': the incremental models rebuild exactly these
+    backfill_to: str | None = None
 
 
 CHANGED_VAR = "shucang_changed"
@@ -95,6 +97,17 @@ def changed_periods(lake, since: Mapping[str, int] | None, pins: Mapping[str, in
                 periods.update(json.loads(rebuilt))
         else:
             out[name] = sorted(periods)
+    return out
+
+
+def _months(start: str, end: str) -> list[str]:
+    y, m = int(start[:4]), int(start[5:7])
+    out = []
+    while (y, m) <= (int(end[:4]), int(end[5:7])):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    if not out:
+        raise dg.Failure(f"backfill: {start} is after {end}")
     return out
 
 
@@ -195,6 +208,10 @@ def build() -> list[dg.AssetsDefinition]:
         args = ["build"]
         if config.full_refresh:
             args.append("--full-refresh")
+        elif config.backfill_from:
+            months = _months(config.backfill_from, config.backfill_to or config.backfill_from)
+            context.log.info(f"backfill: every incremental model rebuilds {months[0]}…{months[-1]}")
+            args += ["--vars", json.dumps({CHANGED_VAR: {name: months for _, name in sources}})]
         elif not config.pins and not (stale := _redefined(context, current)):
             # incremental models replace only the periods their inputs changed
             changed = changed_periods(lake.lake(), _last_read(context), pins)
