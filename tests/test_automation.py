@@ -6,6 +6,7 @@ they request, repeat until nothing is requested."""
 
 import json
 import re
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -134,6 +135,24 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     assert _warehouse_table(s, "theme_operations_monthly").equals(incremental)
     assert _warehouse_table(s, "topic_operation_monitoring").equals(monitoring)
 
+    # every std, base, theme and topic table, and every published one, equals a rebuild from scratch of
+    # the same raw: std rebuilt whole, every model refreshed, and publication finding nothing to change
+    before = _everything(s)
+    published_versions = {n: lake.table("publish", n).version() for n in _published(s)}
+    zones = [name.split("/")[0] for name in before]
+    assert (zones.count("std"), zones.count("publish")) == (10, len(published_versions))
+    assert len(published_versions) >= 10 and zones.count("warehouse") >= 15
+    ops = {f"std__{k.path[1]}": {"config": {"full": True}} for k in selection if k.path[0] == "std"}
+    ops["dbt_models"] = {"config": {"full_refresh": True}}
+    rebuild = [*selection, *(dg.AssetKey(["publish", n]) for n in published_versions)]
+    assert dg.materialize(
+        every, selection=rebuild, resources=resources(s), instance=instance, run_config={"ops": ops}
+    ).success
+    after_rebuild = _everything(s)
+    assert set(after_rebuild) == set(before)
+    assert [name for name in before if not before[name].equals(after_rebuild[name])] == []
+    assert {n: lake.table("publish", n).version() for n in published_versions} == published_versions
+
 
 def _warehouse_table(s, name: str):
     import duckdb
@@ -147,6 +166,33 @@ def _warehouse_table(s, name: str):
     finally:
         con.close()
     return frame.sort(frame.columns, nulls_last=True)
+
+
+def _published(s) -> list[str]:
+    return sorted(
+        p.name for p in (Path(s.lake_root) / "publish").iterdir() if (p / "_delta_log").is_dir() and p.name != "changes"
+    )
+
+
+def _everything(s) -> dict:
+    """Every std table, every table the dbt build wrote, every published table — each in a fixed order."""
+    import duckdb
+
+    lake, out = Lake(s.lake_root), {}
+    for ds in (p.name for p in (Path(s.lake_root) / "std").iterdir() if (p / "_delta_log").is_dir()):
+        out[f"std/{ds}"] = lake.read("std", ds)
+    for name in _published(s):
+        out[f"publish/{name}"] = lake.read("publish", name)
+    con = duckdb.connect(str(s.warehouse_path), read_only=True, config={"autoload_known_extensions": False})
+    try:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables where table_type = 'BASE TABLE'"
+        ).fetchall()
+        for schema, table in tables:
+            out[f"warehouse/{table}"] = con.sql(f'select * from "{schema}"."{table}"').pl()
+    finally:
+        con.close()
+    return {k: v.sort(v.columns, nulls_last=True) for k, v in out.items()}
 
 
 def _revenue(lake: Lake, uscc: str):
