@@ -4,6 +4,9 @@ after every collection from the collection log (``quality.collection``).
 
 The latest 归集率 of each department is numeric metadata, so the UI plots its history on the asset; the
 check ``deliveries_received`` fails, naming them, while an expected delivery is missing or was refused.
+``ops/annual_completeness`` says, for each annual topic (the 亩均 evaluation), whether every delivery its
+inputs owe for the latest year has arrived; its check gates that topic's automation
+(``orchestration.automation``).
 """
 
 import datetime as dt
