@@ -40,14 +40,20 @@ def _table(frame: pl.DataFrame, columns: list[str], limit: int = 40) -> str:
     return "\n".join(lines)
 
 
-def _ops_asset(reg: Registry, table: str, **metadata: str) -> dict:
-    """What the monitoring assets share: the ops group and zone, the steward, and following their inputs."""
+# A delivery that never comes updates nothing: the status is also re-evaluated every hour, so a deadline
+# passing turns into `missing` (and the check, and its alert) without waiting for another delivery.
+RECHECK = dg.AutomationCondition.cron_tick_passed("15 * * * *") & ~dg.AutomationCondition.in_progress()
+
+
+def _ops_asset(reg: Registry, table: str, automation: dg.AutomationCondition | None = None, **metadata: str) -> dict:
+    """What the monitoring assets share: the ops group and zone, the steward, and following their inputs
+    (or ``automation`` besides)."""
     return {
         "group_name": "ops",
         "kinds": {"delta", "polars"},
         "owners": [reg.defaults.steward],
         "tags": {"zone": "ops"},
-        "automation_condition": follows_inputs(),
+        "automation_condition": follows_inputs() | automation if automation is not None else follows_inputs(),
         "metadata": {"dagster/table_name": f"ops.{table}", **metadata},
     }
 
@@ -63,7 +69,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
         "its 归集 agreement expects (due date from `lakehouse/sources.yaml`: period, due_days, since, until), and "
         "whether it came on time, late, only as refused files, or not at all; rows landed against the "
         "dataset's typical period.",
-        **_ops_asset(reg, "collection_status"),
+        **_ops_asset(reg, "collection_status", automation=RECHECK),
         check_specs=[
             dg.AssetCheckSpec(
                 "deliveries_received",

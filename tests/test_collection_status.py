@@ -133,3 +133,21 @@ def test_a_year_is_complete_when_every_delivery_it_owes_has_arrived():
     assert set(table["year"]) == {"2023"}
     assert got["tax_monthly"]["received"] == 12 and got["tax_monthly"]["not_received"] is None
     assert got["power_monthly"]["received"] == 11 and got["power_monthly"]["not_received"] == "2023-12 (rejected)"
+
+
+@pytest.mark.integration
+def test_the_status_is_rechecked_every_hour_so_a_passing_deadline_shows_without_a_delivery():
+    import dagster as dg
+
+    from orchestration.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    t0 = dt.datetime(2024, 3, 16, 9, 20, tzinfo=dt.UTC)
+    status, tax = dg.AssetKey(["ops", "collection_status"]), dg.AssetKey(["std", "tax_monthly"])
+    first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=t0)
+    later = dg.evaluate_automation_conditions(
+        defs=defs, instance=instance, cursor=first.cursor, evaluation_time=t0 + dt.timedelta(hours=1)
+    )
+    requested = {r.key for r in later.results if r.true_subset.size}
+    assert status in requested  # the hourly tick, with nothing delivered
+    assert tax not in requested  # std still only follows raw
