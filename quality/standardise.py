@@ -467,10 +467,12 @@ def standardise(
     }
     if full:
         partitions, why = None, "full rebuild requested"
-    elif periods is not None and partitioned(ds, rules) and lake.table("std", ds.id) is not None:
-        partitions, why = sorted(set(periods)), "backfill of the periods requested"
     else:
         partitions, why = plan(lake, ds, rules, inputs)
+        if periods is not None and partitions is not None and partitioned(ds, rules):
+            # a backfill: the periods asked for, and whatever was delivered since (never fewer — and when
+            # the plan needs everything rebuilt, a changed rule book say, everything is)
+            partitions, why = sorted(set(periods) | set(partitions)), f"backfill of the periods requested; {why}"
     if partitions == []:  # nothing new: std stays as it is
         whole = _whole(lake, ds, rules, _nothing(), [])
         scores, _ = score(lake, ds, rules, whole, at)
@@ -479,17 +481,7 @@ def standardise(
     refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(rules.references)}
     computed_from = fingerprint(rules, raw.version() if raw is not None else -1)
     metadata = {**inputs, "partitions": json.dumps(partitions) if partitions is not None else "all"}
-    rest = (
-        _whole(
-            lake,
-            ds,
-            rules,
-            _nothing(),
-            partitions,
-        )
-        if partitions
-        else None
-    )
+    rest = _whole(lake, ds, rules, _nothing(), partitions) if partitions else None  # the periods left alone
 
     def stage(result: Conformed) -> None:  # inside the std write stream: plain file writes, no Delta
         if partitions is not None:

@@ -245,3 +245,18 @@ def test_the_backfill_command_refuses_what_is_not_a_month_range():
     for start, end in (("2023-1", "2023-03"), ("2023-13", "2024-01"), ("2023-05", "2023-02")):
         with pytest.raises(SystemExit, match="backfill"):
             backfill(settings(), start, end)
+
+
+def test_a_backfill_after_a_rule_book_change_rebuilds_everything(generated, registration, tmp_path, monkeypatch):
+    import quality.standardise as std_engine
+
+    shutil.copytree(registration / "lake", tmp_path / "lake")
+    lake, ds, rules = Lake(str(tmp_path / "lake")), registry().dataset(TAX), rules_for(TAX)
+    for i, month in enumerate(("2023-02", "2023-05")):
+        _drop(generated, tmp_path / "landing", i, "month", month, 0)
+    Collector(ds, lake, tmp_path / "landing", tmp_path / "rejected", "b0", now=T0).run()
+    standardise(lake, ds, rules, at=T0)
+    assert standardise(lake, ds, rules, periods=["2023-02"]).partitions == ["2023-02"]
+    monkeypatch.setattr(std_engine, "_rules_sha", lambda r: "edited")  # the rule book changed since
+    done = standardise(lake, ds, rules, periods=["2023-02"])
+    assert done.partitions is None and "rules changed" in done.plan  # May gets the new rules too
