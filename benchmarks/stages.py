@@ -162,7 +162,7 @@ def _rewrite_csv(source: Path, target: Path, encoding: str, change) -> int:
     return frame.height
 
 
-def _new_month(landing: Path) -> int:
+def _new_month(landing: Path) -> tuple[int, list[str]]:
     """The month after the latest delivered, from December's tax and power filings (same firms, amounts)."""
     import polars as pl
 
@@ -176,21 +176,22 @@ def _new_month(landing: Path) -> int:
         "utf-8-sig",
         lambda f: f.with_columns(pl.lit(month).alias("所属期"), pl.lit(f"{month}-10").alias("申报日期")),
     )
-    return rows + _rewrite_csv(
+    rows += _rewrite_csv(
         power / "电力_月度用电_2023-12.csv",
         power / f"电力_月度用电_{month}.csv",
         "gb18030",
         lambda f: f.with_columns(pl.lit(month).alias("用电月份")),
     )
+    return rows, ["tax_monthly", "power_monthly"]
 
 
-def _correction(landing: Path) -> int:
+def _correction(landing: Path) -> tuple[int, list[str]]:
     """更正 filings of March for one firm in twenty, delivered in a later month's file."""
     import polars as pl
 
     tax = landing / "tax" / "monthly"
     n = len(list(tax.glob("*_更正*.csv")))
-    return _rewrite_csv(
+    rows = _rewrite_csv(
         tax / "税务_月度申报_2023-03.csv",
         tax / f"税务_月度申报_2024-02_更正{n + 1}.csv",
         "utf-8-sig",
@@ -203,52 +204,69 @@ def _correction(landing: Path) -> int:
             )
         ),
     )
+    return rows, ["tax_monthly"]
 
 
-def _downstream_run(data: Path, changed: list) -> tuple[float, int]:
-    """What the automation requests after std changed: the models and publications downstream of the
-    changed std tables (not the whole model_all job); returns its wall time."""
+def _settle(defs, instance, cursor):
+    """Play the automation sensor: evaluate the conditions, run what they request (one run per tick),
+    until nothing is requested; returns the cursor and the ticks' (keys, seconds, run id)."""
     import dagster as dg
 
-    from orchestration.definitions import defs
-
     graph = defs.resolve_asset_graph()
-    selection = (
-        dg.AssetSelection.assets(*changed).downstream()
-        - dg.AssetSelection.assets(*changed)
-        - dg.AssetSelection.groups("raw", "std", "share", "catalogue", "quality", "ops")
-    )
-    keys = {k for k in selection.resolve(graph) if graph.get(k).is_executable}  # not the own tables
-    job = dg.define_asset_job("downstream", selection=dg.AssetSelection.assets(*keys))
-    resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("downstream")
-    with dg.DagsterInstance.local_temp(_home(data)) as instance:
+    ticks = []
+    for _ in range(10):
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        keys = {r.key for r in result.results if r.true_subset.size and graph.get(r.key).is_executable}
+        if not keys:
+            return cursor, ticks
+        job = dg.define_asset_job("automation_tick", selection=dg.AssetSelection.assets(*keys))
+        resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("automation_tick")
         started = time.perf_counter()
-        result = resolved.execute_in_process(
+        run = resolved.execute_in_process(
             instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         )
-        if not result.success:
-            raise SystemExit("the downstream run failed")
-        return time.perf_counter() - started, len(keys)
+        ticks.append((keys, time.perf_counter() - started, run.run_id))
+        if not run.success:
+            raise SystemExit(f"an automation run failed: {sorted(k.to_user_string() for k in keys)}")
+    raise SystemExit("the automation did not settle in 10 ticks")
 
 
 def incremental_stage(data: Path) -> dict:
-    """After the full pipeline: a new month delivered, then a correction of an old month; each followed by
-    what runs then — collection, std (the std_all job: every dataset, most with nothing new), and the
-    models and publications downstream of the std tables that changed (what the automation requests)."""
+    """After the full pipeline: a new month delivered, then a correction of an old month. Each is followed
+    by what runs in production: the collection of the datasets that received files (what the landing
+    sensors start), then whatever the automation requests until it settles — std of those datasets, the
+    models and publications that read them, governance, the catalogue — all timed. The ticks before the
+    deliveries (assets the bench's jobs did not build) settle first, untimed."""
     import dagster as dg
 
+    os.environ.update({"SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)})
+    from orchestration.definitions import defs
+
     out = {}
-    for name, deliver in (("new_month", _new_month), ("correction", _correction)):
-        rows = deliver(data / "landing")
-        times: dict = {"rows_delivered": rows}
-        for job in ("collect_all", "std_all"):
-            with _job(data, job) as (instance, result, seconds, _):
-                times[job] = seconds
-                if job == "std_all":
-                    times["std_steps"] = _steps(instance, result.run_id, "rows_rebuilt")
-        changed = [dg.AssetKey(["std", ds]) for ds, d in times["std_steps"].items() if d["rows"]]
-        times["models"], times["models_selected"] = _downstream_run(data, changed)
-        out[name] = times
+    with dg.DagsterInstance.local_temp(_home(data)) as instance:
+        cursor, _ = _settle(defs, instance, None)
+        for name, deliver in (("new_month", _new_month), ("correction", _correction)):
+            rows, datasets = deliver(data / "landing")
+            raw = [dg.AssetKey(["raw", d]) for d in datasets]
+            job = dg.define_asset_job("collect_delivered", selection=dg.AssetSelection.assets(*raw))
+            resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("collect_delivered")
+            started = time.perf_counter()
+            if not resolved.execute_in_process(instance=instance).success:
+                raise SystemExit("collection failed")
+            collect = time.perf_counter() - started
+            cursor, ticks = _settle(defs, instance, cursor)
+            std = {}
+            for _, _, run_id in ticks:
+                std.update({k: v for k, v in _steps(instance, run_id, "rows_rebuilt").items() if v["rows"]})
+            out[name] = {
+                "rows_delivered": rows,
+                "collect": collect,
+                "automation": sum(t[1] for t in ticks),
+                "ticks": [sorted(k.to_user_string() for k in t[0]) for t in ticks],
+                "assets": sum(len(t[0]) for t in ticks),
+                "std_steps": std,
+            }
     return {"rows": sum(v["rows_delivered"] for v in out.values()), **out}
 
 
