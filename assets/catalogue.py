@@ -12,6 +12,7 @@ from assets.own_tables import own_table_reports
 from assets.publish import GRADES, publish_key
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
+from orchestration.automation import follows_inputs
 from orchestration.resources import LakeResource
 
 
@@ -70,7 +71,7 @@ def build(reg: Registry | None = None, published: list[dict] | None = None) -> d
         kinds={"delta", "polars"},
         owners=[reg.defaults.steward],
         tags={"zone": "catalogue"},
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=follows_inputs(),
     )
     def catalogue(context: dg.AssetExecutionContext, lake: LakeResource):
         """数据目录：每个数据集（原始库、标准库、共享库）及其每一列的编目信息（中英文名称、数源单位、更新周期、共享/开放属性、

@@ -240,13 +240,14 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             # nothing would make Dagster skip the steps after it in the same run)
             context.log.info(f"std/{ds.id}: {outcome.plan}; std stays at version {version}")
             yield dg.MaterializeResult(
+                data_version=dg.DataVersion(str(version)),
                 metadata={
                     "dagster/row_count": whole.rows_out,
                     "delta_version": version,
                     "unchanged": True,
                     "rebuild_reason": outcome.plan,
                     "rows_rebuilt": 0,
-                }
+                },
             )
             yield from checks
             return
@@ -266,6 +267,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             },
         )
         yield dg.MaterializeResult(
+            data_version=dg.DataVersion(str(version)),
             metadata={
                 **{f"score/{d}": dg.FloatMetadataValue(v) for d, v in scores.items()},
                 "score/overall": dg.FloatMetadataValue(overall(scores)),
@@ -283,7 +285,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 "delta_uri": dg.MetadataValue.path(the_lake.uri("std", ds.id)),
                 "dagster/column_lineage": lineage,
                 "shucang/column_transformations": transformations,
-            }
+            },
         )
         yield from checks
 

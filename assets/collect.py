@@ -172,7 +172,10 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             context.log.info(f"landed {o.file}: {o.rows_landed} rows ({o.encoding}), Delta version {o.delta_version}")
         rows_after = the_lake.row_count("raw", ds.id)
         grew = rows_after - rows_before
+        raw_table = the_lake.table("raw", ds.id)
         yield dg.MaterializeResult(
+            # the Delta version: a run that landed nothing leaves it, and nothing downstream follows
+            data_version=dg.DataVersion(str(raw_table.version()) if raw_table is not None else "none"),
             metadata={
                 "dagster/row_count": rows_after,
                 "dagster/column_lineage": column_lineage(ds),

@@ -9,6 +9,7 @@ import polars as pl
 
 from assets.collect import raw_key
 from lakehouse.registry import Registry, registry
+from orchestration.automation import follows_inputs
 from orchestration.resources import LakeResource
 from privacy.scan_registry import scan_registry
 
@@ -34,7 +35,7 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
                 "and at least that grade",
             )
         ],
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=follows_inputs(),
     )
     def privacy_scan(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()

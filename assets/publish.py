@@ -153,7 +153,8 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         if done.unchanged:
             context.log.info(f"publish/{name}: content unchanged, stays at version {done.version}")
             yield dg.MaterializeResult(
-                metadata={"delta_version": done.version, "unchanged": True, "dagster/row_count": frame.height}
+                data_version=dg.DataVersion(str(done.version)),
+                metadata={"delta_version": done.version, "unchanged": True, "dagster/row_count": frame.height},
             )
             return
         version, extra = done.version, {}
@@ -164,6 +165,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         if model.key and version > 0:
             extra = {"changed_values": done.changes.height, "changes": dg.MetadataValue.md(_markdown(done.changes))}
         yield dg.MaterializeResult(
+            data_version=dg.DataVersion(str(version)),
             metadata={
                 "delta_version": version,
                 "delta_uri": dg.MetadataValue.path(the_lake.uri("publish", name)),
@@ -176,7 +178,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
                 ),
                 GRADES: grades,
                 **extra,
-            }
+            },
         )
 
     return publish

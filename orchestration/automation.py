@@ -17,9 +17,22 @@ import dagster as dg
 
 
 def follows_inputs() -> dg.AutomationCondition:
-    """Materialise after any input is updated, once no input is missing, in progress, or failing a
-    blocking check (``eager``, gated on the inputs' checks)."""
-    return dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    """Materialise after an input changed, once no input is missing, in progress, or failing a blocking
+    check — Dagster's ``eager`` with "changed" meaning a new data version: raw, std and publish report their
+    Delta version, so a collection that landed nothing (a file sent twice), a std build with nothing new or
+    a publication with the same content start nothing downstream. Assets that report no data version get a
+    new one with every materialisation, so they count as changed whenever they run."""
+    changed = dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
+    )
+    return (
+        dg.AutomationCondition.in_latest_time_window()
+        & (dg.AutomationCondition.newly_missing() | changed).since_last_handled()
+        & ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+        & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    )
 
 
 GATED_PREFIX = "topic_mujun_"  # dbt models evaluated only on a complete year
