@@ -197,7 +197,7 @@ def _correction(landing: Path) -> tuple[int, list[str]]:
         "utf-8-sig",
         lambda f: (
             f.filter(pl.col("所属期") == "2023-03")
-            .gather_every(20)
+            .gather_every(20, offset=n % 20)  # other firms each time: a correction is never a re-send
             .with_columns(
                 pl.lit("更正").alias("申报类型"),
                 (pl.col("营业收入").cast(pl.Float64, strict=False) * 1.05).round(2).cast(pl.String).alias("营业收入"),
