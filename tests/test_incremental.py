@@ -181,6 +181,7 @@ class _Crash(Exception):
     pass
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("crash_at", [FINDINGS.label, STD_PARTITIONS.label])
 def test_a_period_build_killed_after_its_std_commit_is_completed_for_those_periods(
     generated, registration, tmp_path, monkeypatch, crash_at
@@ -247,6 +248,7 @@ def test_the_backfill_command_refuses_what_is_not_a_month_range():
             backfill(settings(), start, end)
 
 
+@pytest.mark.integration
 def test_a_backfill_after_a_rule_book_change_rebuilds_everything(generated, registration, tmp_path, monkeypatch):
     import quality.standardise as std_engine
 
