@@ -29,3 +29,14 @@ def windows(cycle: str, where: str = "") -> tuple[dt.timedelta, dt.timedelta]:
         return WINDOWS[cycle]
     except KeyError:
         raise ValueError(f"{where}update_cycle {cycle!r} is not one of {list(WINDOWS)}") from None
+
+
+def months_between(start: str, end: str) -> list[str]:
+    """The months 'YYYY-MM' from ``start`` through ``end``; a clear error when they are the wrong way round."""
+    if end < start:
+        raise ValueError(f"{start} is after {end}")
+    y, m, out = int(start[:4]), int(start[5:7]), []
+    while f"{y:04d}-{m:02d}" <= end:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out

@@ -251,34 +251,30 @@ def conform(
     errors = [f"__fail_{r.id}" for r in rules.rules if r.severity == "ERROR"]
     frame = frame.with_columns((pl.any_horizontal(errors) if errors else pl.lit(False)).alias("__quarantined"))
     findings = _findings(ds, rules, frame)
-    rule_failures = {r.id: int(frame[f"__fail_{r.id}"].sum()) for r in rules.rules}
-    # delivered in a non-standard spelling but repaired: dates and months not written the ISO way
-    repaired = {
-        c.name: int(
-            frame.select((pl.col(c.name).cast(pl.String) != pl.col(_text_col(c.name))).fill_null(False).sum()).item()
-        )
-        for c in ds.columns
-        if c.type in ("date", "month")
-    }
-    repaired_by_partition = [
+    # per partition, once: each rule's failures, and the values delivered in a non-standard spelling but
+    # repaired (dates and months not written the ISO way); the batch totals are their sums
+    dated = [c.name for c in ds.columns if c.type in ("date", "month")]
+    counted = (
         frame.group_by(PARTITION)
-        .agg((pl.col(c.name).cast(pl.String) != pl.col(_text_col(c.name))).fill_null(False).sum().cast(pl.Int64))
-        .select(
-            pl.col(PARTITION).alias("partition"),
-            pl.lit(f"repaired:{c.name}").alias("measure"),
-            pl.col(c.name).alias("value"),
+        .agg(
+            *(pl.col(f"__fail_{r.id}").sum().cast(pl.Int64).alias(f"fail:{r.id}") for r in rules.rules),
+            *(
+                (pl.col(c).cast(pl.String) != pl.col(_text_col(c)))
+                .fill_null(False)
+                .sum()
+                .cast(pl.Int64)
+                .alias(f"repaired:{c}")
+                for c in dated
+            ),
         )
-        for c in ds.columns
-        if c.type in ("date", "month")
-    ]
-    failures_by_partition = (
-        frame.group_by(PARTITION)
-        .agg(pl.col(f"__fail_{r.id}").sum().cast(pl.Int64).alias(f"fail:{r.id}") for r in rules.rules)
         .unpivot(index=PARTITION, variable_name="measure", value_name="value")
         .select(pl.col(PARTITION).alias("partition"), "measure", pl.col("value").cast(pl.Int64))
-        if rules.rules
+        if rules.rules or dated
         else pl.DataFrame(schema=STATS_SCHEMA)
     )
+    totals = dict(counted.group_by("measure").agg(pl.col("value").sum()).iter_rows())
+    rule_failures = {r.id: int(totals.get(f"fail:{r.id}", 0)) for r in rules.rules}
+    repaired = {c: int(totals.get(f"repaired:{c}", 0)) for c in dated}
     quarantined_rows = frame.filter(pl.col("__quarantined")).select(PARTITION)
     passing = (
         frame.filter(~pl.col("__quarantined"))
@@ -308,8 +304,7 @@ def conform(
             _counts(quarantined_rows, "quarantined"),
             _counts(merged_key, "key_duplicates"),
             _counts(std, "rows_out"),
-            *repaired_by_partition,
-            failures_by_partition,
+            counted,
         ]
     ).filter(pl.col("value") > 0)
     std = std.drop("__order", "__latest", PARTITION)

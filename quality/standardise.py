@@ -37,6 +37,7 @@ import polars as pl
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from lakehouse.cycles import months_between
 from lakehouse.lake import Lake
 from lakehouse.provenance import PROVENANCE, raw_table_schema
 from lakehouse.registry import Dataset
@@ -385,7 +386,7 @@ def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tup
         return None, "raw is older than the last build"
     appended = [
         h
-        for h in raw.history()
+        for h in raw.history(raw.version() - since)  # the commits since the last build, no further back
         if h["version"] > since
         and not (h.get("operation") == "WRITE" and str(h.get("operationParameters", {}).get("mode")) == "Append")
     ]
@@ -515,20 +516,15 @@ def standardise(
 def periods_between(ds: Dataset, start: str, end: str) -> list[str]:
     """The periods of a periodic dataset's granularity that overlap ``start``..``end`` (months 'YYYY-MM')."""
     assert ds.period is not None
-    first, last = dt.date.fromisoformat(f"{start}-01"), dt.date.fromisoformat(f"{end}-01")
-    if last < first:
-        raise ValueError(f"backfill: {start} is after {end}")
+    try:
+        months = months_between(start, end)
+    except ValueError as exc:
+        raise ValueError(f"backfill: {exc}") from None
     if ds.period.granularity == "year":
-        return [str(y) for y in range(first.year, last.year + 1)]
-    months, (y, m) = [], (first.year, first.month)
-    while (y, m) <= (last.year, last.month):
-        months.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+        return sorted({m[:4] for m in months})
     if ds.period.granularity == "month":
         return months
-    end_day = dt.date(last.year + (last.month == 12), last.month % 12 + 1, 1)
-    days, d = [], first
-    while d < end_day:
-        days.append(d.isoformat())
-        d += dt.timedelta(days=1)
-    return days
+    first = dt.date.fromisoformat(f"{months[0]}-01")
+    last = dt.date.fromisoformat(f"{months[-1]}-01")
+    after = dt.date(last.year + (last.month == 12), last.month % 12 + 1, 1)
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((after - first).days)]

@@ -20,6 +20,7 @@ from dagster_dbt import DbtCliResource, dbt_assets
 from sqlglot import exp, to_table
 from sqlglot.expressions import normalize_table_name
 
+from lakehouse.cycles import months_between
 from orchestration.dbt import delta_source
 from orchestration.dbt.dagster_dbt_private import column_lineage
 from orchestration.dbt.project import Translator, column_meta, manifest, project
@@ -101,14 +102,10 @@ def changed_periods(lake, since: Mapping[str, int] | None, pins: Mapping[str, in
 
 
 def _months(start: str, end: str) -> list[str]:
-    y, m = int(start[:4]), int(start[5:7])
-    out = []
-    while (y, m) <= (int(end[:4]), int(end[5:7])):
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    if not out:
-        raise dg.Failure(f"backfill: {start} is after {end}")
-    return out
+    try:
+        return months_between(start, end)
+    except ValueError as exc:
+        raise dg.Failure(f"backfill: {exc}") from None
 
 
 def _last_read(context: dg.AssetExecutionContext) -> dict[str, int] | None:
