@@ -12,7 +12,8 @@ from assets.collect import asset_tags, column_schema, raw_key
 from assets.own_tables import own_table_reports
 from lakehouse.provenance import PROVENANCE
 from lakehouse.registry import Dataset, Registry, registry
-from lakehouse.tables import DUPLICATES, FINDINGS, SCORES
+from lakehouse.tables import DUPLICATES, FINDINGS, SCORES, STD_PARTITIONS
+from orchestration import partitions
 from orchestration.automation import follows_inputs
 from orchestration.lineage import declare
 from orchestration.resources import LakeResource, PrivacyResource
@@ -24,18 +25,16 @@ from quality.conform import Conformed
 from quality.gate import STD_TYPES
 from quality.rulebook import RuleSet, rules_for
 from quality.scores import overall
-from quality.standardise import periods_between, standardise
+from quality.standardise import standardise
 from quality.units import canonical
 
 
 class StdConfig(dg.Config):
-    """``full``: rebuild every period (e.g. after a change of the standardisation code itself); by default
-    a build rebuilds only the periods delivered since the last one, or nothing when nothing changed.
-    ``backfill_from``/``backfill_to`` (months, 'YYYY-MM'): rebuild exactly the periods in that range."""
+    """``full``: rebuild every period (e.g. after a change of the standardisation code itself). By default
+    a periodic dataset rebuilds the partitions (periods) its run names — and any other period rows were
+    delivered for since the last build — and a dataset without periods rebuilds when raw changed."""
 
     full: bool = False
-    backfill_from: str | None = None
-    backfill_to: str | None = None
 
 
 def std_key(dataset_id: str) -> dg.AssetKey:
@@ -127,9 +126,24 @@ def _check_results(
     return out
 
 
+def _beyond(lake, ds: Dataset, pdef, rebuilt: list[str] | None, ran: set[str]) -> list[str]:
+    """The partitions a build rebuilt besides those its run named: periods delivered since the last build,
+    or every period the table holds when it was rebuilt whole."""
+    if rebuilt is None:
+        stats = lake.read(STD_PARTITIONS.zone, STD_PARTITIONS.name, columns=["dataset", "partition"])
+        rebuilt = (
+            stats.filter(pl.col("dataset") == ds.id)["partition"].unique().drop_nulls().to_list()
+            if stats is not None
+            else []
+        )
+    inside, _ = partitions.valid(pdef, rebuilt)
+    return [p for p in inside if p not in ran]
+
+
 def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     rules = rules_for(ds.id)
     key = std_key(ds.id)
+    pdef = partitions.for_dataset(ds, reg)
     lineage, transformations = _lineage(ds)
     specs = [
         dg.AssetCheckSpec(
@@ -169,12 +183,21 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         description=f"**{ds.name_zh}** ({ds.name_en}) — 标准库 std zone.\n\nStandardised (half-width text, ISO "
         f"dates, canonical units), de-duplicated (exact; then by {', '.join(rules.key)} with the latest delivery "
         "winning) and validated against the rule book "
-        f"`quality/rules/{ds.id}.yaml`. Rejected rows are in `quarantine/findings` with rule and reason.",
+        f"`quality/rules/{ds.id}.yaml`. Rejected rows are in `quarantine/findings` with rule and reason."
+        + (
+            f"\n\nPartitioned by {ds.period.granularity} (分区): a build rebuilds the periods it is run for (and any "
+            "other period rows were delivered for since the last build); the rest stay as they are."
+            if pdef is not None
+            else ""
+        ),
         group_name="std",
+        partitions_def=pdef,
+        # a range of periods is one build (one predicate overwrite), not one run per period
+        backfill_policy=dg.BackfillPolicy.single_run() if pdef is not None else None,
         kinds={"polars", "delta", "pandera"},
         owners=[reg.owner_of(ds), reg.defaults.steward],
         tags={**asset_tags(reg, ds, "std")},
-        automation_condition=follows_inputs(),
+        automation_condition=follows_inputs(partitioned=pdef is not None),
         metadata={
             "dagster/column_schema": _std_schema(reg, ds),
             "dagster/table_name": f"std.{ds.id}",
@@ -205,9 +228,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             mask=lambda findings: policy.mask_findings(findings, ds),
             transform_version=f"key@{ring.current}" if ring is not None else "",
             full=config.full,
-            periods=periods_between(ds, config.backfill_from, config.backfill_to or config.backfill_from)
-            if config.backfill_from and ds.period is not None
-            else None,
+            periods=list(context.partition_keys) if pdef is not None else None,
         )
         result, version = outcome.result, outcome.version
         for build, written in outcome.recovered.items():
@@ -252,6 +273,14 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             yield from checks
             return
         rebuilt = "all periods" if outcome.partitions is None else ", ".join(outcome.partitions) or "nothing"
+        if pdef is not None:  # periods rebuilt beyond the run's own: each reported as materialised too
+            for p in _beyond(the_lake, ds, pdef, outcome.partitions, set(context.partition_keys)):
+                yield dg.AssetMaterialization(
+                    asset_key=key,
+                    partition=p,
+                    tags={"dagster/data_version": str(version)},
+                    metadata={"delta_version": version, "rebuild_reason": outcome.plan},
+                )
         context.log.info(
             f"std/{ds.id}: rebuilt {rebuilt} ({outcome.plan}): {result.rows_in} in → {result.rows_out} std, "
             f"{result.quarantined} quarantined, {result.exact_duplicates + result.key_duplicates} duplicates merged"

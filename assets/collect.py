@@ -11,7 +11,10 @@ from assets.ingest.collector import Collector, CollectResult
 from assets.own_tables import own_table_reports
 from lakehouse.registry import Dataset, Registry, registry
 from lakehouse.tables import COLLECT_LOG
+from orchestration import partitions
 from orchestration.resources import LakeResource, LandingResource
+
+DATA_VERSION = "dagster/data_version"  # the tag a materialisation reported at run time carries its data version in
 
 
 def landing_key(ds: Dataset) -> dg.AssetKey:
@@ -87,6 +90,13 @@ def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
     )
 
 
+def _reported_version(context: dg.AssetExecutionContext, key: dg.AssetKey) -> int | None:
+    """The raw Delta version the last materialisation of a partitioned raw reported (None: never)."""
+    last = context.instance.get_latest_materialization_event(key)
+    tag = last.asset_materialization.tags.get(DATA_VERSION) if last and last.asset_materialization else None
+    return int(tag) if tag and tag.isdigit() else None
+
+
 def column_lineage(ds: Dataset) -> dg.TableColumnLineage:
     """Each raw column is its delivered column, unchanged (text as received).
 
@@ -103,11 +113,18 @@ def column_lineage(ds: Dataset) -> dg.TableColumnLineage:
 def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     dept = reg.departments[ds.department]
     key = raw_key(ds)
+    pdef = partitions.for_dataset(ds, reg)
     description = (
         f"**{ds.name_zh}** ({ds.name_en}) — 原始库 raw zone.\n\n{ds.description}\n\n"
         f"数源单位 {dept.name_zh} · 更新周期 {ds.update_cycle} · {ds.share_type} · {ds.open_type}.\n\n"
         "Every new file in the landing folder lands whole, as received (all values text) with provenance "
         "columns, or is moved to the rejected area with a reason; re-collecting a file adds nothing."
+        + (
+            f"\n\nPartitioned by {ds.period.granularity} (分区): a collection materialises the periods its rows fall "
+            "in — a correction of an earlier period in a later file included — and only those."
+            if pdef is not None
+            else ""
+        )
     )
 
     @dg.asset(
@@ -120,6 +137,11 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         owners=[reg.owner_of(ds), reg.defaults.steward],
         tags=asset_tags(reg, ds, "raw"),
         pool=f"collect_{ds.id}",
+        partitions_def=pdef,
+        # a collection takes every file that arrived, whatever the period: one run, whatever range it names
+        backfill_policy=dg.BackfillPolicy.single_run() if pdef is not None else None,
+        # partitioned: the partitions the delivered rows fall in are reported as they are known, not the range
+        output_required=pdef is None,
         # transient faults (a storage hiccup, a file system briefly busy) are retried with backoff; a bad
         # file is not a fault: it is refused inside the step and the rest lands
         retry_policy=dg.RetryPolicy(
@@ -173,29 +195,49 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         rows_after = the_lake.row_count("raw", ds.id)
         grew = rows_after - rows_before
         raw_table = the_lake.table("raw", ds.id)
-        yield dg.MaterializeResult(
-            # the Delta version: a run that landed nothing leaves it, and nothing downstream follows
-            data_version=dg.DataVersion(str(raw_table.version()) if raw_table is not None else "none"),
-            metadata={
-                "dagster/row_count": rows_after,
-                "dagster/column_lineage": column_lineage(ds),
-                "shucang/column_transformations": {
-                    c.name: {"type": "DIRECT", "subtype": "IDENTITY", "description": "copied as delivered text"}
-                    for c in ds.columns
-                },
-                "rows_written": result.rows_landed,
-                "delta_version": result.table_version,
-                "delta_uri": dg.MetadataValue.path(the_lake.uri("raw", ds.id)),
-                "batch_id": batch_id,
-                "files_landed": len(result.landed),
-                "files_rejected": len(result.rejected),
-                "files_skipped": len(result.skipped),
-                "rows_read": result.rows_read,
-                "rows_landed": result.rows_landed,
-                "rows_in_rejected_files": result.rows_in_rejected_files,
-                "rejected_files": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
+        metadata = {
+            "dagster/row_count": rows_after,
+            "dagster/column_lineage": column_lineage(ds),
+            "shucang/column_transformations": {
+                c.name: {"type": "DIRECT", "subtype": "IDENTITY", "description": "copied as delivered text"}
+                for c in ds.columns
             },
-        )
+            "rows_written": result.rows_landed,
+            "delta_version": result.table_version,
+            "delta_uri": dg.MetadataValue.path(the_lake.uri("raw", ds.id)),
+            "batch_id": batch_id,
+            "files_landed": len(result.landed),
+            "files_rejected": len(result.rejected),
+            "files_skipped": len(result.skipped),
+            "rows_read": result.rows_read,
+            "rows_landed": result.rows_landed,
+            "rows_in_rejected_files": result.rows_in_rejected_files,
+            "rejected_files": dg.MetadataValue.md(_rejections_markdown(result) if result.rejected else "none"),
+        }
+        # the Delta version: a run that landed nothing leaves it, and nothing downstream follows
+        version = str(raw_table.version()) if raw_table is not None else "none"
+        if pdef is None:
+            yield dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata)
+        elif raw_table is not None and (since := _reported_version(context, key)) != raw_table.version():
+            # rows landed since the last version reported, this run's or an earlier attempt's that died
+            # between its Delta commit and its report (a retry lands nothing new but still reports them)
+            touched, unplaced = partitions.landed(the_lake, ds, pdef, since)
+            if unplaced:
+                context.log.warning(
+                    f"raw/{ds.id}: {unplaced} landed row(s) fall in no partition — neither their "
+                    f"{ds.period.column} nor their file name states a period from {partitions.keys(pdef)[0]} to "
+                    "now; std quarantines them with the next build of any period"
+                )
+            context.log.info(f"raw/{ds.id}: rows landed in {', '.join(f'{p} ({n})' for p, n in touched.items())}")
+            for p, n in touched.items():
+                yield dg.AssetMaterialization(
+                    asset_key=key,
+                    partition=p,
+                    tags={DATA_VERSION: version},
+                    metadata={**metadata, "rows_landed_in_period": n, "rows_unplaced": unplaced},
+                )
+        else:
+            context.log.info(f"raw/{ds.id}: nothing landed; no period materialised")
         if result.log_version is not None:
             rows = len([o for o in result.outcomes if o.status != "skipped"])
             yield from own_table_reports(

@@ -37,23 +37,32 @@ def _job(data: Path, name: str):
     os.environ.update({"SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)})
     import dagster as dg
 
+    from orchestration import runs
     from orchestration.definitions import defs
+    from orchestration.jobs import SELECTIONS
 
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     with dg.DagsterInstance.local_temp(_home(data)) as instance:
         started = time.perf_counter()
-        result = defs.resolve_job_def(name).execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        )
+        if name in SELECTIONS:  # a selection spanning partitionings: one run per partitioning (orchestration.runs)
+            result = runs.materialize(defs, SELECTIONS[name], instance, run_config=quiet)
+        else:
+            result = defs.resolve_job_def(name).execute_in_process(instance=instance, run_config=quiet)
         seconds = time.perf_counter() - started
         if not result.success:
             raise SystemExit(f"the {name} job failed")
         yield instance, result, seconds, defs
 
 
-def _steps(instance, run_id: str, rows_key: str) -> dict[str, dict]:
-    """Rows (from the materialization's ``rows_key``) and seconds of every step of a run, by dataset."""
+def _run_ids(result) -> list[str]:
+    return list(getattr(result, "run_ids", None) or [result.run_id])
+
+
+def _steps(instance, run_ids: str | list[str], rows_key: str) -> dict[str, dict]:
+    """Rows (from the materialization's ``rows_key``) and seconds of every step of runs, by dataset."""
     datasets, open_steps = {}, {}
-    for entry in instance.all_logs(run_id):
+    run_ids = [run_ids] if isinstance(run_ids, str) else run_ids
+    for entry in (e for run_id in run_ids for e in instance.all_logs(run_id)):
         ev = entry.dagster_event
         if ev is None or not ev.step_key:
             continue
@@ -65,14 +74,15 @@ def _steps(instance, run_id: str, rows_key: str) -> dict[str, dict]:
             if rows_key in mat.metadata:  # the step's own dataset, not an own table it also wrote (logs, scores)
                 datasets[name] = {"rows": mat.metadata[rows_key].value}
         elif ev.event_type_value == "STEP_SUCCESS":  # a std step with nothing new materialises nothing
-            datasets.setdefault(name, {"rows": 0})["seconds"] = entry.timestamp - open_steps[name]
+            step = datasets.setdefault(name, {"rows": 0})
+            step["seconds"] = step.get("seconds", 0.0) + entry.timestamp - open_steps[name]
     return datasets
 
 
 def clean_stage(data: Path) -> dict:
     """raw → std for every dataset, as the std_all Dagster job runs it (checks, gate, quarantine, scores)."""
     with _job(data, "std_all") as (instance, result, seconds, _):
-        datasets = _steps(instance, result.run_id, "rows_in")
+        datasets = _steps(instance, _run_ids(result), "rows_in")
     return {"rows": sum(d["rows"] for d in datasets.values()), "seconds": seconds, "datasets": datasets}
 
 
@@ -83,14 +93,14 @@ def pipeline_stage(data: Path) -> dict:
 
     with _job(data, "collect_all") as (instance, result, job_seconds, defs):
         started = time.perf_counter()
-        report = emit_run(instance, result.run_id, defs.resolve_asset_graph(), settings())
+        reports = [emit_run(instance, r, defs.resolve_asset_graph(), settings()) for r in _run_ids(result)]
         lineage_seconds = time.perf_counter() - started
-        datasets = _steps(instance, result.run_id, "rows_landed")
+        datasets = _steps(instance, _run_ids(result), "rows_landed")
     return {
         "rows": sum(d["rows"] for d in datasets.values()),
         "seconds": job_seconds,
         "lineage_seconds": lineage_seconds,
-        "lineage_events": report.events,
+        "lineage_events": sum(r.events for r in reports),
         "datasets": datasets,
     }
 
@@ -209,26 +219,26 @@ def _correction(landing: Path) -> tuple[int, list[str]]:
 
 def _settle(defs, instance, cursor):
     """Play the automation sensor: evaluate the conditions, run what they request (one run per tick),
-    until nothing is requested; returns the cursor and the ticks' (keys, seconds, run id)."""
+    until nothing is requested; returns the cursor and the ticks' (keys, seconds, run ids)."""
     import dagster as dg
+
+    from orchestration import runs
 
     graph = defs.resolve_asset_graph()
     ticks = []
     for _ in range(10):
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
-        keys = {r.key for r in result.results if r.true_subset.size and graph.get(r.key).is_executable}
-        if not keys:
+        wanted = {k: v for k, v in runs.requested(result).items() if graph.get(k).is_executable}
+        if not wanted:
             return cursor, ticks
-        job = dg.define_asset_job("automation_tick", selection=dg.AssetSelection.assets(*keys))
-        resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("automation_tick")
         started = time.perf_counter()
-        run = resolved.execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        done = runs.materialize(
+            defs, wanted, instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         )
-        ticks.append((keys, time.perf_counter() - started, run.run_id))
-        if not run.success:
-            raise SystemExit(f"an automation run failed: {sorted(k.to_user_string() for k in keys)}")
+        ticks.append((set(wanted), time.perf_counter() - started, done.run_ids))
+        if not done.success:
+            raise SystemExit(f"an automation run failed: {sorted(k.to_user_string() for k in wanted)}")
     raise SystemExit("the automation did not settle in 10 ticks")
 
 
@@ -241,6 +251,7 @@ def incremental_stage(data: Path) -> dict:
     import dagster as dg
 
     os.environ.update({"SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)})
+    from orchestration import runs
     from orchestration.definitions import defs
 
     out = {}
@@ -249,16 +260,14 @@ def incremental_stage(data: Path) -> dict:
         for name, deliver in (("new_month", _new_month), ("correction", _correction)):
             rows, datasets = deliver(data / "landing")
             raw = [dg.AssetKey(["raw", d]) for d in datasets]
-            job = dg.define_asset_job("collect_delivered", selection=dg.AssetSelection.assets(*raw))
-            resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("collect_delivered")
             started = time.perf_counter()
-            if not resolved.execute_in_process(instance=instance).success:
+            if not runs.materialize(defs, raw, instance).success:  # what the landing sensors start
                 raise SystemExit("collection failed")
             collect = time.perf_counter() - started
             cursor, ticks = _settle(defs, instance, cursor)
             std = {}
-            for _, _, run_id in ticks:
-                std.update({k: v for k, v in _steps(instance, run_id, "rows_rebuilt").items() if v["rows"]})
+            for _, _, run_ids in ticks:
+                std.update({k: v for k, v in _steps(instance, run_ids, "rows_rebuilt").items() if v["rows"]})
             out[name] = {
                 "rows_delivered": rows,
                 "collect": collect,

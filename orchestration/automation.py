@@ -16,19 +16,37 @@ from __future__ import annotations
 import dagster as dg
 
 
-def follows_inputs() -> dg.AutomationCondition:
+def _time_partitioned() -> dg.AssetSelection:
+    """raw and std of the datasets partitioned by period (``orchestration.partitions``)."""
+    from lakehouse.registry import registry
+    from orchestration.partitions import for_dataset
+
+    found = [ds.id for ds in registry().datasets if for_dataset(ds) is not None]
+    return dg.AssetSelection.assets(*(dg.AssetKey([zone, d]) for d in found for zone in ("raw", "std")))
+
+
+def follows_inputs(partitioned: bool = False) -> dg.AutomationCondition:
     """Materialise after an input changed, once no input is missing, in progress, or failing a blocking
     check — Dagster's ``eager`` with "changed" meaning a new data version: raw, std and publish report their
     Delta version, so a collection that landed nothing (a file sent twice), a std build with nothing new or
     a publication with the same content start nothing downstream. Assets that report no data version get a
-    new one with every materialisation, so they count as changed whenever they run."""
+    new one with every materialisation, so they count as changed whenever they run.
+
+    ``partitioned`` (std of a periodic dataset): per period, in any period — not only the latest, as
+    ``eager`` does: a correction of an old month rebuilds that month. For an unpartitioned asset, an input
+    partitioned by period counts as missing only when none of its periods exists (periods nobody delivered,
+    next year's months, are not missing inputs)."""
     changed = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
     )
+    if partitioned:
+        where = ~dg.AutomationCondition.any_deps_missing()  # every period whose inputs exist
+    else:
+        where = dg.AutomationCondition.in_latest_time_window()  # an unpartitioned asset: always
+        where = where & ~dg.AutomationCondition.any_deps_missing().ignore(_time_partitioned())
     return (
-        dg.AutomationCondition.in_latest_time_window()
+        where
         & (dg.AutomationCondition.newly_missing() | changed).since_last_handled()
-        & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
         & dg.AutomationCondition.all_deps_blocking_checks_passed()

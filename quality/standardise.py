@@ -363,6 +363,31 @@ def _rules_sha(rules: RuleSet) -> str:
     return hashlib.sha256((RULES_DIR / f"{rules.dataset}.yaml").read_bytes()).hexdigest()[:12]
 
 
+def delivered_since(lake: Lake, ds: Dataset, since: int | None, columns: list[str]) -> pl.LazyFrame | None:
+    """``columns`` of the raw rows appended after raw version ``since`` (None: every row), read from the data
+    files added since — never the whole table — or None when there are none."""
+    raw = lake.table("raw", ds.id)
+    if raw is None:
+        return None
+    known: set[str] = set()
+    if since is not None and since >= 0:
+        before = DeltaTable(lake.uri("raw", ds.id), version=since, storage_options=lake.storage_options or None)
+        known = set(pa.table(before.get_add_actions(flatten=True)).column("path").to_pylist())
+    adds = pl.from_arrow(pa.table(raw.get_add_actions(flatten=True)))
+    root = lake.uri("raw", ds.id).rstrip("/")
+    # a partition column (the file's period, ``_period``) is in the Delta log, not in the data files
+    hive = [c for c in columns if f"partition.{c}" in adds.columns]
+    new = [
+        pl.scan_parquet(f"{root}/{a['path']}", storage_options=lake.storage_options or None)
+        .select([c for c in columns if c not in hive])
+        .with_columns(pl.lit(a[f"partition.{c}"], pl.String).alias(c) for c in hive)
+        .select(columns)
+        for a in adds.iter_rows(named=True)
+        if a["path"] not in known
+    ]
+    return pl.concat(new) if new else None
+
+
 def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tuple[list[str] | None, str]:
     """Which periods of std this build must rebuild: None for all of it, else the periods (partitions) that
     raw rows added since the last build fall in — a new month, a late file, a correction of an old month
@@ -392,18 +417,10 @@ def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tup
     ]
     if appended:
         return None, f"raw rewritten since the last build (version {appended[0]['version']})"
-    before = DeltaTable(lake.uri("raw", ds.id), version=since, storage_options=lake.storage_options or None)
-    known = set(pa.table(before.get_add_actions(flatten=True)).column("path").to_pylist())
-    paths = pa.table(raw.get_add_actions(flatten=True)).column("path").to_pylist()
-    root = lake.uri("raw", ds.id).rstrip("/")
-    new = [
-        pl.scan_parquet(f"{root}/{path}", storage_options=lake.storage_options or None).select(ds.period.column)
-        for path in paths
-        if path not in known
-    ]
+    added = delivered_since(lake, ds, since, [ds.period.column])
     touched = (
-        with_partition(pl.concat(new), ds, rules).select(pl.col(PARTITION).unique()).collect()[PARTITION].to_list()
-        if new
+        with_partition(added, ds, rules).select(pl.col(PARTITION).unique()).collect()[PARTITION].to_list()
+        if added is not None
         else []
     )
     return sorted(touched), f"{len(touched)} period(s) with rows delivered since raw version {since}"

@@ -7,11 +7,14 @@ import dagster as dg
 from assets.collect import raw_key
 from assets.ingest.collector import collect_history, landed_fingerprints, recorded_fingerprints
 from lakehouse.registry import Dataset, registry
+from orchestration import partitions
 from orchestration.resources import LakeResource, LandingResource
 from sensors.landing import arrivals, scan
 
 
 def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
+    pdef = partitions.for_dataset(ds)
+
     @dg.sensor(
         name=f"landing_{ds.id}",
         target=[raw_key(ds)],
@@ -32,10 +35,14 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
         reason = found.reason(ds)
         context.log.info(reason)
         context.update_cursor(found.cursor)
-        return dg.RunRequest(
-            run_key=found.run_key,
-            tags={"shucang/trigger": "landing", "shucang/dataset": ds.id, "shucang/reason": reason[:1000]},
-        )
+        tags = {"shucang/trigger": "landing", "shucang/dataset": ds.id, "shucang/reason": reason[:1000]}
+        if pdef is not None:
+            # the periods the files' names state (the rows decide which partitions are materialised: a
+            # correction of an earlier month in a later file materialises that month)
+            named, _ = partitions.valid(pdef, filter(None, (partitions.filename_period(ds, f) for f in found.files)))
+            named = named or partitions.keys(pdef)[-1:]
+            tags |= partitions.range_tags(dg.PartitionKeyRange(named[0], named[-1]))
+        return dg.RunRequest(run_key=found.run_key, tags=tags)
 
     return _sensor
 

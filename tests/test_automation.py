@@ -12,9 +12,10 @@ import dagster as dg
 import pytest
 
 from lakehouse.lake import Lake
-from orchestration.cli.backfill import run_config
+from orchestration import runs as runner
+from orchestration.cli.backfill import run_config, targets
 from orchestration.definitions import defs
-from orchestration.jobs import shucang_all
+from orchestration.jobs import SELECTIONS
 from orchestration.resources import resources
 from orchestration.settings import settings
 
@@ -28,7 +29,7 @@ HOURLY = {dg.AssetKey(["ops", n]) for n in ("collection_status", "collection_rat
 
 
 def _requested(result) -> set[dg.AssetKey]:
-    return {r.key for r in result.results if r.true_subset.size}
+    return set(runner.requested(result))
 
 
 def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
@@ -39,15 +40,24 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
 
     runs = []
 
-    def run(keys) -> None:
-        result = dg.materialize(every, selection=list(keys), resources=resources(s), instance=instance)
+    def run(targets, **kwargs) -> None:
+        result = runner.materialize(every, targets, instance, resources=resources(s), **kwargs)
         assert result.success
-        runs.append(result.run_id)
+        runs.extend(result.run_ids)
 
     def evaluate(cursor):
         return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
 
-    run(shucang_all.selection.resolve(graph))
+    run(SELECTIONS["shucang_all"].resolve(graph))
+    # raw and std of a monthly dataset are partitioned by month: the months delivered, less the refused one
+    months = [f"2023-{m:02d}" for m in range(1, 13)]
+    assert sorted(instance.get_materialized_partitions(RAW_TAX)) == months
+    assert sorted(instance.get_materialized_partitions(STD_TAX)) == months
+    power = sorted(instance.get_materialized_partitions(dg.AssetKey(["std", "power_monthly"])))
+    assert sorted(instance.get_materialized_partitions(dg.AssetKey(["raw", "power_monthly"]))) == [
+        m for m in months if m != "2023-07"
+    ]  # July was refused and never re-sent: std builds the span raw holds, July empty
+    assert power == months
     settled = evaluate(None)
     # a complete pipeline: nothing to do, no churn (the 归集 status also re-checks hourly: not counted)
     assert _requested(settled) - HOURLY == set()
@@ -67,15 +77,21 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     published_before = Lake(s.lake_root).table("publish", "theme_operations_monthly").version()
     before = _revenue(Lake(s.lake_root), fields[0])
     assert before  # the firm's March is published
-    run([RAW_TAX])  # what the landing sensor starts
+    raw_runs = len(runs)
+    run({RAW_TAX: ["2023-11"]})  # what the landing sensor starts: the period the file's name states …
+    materialised = instance.fetch_materializations(RAW_TAX, limit=5).records
+    # … while the rows decide: the correction materialises March, not November
+    assert [r.partition_key for r in materialised if r.run_id == runs[raw_runs]] == ["2023-03"]
 
     rounds, cursor = [], settled.cursor
     for _ in range(8):
         result = evaluate(cursor)
-        cursor, requested = result.cursor, _requested(result)
+        cursor, requested = result.cursor, runner.requested(result)
         if not requested:
             break
         rounds.append(requested)
+        if STD_TAX in requested:  # std rebuilds March, the one period the delivery touched
+            assert requested[STD_TAX] == ["2023-03"]
         run(requested)
     else:
         pytest.fail(f"automation did not settle: {rounds}")
@@ -108,31 +124,32 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     incremental = _warehouse_table(s, "theme_operations_monthly")
     monitoring = _warehouse_table(s, "topic_operation_monitoring")  # months March and April rebuilt
     published = Lake(s.lake_root).table("publish", "theme_operations_monthly").version()
-    full = dg.materialize(
-        every,
-        selection=[THEME_OPS, PUBLISHED_OPS, MONITORING],
-        resources=resources(s),
-        instance=instance,
-        run_config={"ops": {"dbt_models": {"config": {"full_refresh": True}}}},
-    )
-    assert full.success
+    run([THEME_OPS, PUBLISHED_OPS, MONITORING], run_config={"ops": {"dbt_models": {"config": {"full_refresh": True}}}})
     assert _warehouse_table(s, "theme_operations_monthly").equals(incremental)
     assert _warehouse_table(s, "topic_operation_monitoring").equals(monitoring)
     assert Lake(s.lake_root).table("publish", "theme_operations_monthly").version() == published  # unchanged
 
-    # a backfill of the first quarter (CLI `backfill 2023-01 2023-03`, or the same config in the launchpad)
-    # rebuilds those months of std and of the incremental models: the tables stay what the incremental
-    # path made of them
+    # a backfill of the first quarter (CLI `backfill 2023-01 2023-03`; in the UI, a partition backfill of
+    # the std assets, then the model_all launchpad with the range) rebuilds those partitions of std and
+    # those months of the incremental models: the tables stay what the incremental path made of them
     lake = Lake(s.lake_root)
     std_before = lake.read("std", "tax_monthly").sort(["uscc", "period"], nulls_last=True)
     version_before = lake.table("std", "tax_monthly").version()
     graph = defs.resolve_asset_graph()
-    selection = [k for k in graph.get_all_asset_keys() if k.path[0] in ("std", "staging", "theme", "topic", "base")]
-    selection = [k for k in selection if graph.get(k).is_executable]
-    job = dg.define_asset_job("q1", selection=selection).resolve(asset_graph=graph)
+    quarter = targets(defs, "2023-01", "2023-03")
+    assert quarter[STD_TAX] == ["2023-01", "2023-02", "2023-03"]
+    assert quarter[dg.AssetKey(["std", "stats_annual"])] == ["2023"]
+    assert dg.AssetKey(["std", "ent_telemetry"]) not in quarter  # its days start in December
+    models = [k for k in graph.get_all_asset_keys() if k.path[0] in ("staging", "theme", "topic", "base")]
+    models = [k for k in models if graph.get(k).is_executable]
+    job = dg.define_asset_job("q1", selection=models).resolve(asset_graph=graph)
     q1 = run_config(job, "2023-01", "2023-03")
-    assert set(q1["ops"]) >= {"std__tax_monthly", "dbt_models"}
-    assert dg.materialize(every, selection=selection, resources=resources(s), instance=instance, run_config=q1).success
+    assert set(q1["ops"]) == {"dbt_models"}
+    before_backfill = len(runs)
+    run(quarter, tags={"shucang/backfill": "2023-01..2023-03"})
+    backfill_runs = [instance.get_run_by_id(r) for r in runs[before_backfill:]]
+    assert {r.tags.get("dagster/asset_partition_range_start") for r in backfill_runs} >= {"2023-01", "2023"}
+    run(models, run_config=q1)
     assert lake.table("std", "tax_monthly").version() > version_before  # rebuilt …
     commit = lake.commits("std", "tax_monthly", 1)[0]
     assert json.loads(commit["partitions"]) == ["2023-01", "2023-02", "2023-03"]  # … exactly the quarter
@@ -147,12 +164,10 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     zones = [name.split("/")[0] for name in before]
     assert (zones.count("std"), zones.count("publish")) == (10, len(published_versions))
     assert len(published_versions) >= 10 and zones.count("warehouse") >= 15
-    ops = {f"std__{k.path[1]}": {"config": {"full": True}} for k in selection if k.path[0] == "std"}
+    std = [k for k in graph.get_all_asset_keys() if k.path[0] == "std"]
+    ops = {f"std__{k.path[1]}": {"config": {"full": True}} for k in std}
     ops["dbt_models"] = {"config": {"full_refresh": True}}
-    rebuild = [*selection, *(dg.AssetKey(["publish", n]) for n in published_versions)]
-    assert dg.materialize(
-        every, selection=rebuild, resources=resources(s), instance=instance, run_config={"ops": ops}
-    ).success
+    run([*std, *models, *(dg.AssetKey(["publish", n]) for n in published_versions)], run_config={"ops": ops})
     after_rebuild = _everything(s)
     assert set(after_rebuild) == set(before)
     assert [name for name in before if not before[name].equals(after_rebuild[name])] == []

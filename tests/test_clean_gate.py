@@ -8,6 +8,7 @@ import assets.defs
 import quality.standardise
 from lakehouse.lake import Lake
 from lakehouse.registry import registry
+from orchestration import runs
 from orchestration.resources import resources
 from orchestration.settings import settings
 
@@ -34,7 +35,7 @@ def test_a_failing_error_rule_keeps_std_at_its_previous_version_and_stops_downst
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
     instance = dg.DagsterInstance.ephemeral()
     graph = [("raw", "amr_registration"), ("std", "amr_registration"), ("raw", "tax_monthly"), ("std", "tax_monthly")]
-    first = dg.materialize(_select(*graph), resources=resources(s), instance=instance)
+    first = runs.materialize(_select(*graph), resources=resources(s), instance=instance)
     assert first.success
     lake = Lake(s.lake_root)
     version, rows = lake.table("std", "amr_registration").version(), lake.row_count("std", "amr_registration")
@@ -52,7 +53,7 @@ def test_a_failing_error_rule_keeps_std_at_its_previous_version_and_stops_downst
         ("\n".join([header, *(row(i) for i in range(400))]) + "\n").encode("gb18030")
     )
 
-    second = dg.materialize(
+    second = runs.materialize(
         _select(*graph[:2], graph[3]), resources=resources(s), instance=instance, raise_on_error=False
     )
     assert not second.success

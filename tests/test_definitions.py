@@ -10,6 +10,7 @@ import pytest
 
 from lakehouse.registry import registry
 from orchestration.definitions import defs
+from orchestration.jobs import SELECTIONS
 from orchestration.settings import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,11 +31,12 @@ def test_every_registered_source_has_a_collection_asset_with_its_catalogue_facts
 
 
 def test_jobs_sensors_and_resources_are_wired():
-    jobs = {name: defs.resolve_job_def(name) for name in ("shucang_all", "collect_all", "std_all")}
     graph = defs.resolve_asset_graph()
+    selected = {name: sel.resolve(graph) for name, sel in SELECTIONS.items()}
     std_keys = {k for k in graph.materializable_asset_keys if k.path[0] == "std"}
     assert len(std_keys) == len(registry().datasets)
-    assert set(jobs["std_all"].asset_layer.selected_asset_keys) == std_keys
+    assert selected["std_all"] == std_keys
+    assert defs.resolve_job_def("model_all").asset_layer.selected_asset_keys
     landing = {f"landing_{ds.id}" for ds in registry().datasets}
     lineage = {"lineage_on_success", "lineage_on_failure", "lineage_on_canceled", "lineage_spool"}
     exchange = {"data_request_inbox", "share_builds", "share_expiry"}
@@ -44,7 +46,7 @@ def test_jobs_sensors_and_resources_are_wired():
     for name in ("file_data_requests", "decide_data_request", "revoke_share", "purge_ended_shares"):
         assert defs.resolve_job_def(name).tags["shucang/area"] == "exchange"
     # the per-request shares are built when a request is approved, never by the full refresh
-    assert not any(k.path[0] == "share" for k in jobs["shucang_all"].asset_layer.selected_asset_keys)
+    assert not any(k.path[0] == "share" for k in selected["shucang_all"])
 
 
 def test_one_environment_switch_moves_everything(tmp_path):

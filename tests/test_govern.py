@@ -9,6 +9,7 @@ from conftest import is_published
 import assets.defs
 from lakehouse.lake import Lake
 from lakehouse.registry import registry
+from orchestration import runs
 from orchestration.resources import resources
 from orchestration.settings import settings
 
@@ -25,7 +26,7 @@ def governed(generated, tmp_path_factory):
     shutil.copytree(generated / "landing", work / "landing")
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(work)})
     instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize(ALL, resources=resources(s), instance=instance).success
+    assert runs.materialize(ALL, resources=resources(s), instance=instance).success
     return s, instance, Lake(s.lake_root), work
 
 
@@ -82,7 +83,7 @@ def test_a_later_delivery_that_fixes_a_problem_is_recorded(governed):
     (work / "landing" / reg.landing / "市场监管_企业登记信息_补正.csv").write_bytes(
         (",".join(reg.source_headers) + "\n" + line + "\n").encode("gb18030")
     )
-    assert dg.materialize(ALL, resources=resources(s), instance=instance).success
+    assert runs.materialize(ALL, resources=resources(s), instance=instance).success
     after = lake.read("quarantine", "problems").filter(pl.col("problem_id") == target["problem_id"]).row(0, named=True)
     assert after["status"] == "fixed" and after["fixed_by"].endswith("市场监管_企业登记信息_补正.csv")
     # with the firm now registered, its 'not found in the registration' flags elsewhere resolve too — and nothing else

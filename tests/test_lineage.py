@@ -21,6 +21,7 @@ from lakehouse.tables import (
     SCORES,
     STD_PARTITIONS,
 )
+from orchestration import runs
 from orchestration.definitions import defs
 from orchestration.lineage import declare
 from orchestration.lineage.emit import RUN_TAG, emit_run, naming
@@ -42,11 +43,12 @@ def _collection_assets():
 def _materialize(workdir, selection, graph=None):
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(selection, resources=resources(s), instance=instance, raise_on_error=False)
+    result = runs.materialize(selection, None, instance, resources=resources(s), raise_on_error=False)
     graph = graph or defs.resolve_asset_graph()
-    report = emit_run(instance, result.run_id, graph, s)
-    events = [json.loads(line) for line in open(report.file, encoding="utf-8")]
-    return s, instance, result, report, events
+    # one report per run: the collection runs of each period's partitions, std, … (orchestration.runs)
+    reports = [emit_run(instance, run_id, graph, s) for run_id in result.run_ids]
+    events = [json.loads(line) for report in reports for line in open(report.file, encoding="utf-8")]
+    return s, instance, result, reports, events
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +58,21 @@ def full_run(module_workdir):
 
 
 def test_every_event_of_a_full_run_validates_against_the_spec(full_run):
-    _, _, result, report, events = full_run
+    _, _, result, _, events = full_run
     validator = EventValidator()
     assert events and all(validator.errors(e) == [] for e in events), [validator.errors(e) for e in events][:3]
     by_job: dict[str, list[str]] = {}
     for e in events:
         by_job.setdefault(e["job"]["name"], []).append(e["eventType"])
-    assert by_job.pop("__ephemeral_asset_job__") == ["START", "COMPLETE"]
+    assert by_job.pop("__ASSET_JOB") == ["START", "COMPLETE"] * len(result.run_ids)  # each run
+    assert len(result.run_ids) > 1  # raw of each partitioning, then std
     assert set(by_job) == {".".join(k.path) for a in _collection_assets() for k in a.keys}
-    assert all(states == ["START", "COMPLETE"] for states in by_job.values())
-    asset_events = [e for e in events if e["job"]["name"] != "__ephemeral_asset_job__"]
-    assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in asset_events} == {result.run_id}
-    assert len({e["run"]["runId"] for e in asset_events}) == len(by_job)  # one run id per asset, START=COMPLETE
+    # START then COMPLETE per run of the asset (std of a month with a gap builds in one run per range)
+    assert all(states and states == ["START", "COMPLETE"] * (len(states) // 2) for states in by_job.values())
+    asset_events = [e for e in events if e["job"]["name"] != "__ASSET_JOB"]
+    assert {e["run"]["facets"]["parent"]["run"]["runId"] for e in asset_events} == set(result.run_ids)
+    # one run id per asset and run, the same on its START and COMPLETE
+    assert len({e["run"]["runId"] for e in asset_events}) == len(asset_events) // 2
 
 
 def test_outputs_carry_version_schema_quality_and_catalogue_facets(full_run):
@@ -158,10 +163,10 @@ def test_tables_a_step_writes_besides_its_asset_are_its_outputs(full_run):
 
 
 def test_emitting_a_run_again_gives_the_same_events(full_run):
-    s, instance, result, report, events = full_run
-    again = emit_run(instance, result.run_id, defs.resolve_asset_graph(), s)
-    assert [json.loads(x) for x in open(again.file, encoding="utf-8")] == events
-    assert "OpenLineage events" in instance.get_run_by_id(result.run_id).tags[RUN_TAG]
+    s, instance, result, _, events = full_run
+    again = [emit_run(instance, run_id, defs.resolve_asset_graph(), s) for run_id in result.run_ids]
+    assert [json.loads(x) for report in again for x in open(report.file, encoding="utf-8")] == events
+    assert all("OpenLineage events" in instance.get_run_by_id(r).tags[RUN_TAG] for r in result.run_ids)
 
 
 @dg.asset(
@@ -239,15 +244,15 @@ def test_a_failing_step_emits_fail_with_the_error(workdir):
     assert not result.success
     fail = next(e for e in events if e["job"]["name"] == "std.broken" and e["eventType"] == "FAIL")
     assert "standardiser crashed on row 17" in fail["run"]["facets"]["errorMessage"]["message"]
-    assert [e["eventType"] for e in events if e["job"]["name"] == "__ephemeral_asset_job__"] == ["START", "FAIL"]
+    assert [e["eventType"] for e in events if e["job"]["name"] == "__ASSET_JOB"] == ["START", "FAIL"]
     assert all(EventValidator().errors(e) == [] for e in events)
 
 
 def test_lineage_in_the_catalogue_zone_is_readable_without_dagster(full_run):
-    s, *_ = full_run
-    files = list((s.data_dir / "lake" / "ops" / "lineage").glob("*.jsonl"))
-    assert len(files) == 1
-    frame = pl.read_ndjson(files[0], infer_schema_length=None)
+    s, _, result, _, _ = full_run
+    files = sorted((s.data_dir / "lake" / "ops" / "lineage").glob("*.jsonl"))
+    assert [f.stem for f in files] == sorted(result.run_ids)  # one file per run
+    frame = pl.concat([pl.read_ndjson(f, infer_schema_length=None) for f in files], how="diagonal_relaxed")
     assert set(frame["eventType"]) == {"START", "COMPLETE"}
 
 
@@ -261,7 +266,7 @@ def test_the_run_status_sensor_emits_with_its_code_locations_asset_graph(workdir
     s = settings()
     instance = dg.DagsterInstance.ephemeral()
     collect_reg = next(a for a in _collection_assets() if RAW_REG in a.keys)
-    result = dg.materialize([collect_reg], resources=resources(s), instance=instance)
+    result = runs.materialize([collect_reg], None, instance, resources=resources(s))
     run = instance.get_run_by_id(result.run_id)
     success = next(
         entry.dagster_event

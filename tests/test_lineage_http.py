@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 import assets.defs
+from orchestration import runs
 from orchestration.definitions import defs
 from orchestration.lineage.emit import RUN_TAG, emit_run
 from orchestration.lineage.transport import SpoolingHttpTransport
@@ -61,7 +62,7 @@ def _run(workdir, instance):
         for a in assets.defs.defs.assets
         if isinstance(a, dg.AssetsDefinition) and a.key.path[-1] in ("amr_registration", "eco_emissions")
     ]
-    result = dg.materialize(selection, resources=resources(s), instance=instance)
+    result = runs.materialize(selection, resources=resources(s), instance=instance)
     return s, result.run_id
 
 

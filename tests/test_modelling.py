@@ -17,6 +17,7 @@ from conftest import dbt_build
 from deltalake import DeltaTable
 from openlineage_schema import EventValidator
 
+from orchestration import runs
 from orchestration.dbt.project import PROJECT_DIR_ENV
 from orchestration.lineage.emit import emit_run
 from orchestration.resources import resources
@@ -100,7 +101,7 @@ def built(generated, tmp_path_factory, env_project):
     instance = dg.DagsterInstance.ephemeral()
     # everything but the per-request shares (they follow approved data requests: test_exchange_* below)
     not_shares = _assets(defs, lambda a: all(k.path[0] != "share" for k in a.keys))
-    result = dg.materialize(not_shares, resources=resources(s), instance=instance, raise_on_error=False)
+    result = runs.materialize(not_shares, resources=resources(s), instance=instance, raise_on_error=False)
     return {"defs": defs, "settings": s, "instance": instance, "result": result, "project": project, "root": root}
 
 
@@ -235,7 +236,7 @@ def test_rerun_is_identical_a_correction_makes_a_new_version_with_a_diff_and_pin
     )
     uri = f"{s.lake_root}/publish/topic_mujun_evaluation"
     before = DeltaTable(uri).version()
-    again = dg.materialize(dbt_and_publish, resources=resources(s), instance=instance)
+    again = runs.materialize(dbt_and_publish, resources=resources(s), instance=instance)
     assert again.success and DeltaTable(uri).version() == before  # same inputs: nothing new published
 
     # 异议: the land department corrects one firm's parcels (double the area) — a new std version
@@ -247,7 +248,7 @@ def test_rerun_is_identical_a_correction_makes_a_new_version_with_a_diff_and_pin
     land.with_columns(
         pl.when(pl.col("uscc") == firm).then(pl.col("area") * 2).otherwise(pl.col("area")).alias("area")
     ).write_delta(land_uri, mode="overwrite")
-    corrected = dg.materialize(dbt_and_publish, resources=resources(s), instance=instance)
+    corrected = runs.materialize(dbt_and_publish, resources=resources(s), instance=instance)
     assert corrected.success and DeltaTable(uri).version() == before + 1
     changes = pl.read_delta(f"{s.lake_root}/publish/changes").filter(pl.col("dataset") == "topic_mujun_evaluation")
     mine = changes.filter(pl.col("key").str.contains(firm))
@@ -258,7 +259,7 @@ def test_rerun_is_identical_a_correction_makes_a_new_version_with_a_diff_and_pin
     # re-running with the std versions of the first run reproduces its results exactly
     pins = {"std.land_parcels": original_land}
     config = dg.RunConfig(ops={"dbt_models": {"config": {"pins": pins}}})
-    pinned = dg.materialize(dbt_and_publish, resources=resources(s), instance=instance, run_config=config)
+    pinned = runs.materialize(dbt_and_publish, resources=resources(s), instance=instance, run_config=config)
     assert pinned.success
     first = pl.from_arrow(DeltaTable(uri, version=before).to_pyarrow_table())
     assert DeltaTable(uri).version() == before + 2
@@ -311,7 +312,7 @@ models:
         ("publish", "topic_bad_grade"),
         ("publish", "topic_bad_k"),
     }
-    result = dg.materialize(
+    result = runs.materialize(
         _assets(defs),
         selection=dg.AssetSelection.assets(*(dg.AssetKey(list(k)) for k in keys)),
         resources=resources(s),
@@ -419,7 +420,7 @@ def test_exchange_files_decides_builds_and_counts_requests_for_published_data_th
     assert got.columns == columns and got.sort("uscc").equals(expected.select(columns).sort("uscc"))
     assert (s.exchange_dir / "profiles" / "mujun-jingxinju.share").exists()
 
-    stats = dg.materialize([share.sharing_statistics], resources=on, instance=instance)
+    stats = runs.materialize([share.sharing_statistics], resources=on, instance=instance)
     assert stats.success
     queue = stats.get_asset_materialization_events()[0].materialization.metadata["awaiting_decision"].value
     assert "| operations-bank | 政银合作信用贷款应用 (区金融办) | L2 |" in queue

@@ -178,6 +178,7 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
 
     import assets.clean
     import assets.defs
+    from orchestration import runs
     from orchestration.resources import resources
     from orchestration.settings import settings
 
@@ -189,7 +190,7 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
         a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and a.key.path == ["raw", ds.id]
     )
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
-    result = dg.materialize(
+    result = runs.materialize(
         [raw, assets.clean._std_asset(reg, unclassified_ds)],
         resources=resources(s),
         instance=dg.DagsterInstance.ephemeral(),
@@ -346,6 +347,7 @@ def test_after_key_rotation_std_is_repseudonymised_and_old_pseudonyms_still_matc
     import dagster as dg
 
     import assets.defs
+    from orchestration import runs
     from orchestration.resources import resources
     from orchestration.settings import settings
 
@@ -357,11 +359,11 @@ def test_after_key_rotation_std_is_repseudonymised_and_old_pseudonyms_still_matc
         a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and tuple(a.key.path) in wanted
     ]
     instance = dg.DagsterInstance.ephemeral()
-    assert dg.materialize(selection, resources=resources(s), instance=instance).success
+    assert runs.materialize(selection, resources=resources(s), instance=instance).success
     lake = Lake(s.lake_root)
     before = lake.read("std", "amr_registration").select("uscc", "legal_rep_id_no")
     ring = keys.rotate(AuditLog(s.audit_log), s.key_file)
-    assert dg.materialize(selection[1:], resources=resources(s), instance=instance).success
+    assert runs.materialize(selection[1:], resources=resources(s), instance=instance).success
     after = lake.read("std", "amr_registration").select("uscc", "legal_rep_id_no")
     assert before["legal_rep_id_no"].drop_nulls().str.starts_with("k1:").all()
     assert after["legal_rep_id_no"].drop_nulls().str.starts_with("k2:").all()

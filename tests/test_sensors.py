@@ -50,6 +50,9 @@ def test_a_dropped_file_triggers_one_run_with_its_reason(tmp_path):
     assert isinstance(result, dg.RunRequest)
     assert result.tags["shucang/dataset"] == "tax_monthly"
     assert "1 new or changed file(s)" in result.tags["shucang/reason"] and "2023-01" in result.tags["shucang/reason"]
+    # raw is partitioned by month: the run names the period of the file's name
+    assert result.tags["dagster/asset_partition_range_start"] == result.tags["dagster/asset_partition_range_end"]
+    assert result.tags["dagster/asset_partition_range_start"] == "2023-01"
     first_key = result.run_key
 
     result, cursor = _evaluate(sensor, cursor, resources)  # nothing new: no second run
@@ -70,5 +73,12 @@ def test_files_already_collected_do_not_trigger_runs_for_a_new_sensor(workdir):
     Path(workdir / "landing" / TAX.landing / "税务_月度申报_2024-01.csv").write_bytes(
         (workdir / "landing" / TAX.landing / "税务_月度申报_2023-12.csv").read_bytes().replace(b"2023-12", b"2024-01")
     )
+    (workdir / "landing" / TAX.landing / "税务_月度申报_2023-02_更正.csv").write_text("x", encoding="utf-8")
+    (workdir / "landing" / TAX.landing / "税务_月度申报_补报.csv").write_text("x", encoding="utf-8")  # no period
     result, _ = _evaluate(landing_sensor(TAX), None, resources)
     assert isinstance(result, dg.RunRequest) and "2024-01" in result.tags["shucang/reason"]
+    # one run over the periods the new files' names state (rows decide what is materialised)
+    assert (result.tags["dagster/asset_partition_range_start"], result.tags["dagster/asset_partition_range_end"]) == (
+        "2023-02",
+        "2024-01",
+    )

@@ -1,8 +1,8 @@
-"""``backfill``: rebuild a range of months — std of every periodic dataset for the periods overlapping it
-(a yearly dataset: its years), then the dbt models (the incremental ones for exactly those months) and
-their publication — as runs on the instance, visible in the UI like any other. The same is available in
-the UI's launchpad: the `std_all` and `model_all` jobs take `backfill_from` / `backfill_to` in each std
-step's and the `dbt_models` step's config."""
+"""``backfill``: rebuild a range of months — the std partitions of every periodic dataset overlapping it (a
+yearly dataset: its years; a daily one: its days), then the dbt models (the incremental ones for exactly
+those months) and their publication — as runs on the instance, visible in the UI like any other. In the UI
+the same is a partition backfill: select the std assets, "Materialize", choose the partitions; then the
+``model_all`` job with ``backfill_from`` / ``backfill_to`` in the ``dbt_models`` step's config."""
 
 from __future__ import annotations
 
@@ -24,6 +24,25 @@ def run_config(job, start: str, end: str) -> dict:
     return {"ops": ops}
 
 
+def targets(defs, start: str, end: str) -> dict:
+    """The std partitions a backfill of months ``start``..``end`` rebuilds: asset key → period keys."""
+    import dagster as dg
+
+    from lakehouse.registry import registry
+    from orchestration.partitions import for_dataset, valid
+    from quality.standardise import periods_between
+
+    out = {}
+    for ds in registry().datasets:
+        pdef = for_dataset(ds)
+        if pdef is None:
+            continue
+        inside, _ = valid(pdef, periods_between(ds, start, end))
+        if inside:
+            out[dg.AssetKey(["std", ds.id])] = inside
+    return out
+
+
 def backfill(s: Settings, start: str, end: str) -> int:
     for value in (start, end):
         if not MONTH.match(value):
@@ -32,15 +51,17 @@ def backfill(s: Settings, start: str, end: str) -> int:
         raise SystemExit(f"backfill: {start} is after {end}")
     from dagster import DagsterInstance
 
+    from orchestration import runs
     from orchestration.definitions import defs
 
+    tags = {"shucang/backfill": f"{start}..{end}"}
     with DagsterInstance.get() as instance:
-        for name in ("std_all", "model_all"):
-            job = defs.resolve_job_def(name)
-            result = job.execute_in_process(
-                instance=instance, run_config=run_config(job, start, end), tags={"shucang/backfill": f"{start}..{end}"}
-            )
-            print(f"{name}: run {result.run_id} {'SUCCESS' if result.success else 'FAILURE'}")
-            if not result.success:
-                return 1
-    return 0
+        std = runs.materialize(defs, targets(defs, start, end), instance, tags=tags, raise_on_error=False)
+        for run_id, result in zip(std.run_ids, std.results, strict=True):
+            print(f"std partitions: run {run_id} {'SUCCESS' if result.success else 'FAILURE'}")
+        if not std.success:
+            return 1
+        job = defs.resolve_job_def("model_all")
+        result = job.execute_in_process(instance=instance, run_config=run_config(job, start, end), tags=tags)
+        print(f"model_all: run {result.run_id} {'SUCCESS' if result.success else 'FAILURE'}")
+        return 0 if result.success else 1

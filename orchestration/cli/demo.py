@@ -33,25 +33,31 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
 
     from dagster import DagsterInstance
 
+    from orchestration import runs
     from orchestration.definitions import defs
+    from orchestration.jobs import SELECTIONS
 
     with DagsterInstance.get() as dagster_instance:
-        result = defs.resolve_job_def("shucang_all").execute_in_process(
-            instance=dagster_instance,
-            raise_on_error=False,
+        graph = defs.resolve_asset_graph()
+        result = runs.materialize(
+            defs,
+            SELECTIONS["shucang_all"].resolve(graph),
+            dagster_instance,
             # the UI has every event; the terminal shows what landed and what was refused
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags={"shucang/trigger": "demo"},
+            raise_on_error=False,
         )
         # the same emission the lineage sensors do for runs the daemon sees
         from orchestration.lineage.emit import emit_run
 
-        lineage = emit_run(dagster_instance, result.run_id, defs.resolve_asset_graph(), s)
+        reports = [emit_run(dagster_instance, run_id, graph, s) for run_id in result.run_ids]
         exchanged = _exchange_demo(s, dagster_instance, defs) if result.success else True
     print(summary(s))
-    print(f"lineage: {lineage.summary()}")
+    print(f"lineage: {sum(r.events for r in reports)} events from {len(reports)} runs; last: {reports[-1].summary()}")
     print(
-        f"pipeline run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} "
-        f"in {time.perf_counter() - started:.1f} s (generation included)"
+        f"pipeline: {len(result.run_ids)} of {result.planned} runs (one per partitions of a period), "
+        f"{'SUCCESS' if result.success else 'FAILURE'} in {time.perf_counter() - started:.1f} s (generation included)"
     )
     return 0 if result.success and exchanged else 1
 

@@ -79,7 +79,8 @@ def _read_log(instance: dg.DagsterInstance, run_id: str) -> tuple[dict[str, _Ste
         elif step is None:
             continue
         elif kind == "ASSET_MATERIALIZATION_PLANNED":
-            step.planned.append(ev.asset_key)
+            if ev.asset_key not in step.planned:  # a run over a range of partitions plans each of them
+                step.planned.append(ev.asset_key)
         elif kind == "STEP_START":
             step.started = ts
         elif kind in _FINISH:
