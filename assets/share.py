@@ -3,7 +3,10 @@
 ``share/extracts`` has one partition per approved request (a dynamic partition the exchange sensor adds):
 materialising it builds that request's share from the publish versions pinned at approval, through the
 consumer's privacy policy and the privacy gate (a blocking check; a refused share writes nothing), and the
-first time issues the consumer's bearer token. The steward decides requests with the ``decide_data_request``
+first time issues the consumer's bearer token. Afterwards the share follows its published datasets: when
+one of them gets a new version (a delivery flowed through std and the models to publish), automation
+rebuilds the share from the new versions within the approved scope and the ledger records the new pins;
+a share whose datasets did not change, or whose request was revoked or expired, is left as it is. The steward decides requests with the ``decide_data_request``
 job (the decision as run config), and revokes with ``revoke_share``; see sensors/exchange.py.
 """
 
@@ -35,6 +38,15 @@ def _published() -> list[dg.AssetKey]:
     key=SHARE_KEY,
     deps=_published(),
     partitions_def=DATA_REQUESTS,
+    # follows a new data version of a published dataset (publish reports its Delta version)
+    automation_condition=dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())
+    .since_last_handled()
+    .with_label("a published dataset changed")
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+    & dg.AutomationCondition.all_deps_blocking_checks_passed(),
+    # a share that is current, or whose request is no longer active, is not materialised again
+    output_required=False,
     group_name="share",
     kinds={"delta", "polars"},
     owners=[registry().defaults.steward],
@@ -54,8 +66,16 @@ def share_extracts(context: dg.AssetExecutionContext, lake: LakeResource, exchan
     approval, with a manifest of content hashes; served by the Delta Sharing service (`make share-server`)."""
     rid = context.partition_key
     ex = exchange.exchange(lake.lake())
+    actor = f"dagster:{context.run.run_id}"
     try:
-        manifest, profile = ex.build(rid, actor=f"dagster:{context.run.run_id}")
+        if ex.state(rid).manifest is None:
+            manifest, profile = ex.build(rid, actor=actor)
+        else:
+            manifest, what = ex.refresh(rid, actor=actor)
+            context.log.info(what)
+            if manifest is None:
+                return
+            profile = None
     except ShareRefused as refused:
         yield dg.AssetCheckResult(check_name="privacy_gate", passed=False, metadata={"problems": str(refused)})
         raise dg.Failure(f"share of request {rid} refused, nothing written: {refused}") from None

@@ -18,6 +18,7 @@ from privacy.audit import GENESIS, AuditLog
 ACTIONS = (
     "request.filed",
     "request.decided",
+    "share.repinned",
     "share.built",
     "token.issued",
     "share.read",
@@ -181,6 +182,8 @@ def replay(entries: list[dict], states: dict[str, RequestState] | None = None) -
             s.pins = {k: int(v) for k, v in (d.get("pins") or {}).items()}
         elif action == "share.built":
             s.manifest = d["manifest"]
+        elif action == "share.repinned":  # the share follows new publish versions within its approved scope
+            s.pins = {k: int(v) for k, v in (d.get("pins") or {}).items()}
         elif action == "token.issued":
             s.tokens.add(d["token_sha256"])
         elif action == "share.read":

@@ -4,6 +4,7 @@ issue its token, revoke, expire. The Dagster jobs, the CLI and the sharing servi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -185,6 +186,38 @@ class Exchange:
         )
         profile = None if s.tokens else self.issue_token(request_id, actor)
         return manifest, profile
+
+    def refresh(self, request_id: str, actor: str, k: int | None = None) -> tuple[dict | None, str]:
+        """An approved share follows its published datasets: when one of them has a new version, the share is
+        built again from the current versions — the same scope (datasets, columns, rows), the same policy and
+        gate — and the ledger records the new pins (``share.repinned``) and the build. A refused build
+        changes nothing: the share stays at its pins, and ShareRefused says why. Returns the manifest (None
+        when nothing changed or the request is not active) and what happened."""
+        s = self.state(request_id)
+        if s.status != "approved":
+            return None, f"request {request_id} is {s.status}: its share is not rebuilt"
+        current = {}
+        for ask in s.request["datasets"]:
+            table = self.lake.table("publish", ask["dataset"])
+            if table is None:
+                raise shares.ShareRefused(f"{ask['dataset']} is not in the publish zone any more")
+            current[ask["dataset"]] = table.version()
+        if current == s.pins and s.manifest is not None:
+            return None, f"share {request_id} is current (publish versions {current})"
+        candidate = dataclasses.replace(s, pins=current)
+        manifest = shares.build(self.lake, candidate, self.catalogue(), k, self.dp_budget)  # refused: raises
+        moved = {d: (s.pins.get(d), v) for d, v in current.items() if s.pins.get(d) != v}
+        self.ledger.record("share.repinned", actor, request_id, pins=current, previous=s.pins)
+        shares.write_manifest(self.lake, manifest)
+        self.ledger.record(
+            "share.built",
+            actor,
+            request_id,
+            manifest=manifest,
+            manifest_sha256=hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
+        )
+        what = ", ".join(f"{d} {a} → {b}" for d, (a, b) in moved.items()) or "rebuilt"
+        return manifest, f"share {request_id} follows the new publish versions: {what}"
 
     def issue_token(self, request_id: str, actor: str) -> str:
         s = self.state(request_id)

@@ -105,6 +105,12 @@ def _ranges(graph, instance, key: dg.AssetKey, asked: Collection[str] | None) ->
     for a collection (it takes whatever was delivered)."""
     node = graph.get(key)
     pdef = node.partitions_def
+    if not isinstance(pdef, dg.TimeWindowPartitionsDefinition):  # e.g. the shares, one per data request
+        if asked is None:
+            asked = (
+                instance.get_dynamic_partitions(pdef.name) if isinstance(pdef, dg.DynamicPartitionsDefinition) else []
+            )
+        return [dg.PartitionKeyRange(k, k) for k in sorted(asked)]
     if asked is not None:
         return ranges(pdef, asked)
     inputs = [p for p in node.parent_keys if graph.get(p).partitions_def == pdef]
@@ -172,10 +178,12 @@ def materialize(
             config = dict(run_config.to_config_dict() if isinstance(run_config, dg.RunConfig) else run_config or {})
             if "ops" in config:
                 config["ops"] = {op: c for op, c in config["ops"].items() if op in ops}
+            single = r is not None and r.start == r.end
             result = job.execute_in_process(
                 instance=instance,
                 run_config=config,
-                tags={**(tags or {}), **(range_tags(r) if r is not None else {})},
+                tags={**(tags or {}), **(range_tags(r) if r is not None and not single else {})},
+                partition_key=r.start if single else None,
                 asset_selection=keys,
                 raise_on_error=raise_on_error,
             )

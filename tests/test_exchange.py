@@ -241,6 +241,47 @@ def test_a_share_rebuilt_from_its_pinned_versions_is_byte_identical(ex):
     assert a["content_sha256"] == b["content_sha256"] and profile and no_new_profile is None
 
 
+def test_a_share_follows_new_publish_versions_within_its_scope_and_a_refused_refresh_changes_nothing(ex):
+    _file(ex, request("live", ["uscc", "region_code", "revenue_yuan"], rows={"region_code": "33100"}))
+    decide(ex, "live", "approved", "依职责")
+    first, _ = ex.build("live", "tester")
+    entries = len(ex.ledger.entries())
+    assert ex.refresh("live", "automation") == (None, "share live is current (publish versions {'firms': 0})")
+    assert len(ex.ledger.entries()) == entries  # a current share records nothing
+
+    # a delivery flowed to publish: 700 firms now, revenue corrected
+    ex.lake.overwrite("publish", "firms", firms(700).with_columns(pl.col("revenue_yuan") * 2).to_arrow())
+    manifest, what = ex.refresh("live", "automation")
+    assert "firms 0 → 1" in what and ex.state("live").pins == {"firms": 1}
+    expected = (
+        firms(700)
+        .with_columns(pl.col("revenue_yuan") * 2)
+        .filter(pl.col("region_code").str.starts_with("33100"))
+        .select("uscc", "region_code", "revenue_yuan")
+    )
+    assert _share(ex, "live").sort("uscc").equals(expected.sort("uscc"))  # same scope, new data
+    assert manifest["tables"][0]["source_version"] == 1 and manifest["tables"][0]["rows"] == expected.height
+    actions = [e["action"] for e in ex.ledger.entries()[entries:]]
+    assert actions == ["share.repinned", "share.built"]
+    assert ex.state("live").manifest == json.loads(json.dumps(manifest))
+
+    # the next version would single out firms (k-anonymity): refused, the share stays where it was
+    _file(ex, request("kq", ["scale_type", "revenue_yuan"]))
+    decide(ex, "kq", "approved", "统计分析")
+    ex.build("kq", "tester")
+    ex.lake.overwrite(
+        "publish", "firms", firms(700).with_columns(pl.format("S{}", pl.col("uscc")).alias("scale_type")).to_arrow()
+    )
+    before = ex.state("kq")
+    with pytest.raises(ShareRefused, match="k_anonymity"):
+        ex.refresh("kq", "automation")
+    after = ex.state("kq")
+    assert after.pins == before.pins == {"firms": 1} and after.manifest == before.manifest
+
+    revoke(ex, "live", "停止共享")
+    assert ex.refresh("live", "automation") == (None, "request live is revoked: its share is not rebuilt")
+
+
 def test_revocation_and_expiry_end_a_share(ex):
     _file(ex, request("rv", ["uscc"]))
     ex.build("rv", "tester")

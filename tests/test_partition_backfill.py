@@ -132,7 +132,7 @@ def test_a_partition_backfill_from_the_ui_runs_on_the_daemon_and_rebuilds_exactl
         # a steward pauses the sensors (nothing else should run here), then backfills February–March
         sensors = _graphql(
             port,
-            "{ sensorsOrError(repositorySelector: {repositoryLocationName: \"shucang\", repositoryName: "
+            '{ sensorsOrError(repositorySelector: {repositoryLocationName: "shucang", repositoryName: '
             '"__repository__"}) { ... on Sensors { results { id name sensorState { id status } } } } }',
         )["data"]["sensorsOrError"]["results"]
         assert sensors
@@ -177,9 +177,9 @@ def test_a_partition_backfill_from_the_ui_runs_on_the_daemon_and_rebuilds_exactl
     with dg.DagsterInstance.get() as instance:
         done = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill}))
     # one run over the range (single-run backfill policy), not one per month …
-    assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in done] == [
-        ("2023-02", "2023-03")
-    ]
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"]) for r in done
+    ] == [("2023-02", "2023-03")]
     assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in done)
     # … that rebuilt those two periods of std and nothing else, to the same content
     assert lake.table("std", "tax_monthly").version() > version
