@@ -17,7 +17,6 @@ import yaml
 from exchange.identity import sign
 from exchange.requests import parse
 from exchange.shares import share_table_name
-
 from lakehouse.lake import Lake
 from orchestration import runs as runner
 from orchestration.cli.backfill import run_config, targets
@@ -176,7 +175,9 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     before_backfill = len(runs)
     run(quarter, tags={"shucang/backfill": "2023-01..2023-03"})
     backfill_runs = [instance.get_run_by_id(r) for r in runs[before_backfill:]]
-    named = {r.tags.get("dagster/asset_partition_range_start") or r.tags.get("dagster/partition") for r in backfill_runs}
+    named = {
+        r.tags.get("dagster/asset_partition_range_start") or r.tags.get("dagster/partition") for r in backfill_runs
+    }
     assert named >= {"2023-01", "2023"}  # a range of months in one run, the year in another
     run(models, run_config=q1)
     assert lake.table("std", "tax_monthly").version() > version_before  # rebuilt …
