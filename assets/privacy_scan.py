@@ -4,6 +4,8 @@ Stewards read it in the UI (a table of disagreements in the asset's metadata, an
 ``catalogue/privacy_scan``; declarations stay theirs, in lakehouse/sources.yaml.
 """
 
+import json
+
 import dagster as dg
 import polars as pl
 
@@ -11,7 +13,7 @@ from assets.collect import raw_key
 from lakehouse.registry import Registry, registry
 from orchestration.automation import follows_inputs
 from orchestration.resources import LakeResource
-from privacy.scan_registry import scan_registry
+from privacy.scan_registry import VERSIONS, scan_registry
 
 
 def build(reg: Registry | None = None) -> dg.AssetsDefinition:
@@ -39,8 +41,17 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
     )
     def privacy_scan(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
-        found = scan_registry(reg, the_lake)
-        version = the_lake.overwrite("catalogue", "privacy_scan", found.to_arrow())
+        # datasets whose raw did not change since the last scan keep their findings (only new deliveries
+        # are read again: a month's filings do not make the warehouse re-read ten million telemetry rows)
+        last = next(iter(the_lake.commits("catalogue", "privacy_scan", 1)), {})
+        scanned = json.loads(last[VERSIONS]) if VERSIONS in last else None
+        previous = the_lake.read("catalogue", "privacy_scan") if scanned is not None else None
+        found, versions = scan_registry(reg, the_lake, previous, scanned)
+        rescanned = sorted(d for d, v in versions.items() if (scanned or {}).get(d) != v)
+        context.log.info(f"privacy scan: read {', '.join(rescanned) or 'nothing new'}; kept the other findings")
+        version = the_lake.overwrite(
+            "catalogue", "privacy_scan", found.to_arrow(), metadata={VERSIONS: json.dumps(versions, sort_keys=True)}
+        )
         disagree = found.filter(~pl.col("agrees"))
         md = "\n".join(
             f"| {r['dataset_id']}.{r['column']} | {r['detected']} ({r['detected_by']}, {r['share']:.0%}) | "
@@ -53,6 +64,7 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
                 "personal_columns": found.filter(pl.col("proposed_role") == "direct").height,
                 "disagreements": disagree.height,
                 "delta_version": version,
+                "datasets_rescanned": ", ".join(rescanned) or "none",
                 "disagreement_table": dg.MetadataValue.md(
                     "| column | detected | proposed | declared |\n|---|---|---|---|\n" + md if md else "none"
                 ),

@@ -77,6 +77,14 @@ def filename_period(ds: Dataset, name: str) -> str | None:
     return m.group(1) if m else None
 
 
+def named_range(pdef: dg.PartitionsDefinition, ds: Dataset, files: Iterable[str]) -> dg.PartitionKeyRange:
+    """The range a collection run names: from the first to the last period the files' names state (the
+    rows decide which partitions it materialises), or the current period when none states one."""
+    named, _ = valid(pdef, filter(None, (filename_period(ds, f) for f in files)))
+    named = named or keys(pdef)[-1:]
+    return dg.PartitionKeyRange(named[0], named[-1])
+
+
 def ranges(pdef: dg.PartitionsDefinition, partition_keys: Iterable[str]) -> list[dg.PartitionKeyRange]:
     """Contiguous runs of ``partition_keys``, in order: one single-run backfill each."""
     order = keys(pdef)

@@ -12,17 +12,20 @@ daemon splits a backfill launched from the UI:
 
 The periods of a partitioned asset: those asked for, else the span of the partitions its partitioned
 inputs hold (std builds the months raw holds, in one build), else — a collection, which takes whatever
-was delivered — the whole window.
+was delivered — the periods the names of the delivered files state.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
 
 import dagster as dg
 
-from orchestration.partitions import range_tags, ranges
+from lakehouse.registry import registry
+from orchestration.partitions import named_range, range_tags, ranges
+from sensors.landing import scan
 
 Targets = Mapping[dg.AssetKey, Collection[str] | None]  # asset → partitions (None: see the module doc)
 
@@ -98,11 +101,14 @@ def stages(graph, keys: Iterable[dg.AssetKey]) -> list[_Stage]:
     return out
 
 
-def _ranges(graph, instance, key: dg.AssetKey, asked: Collection[str] | None) -> list[dg.PartitionKeyRange]:
+def _ranges(
+    graph, instance, key: dg.AssetKey, asked: Collection[str] | None, landing=None
+) -> list[dg.PartitionKeyRange]:
     """The runs of a partitioned asset: the partitions asked for, each contiguous run of them one run; by
     default one run from the first to the last partition its partitioned inputs hold (std builds what raw
-    holds, in one build — a month nobody delivered inside the span is built empty), or the whole window
-    for a collection (it takes whatever was delivered)."""
+    holds, in one build — a month nobody delivered inside the span is built empty), and for a collection
+    (which takes whatever was delivered) the periods the names of the files in its landing folder state,
+    as its landing sensor names them."""
     node = graph.get(key)
     pdef = node.partitions_def
     if not isinstance(pdef, dg.TimeWindowPartitionsDefinition):  # e.g. the shares, one per data request
@@ -114,11 +120,14 @@ def _ranges(graph, instance, key: dg.AssetKey, asked: Collection[str] | None) ->
     if asked is not None:
         return ranges(pdef, asked)
     inputs = [p for p in node.parent_keys if graph.get(p).partitions_def == pdef]
-    held = sorted(set().union(*(instance.get_materialized_partitions(p) for p in inputs))) if inputs else None
-    if held is None:
-        every = list(pdef.get_partition_keys())
-        return [dg.PartitionKeyRange(every[0], every[-1])]
-    return [dg.PartitionKeyRange(held[0], held[-1])] if held else []
+    if inputs:
+        held = sorted(set().union(*(instance.get_materialized_partitions(p) for p in inputs)))
+        return [dg.PartitionKeyRange(held[0], held[-1])] if held else []
+    if landing is not None and key.path[0] == "raw":  # a collection: what the landing sensor would name
+        ds = registry().dataset(key.path[-1])
+        return [named_range(pdef, ds, scan(ds, Path(landing.landing_root), landing.settle_seconds))]
+    every = list(pdef.get_partition_keys())
+    return [dg.PartitionKeyRange(every[-1], every[-1])]
 
 
 def definitions(assets: dg.Definitions | Iterable, resources: Mapping | None = None) -> dg.Definitions:
@@ -168,7 +177,7 @@ def materialize(
         else:
             by_range: dict[tuple, list[dg.AssetKey]] = {}
             for key in stage.keys:
-                wanted = tuple(_ranges(graph, instance, key, targets.get(key)))
+                wanted = tuple(_ranges(graph, instance, key, targets.get(key), (defs.resources or {}).get("landing")))
                 by_range.setdefault(wanted, []).append(key)
             # nothing wanted (no period of its input exists): nothing to build
             runs += [(keys, r) for wanted, keys in by_range.items() for r in wanted]

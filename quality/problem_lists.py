@@ -46,19 +46,28 @@ class ProblemLists:
     export_root: str
 
 
-def _std_keys(lake: Lake, reg: Registry) -> pl.DataFrame:
-    """Every std row's dataset, business key and source file: a problem whose record is back in std from a
-    later file is fixed."""
-    return pl.concat(
-        [
-            lake.read("std", ds.id).select(
-                pl.lit(ds.id).alias("dataset"),
-                record_key(rules_for(ds.id).key).alias("record_key"),
-                pl.col("_source_file").alias("source_file"),
+def _std_keys(lake: Lake, reg: Registry, datasets: set[str]) -> pl.DataFrame:
+    """The dataset, business key and source file of every std row of ``datasets`` (those with problems a
+    later delivery may fix): a problem whose record is back in std from a later file is fixed. Only the key
+    and provenance columns are read."""
+    frames = []
+    for ds in reg.datasets:
+        if ds.id not in datasets:
+            continue
+        key = rules_for(ds.id).key
+        frame = lake.read("std", ds.id, columns=[*key, "_source_file"])
+        if frame is not None:
+            frames.append(
+                frame.select(
+                    pl.lit(ds.id).alias("dataset"),
+                    record_key(key).alias("record_key"),
+                    pl.col("_source_file").alias("source_file"),
+                )
             )
-            for ds in reg.datasets
-        ]
-    )
+    return pl.concat(frames) if frames else pl.DataFrame(schema=_KEYS)
+
+
+_KEYS = {"dataset": pl.String, "record_key": pl.String, "source_file": pl.String}
 
 
 def _spreadsheets(sheet: pl.DataFrame) -> tuple[tuple[str, bytes], ...]:
@@ -67,20 +76,33 @@ def _spreadsheets(sheet: pl.DataFrame) -> tuple[tuple[str, bytes], ...]:
     return ((".xlsx", xlsx.getvalue()), (".csv", sheet.write_csv().encode("utf-8-sig")))
 
 
+def _export(lake: Lake, stem: str, sheet: pl.DataFrame) -> tuple[str, ...]:
+    """The department's list as XLSX and CSV — written only when it changed: the CSV, written last, is the
+    witness that the XLSX beside it holds the same list."""
+    csv = sheet.write_csv().encode("utf-8-sig")
+    if lake.read_bytes("quarantine", stem + ".csv") == csv:
+        return (lake.uri("quarantine", stem + ".xlsx"), lake.uri("quarantine", stem + ".csv"))
+    return tuple(lake.write_bytes("quarantine", stem + suffix, data) for suffix, data in _spreadsheets(sheet))
+
+
 def build(lake: Lake, reg: Registry, at: dt.datetime | None = None) -> ProblemLists:
     at = at or dt.datetime.now(dt.UTC)
     findings = lake.read(FINDINGS.zone, FINDINGS.name)
     recon = lake.read("quality", "reconciliation")
     now = pb.current(findings, recon.filter(pl.col("status") == "mismatch"))
-    ledger = pb.update_ledger(lake.read(PROBLEMS.zone, PROBLEMS.name), now, _std_keys(lake, reg), at)
+    previous = lake.read(PROBLEMS.zone, PROBLEMS.name)
+    # only a rejected record can be fixed by a later delivery: the std keys of the datasets with such problems
+    open_rejected = [now.filter(pl.col("handling").str.starts_with("退回"))]
+    if previous is not None:
+        open_rejected.append(previous.filter((pl.col("status") == "open") & pl.col("handling").str.starts_with("退回")))
+    fixable = set().union(*(set(f["dataset"].to_list()) for f in open_rejected))
+    ledger = pb.update_ledger(previous, now, _std_keys(lake, reg, fixable), at)
     ledger_version = lake.overwrite(PROBLEMS.zone, PROBLEMS.name, ledger.to_arrow())
     lists = []
     for dept, info in reg.departments.items():
         mine = now.filter(pl.col("department") == dept)
         stem = f"{EXPORT_FOLDER}/{dept}/问题清单_{info.name_zh}"
-        exports = tuple(
-            lake.write_bytes("quarantine", stem + suffix, data) for suffix, data in _spreadsheets(pb.export_frame(mine))
-        )
+        exports = _export(lake, stem, pb.export_frame(mine))
         lists.append(
             DepartmentList(
                 dept,

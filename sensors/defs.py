@@ -39,9 +39,7 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
         if pdef is not None:
             # the periods the files' names state (the rows decide which partitions are materialised: a
             # correction of an earlier month in a later file materialises that month)
-            named, _ = partitions.valid(pdef, filter(None, (partitions.filename_period(ds, f) for f in found.files)))
-            named = named or partitions.keys(pdef)[-1:]
-            tags |= partitions.range_tags(dg.PartitionKeyRange(named[0], named[-1]))
+            tags |= partitions.range_tags(partitions.named_range(pdef, ds, found.files))
         return dg.RunRequest(run_key=found.run_key, tags=tags)
 
     return _sensor

@@ -4,9 +4,14 @@ of that dataset, then the models that read it, then their publication — and no
 The daemon is played by a loop: evaluate the conditions as the automation sensor does, materialise what
 they request, repeat until nothing is requested."""
 
+import csv
 import datetime as dt
 import json
+import os
+import random
 import re
+import shutil
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +24,7 @@ from exchange.requests import parse
 from exchange.shares import share_table_name
 from lakehouse.lake import Lake
 from orchestration import runs as runner
+from orchestration.automation import GATED_PREFIX
 from orchestration.cli.backfill import run_config, targets
 from orchestration.cli.demo import DEMO_STEWARD, _register_demo_identities
 from orchestration.cli.exchange import steward_key_file
@@ -101,6 +107,16 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     materialised = instance.fetch_materializations(RAW_TAX, limit=5).records
     # … while the rows decide: the correction materialises March, not November
     assert [r.partition_key for r in materialised if r.run_id == runs[raw_runs]] == ["2023-03"]
+
+    def settle(cursor, why: str = ""):
+        """Play the automation until it requests nothing; returns the cursor."""
+        for _ in range(8):
+            result = evaluate(cursor)
+            cursor, requested = result.cursor, runner.requested(result)
+            if not requested:
+                return cursor
+            run(requested)
+        pytest.fail(f"automation did not settle {why}")
 
     rounds, cursor = [], settled.cursor
     for _ in range(8):
@@ -187,6 +203,22 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     assert _warehouse_table(s, "theme_operations_monthly").equals(incremental)
     assert _warehouse_table(s, "topic_operation_monitoring").equals(monitoring)
 
+    # then a random sequence of further deliveries, each followed by the automation until it settles: a new
+    # month, a correction of an old month in a later file, a file sent again under another name, the
+    # refused July electricity re-sent (which completes the year: the 亩均 evaluation runs by itself)
+    seed = int(os.environ.get("SHUCANG_TEST_SEED", time.time_ns() % 1_000_000))
+    rng = random.Random(seed)
+    sequence = rng.sample(sorted(DELIVERIES), k=2)
+    for name in sequence:
+        raw, period = DELIVERIES[name](workdir, rng)
+        run({raw: [period]})  # the collection the landing sensor starts
+        cursor = settle(cursor, f"seed {seed}, {sequence}")
+    if "late_july_power" in sequence:  # July is no longer owed for the year (June's production still is)
+        completeness = instance.get_latest_asset_check_evaluation_record(
+            dg.AssetCheckKey(dg.AssetKey(["ops", "annual_completeness"]), "mujun_inputs_complete")
+        ).evaluation
+        assert completeness.passed or "2023-07" not in completeness.metadata["not_received"].value
+
     # every std, base, theme and topic table, and every published one, equals a rebuild from scratch of
     # the same raw: std rebuilt whole, every model refreshed, and publication finding nothing to change
     before = _everything(s)
@@ -201,8 +233,78 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     run([*std, *models, *(dg.AssetKey(["publish", n]) for n in published_versions)], run_config={"ops": ops})
     after_rebuild = _everything(s)
     assert set(after_rebuild) == set(before)
-    assert [name for name in before if not before[name].equals(after_rebuild[name])] == []
-    assert {n: lake.table("publish", n).version() for n in published_versions} == published_versions
+    # the 亩均 evaluation is held back by automation while its year is incomplete (June's production was
+    # refused and never re-sent): the rebuild by hand evaluates it anyway, so it alone may differ then
+    held = _gate_closed(instance)
+    differ = [name for name in before if not before[name].equals(after_rebuild[name])]
+    assert [name for name in differ if not (held and name.split("/")[-1].startswith(GATED_PREFIX))] == [], (
+        f"seed {seed}: {sequence}"
+    )
+    versions = {n: lake.table("publish", n).version() for n in published_versions}
+    moved = {n for n in published_versions if versions[n] != published_versions[n]}
+    assert {n for n in moved if not (held and n.startswith(GATED_PREFIX))} == set(), f"seed {seed}: {sequence}"
+
+
+def _gate_closed(instance) -> bool:
+    record = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(dg.AssetKey(["ops", "annual_completeness"]), "mujun_inputs_complete")
+    )
+    return not record.evaluation.passed
+
+
+_PERIOD = re.compile(r"^([^,]*,[^,]*,)(2023年12月|202312|2023-12|2023/12)(?=,)")
+_NEXT = {"2023年12月": "2024年1月", "202312": "202401", "2023-12": "2024-01", "2023/12": "2024/01"}
+
+
+def _new_month(workdir: Path, rng: random.Random) -> tuple[dg.AssetKey, str]:
+    """January 2024's tax filings: December's, a month on (whatever way each row writes its period)."""
+    folder = workdir / "landing" / "tax" / "monthly"
+    text = (folder / "税务_月度申报_2023-12.csv").read_text(encoding="utf-8-sig")
+    moved = "\n".join(_PERIOD.sub(lambda m: m.group(1) + _NEXT[m.group(2)], line) for line in text.splitlines())
+    (folder / "税务_月度申报_2024-01.csv").write_text(moved + "\n", encoding="utf-8")
+    return RAW_TAX, "2024-01"
+
+
+def _old_month_corrected(workdir: Path, rng: random.Random) -> tuple[dg.AssetKey, str]:
+    """A correction of a random earlier month for a random firm, inside a later month's file."""
+    folder = workdir / "landing" / "tax" / "monthly"
+    month = f"2023-{rng.randint(1, 8):02d}"
+    header, *rows = (folder / f"税务_月度申报_{month}.csv").read_text(encoding="utf-8-sig").splitlines()
+    clean = [
+        f for f in (r.split(",") for r in rows) if re.fullmatch(r"[0-9A-Z]{18}", f[0]) and f[2:4] == [month, "正常"]
+    ]
+    fields = rng.choice(clean)
+    fields[3], fields[4] = "更正", f"{rng.uniform(1e5, 1e7):.2f}"
+    name = f"税务_月度申报_2023-12_更正{month[-2:]}.csv"
+    (folder / name).write_text(header + "\n" + ",".join(fields) + "\n", encoding="utf-8")
+    return RAW_TAX, "2023-12"
+
+
+def _sent_again(workdir: Path, rng: random.Random) -> tuple[dg.AssetKey, str]:
+    """A department sends a month again under another name: the same rows (exact duplicates, merged)."""
+    folder = workdir / "landing" / "power" / "monthly"
+    month = f"2023-{rng.choice([1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12]):02d}"
+    shutil.copyfile(folder / f"电力_月度用电_{month}.csv", folder / f"电力_月度用电_{month}_重发.csv")
+    return dg.AssetKey(["raw", "power_monthly"]), month
+
+
+def _late_july_power(workdir: Path, rng: random.Random) -> tuple[dg.AssetKey, str]:
+    """The refused July electricity (an unregistered column) re-sent in the registered layout."""
+    (refused,) = (workdir / "rejected" / "power_monthly").glob("*/电力_月度用电_2023-07.csv")
+    with refused.open(encoding="gb18030", newline="") as fh:
+        rows = [row[:7] for row in csv.reader(fh)]
+    target = workdir / "landing" / "power" / "monthly" / "电力_月度用电_2023-07_重报.csv"
+    with target.open("w", encoding="gb18030", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    return dg.AssetKey(["raw", "power_monthly"]), "2023-07"
+
+
+DELIVERIES = {
+    "new_month": _new_month,
+    "old_month_corrected": _old_month_corrected,
+    "sent_again": _sent_again,
+    "late_july_power": _late_july_power,
+}
 
 
 def _warehouse_table(s, name: str):

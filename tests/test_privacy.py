@@ -212,12 +212,40 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
 def test_the_privacy_scan_agrees_with_every_declaration(raw_lake):
     from privacy.scan_registry import scan_registry
 
-    found = scan_registry(registry(), raw_lake)
+    found, _ = scan_registry(registry(), raw_lake)
     assert found.filter(~pl.col("agrees")).height == 0
     direct = found.filter(pl.col("proposed_role") == "direct")
     assert set(direct.select("dataset_id", "column").iter_rows()) == {
         (ds.id, c.name) for ds in registry().datasets for c in ds.columns if c.role == "direct"
     }
+
+
+def test_the_privacy_scan_reads_again_only_what_changed_and_always_judges_todays_declarations(raw_lake):
+    from privacy.scan_registry import scan_registry
+
+    reg = registry()
+    first, versions = scan_registry(reg, raw_lake)
+    # nothing delivered since: the findings are kept (same scan time), nothing is read again
+    again, same = scan_registry(reg, raw_lake, first, versions)
+    assert same == versions and again.equals(first)
+    # a steward lowers a declared grade: the kept findings are judged against the declaration of today
+    ds = reg.dataset("amr_registration")
+    column = next(c for c in ds.columns if c.role == "direct")
+    lowered = ds.model_copy(
+        update={"columns": [c.model_copy(update={"grade": "L1"}) if c is column else c for c in ds.columns]}
+    )
+    changed = reg.model_copy(update={"datasets": [lowered if d.id == ds.id else d for d in reg.datasets]})
+    judged, _ = scan_registry(changed, raw_lake, first, versions)
+    row = judged.filter((pl.col("dataset_id") == ds.id) & (pl.col("column") == column.name))
+    assert row["declared_grade"].to_list() == ["L1"] and row["agrees"].to_list() == [False]
+    # a dataset whose raw moved on is scanned again (a new scan time); the others keep theirs
+    stale = {**versions, ds.id: versions[ds.id] - 1}
+    rescanned, _ = scan_registry(reg, raw_lake, first, stale)
+    times = dict(rescanned.group_by("dataset_id").agg(pl.col("scanned_at").max()).iter_rows())
+    before = dict(first.group_by("dataset_id").agg(pl.col("scanned_at").max()).iter_rows())
+    assert times[ds.id] > before[ds.id]
+    assert all(times[d] == before[d] for d in times if d != ds.id)
+    assert rescanned.drop("scanned_at").equals(first.drop("scanned_at"))
 
 
 def test_the_publication_gate_blocks_identifiers_high_grades_and_small_classes():
