@@ -119,13 +119,16 @@ def landed(lake, ds: Dataset, pdef: dg.PartitionsDefinition, since: int | None) 
     if added is None:
         return {}, 0
     known = keys(pdef)
-    frame = with_partition(added, ds, rules_for(ds.id)).select(
+    # each distinct period text is read once (a month's filings write their period a handful of ways)
+    distinct = added.group_by(ds.period.column, "_period").len().collect()
+    frame = with_partition(distinct, ds, rules_for(ds.id)).select(
         pl.when(pl.col(PARTITION).is_in(known))
         .then(pl.col(PARTITION))
         .when(pl.col("_period").is_in(known))
         .then(pl.col("_period"))
-        .alias("partition")
+        .alias("partition"),
+        "len",
     )
-    counts = frame.group_by("partition").len().collect()
+    counts = frame.group_by("partition").agg(pl.col("len").sum())
     placed = {p: n for p, n in counts.iter_rows() if p is not None}
     return dict(sorted(placed.items())), sum(n for p, n in counts.iter_rows() if p is None)
