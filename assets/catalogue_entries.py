@@ -49,7 +49,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
         "owner": reg.owner_of(ds),
         "steward": reg.defaults.steward,
         "classification": ds.classification or reg.defaults.classification,
-        **_dataset_grade(reg, ds, zone),
+        **dataset_grade(reg, ds, zone),
         "format": ds.format,
         "delta_uri": lake.uri(zone, ds.id) if lake else None,
         "delta_version": table.version() if table else None,
@@ -63,7 +63,7 @@ def _crosswalk(level: str | None, what: str):
     return levels[level][what] if level in levels else None
 
 
-def _dataset_grade(reg: Registry, ds: Dataset, zone: str) -> dict:
+def dataset_grade(reg: Registry, ds: Dataset, zone: str) -> dict:
     """A dataset is graded at its highest column (就高从严) — in std, after the std transforms; unclassified
     while any column is."""
     if grading.unclassified(ds):

@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets import freshness
-from assets.catalogue_entries import column_entries
+from assets.catalogue_entries import column_entries, dataset_grade
 from assets.ingest.collector import Collector, CollectResult
 from assets.own_tables import own_table_reports
 from lakehouse.registry import Dataset, Registry, registry
@@ -44,7 +44,9 @@ def column_schema(reg: Registry, ds: Dataset, zone: str) -> dg.TableSchema:
                     k: str(v)
                     for k, v in {
                         "classification": c["classification"],
-                        "grade": c["grade"],
+                        # what the column holds in this zone (std: after its privacy transform)
+                        "grade": c["effective_grade"] or c["grade"],
+                        "grade_declared": c["grade"],
                         "grade_national": c["grade_national"],
                         "miit_level": c["miit_level"],
                         "role": c["role"],
@@ -59,7 +61,14 @@ def column_schema(reg: Registry, ds: Dataset, zone: str) -> dg.TableSchema:
 
 
 def asset_tags(reg: Registry, ds: Dataset, zone: str) -> dict[str, str]:
-    return {"zone": zone, "department": ds.department, "grade": ds.grade or reg.defaults.grade, "format": ds.format}
+    """The tags the UI filters by: the grade is the dataset's computed one (its highest column, 就高从严; in
+    std after the privacy transforms), as in the catalogue."""
+    return {
+        "zone": zone,
+        "department": ds.department,
+        "grade": dataset_grade(reg, ds, zone)["grade"],
+        "format": ds.format,
+    }
 
 
 def _rejections_markdown(result: CollectResult) -> str:

@@ -67,10 +67,14 @@ def row(level: str, subject: str, department: str, rows: int, scores: dict[str, 
 
 
 def department_scores(latest: pl.DataFrame, at: dt.datetime) -> pl.DataFrame:
-    """Row-weighted mean of the latest dataset scores of each department."""
-    weighted = [
-        (pl.col(d) * pl.col("rows")).sum() / pl.col("rows").filter(pl.col(d).is_not_null()).sum() for d in DIMENSIONS
-    ]
+    """Row-weighted mean of the latest dataset scores of each department: over the datasets scored on the
+    dimension; a plain mean when they hold no rows; null — never NaN — when none is scored on it."""
+
+    def weighted(d: str) -> pl.Expr:
+        rows = pl.col("rows").filter(pl.col(d).is_not_null()).sum()
+        return pl.when(rows > 0).then((pl.col(d) * pl.col("rows")).sum() / rows).otherwise(pl.col(d).mean())
+
+    weighted = [weighted(d) for d in DIMENSIONS]
     agg = latest.group_by("department").agg(
         *(w.round(2).alias(d) for w, d in zip(weighted, DIMENSIONS, strict=True)), pl.col("rows").sum()
     )
@@ -83,4 +87,5 @@ def department_scores(latest: pl.DataFrame, at: dt.datetime) -> pl.DataFrame:
         )
         .select(list(SCHEMA))
         .cast(SCHEMA)
+        .with_columns(pl.col(pl.Float64).fill_nan(None))
     )

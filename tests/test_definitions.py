@@ -99,3 +99,24 @@ def test_a_dead_run_cannot_hold_a_collection_slot(tmp_path):
         assert not instance.run_retries_retry_on_asset_or_op_failure
     collect = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and all(k.path[0] == "raw" for k in a.keys)]
     assert collect and all(a.op.retry_policy and a.op.retry_policy.max_retries >= 1 for a in collect)
+
+
+def test_assets_carry_the_computed_grade_and_columns_the_grade_they_hold_in_their_zone():
+    """The grade a steward filters by is the dataset's computed one (its highest column, 就高从严) — not the
+    registry default — and a std column shows what it holds after its privacy transform."""
+    from assets.catalogue_entries import dataset_grade
+
+    graph = defs.resolve_asset_graph()
+    reg = registry()
+    for ds in reg.datasets:
+        for zone in ("raw", "std"):
+            node = graph.get(dg.AssetKey([zone, ds.id]))
+            assert node.tags["grade"] == dataset_grade(reg, ds, zone)["grade"] != "unclassified", (zone, ds.id)
+    raw, std = (graph.get(dg.AssetKey([z, "amr_registration"])) for z in ("raw", "std"))
+    assert raw.tags["grade"] == "L4" and std.tags["grade"] < "L4"
+    ids = {
+        z: next(c for c in n.metadata["dagster/column_schema"].columns if c.name == "legal_rep_id_no")
+        for z, n in (("raw", raw), ("std", std))
+    }
+    assert ids["raw"].tags["grade"] == ids["raw"].tags["grade_declared"] == "L4"
+    assert ids["std"].tags["grade_declared"] == "L4" and ids["std"].tags["grade"] < "L4"  # pseudonymised

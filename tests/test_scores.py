@@ -46,3 +46,24 @@ def test_department_scores_are_row_weighted():
     )
     dept = department_scores(latest, at).row(0, named=True)
     assert dept["subject"] == "tax" and dept["完整性"] == 97.5 and dept["overall"] == 97.5 and dept["rows"] == 400
+
+
+def test_department_scores_are_never_nan():
+    """A department whose datasets hold no rows, or are not scored on a dimension, gets a plain mean or no
+    score there — never 0/0 = NaN, which the score history would keep."""
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    some = {d: 80.0 for d in DIMENSIONS if d != "时效性"}
+    latest = pl.DataFrame(
+        [
+            row("dataset", "empty1", "eco", 0, {d: 100.0 for d in DIMENSIONS}, at),
+            row("dataset", "empty2", "eco", 0, {d: 90.0 for d in DIMENSIONS}, at),
+            row("dataset", "c", "land", 50, some, at),
+            row("dataset", "d", "land", 0, some, at),
+        ]
+    )
+    dept = {r["subject"]: r for r in department_scores(latest, at).iter_rows(named=True)}
+    assert dept["eco"]["完整性"] == 95.0 and dept["eco"]["overall"] == 95.0  # no rows: the plain mean
+    assert dept["land"]["时效性"] is None and dept["land"]["完整性"] == 80.0  # not scored there: no score
+    assert dept["land"]["overall"] == 80.0
+    nan = department_scores(latest, at).select(pl.col(pl.Float64).is_nan().any())
+    assert not any(nan.row(0))  # no NaN anywhere
