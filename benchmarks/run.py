@@ -125,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         r = inc[name]
         std_seconds = sum(d["seconds"] for d in r["std_steps"].values())
         pipe = r["collect"] + r["automation"]
+        to_publish = r.get("to_publish") or pipe
         print(
             f"  {name.replace('_', ' ')} ({r['rows_delivered']:,} rows): collection {r['collect']:.1f} s, then the "
             f"automation {r['automation']:.1f} s in {len(r['ticks'])} tick(s), {r['assets']} assets; std "
             f"{std_seconds:.1f} s = {std_seconds / clean['seconds']:.1%} of the full std build (target ≤ {target:.0%}: "
-            f"{'met' if std_seconds / clean['seconds'] <= target else 'NOT met'}); delivery to publish "
-            f"{pipe:.1f} s = {pipe / whole:.1%} of the full pipeline (target ≤ {target:.0%}: "
-            f"{'met' if pipe / whole <= target else 'NOT met'})"
+            f"{'met' if std_seconds / clean['seconds'] <= target else 'NOT met'}); delivery to the last published "
+            f"table {to_publish:.1f} s = {to_publish / whole:.1%} of the full pipeline (target ≤ {target:.0%}: "
+            f"{'met' if to_publish / whole <= target else 'NOT met'}); until the automation settles (governance, "
+            f"catalogue too) {pipe:.1f} s = {pipe / whole:.1%}"
         )
         for ds, d in r["std_steps"].items():
             print(f"    std/{ds:<18}{d['rows']:>12,} rows rebuilt{d['seconds']:>10.2f} s")

@@ -270,7 +270,7 @@ def incremental_stage(data: Path) -> dict:
         for name, deliver in (("new_month", _new_month), ("correction", _correction)):
             rows, datasets = deliver(data / "landing")
             raw = [dg.AssetKey(["raw", d]) for d in datasets]
-            started = time.perf_counter()
+            started, wall = time.perf_counter(), time.time()
             if not runs.materialize(defs, raw, instance).success:  # what the landing sensors start
                 raise SystemExit("collection failed")
             collect = time.perf_counter() - started
@@ -278,8 +278,19 @@ def incremental_stage(data: Path) -> dict:
             std = {}
             for _, _, run_ids in ticks:
                 std.update({k: v for k, v in _steps(instance, run_ids, "rows_rebuilt").items() if v["rows"]})
+            # when the last published table the delivery changed was written (the problem lists, the
+            # catalogue and freshness may still run after it in the same tick)
+            published = [
+                e.timestamp
+                for _, _, run_ids in ticks
+                for run_id in run_ids
+                for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                if e.dagster_event.asset_key.path[0] == "publish"
+                and e.dagster_event.asset_key.path[-1] != "sharing_statistics"
+            ]
             out[name] = {
                 "rows_delivered": rows,
+                "to_publish": max(published) - wall if published else None,
                 "collect": collect,
                 "automation": sum(t[1] for t in ticks),
                 "ticks": [sorted(k.to_user_string() for k in t[0]) for t in ticks],
