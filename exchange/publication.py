@@ -183,15 +183,16 @@ def write_if_changed(
     key: list[str],
     commit: dict[str, str] | None = None,
     period: str | None = None,
-) -> tuple[int, bool, str, pl.DataFrame | None]:
+) -> tuple[int, bool, str, pl.DataFrame | None, list | None]:
     """Write ``frame`` (in key order) as the next version of ``publish/<name>`` unless the current version
     has the same content. With ``period`` (a periodic model), the version replaces only the periods whose
     rows changed, appeared or disappeared (a predicate overwrite: its change set is those periods' rows).
-    Returns (version, unchanged, content hash, the previous rows when rewritten)."""
+    Returns (version, unchanged, content hash, the previous rows when rewritten, the periods replaced —
+    None when the whole table was)."""
     digest = content_hash(frame, key)
     current = lake.table("publish", name)
     if current is not None and _last_commit(current).get("content_sha256") == digest:
-        return current.version(), True, digest, None
+        return current.version(), True, digest, None, []
     previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
     ordered = frame.sort(key or frame.columns)
     metadata = {"content_sha256": digest, **(commit or {})}
@@ -204,20 +205,25 @@ def write_if_changed(
         version = lake.overwrite_where(
             "publish", name, rows, where, metadata={**metadata, "periods": json.dumps(touched, default=str)}
         )
-        return version, False, digest, previous
+        return version, False, digest, previous, touched
     version = lake.overwrite("publish", name, ordered.to_arrow(), metadata={**metadata, "periods": "all"})
-    return version, False, digest, previous
+    return version, False, digest, previous, None
 
 
 def publish(lake: Lake, model: Model, frame: pl.DataFrame, commit: dict[str, str], run_id: str) -> Published:
     """Write ``frame`` as the next version of ``publish/<name>`` unless its content is unchanged; log the
     row-level changes against the previous version. Call only after ``check_gates`` passed."""
-    version, unchanged, digest, previous = write_if_changed(lake, model.name, frame, model.key, commit, model.period)
+    version, unchanged, digest, previous, touched = write_if_changed(
+        lake, model.name, frame, model.key, commit, model.period
+    )
     if unchanged:
         return Published(version, True, digest, pl.DataFrame(schema=CHANGE_SCHEMA))
     diff = pl.DataFrame(schema=CHANGE_SCHEMA)
     logged = None
     if previous is not None and model.key:
+        if touched is not None:  # only the replaced periods can differ: the rest hash the same, row for row
+            replaced = pl.col(model.period).is_in(touched)
+            previous, frame = previous.filter(replaced), frame.filter(replaced)
         diff = changes(previous, frame, model.key)
         if diff.height:
             log = diff.select(

@@ -393,3 +393,14 @@ def test_a_periodic_model_publishes_only_the_periods_that_changed(tmp_path):
     publish(lake, model, third, {}, "run-3")
     assert lake.read("publish", "firms").sort("uscc", "period").equals(third.sort("uscc", "period"))
     assert publish(lake, model, third.reverse(), {}, "run-4").unchanged
+    # the change log compares only the replaced periods — and a firm whose row moves to another period
+    # (a key without the period) touches both, so the move is logged
+    moved_model = _model(name="latest", key=["uscc"], columns=["uscc", "period", "score"], period="period")
+    latest = pl.DataFrame({"uscc": ["a", "b", "c"], "period": ["2023-01", "2023-01", "2023-02"], "score": [1.0, 2, 3]})
+    publish(lake, moved_model, latest, {}, "run-5")
+    moved = latest.with_columns(
+        pl.when(pl.col("uscc") == "b").then(pl.lit("2023-02")).otherwise("period").alias("period")
+    )
+    logged = publish(lake, moved_model, moved, {}, "run-6")
+    assert logged.changes.rows() == [('{"uscc":"b"}', "period", "2023-01", "2023-02")]
+    assert lake.read("publish", "latest").sort("uscc").equals(moved.sort("uscc"))
