@@ -56,7 +56,7 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
     print(summary(s))
     print(f"lineage: {sum(r.events for r in reports)} events from {len(reports)} runs; last: {reports[-1].summary()}")
     print(
-        f"pipeline: {len(result.run_ids)} of {result.planned} runs (one per partitions of a period), "
+        f"pipeline: {len(result.run_ids)} of {result.planned} runs (raw and std by period: one run per partitioning), "
         f"{'SUCCESS' if result.success else 'FAILURE'} in {time.perf_counter() - started:.1f} s (generation included)"
     )
     return 0 if result.success and exchanged else 1
