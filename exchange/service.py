@@ -149,13 +149,9 @@ class Exchange:
         s = self.state(request_id)
         if s.status != "pending":
             raise ValueError(f"request {request_id} is {s.status}, not pending: nothing to decide")
-        pins = {}
-        if decision == "approved":
-            for ask in s.request["datasets"]:
-                table = self.lake.table("publish", ask["dataset"])
-                if table is None:
-                    raise FileNotFoundError(f"{ask['dataset']} is not in the publish zone any more")
-                pins[ask["dataset"]] = table.version()
+        pins = self._publish_versions(s) if decision == "approved" else {}
+        for name in (d for d, v in pins.items() if v is None):
+            raise FileNotFoundError(f"{name} is not in the publish zone any more")
         self.ledger.record(
             "request.decided",
             steward.label,
@@ -176,6 +172,12 @@ class Exchange:
         if s.status != "approved":
             raise ValueError(f"request {request_id} is {s.status}: only an approved request gets a share")
         manifest = shares.build(self.lake, s, self.catalogue(), k, self.dp_budget)
+        self._built(request_id, actor, manifest)
+        profile = None if s.tokens else self.issue_token(request_id, actor)
+        return manifest, profile
+
+    def _built(self, request_id: str, actor: str, manifest: dict) -> None:
+        """A share that passed: its manifest written beside it and the build on the ledger."""
         shares.write_manifest(self.lake, manifest)
         self.ledger.record(
             "share.built",
@@ -184,8 +186,14 @@ class Exchange:
             manifest=manifest,
             manifest_sha256=hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
         )
-        profile = None if s.tokens else self.issue_token(request_id, actor)
-        return manifest, profile
+
+    def _publish_versions(self, s: RequestState) -> dict[str, int | None]:
+        """The current publish version of every dataset a request asks for (None: not published)."""
+        out: dict[str, int | None] = {}
+        for ask in s.request["datasets"]:
+            table = self.lake.table("publish", ask["dataset"])
+            out[ask["dataset"]] = table.version() if table is not None else None
+        return out
 
     def refresh(self, request_id: str, actor: str, k: int | None = None) -> tuple[dict | None, str]:
         """An approved share follows its published datasets: when one of them has a new version, the share is
@@ -196,26 +204,16 @@ class Exchange:
         s = self.state(request_id)
         if s.status != "approved":
             return None, f"request {request_id} is {s.status}: its share is not rebuilt"
-        current = {}
-        for ask in s.request["datasets"]:
-            table = self.lake.table("publish", ask["dataset"])
-            if table is None:
-                raise shares.ShareRefused(f"{ask['dataset']} is not in the publish zone any more")
-            current[ask["dataset"]] = table.version()
+        current = self._publish_versions(s)
+        for name in (d for d, v in current.items() if v is None):
+            raise shares.ShareRefused(f"{name} is not in the publish zone any more")
         if current == s.pins and s.manifest is not None:
             return None, f"share {request_id} is current (publish versions {current})"
         candidate = dataclasses.replace(s, pins=current)
         manifest = shares.build(self.lake, candidate, self.catalogue(), k, self.dp_budget)  # refused: raises
         moved = {d: (s.pins.get(d), v) for d, v in current.items() if s.pins.get(d) != v}
         self.ledger.record("share.repinned", actor, request_id, pins=current, previous=s.pins)
-        shares.write_manifest(self.lake, manifest)
-        self.ledger.record(
-            "share.built",
-            actor,
-            request_id,
-            manifest=manifest,
-            manifest_sha256=hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest(),
-        )
+        self._built(request_id, actor, manifest)
         what = ", ".join(f"{d} {a} → {b}" for d, (a, b) in moved.items()) or "rebuilt"
         return manifest, f"share {request_id} follows the new publish versions: {what}"
 

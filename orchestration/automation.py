@@ -13,9 +13,12 @@ year is not evaluated, and firms not graded, on eleven months of electricity.
 
 from __future__ import annotations
 
+import functools
+
 import dagster as dg
 
 
+@functools.cache
 def _time_partitioned() -> dg.AssetSelection:
     """raw and std of the datasets partitioned by period (``orchestration.partitions``)."""
     from lakehouse.registry import registry

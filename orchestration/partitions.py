@@ -14,7 +14,6 @@ is part of the business key, so a row and its corrections always fall in the sam
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Iterable
 
 import dagster as dg
@@ -69,18 +68,10 @@ def valid(pdef: dg.PartitionsDefinition, periods: Iterable[str]) -> tuple[list[s
     return inside, sorted({p for p in periods if p not in known})
 
 
-def filename_period(ds: Dataset, name: str) -> str | None:
-    """The period a delivered file's name states (``period.from_filename``), or None."""
-    if ds.period is None:
-        return None
-    m = re.search(ds.period.from_filename, name.rsplit("/", 1)[-1])
-    return m.group(1) if m else None
-
-
 def named_range(pdef: dg.PartitionsDefinition, ds: Dataset, files: Iterable[str]) -> dg.PartitionKeyRange:
     """The range a collection run names: from the first to the last period the files' names state (the
     rows decide which partitions it materialises), or the current period when none states one."""
-    named, _ = valid(pdef, filter(None, (filename_period(ds, f) for f in files)))
+    named, _ = valid(pdef, filter(None, (ds.period_of(f.rsplit("/", 1)[-1]) for f in files)))
     named = named or keys(pdef)[-1:]
     return dg.PartitionKeyRange(named[0], named[-1])
 

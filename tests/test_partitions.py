@@ -36,8 +36,10 @@ def test_a_periodic_dataset_is_partitioned_by_its_period_from_the_first_one_expe
 def test_file_names_and_period_ranges():
     ds = registry().dataset("tax_monthly")
     month = partitions.for_dataset(ds)
-    assert partitions.filename_period(ds, "tax/monthly/税务_月度申报_2023-11_补充.csv") == "2023-11"
-    assert partitions.filename_period(ds, "说明.csv") is None
+    named = partitions.named_range(month, ds, ["tax/monthly/税务_月度申报_2023-11_补充.csv", "tax/说明.csv"])
+    assert named == dg.PartitionKeyRange("2023-11", "2023-11")  # the period the names state
+    last = partitions.keys(month)[-1]
+    assert partitions.named_range(month, ds, ["tax/说明.csv"]) == dg.PartitionKeyRange(last, last)  # none: now
     inside, outside = partitions.valid(month, ["2023-03", "2022-12", "2099-01", "2023-3", "2023-03"])
     assert inside == ["2023-03"] and outside == ["2022-12", "2023-3", "2099-01"]
     assert partitions.ranges(month, ["2023-05", "2023-01", "2023-02", "2023-09", "2023-04", "1999-01"]) == [
