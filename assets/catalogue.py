@@ -13,7 +13,7 @@ from assets.publish import GRADES, publish_key
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
 from orchestration.automation import follows_inputs
-from orchestration.resources import LakeResource
+from orchestration.resources import BACKGROUND, LakeResource
 
 
 def public_models() -> list[dict]:
@@ -59,6 +59,7 @@ def build(reg: Registry | None = None, published: list[dict] | None = None) -> d
 
     @dg.asset(
         key=["catalogue", "datasets"],
+        op_tags=BACKGROUND,
         deps=[
             *(raw_key(ds) for ds in reg.datasets),
             *(std_key(ds.id) for ds in reg.datasets),

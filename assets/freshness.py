@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from lakehouse.cycles import windows
+from orchestration.resources import BACKGROUND
 
 CHECK = "freshness"
 
@@ -79,6 +80,7 @@ def checks(cycles: Iterable[tuple[dg.AssetKey, str]]) -> dg.AssetChecksDefinitio
             for key, cycle in sorted(cycle_of.items(), key=lambda kv: kv[0].to_user_string())
         ],
         name="dataset_freshness",
+        op_tags=BACKGROUND,
         can_subset=True,  # a job of some datasets runs their checks only
     )
     def _freshness(context):  # an AssetCheckExecutionContext (a string annotation would not be recognised)

@@ -8,7 +8,7 @@ from assets.own_tables import own_table_reports
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import PROBLEMS, SCORES
 from orchestration.automation import follows_inputs
-from orchestration.resources import LakeResource
+from orchestration.resources import BACKGROUND, LakeResource
 from quality import problem_lists as problem_lists_engine
 from quality import reconcile
 from quality.scores import DIMENSIONS
@@ -19,6 +19,7 @@ PROBLEM_LISTS_KEY = dg.AssetKey(["quality", "problem_lists"])
 
 @dg.asset(
     key=RECON_KEY,
+    op_tags=BACKGROUND,
     deps=[std_key(d) for d in ("tax_monthly", "stats_annual", "power_monthly", "ent_production")],
     group_name="quality",
     kinds={"polars", "delta"},
@@ -65,6 +66,7 @@ def reconciliation(context: dg.AssetExecutionContext, lake: LakeResource):
 def _problem_lists_asset(reg: Registry) -> dg.AssetsDefinition:
     @dg.asset(
         key=PROBLEM_LISTS_KEY,
+        op_tags=BACKGROUND,
         deps=[*(std_key(ds.id) for ds in reg.datasets), RECON_KEY],
         group_name="quality",
         kinds={"polars", "delta", "xlsx"},

@@ -19,7 +19,7 @@ from lakehouse.registry import Registry, registry
 from lakehouse.tables import COLLECT_LOG
 from orchestration.automation import COMPLETENESS, follows_inputs
 from orchestration.dbt.project import manifest, project, upstream_sources
-from orchestration.resources import LakeResource
+from orchestration.resources import BACKGROUND, LakeResource
 from quality.collection import collection_status, rates, year_completeness
 
 STATUS = dg.AssetKey(["ops", "collection_status"])
@@ -64,6 +64,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=STATUS,
+        op_tags=BACKGROUND,
         deps=[raw_key(ds) for ds in periodic],
         description="**归集监测** (Collection status) — for every periodic dataset and period: the delivery "
         "its 归集 agreement expects (due date from `lakehouse/sources.yaml`: period, due_days, since, until), and "
@@ -110,6 +111,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=RATE,
+        op_tags=BACKGROUND,
         deps=[STATUS],
         description="**归集率** (Collection rate) — per department and month: deliveries due that month, received "
         "on time, late, refused, missing; the rate is on time / due. The rate to date of each department is "
@@ -160,6 +162,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=COMPLETENESS,
+        op_tags=BACKGROUND,
         deps=[STATUS],
         description="**年度归集完整性** (Annual completeness) — for each annual topic (the 亩均 evaluation): "
         "the latest year its periodic inputs are expected to deliver, and per input dataset the deliveries "

@@ -12,7 +12,7 @@ import polars as pl
 from assets.collect import raw_key
 from lakehouse.registry import Registry, registry
 from orchestration.automation import follows_inputs
-from orchestration.resources import LakeResource
+from orchestration.resources import BACKGROUND, LakeResource
 from privacy.scan_registry import VERSIONS, scan_registry
 
 
@@ -21,6 +21,7 @@ def build(reg: Registry | None = None) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=["catalogue", "privacy_scan"],
+        op_tags=BACKGROUND,
         deps=[raw_key(ds) for ds in reg.datasets],
         group_name="catalogue",
         description="个人信息扫描: the scanner's proposals (resident IDs with their check digit, mobiles, bank cards "

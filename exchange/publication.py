@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as pads
 
 from lakehouse.lake import Lake
 from lakehouse.tables import CHANGES
@@ -107,6 +109,8 @@ class Published:
     content_sha256: str
     changes: pl.DataFrame  # empty when unchanged or first published
     changes_version: int | None = None  # the version of publish/changes written, if any
+    written: int = 0  # rows written (a periodic model: those of the periods replaced)
+    periods: list[str] | None = None  # the periods replaced; None: the whole table
 
 
 def content_hash(frame: pl.DataFrame, key: list[str]) -> str:
@@ -137,11 +141,14 @@ def changes(old: pl.DataFrame, new: pl.DataFrame, key: list[str]) -> pl.DataFram
     return pl.concat(parts).sort("key", "column")
 
 
-def check_gates(frame: pl.DataFrame, model: Model, grades: dict[str, dict], failed_tests: list[str]) -> Gates:
+def check_gates(
+    frame: pl.DataFrame, model: Model, grades: dict[str, dict], failed_tests: list[str], rows: int | None = None
+) -> Gates:
     """The quality gate (dbt tests and contract passed, not empty, key unique, declared columns present) and
-    the privacy gate (``privacy.gate`` on the propagated grades; every column graded)."""
+    the privacy gate (``privacy.gate`` on the propagated grades; every column graded). ``rows``: the
+    model's rows when ``frame`` holds only some of its periods."""
     quality = [f"dbt test failed: {t}" for t in failed_tests]
-    if frame.height == 0:
+    if (frame.height if rows is None else rows) == 0:
         quality.append("the model is empty")
     if model.key and frame.height and frame.select(model.key).is_duplicated().any():
         quality.append(f"key {model.key} is not unique")
@@ -165,15 +172,81 @@ def _last_commit(table) -> dict:
 def _period_hashes(frame: pl.DataFrame, period: str, key: list[str]) -> dict:
     """A content hash per period (rows in key order, as ``content_hash``)."""
     return {
-        p: content_hash(part, key)
+        str(p): content_hash(part, key)
         for (p,), part in frame.partition_by(period, as_dict=True, maintain_order=False).items()
     }
+
+
+def _digest(hashes: dict[str, str]) -> str:
+    """The content hash of a periodic table: over its periods' hashes, so a version that replaced some
+    periods is hashed from the ones it kept and the ones it wrote, without reading the rest."""
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
 
 
 def _literal(value) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return "'" + str(value).replace("'", "''") + "'"
+
+
+WHOLE = "*"  # the one 'period' of a model without a period column
+
+
+def fingerprints(con, relation: str, model: Model) -> dict[str, str]:
+    """What the warehouse holds of a model, cheaply: per period (``WHOLE`` for a model without one) its
+    row count and the sum of DuckDB's hashes of its rows, computed where the rows are. A period whose
+    fingerprint equals the one recorded with the published version is not read again (``to_load``); a
+    fingerprint from another DuckDB version only makes more periods look changed, never fewer."""
+    columns = [r[0] for r in con.execute(f"select * from {relation} limit 0").description]
+    row = f"hash({', '.join(quoted(c) for c in columns)})"
+    group = quoted(model.period) if model.period in columns else None
+    sql = f"select {group if group else repr(WHOLE)}::varchar, count(*), sum({row})::varchar from {relation}"
+    rows = con.execute(sql + (f" group by {group}" if group else "")).fetchall()
+    return {str(p): f"{n}:{h}" for p, n, h in rows if n}
+
+
+def quoted(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def gate_basis(model: Model, grades: dict, failed_tests: list[str], types: dict[str, str], k: int) -> str:
+    """A digest of everything besides the rows that the gates and the written table depend on: the
+    model's declaration, the propagated grades, the failed dbt tests, the column types and k. Periods are
+    only published incrementally while it is unchanged — any change re-gates every row."""
+    basis = {
+        "model": {f: getattr(model, f) for f in model.__dataclass_fields__},
+        "grades": grades,
+        "failed": sorted(failed_tests),
+        "types": types,
+        "k": k,
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def incremental(model: Model) -> bool:
+    """A model whose periods can be read, gated and replaced one by one: a period column in its key
+    (uniqueness and the change log hold per period) and no quasi-identifier spanning periods."""
+    return bool(model.period and model.period in model.key and (not model.quasi or model.period in model.quasi))
+
+
+def to_load(lake: Lake, model: Model, prints: dict[str, str], basis: str) -> list[str] | None:
+    """The periods of the model to read from the warehouse for this publication: None — all of them (first
+    publication, a model that cannot be published by period, or a changed ``gate_basis``); [] — none,
+    nothing changed since the published version; else the periods whose fingerprint differs (new and
+    vanished periods included)."""
+    current = lake.table("publish", model.name)
+    if current is None:
+        return None
+    last = _last_commit(current)
+    if last.get("gate_basis") != basis or "fingerprints" not in last:
+        return None
+    old = json.loads(last["fingerprints"])
+    changed = sorted(p for p in set(old) | set(prints) if old.get(p) != prints.get(p))
+    if not changed:
+        return []
+    if not incremental(model) or "period_hashes" not in last:
+        return None
+    return changed
 
 
 def write_if_changed(
@@ -183,47 +256,102 @@ def write_if_changed(
     key: list[str],
     commit: dict[str, str] | None = None,
     period: str | None = None,
+    loaded: list[str] | None = None,
 ) -> tuple[int, bool, str, pl.DataFrame | None, list | None]:
     """Write ``frame`` (in key order) as the next version of ``publish/<name>`` unless the current version
     has the same content. With ``period`` (a periodic model), the version replaces only the periods whose
     rows changed, appeared or disappeared (a predicate overwrite: its change set is those periods' rows).
-    Returns (version, unchanged, content hash, the previous rows when rewritten, the periods replaced —
-    None when the whole table was)."""
-    digest = content_hash(frame, key)
+    ``loaded``: ``frame`` holds only these periods (``to_load``); the others stay as published.
+    Returns (version, unchanged, content hash, the previous rows of what was rewritten, the periods
+    replaced — None when the whole table was)."""
     current = lake.table("publish", name)
-    if current is not None and _last_commit(current).get("content_sha256") == digest:
+    last = _last_commit(current) if current is not None else {}
+    metadata = dict(commit or {})
+    periodic = period is not None and period in frame.columns and frame[period].null_count() == 0
+    if loaded is not None:
+        if not periodic or current is None:
+            raise ValueError(f"publish/{name}: a partial frame needs a periodic model with a published version")
+        kept = {p: h for p, h in json.loads(last["period_hashes"]).items() if p not in set(loaded)}
+        fresh = _period_hashes(frame, period, key)
+        hashes = {**kept, **fresh}
+        old = json.loads(last["period_hashes"])
+        touched = sorted(p for p in loaded if old.get(p) != fresh.get(p))
+        digest = _digest(hashes)
+        if not touched:
+            return current.version(), True, digest, None, []
+        previous = _rows_of(current, period, touched)
+        if previous.schema != frame.schema:
+            raise ValueError(f"publish/{name}: the loaded periods do not have the published schema")
+        return _replace(lake, name, frame, key, period, touched, hashes, digest, metadata), False, digest, previous, touched
+    hashes = _period_hashes(frame, period, key) if periodic else None
+    digest = _digest(hashes) if hashes is not None else content_hash(frame, key)
+    if current is not None and last.get("content_sha256") == digest:
         return current.version(), True, digest, None, []
     previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
+    if periodic and previous is not None and previous.schema == frame.schema:
+        old = _period_hashes(previous, period, key)
+        touched = sorted(p for p in set(old) | set(hashes) if old.get(p) != hashes.get(p))
+        if not touched:  # same rows under a digest recorded otherwise: nothing to write
+            return current.version(), True, digest, None, []
+        return _replace(lake, name, frame, key, period, touched, hashes, digest, metadata), False, digest, previous, touched
+    if hashes is not None:
+        metadata["period_hashes"] = json.dumps(hashes, sort_keys=True)
     ordered = frame.sort(key or frame.columns)
-    metadata = {"content_sha256": digest, **(commit or {})}
-    same_schema = previous is not None and previous.schema == frame.schema
-    if period is not None and same_schema and period in frame.columns and frame[period].null_count() == 0:
-        old, new = _period_hashes(previous, period, key), _period_hashes(frame, period, key)
-        touched = sorted(p for p in set(old) | set(new) if old.get(p) != new.get(p))
-        where = f"{period} IN ({', '.join(_literal(p) for p in touched)})"
-        rows = ordered.filter(pl.col(period).is_in(touched)).to_arrow()
-        version = lake.overwrite_where(
-            "publish", name, rows, where, metadata={**metadata, "periods": json.dumps(touched, default=str)}
-        )
-        return version, False, digest, previous, touched
-    version = lake.overwrite("publish", name, ordered.to_arrow(), metadata={**metadata, "periods": "all"})
+    version = lake.overwrite(
+        "publish", name, ordered.to_arrow(), metadata={**metadata, "content_sha256": digest, "periods": "all"}
+    )
     return version, False, digest, previous, None
 
 
-def publish(lake: Lake, model: Model, frame: pl.DataFrame, commit: dict[str, str], run_id: str) -> Published:
+def _rows_of(table, period: str, periods: list[str]) -> pl.DataFrame:
+    """The published rows of ``periods`` (file statistics skip the files that hold none of them)."""
+    dataset = table.to_pyarrow_dataset()
+    values = pa.array(periods).cast(dataset.schema.field(period).type)
+    return pl.from_arrow(dataset.to_table(filter=pads.field(period).isin(values)))
+
+
+def _replace(lake, name, frame, key, period, touched, hashes, digest, metadata) -> int:
+    """Overwrite the ``touched`` periods with their rows in ``frame``, recording every period's hash."""
+    numeric = frame.schema[period].is_numeric()
+    where = f"{period} IN ({', '.join(p if numeric else _literal(p) for p in touched)})"
+    wanted = pl.col(period).cast(pl.String).is_in(touched)
+    rows = frame.filter(wanted).sort(key or frame.columns).to_arrow()
+    return lake.overwrite_where(
+        "publish",
+        name,
+        rows,
+        where,
+        metadata={
+            **metadata,
+            "content_sha256": digest,
+            "periods": json.dumps(touched, default=str),
+            "period_hashes": json.dumps(hashes, sort_keys=True),
+        },
+    )
+
+
+def publish(
+    lake: Lake,
+    model: Model,
+    frame: pl.DataFrame,
+    commit: dict[str, str],
+    run_id: str,
+    loaded: list[str] | None = None,
+) -> Published:
     """Write ``frame`` as the next version of ``publish/<name>`` unless its content is unchanged; log the
-    row-level changes against the previous version. Call only after ``check_gates`` passed."""
+    row-level changes against the previous version. ``loaded``: ``frame`` holds only these periods
+    (``to_load``). Call only after ``check_gates`` passed on ``frame``."""
     version, unchanged, digest, previous, touched = write_if_changed(
-        lake, model.name, frame, model.key, commit, model.period
+        lake, model.name, frame, model.key, commit, model.period, loaded
     )
     if unchanged:
         return Published(version, True, digest, pl.DataFrame(schema=CHANGE_SCHEMA))
     diff = pl.DataFrame(schema=CHANGE_SCHEMA)
     logged = None
+    if touched is not None:  # only the replaced periods can differ: the rest hash the same, row for row
+        replaced = pl.col(model.period).cast(pl.String).is_in(touched)
+        previous, frame = previous.filter(replaced) if previous is not None else None, frame.filter(replaced)
     if previous is not None and model.key:
-        if touched is not None:  # only the replaced periods can differ: the rest hash the same, row for row
-            replaced = pl.col(model.period).is_in(touched)
-            previous, frame = previous.filter(replaced), frame.filter(replaced)
         diff = changes(previous, frame, model.key)
         if diff.height:
             log = diff.select(
@@ -234,4 +362,4 @@ def publish(lake: Lake, model: Model, frame: pl.DataFrame, commit: dict[str, str
                 pl.lit(run_id).alias("run_id"),
             )
             logged = lake.append(CHANGES.zone, CHANGES.name, log.to_arrow())
-    return Published(version, False, digest, diff, logged)
+    return Published(version, False, digest, diff, logged, frame.height, touched)

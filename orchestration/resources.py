@@ -20,6 +20,11 @@ from privacy.keys import KeyRing
 # Everything that opens the DuckDB file runs in this pool; dagster.yaml limits every pool to 1.
 WAREHOUSE_POOL = "duckdb_warehouse"
 
+# Steps off the path from a delivery to its publication (governance reports, the catalogue, 归集 status,
+# the privacy scan) run after the others that are ready in the same run, so a delivery reaches the
+# publish zone first.
+BACKGROUND = {"dagster/priority": "-1"}
+
 
 class LakeResource(dg.ConfigurableResource):
     """Root of the Delta lake: a local folder or an object-store URI."""

@@ -67,35 +67,50 @@ class _Stage:
     pdef: dg.PartitionsDefinition | None
 
 
+def _reach(graph) -> dict[dg.AssetKey, int]:
+    """How many assets of the whole graph depend, directly or not, on each asset."""
+    below: dict[dg.AssetKey, set[dg.AssetKey]] = {}
+    for k in reversed(list(graph.toposorted_asset_keys)):
+        below[k] = set().union(*({c} | below.get(c, set()) for c in graph.get(k).child_keys))
+    return {k: len(v) for k, v in below.items()}
+
+
 def stages(graph, keys: Iterable[dg.AssetKey]) -> list[_Stage]:
     """``keys`` in runs Dagster accepts, in dependency order (see the module doc). The assets of one
-    multi-asset (the dbt project) go in one run, so the dbt models build in one dbt invocation."""
+    multi-asset (the dbt project) go in one run, so the dbt models build in one dbt invocation. Of the
+    runs that could go next, the one holding what most of the graph waits for goes first (std before the
+    privacy scan of the same delivery): a delivery reaches publication before the reports about it."""
     selected = set(keys)
     order = [k for k in graph.toposorted_asset_keys if k in selected]
     units: dict[int, list[dg.AssetKey]] = {}
     for k in order:
         units.setdefault(id(graph.get(k).assets_def), []).append(k)
+    reach = _reach(graph)
     done: set[dg.AssetKey] = set()
     out: list[_Stage] = []
+
+    def outside(unit: list[dg.AssetKey]) -> set[dg.AssetKey]:
+        members = set(unit)
+        return {p for k in unit for p in graph.get(k).parent_keys if p in selected and p not in members}
+
     while len(done) < len(order):
-        stage: list[dg.AssetKey] = []
-        pdef = None
+        ready = [u for u in units.values() if u[0] not in done and outside(u) <= done]
+        if not ready:
+            raise ValueError(f"cannot order {sorted(k.to_user_string() for k in set(order) - done)}")
+        first = max(ready, key=lambda u: max(reach.get(k, 0) for k in u))  # ties: the first in dependency order
+        pdef = graph.get(first[0]).partitions_def
+        stage: list[dg.AssetKey] = list(first)
         for unit in units.values():
-            if unit[0] in done:
+            if unit[0] in done or unit is first:
                 continue
-            members = set(unit)
-            ups = {p for k in unit for p in graph.get(k).parent_keys if p in selected and p not in members}
+            ups = outside(unit)
             if any(p not in done and p not in stage for p in ups):
                 continue
             if any(p in stage and graph.get(p).partitions_def is not None for p in ups):
                 continue
-            unit_pdef = graph.get(unit[0]).partitions_def
-            if stage and unit_pdef != pdef:
+            if graph.get(unit[0]).partitions_def != pdef:
                 continue
             stage.extend(unit)
-            pdef = unit_pdef
-        if not stage:
-            raise ValueError(f"cannot order {sorted(k.to_user_string() for k in set(order) - done)}")
         out.append(_Stage(stage, pdef))
         done |= set(stage)
     return out

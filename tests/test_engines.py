@@ -404,3 +404,74 @@ def test_a_periodic_model_publishes_only_the_periods_that_changed(tmp_path):
     logged = publish(lake, moved_model, moved, {}, "run-6")
     assert logged.changes.rows() == [('{"uscc":"b"}', "period", "2023-01", "2023-02")]
     assert lake.read("publish", "latest").sort("uscc").equals(moved.sort("uscc"))
+
+
+@pytest.mark.parametrize("period_type", [pl.String, pl.Int64])
+def test_a_periodic_model_reads_and_writes_only_the_periods_whose_warehouse_fingerprint_changed(tmp_path, period_type):
+    """Publication as the publish asset runs it: fingerprints in DuckDB, only changed periods read, gated and
+    replaced — and the table equals a publication of the whole model at every step."""
+    import duckdb
+
+    from exchange import publication
+
+    lake, full = Lake(str(tmp_path / "lake")), Lake(str(tmp_path / "full"))
+    model = _model(key=["uscc", "period"], columns=["uscc", "period", "score"], period="period")
+    con = duckdb.connect()
+    con.execute("create table m (uscc varchar, period varchar, score double)")
+    con.execute("insert into m values ('a','2021',1),('b','2021',2),('a','2022',3),('b','2022',4)")
+    cast = "period::bigint" if period_type == pl.Int64 else "period"
+    relation = f"(select uscc, {cast} as period, score from m)"
+
+    def cycle(basis="b1", run="r"):
+        prints = publication.fingerprints(con, relation, model)
+        loaded = publication.to_load(lake, model, prints, basis)
+        if loaded == []:
+            return loaded, None
+        sql = f"select * from {relation}"
+        if loaded is not None:
+            sql = f"select * from {relation} where period::varchar in ({', '.join('?' for _ in loaded)})"
+        frame = con.sql(sql, params=loaded or None).pl()
+        commit = {"fingerprints": json.dumps(prints), "gate_basis": basis}
+        done = publish(lake, model, frame, commit, run, loaded)
+        whole = con.sql(f"select * from {relation}").pl()
+        publish(full, model, whole, {}, run)  # the same model published whole, as before
+        got = lake.read("publish", "firms").sort("uscc", "period")
+        assert got.equals(whole.sort("uscc", "period"))
+        assert lake.table("publish", "firms").history(1)[0]["content_sha256"] == done.content_sha256
+        assert done.content_sha256 == full.table("publish", "firms").history(1)[0]["content_sha256"]
+        return loaded, done
+
+    assert cycle()[0] is None  # first publication: everything
+    assert cycle()[0] == []  # nothing changed: nothing read, no version
+    assert lake.table("publish", "firms").version() == 0
+    con.execute("update m set score = 3.5 where uscc = 'a' and period = '2022'")
+    con.execute("insert into m values ('a','2023',5)")
+    loaded, done = cycle()
+    assert loaded == ["2022", "2023"] and done.periods == ["2022", "2023"] and done.written == 3
+    assert done.changes.rows() == [
+        ('{"uscc":"a","period":"2022"}' if period_type == pl.String else '{"uscc":"a","period":2022}', "score", "3.0", "3.5"),
+        ('{"uscc":"a","period":"2023"}' if period_type == pl.String else '{"uscc":"a","period":2023}', "score", None, "5.0"),
+    ]
+    con.execute("delete from m where period = '2021'")  # a period that vanishes is removed
+    loaded, done = cycle()
+    assert loaded == ["2021"] and done.periods == ["2021"] and done.written == 0
+    assert cycle(basis="b2")[0] is None  # the gates' basis changed: every row read and gated again
+    # a model whose key lacks the period is read whole whenever it changed
+    assert not publication.incremental(_model(key=["uscc"], columns=["uscc", "period"], period="period"))
+    assert not publication.incremental(_model(key=["uscc", "period"], quasi=["region"], period="period"))
+
+
+def test_the_gate_basis_changes_with_grades_failed_tests_types_k_and_the_declaration():
+    from exchange.publication import gate_basis
+
+    model = _model()
+    base = gate_basis(model, {"uscc": {"level": "L2"}}, [], {"uscc": "VARCHAR"}, 5)
+    assert base == gate_basis(model, {"uscc": {"level": "L2"}}, [], {"uscc": "VARCHAR"}, 5)
+    others = [
+        gate_basis(model, {"uscc": {"level": "L3"}}, [], {"uscc": "VARCHAR"}, 5),
+        gate_basis(model, {"uscc": {"level": "L2"}}, ["not_null_x"], {"uscc": "VARCHAR"}, 5),
+        gate_basis(model, {"uscc": {"level": "L2"}}, [], {"uscc": "BIGINT"}, 5),
+        gate_basis(model, {"uscc": {"level": "L2"}}, [], {"uscc": "VARCHAR"}, 10),
+        gate_basis(_model(disclosure="deidentified"), {"uscc": {"level": "L2"}}, [], {"uscc": "VARCHAR"}, 5),
+    ]
+    assert base not in others and len(set(others)) == len(others)

@@ -70,6 +70,20 @@ def test_a_selection_is_split_into_runs_dagster_accepts_in_dependency_order(name
     assert len(dbt) <= 1
 
 
+def test_of_the_runs_that_could_go_next_the_one_on_the_way_to_publication_goes_first():
+    """A delivery's tick requests std and the privacy scan of the same raw tables: std (what the models and
+    publication wait for) runs first; the reports after it."""
+    graph = defs.resolve_asset_graph()
+    tax, power = dg.AssetKey(["std", "tax_monthly"]), dg.AssetKey(["std", "power_monthly"])
+    scan, status = dg.AssetKey(["catalogue", "privacy_scan"]), dg.AssetKey(["ops", "collection_status"])
+    plan = stages(graph, [scan, status, tax, power])
+    assert set(plan[0].keys) == {tax, power} and plan[0].pdef is not None
+    assert set(plan[1].keys) == {scan, status}
+    # and inside a run, the steps off the way to publication yield to the others
+    for key in (scan, status, dg.AssetKey(["quality", "problem_lists"]), dg.AssetKey(["quality", "reconciliation"])):
+        assert graph.get(key).assets_def.op.tags.get("dagster/priority") == "-1", key
+
+
 def test_std_of_a_periodic_dataset_follows_its_periods_in_any_month_not_only_the_latest():
     graph = defs.resolve_asset_graph()
     monthly = graph.get(dg.AssetKey(["std", "tax_monthly"])).automation_condition
