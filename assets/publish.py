@@ -179,6 +179,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
             "gate_basis": basis,
         }
         done = publication.publish(the_lake, model, frame, commit, context.run.run_id, loaded)
+        publication.record(the_lake, name, done.version, basis, prints)
         if done.unchanged:
             context.log.info(f"publish/{name}: content unchanged, stays at version {done.version}")
             yield dg.MaterializeResult(

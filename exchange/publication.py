@@ -229,18 +229,39 @@ def incremental(model: Model) -> bool:
     return bool(model.period and model.period in model.key and (not model.quasi or model.period in model.quasi))
 
 
+def _state_file(name: str) -> str:
+    return f"publish_fingerprints/{name}.json"
+
+
+def record(lake: Lake, name: str, version: int, basis: str, prints: dict[str, str]) -> None:
+    """Remember what the published version ``version`` was checked against — also when nothing was
+    written because the content was unchanged — for the next ``to_load`` (a file in the private ops
+    zone; lost or stale, the next publication reads more, never less)."""
+    state = {"delta_version": version, "gate_basis": basis, "fingerprints": json.dumps(prints, sort_keys=True)}
+    lake.write_bytes("ops", _state_file(name), json.dumps(state, sort_keys=True).encode())
+
+
 def to_load(lake: Lake, model: Model, prints: dict[str, str], basis: str) -> list[str] | None:
     """The periods of the model to read from the warehouse for this publication: None — all of them (first
     publication, a model that cannot be published by period, or a changed ``gate_basis``); [] — none,
     nothing changed since the published version; else the periods whose fingerprint differs (new and
-    vanished periods included)."""
+    vanished periods included). Compared with what ``record`` kept for the current version, else with the
+    current version's commit."""
     current = lake.table("publish", model.name)
     if current is None:
         return None
     last = _last_commit(current)
-    if last.get("gate_basis") != basis or "fingerprints" not in last:
+    known = [last]
+    try:
+        kept = json.loads(lake.read_bytes("ops", _state_file(model.name)) or b"{}")
+    except ValueError:
+        kept = {}
+    if kept.get("delta_version") == current.version():
+        known.insert(0, kept)
+    base = next((k for k in known if k.get("gate_basis") == basis and k.get("fingerprints")), None)
+    if base is None:
         return None
-    old = json.loads(last["fingerprints"])
+    old = json.loads(base["fingerprints"])
     changed = sorted(p for p in set(old) | set(prints) if old.get(p) != prints.get(p))
     if not changed:
         return []
@@ -282,7 +303,13 @@ def write_if_changed(
         previous = _rows_of(current, period, touched)
         if previous.schema != frame.schema:
             raise ValueError(f"publish/{name}: the loaded periods do not have the published schema")
-        return _replace(lake, name, frame, key, period, touched, hashes, digest, metadata), False, digest, previous, touched
+        return (
+            _replace(lake, name, frame, key, period, touched, hashes, digest, metadata),
+            False,
+            digest,
+            previous,
+            touched,
+        )
     hashes = _period_hashes(frame, period, key) if periodic else None
     digest = _digest(hashes) if hashes is not None else content_hash(frame, key)
     if current is not None and last.get("content_sha256") == digest:
@@ -293,7 +320,13 @@ def write_if_changed(
         touched = sorted(p for p in set(old) | set(hashes) if old.get(p) != hashes.get(p))
         if not touched:  # same rows under a digest recorded otherwise: nothing to write
             return current.version(), True, digest, None, []
-        return _replace(lake, name, frame, key, period, touched, hashes, digest, metadata), False, digest, previous, touched
+        return (
+            _replace(lake, name, frame, key, period, touched, hashes, digest, metadata),
+            False,
+            digest,
+            previous,
+            touched,
+        )
     if hashes is not None:
         metadata["period_hashes"] = json.dumps(hashes, sort_keys=True)
     ordered = frame.sort(key or frame.columns)

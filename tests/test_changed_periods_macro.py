@@ -1,6 +1,8 @@
 """The dbt macro that limits an incremental model to the periods its std inputs changed, rendered with
 plain Jinja as dbt renders it (``var`` supplied as the Dagster asset sets it)."""
 
+import json
+
 import jinja2
 import pytest
 
@@ -9,9 +11,14 @@ from orchestration.settings import PROJECT_ROOT
 MACRO = (PROJECT_ROOT / "dbt_project" / "macros" / "changed_periods.sql").read_text(encoding="utf-8")
 
 
-def _render(changed, sources, granularity="month", offsets=(0,)) -> str:
+def _render(changed, sources, granularity="month", offsets=(0,), environ=None) -> str:
     env = jinja2.Environment(extensions=["jinja2.ext.do"])
-    module = env.from_string(MACRO, globals={"var": lambda name, default=None: changed}).module
+    given = {
+        "var": lambda name, default=None: changed,
+        "env_var": lambda name, default=None: (environ or {}).get(name, default),
+        "fromjson": json.loads,
+    }
+    module = env.from_string(MACRO, globals=given).module
     return str(module.changed_periods("period", sources, granularity, list(offsets))).strip()
 
 
@@ -66,3 +73,10 @@ def test_an_incremental_models_definition_covers_its_sql_the_project_vars_and_th
     assert second != first  # a threshold changed: rebuild every month
     node["checksum"] = {"name": "sha256", "checksum": "def"}  # the model's SQL changed
     assert definitions(manifest, Translator(), tmp_path) != second
+
+
+def test_the_changed_periods_come_from_the_environment_before_a_var():
+    """The Dagster asset sets SHUCANG_CHANGED (a var would make dbt re-parse the project on every run)."""
+    environ = {"SHUCANG_CHANGED": json.dumps({"tax_monthly": ["2023-05"]})}
+    assert _render({"tax_monthly": "all"}, ["tax_monthly"], environ=environ) == "period in ('2023-05')"
+    assert _render({"tax_monthly": ["2023-01"]}, ["tax_monthly"], environ={}) == "period in ('2023-01')"

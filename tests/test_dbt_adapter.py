@@ -48,3 +48,49 @@ def test_no_other_module_imports_dagster_dbt_private_api():
         if "dagster_dbt" in text and ("import _" in text or "._" in text.split("dagster_dbt", 1)[1][:80]):
             offenders.append(str(rel))
     assert offenders == []
+
+
+def test_an_invocation_still_starts_from_the_parse_in_the_target_folder_and_the_last_one_is_kept_there(
+    tmp_path, monkeypatch
+):
+    from dagster_dbt.core import dbt_cli_invocation
+
+    from orchestration.dbt.dagster_dbt_private import keep_parse
+
+    source = inspect.getsource(dbt_cli_invocation.DbtCliInvocation.run)
+    assert "_get_dbt_target_path()" in source and "PARTIAL_PARSE_FILE_NAME" in source
+    project, run_target = tmp_path / "project", tmp_path / "run-target"
+    run_target.mkdir(parents=True)
+    assert not keep_parse(run_target, project)  # nothing parsed: nothing kept
+    (run_target / "partial_parse.msgpack").write_bytes(b"parse of run 1")
+    monkeypatch.delenv("DBT_TARGET_PATH", raising=False)
+    assert keep_parse(run_target, project)
+    assert (project / "target" / "partial_parse.msgpack").read_bytes() == b"parse of run 1"
+    assert [p.name for p in (project / "target").iterdir()] == ["partial_parse.msgpack"]  # no staged leftovers
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("DBT_TARGET_PATH", str(elsewhere))  # where dagster-dbt then looks
+    assert keep_parse(run_target, project)
+    assert (elsewhere / "partial_parse.msgpack").read_bytes() == b"parse of run 1"
+
+
+def test_only_the_newest_invocation_folders_are_kept(tmp_path):
+    import os
+
+    from orchestration.dbt.assets import prune_targets
+
+    target = tmp_path / "target"
+    folders = []
+    for i in range(8):
+        folder = target / f"dbt_models-run{i}-abc"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+        os.utime(folder, (1_000_000 + i, 1_000_000 + i))
+        folders.append(folder)
+    other = target / "compiled"
+    other.mkdir()
+    (target / "partial_parse.msgpack").write_bytes(b"x")
+    removed = prune_targets(folders[-1], keep=3)
+    assert sorted(removed) == sorted(folders[:5])
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        ["compiled", "partial_parse.msgpack", *(f.name for f in folders[5:])]
+    )

@@ -433,6 +433,7 @@ def test_a_periodic_model_reads_and_writes_only_the_periods_whose_warehouse_fing
         frame = con.sql(sql, params=loaded or None).pl()
         commit = {"fingerprints": json.dumps(prints), "gate_basis": basis}
         done = publish(lake, model, frame, commit, run, loaded)
+        publication.record(lake, "firms", done.version, basis, prints)
         whole = con.sql(f"select * from {relation}").pl()
         publish(full, model, whole, {}, run)  # the same model published whole, as before
         got = lake.read("publish", "firms").sort("uscc", "period")
@@ -449,13 +450,37 @@ def test_a_periodic_model_reads_and_writes_only_the_periods_whose_warehouse_fing
     loaded, done = cycle()
     assert loaded == ["2022", "2023"] and done.periods == ["2022", "2023"] and done.written == 3
     assert done.changes.rows() == [
-        ('{"uscc":"a","period":"2022"}' if period_type == pl.String else '{"uscc":"a","period":2022}', "score", "3.0", "3.5"),
-        ('{"uscc":"a","period":"2023"}' if period_type == pl.String else '{"uscc":"a","period":2023}', "score", None, "5.0"),
+        (
+            '{"uscc":"a","period":"2022"}' if period_type == pl.String else '{"uscc":"a","period":2022}',
+            "score",
+            "3.0",
+            "3.5",
+        ),
+        (
+            '{"uscc":"a","period":"2023"}' if period_type == pl.String else '{"uscc":"a","period":2023}',
+            "score",
+            None,
+            "5.0",
+        ),
     ]
     con.execute("delete from m where period = '2021'")  # a period that vanishes is removed
     loaded, done = cycle()
     assert loaded == ["2021"] and done.periods == ["2021"] and done.written == 0
     assert cycle(basis="b2")[0] is None  # the gates' basis changed: every row read and gated again
+    # a version published before fingerprints were recorded (none on its commit): read whole once; the
+    # unchanged content writes no version, but its fingerprints are kept for the next publication
+    legacy = Lake(str(tmp_path / "legacy"))
+    whole = con.sql(f"select * from {relation}").pl()
+    publish(legacy, model, whole, {}, "old")
+    prints = publication.fingerprints(con, relation, model)
+    assert publication.to_load(legacy, model, prints, "b1") is None
+    done = publish(legacy, model, whole, {}, "new")
+    assert done.unchanged and done.version == 0
+    publication.record(legacy, "firms", done.version, "b1", prints)
+    assert publication.to_load(legacy, model, prints, "b1") == []
+    # kept for another version (a write the record did not follow): the version's commit decides
+    legacy.overwrite_where("publish", "firms", whole.head(0).to_arrow(), "period IN ('1999')")
+    assert publication.to_load(legacy, model, prints, "b1") is None
     # a model whose key lacks the period is read whole whenever it changed
     assert not publication.incremental(_model(key=["uscc"], columns=["uscc", "period"], period="period"))
     assert not publication.incremental(_model(key=["uscc", "period"], quasi=["region"], period="period"))

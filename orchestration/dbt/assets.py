@@ -8,10 +8,13 @@ tests that failed on it — which the publish gates read.
 """
 
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -22,7 +25,7 @@ from sqlglot.expressions import normalize_table_name
 
 from lakehouse.cycles import months_between
 from orchestration.dbt import delta_source
-from orchestration.dbt.dagster_dbt_private import column_lineage
+from orchestration.dbt.dagster_dbt_private import column_lineage, keep_parse
 from orchestration.dbt.project import Translator, column_meta, manifest, project
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 from privacy.model_grades import ModelGrades, highest_level
@@ -30,6 +33,7 @@ from privacy.model_grades import ModelGrades, highest_level
 GRADES = "shucang/column_grades"
 FAILED_TESTS = "shucang/failed_tests"
 SOURCE_VERSIONS = "source_versions"
+LINEAGE_BASIS = "shucang/lineage_basis"  # compiled SQL and schemas the recorded column lineage was derived from
 
 
 class DbtRunConfig(dg.Config):
@@ -42,16 +46,13 @@ class DbtRunConfig(dg.Config):
     backfill_to: str | None = None
 
 
-CHANGED_VAR = "shucang_changed"
+CHANGED_ENV = "SHUCANG_CHANGED"  # read by the changed_periods macro (a --vars would cost a full re-parse)
 DEFINITION = "shucang/definition"  # an incremental model's SQL checksum with the project's vars and macros
 
 
 def definitions(the_manifest: Mapping[str, Any], translator, project_dir) -> dict[dg.AssetKey, str]:
     """A fingerprint of each incremental model's definition: its SQL (dbt's checksum), the project file
     (the vars its thresholds come from) and the macros. When it changes, every period must be rebuilt."""
-    import hashlib
-    from pathlib import Path
-
     root = Path(project_dir)
     shared = (root / "dbt_project.yml").read_bytes() + b"".join(
         p.read_bytes() for p in sorted((root / "macros").glob("*.sql"))
@@ -99,6 +100,25 @@ def changed_periods(lake, since: Mapping[str, int] | None, pins: Mapping[str, in
         else:
             out[name] = sorted(periods)
     return out
+
+
+KEPT_TARGETS = 5
+
+
+def prune_targets(latest: Path, keep: int = KEPT_TARGETS) -> list[Path]:
+    """dagster-dbt gives every invocation its own target folder (~4 MB here: compiled SQL, artifacts, logs);
+    a warehouse that runs itself would fill its disk with them. Keeps the ``keep`` newest folders of the
+    step beside ``latest`` (``latest`` always); returns the ones removed."""
+    prefix = latest.name.split("-", 1)[0] + "-"
+    folders = sorted(
+        (p for p in latest.parent.glob(prefix + "*") if p.is_dir() and p != latest),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    removed = folders[max(keep - 1, 0) :]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
 
 
 def _months(start: str, end: str) -> list[str]:
@@ -201,6 +221,7 @@ def build() -> list[dg.AssetsDefinition]:
             "WAREHOUSE_PATH": warehouse.path,
             "LAKE_ROOT": lake.root,
             "LAKE_STORAGE_OPTIONS": json.dumps(dict(lake.storage_options)),
+            CHANGED_ENV: "",  # every period, unless set below
         }
         args = ["build"]
         if config.full_refresh:
@@ -208,12 +229,12 @@ def build() -> list[dg.AssetsDefinition]:
         elif config.backfill_from:
             months = _months(config.backfill_from, config.backfill_to or config.backfill_from)
             context.log.info(f"backfill: every incremental model rebuilds {months[0]}…{months[-1]}")
-            args += ["--vars", json.dumps({CHANGED_VAR: {name: months for _, name in sources}})]
+            env[CHANGED_ENV] = json.dumps({name: months for _, name in sources})
         elif not config.pins and not (stale := _redefined(context, current)):
             # incremental models replace only the periods their inputs changed
             changed = changed_periods(lake.lake(), _last_read(context), pins)
             context.log.info(f"periods changed since the models' last build: {changed}")
-            args += ["--vars", json.dumps({CHANGED_VAR: changed}, ensure_ascii=False)]
+            env[CHANGED_ENV] = json.dumps(changed, ensure_ascii=False)
         elif not config.pins:
             context.log.info(f"every period rebuilt: the definition of {', '.join(stale)} changed since its last build")
         started = time.perf_counter()
@@ -221,10 +242,12 @@ def build() -> list[dg.AssetsDefinition]:
             invocation = dbt.cli(args, context=context, raise_on_error=False)
         events = list(invocation.stream())  # dbt holds the DuckDB file until it exits
         built = time.perf_counter()
+        keep_parse(invocation.target_path, dbt_project.project_dir)  # the next run re-parses only what changed
         yield from _enriched(context, events, invocation, translator, warehouse.path, pins, current)
         context.log.info(
             f"dbt build {built - started:.1f} s; column lineage and grades {time.perf_counter() - built:.1f} s"
         )
+        prune_targets(Path(invocation.target_path))
         if not invocation.is_successful():
             results = invocation.get_artifact("run_results.json")["results"]
             errors = [r["unique_id"] for r in results if r["status"] == "error"]
@@ -245,6 +268,16 @@ def _recorded_grades(context):
         return value.value if value is not None else {}
 
     return recorded
+
+
+def _recorded_lineage(context, key: dg.AssetKey, basis: str) -> dg.TableColumnLineage | None:
+    """The column lineage the model's last build derived, if it was derived from the same ``basis``."""
+    event = context.instance.get_latest_materialization_event(key)
+    metadata = event.asset_materialization.metadata if event else {}
+    recorded = metadata.get(LINEAGE_BASIS)
+    if recorded is None or recorded.value != basis or "dagster/column_lineage" not in metadata:
+        return None
+    return metadata["dagster/column_lineage"].value
 
 
 def _enriched(context, events, invocation, translator, warehouse_path: str, pins: dict[str, int], defined=None):
@@ -274,11 +307,18 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
                 for p in props["depends_on"]["nodes"]
                 if p in nodes
             }
-            lineage = None
-            try:
-                lineage = column_lineage(props, run_manifest, translator, invocation.target_path, columns, parents)
-            except Exception as exc:  # noqa: BLE001 — lineage must not stop the build; say so
-                context.log.warning(f"{key.to_user_string()}: column lineage not derived ({exc})")
+            # the lineage of the same compiled SQL over the same schemas is the one derived last time
+            basis = hashlib.sha256(
+                json.dumps([props.get("compiled_code"), columns, parents], sort_keys=True, default=str).encode()
+            ).hexdigest()[:16]
+            lineage = _recorded_lineage(context, key, basis) if props.get("compiled_code") else None
+            if lineage is None:
+                try:
+                    lineage = column_lineage(props, run_manifest, translator, invocation.target_path, columns, parents)
+                except Exception as exc:  # noqa: BLE001 — lineage must not stop the build; say so
+                    context.log.warning(f"{key.to_user_string()}: column lineage not derived ({exc})")
+            if lineage is not None:
+                extra[LINEAGE_BASIS] = basis
             deps = None  # without lineage nothing can be proven: every column is graded as strictly as possible
             if lineage is not None:
                 extra["dagster/column_lineage"] = lineage

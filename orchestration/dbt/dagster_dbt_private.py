@@ -8,10 +8,16 @@ tests/test_dbt_adapter.py, which fails loudly when an upgrade changes what is us
 - ``DbtCliResource._cli_version`` and ``DbtCliResource._initialize_dbt_core_adapter``: two fixed costs on
   every dbt step (a ``dbt --version`` subprocess, ~5 s on 2 cores; an in-process adapter that only
   ``fetch_column_metadata`` uses). ``DbtResource`` replaces both.
+- ``PARTIAL_PARSE_FILE_NAME`` and ``_get_dbt_target_path``: an invocation starts from the
+  ``partial_parse.msgpack`` it finds in the project's target folder. ``keep_parse`` leaves the last
+  invocation's parse there, so the next one re-parses only what changed (a full parse: ~2.5 s here, on
+  every run, since the prepared parse was made with another warehouse path).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +26,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource
 from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
+from dagster_dbt.core.dbt_cli_invocation import PARTIAL_PARSE_FILE_NAME, _get_dbt_target_path
 from dbt.version import __version__ as dbt_version
 from packaging import version
 
@@ -38,6 +45,21 @@ def column_lineage(
         EventHistoryMetadata(columns=columns, parents=parents), dict(props), manifest, translator, target_path, None
     ).get("dagster/column_lineage")
     return lineage or None
+
+
+def keep_parse(invocation_target: Path, project_dir: str | Path) -> bool:
+    """Leave an invocation's parse where the next invocation starts from (see the module doc); atomic, so
+    a concurrent reader sees the old file or the new one. Returns whether there was one to keep."""
+    made = Path(invocation_target) / PARTIAL_PARSE_FILE_NAME
+    target = _get_dbt_target_path()
+    home = (target if target.is_absolute() else Path(project_dir) / target) / PARTIAL_PARSE_FILE_NAME
+    if not made.is_file() or made.resolve() == home.resolve():
+        return False
+    home.parent.mkdir(parents=True, exist_ok=True)
+    staged = home.with_name(f".{home.name}.{os.getpid()}")
+    shutil.copyfile(made, staged)
+    os.replace(staged, home)
+    return True
 
 
 class DbtResource(DbtCliResource):

@@ -8,6 +8,15 @@ DuckDB extension is involved: ``deltalake`` hands DuckDB an Arrow dataset (ARCHI
 
 dbt-duckdb's own ``delta`` plugin is close, but ignores a pin to version 0 (``if as_of_version:``) and
 needs the full table path in every source.
+
+The warehouse keeps a copy of each source table (DuckDB scans its own tables faster than an Arrow dataset,
+and a view over a Python object would not outlive the dbt process). That copy follows the lake
+incrementally: when a dbt process opens the warehouse, ``sync`` brings every source to the version the run
+reads — replacing only the periods the std commits since the copied version say they rebuilt, or the
+whole table when a commit does not say (a full rebuild), the copy's version is unknown or older than
+asked, or the columns differ. The copied version is recorded beside the copy (``main._lake_sources``), in
+the same transaction as the rows. The std sources are declared ``save_mode: ignore``: dbt-duckdb then
+uses the copy instead of reloading the table for every model that reads it.
 """
 
 from __future__ import annotations
@@ -35,11 +44,95 @@ def pins(environ: dict[str, str] | None = None) -> dict[str, int]:
     return value
 
 
+SYNCED = "main._lake_sources"
+
+
+def _changed_since(lake, zone: str, name: str, copied: int, wanted: int) -> list[str] | None:
+    """The periods the commits in (copied, wanted] rebuilt; None when one of them rebuilt everything or
+    does not say."""
+    periods: set[str] = set()
+    for commit in lake.commits(zone, name):
+        if copied < commit["version"] <= wanted:
+            rebuilt = commit.get("partitions")
+            if rebuilt is None or rebuilt == "all":
+                return None
+            periods.update(json.loads(rebuilt))
+    return sorted(periods)
+
+
+def sync(con, lake, sources: list[tuple[str, str, str]], pinned: dict[str, int]) -> dict[str, str]:
+    """Bring the warehouse's copy of each (schema, zone, dataset) to the pinned (else current) version;
+    returns what was done per table ('current', 'periods …', 'whole')."""
+    from lakehouse.registry import registry
+    from quality.standardise import std_predicate
+
+    con.execute(f"create table if not exists {SYNCED} (source varchar primary key, version bigint)")
+    copied = dict(con.execute(f"select source, version from {SYNCED}").fetchall())
+    done = {}
+    for schema, zone, dataset in sources:
+        ref, table = f"{zone}.{dataset}", f'"{schema}"."{dataset}"'
+        dt = lake.table(zone, dataset)
+        if dt is None:
+            continue  # the source's load says so when a model reads it
+        if ref in pinned:
+            dt.load_as_version(pinned[ref])
+        wanted, have = dt.version(), copied.get(ref)
+        exists = con.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, dataset],
+        ).fetchall()[0][0]
+        if exists and have == wanted:
+            done[ref] = "current"
+            continue
+        view = f"_lake_{dataset}"
+        con.register(view, dt.to_pyarrow_dataset())
+        try:
+            periods = None
+            if exists and have is not None and have < wanted and zone == "std":
+                ds = next((d for d in registry().datasets if d.id == dataset), None)
+                same = con.execute(f"describe {table}").fetchall() == con.execute(f"describe {view}").fetchall()
+                if ds is not None and ds.period is not None and same:
+                    periods = _changed_since(lake, zone, dataset, have, wanted)
+            con.execute("begin transaction")
+            try:
+                con.execute(f'create schema if not exists "{schema}"')
+                if periods is None:
+                    con.execute(f"create or replace table {table} as select * from {view}")
+                    done[ref] = "whole"
+                elif periods:
+                    where = std_predicate(ds, periods)
+                    con.execute(f"delete from {table} where {where}")
+                    con.execute(f"insert into {table} by name select * from {view} where {where}")
+                    done[ref] = "periods " + ", ".join(periods)
+                else:
+                    done[ref] = "no period rebuilt"
+                con.execute(f"insert or replace into {SYNCED} values (?, ?)", [ref, wanted])
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+        finally:
+            con.unregister(view)
+    return done
+
+
 class Plugin(BasePlugin):
     def initialize(self, config: dict[str, Any]) -> None:
         from orchestration.settings import settings
 
         self.lake = settings().lake()
+        self.synced = False
+
+    def configure_connection(self, conn) -> None:
+        """Once per dbt process, when it first opens the warehouse: the copies of the std tables (schema
+        ``std``, every dataset of the registry) follow the versions the run reads (``sync``) — in a run by
+        hand as in Dagster."""
+        if self.synced:
+            return
+        from lakehouse.registry import registry
+
+        sync(conn, self.lake, [("std", "std", ds.id) for ds in registry().datasets], pins())
+        self.synced = True
 
     def load(self, source_config: SourceConfig):
         zone = source_config.get("zone", "std")
