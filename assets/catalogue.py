@@ -13,6 +13,7 @@ from assets.publish import GRADES, publish_key
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
 from orchestration.automation import follows_inputs
+from orchestration.metadata import grades_of
 from orchestration.resources import BACKGROUND, LakeResource
 
 
@@ -49,7 +50,7 @@ def _published_grades(instance: dg.DagsterInstance, models: list[dict]) -> dict[
         event = instance.get_latest_materialization_event(publish_key(m["name"]))
         value = event.asset_materialization.metadata.get(GRADES) if event else None
         if value is not None:
-            out[m["name"]] = value.value
+            out[m["name"]] = grades_of(value)
     return out
 
 

@@ -8,7 +8,7 @@ as checks and metadata.
 import dagster as dg
 import polars as pl
 
-from assets.collect import asset_tags, column_schema, raw_key
+from assets.collect import asset_tags, catalogue_line, column_schema, raw_key
 from assets.own_tables import own_table_reports
 from lakehouse.provenance import PROVENANCE
 from lakehouse.registry import Dataset, Registry, registry
@@ -16,6 +16,7 @@ from lakehouse.tables import DUPLICATES, FINDINGS, SCORES, STD_PARTITIONS
 from orchestration import partitions
 from orchestration.automation import follows_inputs
 from orchestration.lineage import declare
+from orchestration.metadata import transformations_table
 from orchestration.resources import LakeResource, PrivacyResource
 from privacy import policy
 from privacy.access import record_policy
@@ -180,7 +181,8 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         deps=[raw_key(ds), *(std_key(t) for t in sorted(rules.references))],
-        description=f"**{ds.name_zh}** ({ds.name_en}) — 标准库 std zone.\n\nStandardised (half-width text, ISO "
+        description=f"**{ds.name_zh}** ({ds.name_en}) — 标准库 std zone.\n\n{catalogue_line(reg, ds)}\n\n"
+        "Standardised (half-width text, ISO "
         f"dates, canonical units), de-duplicated (exact; then by {', '.join(rules.key)} with the latest delivery "
         "winning) and validated against the rule book "
         f"`quality/rules/{ds.id}.yaml`. Rejected rows are in `quarantine/findings` with rule and reason."
@@ -313,7 +315,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 "delta_version": version,
                 "delta_uri": dg.MetadataValue.path(the_lake.uri("std", ds.id)),
                 "dagster/column_lineage": lineage,
-                "shucang/column_transformations": transformations,
+                "shucang/column_transformations": transformations_table(transformations),
             },
         )
         yield from checks

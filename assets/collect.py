@@ -12,6 +12,7 @@ from assets.own_tables import own_table_reports
 from lakehouse.registry import Dataset, Registry, registry
 from lakehouse.tables import COLLECT_LOG
 from orchestration import partitions
+from orchestration.metadata import transformations_table
 from orchestration.resources import LakeResource, LandingResource
 
 DATA_VERSION = "dagster/data_version"  # the tag a materialisation reported at run time carries its data version in
@@ -71,6 +72,12 @@ def asset_tags(reg: Registry, ds: Dataset, zone: str) -> dict[str, str]:
     }
 
 
+def catalogue_line(reg: Registry, ds: Dataset) -> str:
+    """What a steward looks for first in a description: 数源单位, 更新周期 and 共享/开放属性, in Chinese."""
+    dept = reg.departments[ds.department]
+    return f"数源单位 {dept.name_zh} · 更新周期 {ds.update_cycle} · {ds.share_type} · {ds.open_type}."
+
+
 def _rejections_markdown(result: CollectResult) -> str:
     lines = ["| file | reason | detail | where | rows |", "|---|---|---|---|---|"]
     for o in result.rejected:
@@ -125,7 +132,7 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
     pdef = partitions.for_dataset(ds, reg)
     description = (
         f"**{ds.name_zh}** ({ds.name_en}) — 原始库 raw zone.\n\n{ds.description}\n\n"
-        f"数源单位 {dept.name_zh} · 更新周期 {ds.update_cycle} · {ds.share_type} · {ds.open_type}.\n\n"
+        f"{catalogue_line(reg, ds)}\n\n"
         "Every new file in the landing folder lands whole, as received (all values text) with provenance "
         "columns, or is moved to the rejected area with a reason; re-collecting a file adds nothing."
         + (
@@ -207,10 +214,12 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         metadata = {
             "dagster/row_count": rows_after,
             "dagster/column_lineage": column_lineage(ds),
-            "shucang/column_transformations": {
-                c.name: {"type": "DIRECT", "subtype": "IDENTITY", "description": "copied as delivered text"}
-                for c in ds.columns
-            },
+            "shucang/column_transformations": transformations_table(
+                {
+                    c.name: {"type": "DIRECT", "subtype": "IDENTITY", "description": "copied as delivered text"}
+                    for c in ds.columns
+                }
+            ),
             "rows_written": result.rows_landed,
             "delta_version": result.table_version,
             "delta_uri": dg.MetadataValue.path(the_lake.uri("raw", ds.id)),

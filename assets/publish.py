@@ -19,6 +19,7 @@ from lakehouse.tables import CHANGES
 from orchestration.automation import follows_inputs
 from orchestration.dbt.assets import FAILED_TESTS, GRADES, SOURCE_VERSIONS
 from orchestration.dbt.project import Translator, column_meta, is_public, manifest, model_key, model_meta, project
+from orchestration.metadata import grades_of, grades_table, tests_of, versions_of, versions_table
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 from privacy import gate as privacy_gate
 
@@ -107,9 +108,9 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         if event is None:
             raise dg.Failure(f"{model_asset.to_user_string()} has never been built; nothing to publish")
         built = event.asset_materialization.metadata
-        grades = built[GRADES].value if GRADES in built else {}
-        failed = built[FAILED_TESTS].value if FAILED_TESTS in built else []
-        versions = built[SOURCE_VERSIONS].value if SOURCE_VERSIONS in built else {}
+        grades = grades_of(built.get(GRADES))
+        failed = tests_of(built.get(FAILED_TESTS))
+        versions = versions_of(built.get(SOURCE_VERSIONS))
         k = privacy_gate.k()
         the_lake = lake.lake()
         con = warehouse.connect(read_only=True)
@@ -203,11 +204,11 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
                 "rows_written": done.written,
                 "periods_replaced": ", ".join(done.periods) if done.periods is not None else "all",
                 "content_sha256": done.content_sha256,
-                SOURCE_VERSIONS: versions,
+                SOURCE_VERSIONS: versions_table(versions),
                 "dagster/column_lineage": dg.TableColumnLineage(
                     deps_by_column={c: [dg.TableColumnDep(asset_key=model_asset, column_name=c)] for c in frame.columns}
                 ),
-                GRADES: grades,
+                GRADES: grades_table(grades),
                 **extra,
             },
         )

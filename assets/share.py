@@ -10,8 +10,6 @@ a share whose datasets did not change, or whose request was revoked or expired, 
 job (the decision as run config), and revokes with ``revoke_share``; see sensors/exchange.py.
 """
 
-import json
-
 import dagster as dg
 import polars as pl
 
@@ -21,6 +19,7 @@ from exchange.publication import write_if_changed
 from exchange.shares import ShareRefused
 from lakehouse.registry import registry
 from orchestration.dbt.assets import GRADES
+from orchestration.metadata import grades_table
 from orchestration.resources import ExchangeResource, LakeResource
 
 DATA_REQUESTS = dg.DynamicPartitionsDefinition(name="data_requests")
@@ -83,12 +82,23 @@ def share_extracts(context: dg.AssetExecutionContext, lake: LakeResource, exchan
     yield dg.AssetCheckResult(
         check_name="privacy_gate",
         passed=True,
-        metadata={"transforms": json.dumps({t["dataset"]: t["transforms"] for t in tables}, ensure_ascii=False)},
+        metadata={
+            "transforms": dg.MetadataValue.md(
+                "\n".join(
+                    ["| dataset | column | transform |", "|---|---|---|"]
+                    + [f"| {t['dataset']} | {c} | {how} |" for t in tables for c, how in t["transforms"].items()]
+                )
+            )
+        },
     )
-    lines = ["| dataset | publish version | rows | columns | transforms |", "|---|---|---|---|---|"]
+    lines = [
+        "| dataset | publish version | rows | columns | transforms | content sha256 |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| {t['dataset']} | {t['source_version']} | {t['rows']} | {', '.join(t['columns'])} | "
-        f"{json.dumps(t['transforms'], ensure_ascii=False)} |"
+        f"{', '.join(f'{c} ({how})' for c, how in t['transforms'].items()) or 'none'} | "
+        f"`{(t.get('content_sha256') or '')[:16]}` |"
         for t in tables
     ]
     context.log.info(f"share {rid}: {len(tables)} table(s), {sum(t['rows'] for t in tables)} rows")
@@ -97,8 +107,6 @@ def share_extracts(context: dg.AssetExecutionContext, lake: LakeResource, exchan
             "dagster/row_count": sum(t["rows"] for t in tables),
             "consumer": f"{manifest['consumer']['name']} ({manifest['consumer']['department']})",
             "tables": dg.MetadataValue.md("\n".join(lines)),
-            "source_versions": {t["dataset"]: t["source_version"] for t in tables},
-            "content_sha256": {t["dataset"]: t["content_sha256"] for t in tables},
             "profile": profile or "issued before",
         }
     )
@@ -134,7 +142,7 @@ def sharing_statistics(context: dg.AssetExecutionContext, lake: LakeResource, ex
             "dagster/row_count": frame.height,
             "delta_version": version,
             "ledger_entries": verdict.entries,
-            GRADES: statistics.grades(),
+            GRADES: grades_table(statistics.grades()),
             "by_department": dg.MetadataValue.md(_by_department(frame)),
             "awaiting_decision": dg.MetadataValue.md(_pending(ex.ledger.states().values())),
         }

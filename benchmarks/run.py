@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         to_publish = r.get("to_publish") or pipe
         print(
             f"  {name.replace('_', ' ')} ({r['rows_delivered']:,} rows): collection {r['collect']:.1f} s, then the "
-            f"automation {r['automation']:.1f} s in {len(r['ticks'])} tick(s), {r['assets']} assets; std "
+            f"automation {r['automation']:.1f} s in {len(r['ticks'])} run(s), {r['assets']} assets; std "
             f"{std_seconds:.1f} s = {std_seconds / clean['seconds']:.1%} of the full std build (target ≤ {target:.0%}: "
             f"{'met' if std_seconds / clean['seconds'] <= target else 'NOT met'}); delivery to the last published "
             f"table {to_publish:.1f} s = {to_publish / whole:.1%} of the full pipeline (target ≤ {target:.0%}: "

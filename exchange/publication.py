@@ -237,7 +237,12 @@ def record(lake: Lake, name: str, version: int, basis: str, prints: dict[str, st
     """Remember what the published version ``version`` was checked against — also when nothing was
     written because the content was unchanged — for the next ``to_load`` (a file in the private ops
     zone; lost or stale, the next publication reads more, never less)."""
-    state = {"delta_version": version, "gate_basis": basis, "fingerprints": json.dumps(prints, sort_keys=True)}
+    state = {
+        "table_id": lake.table("publish", name).metadata().id,
+        "delta_version": version,
+        "gate_basis": basis,
+        "fingerprints": json.dumps(prints, sort_keys=True),
+    }
     lake.write_bytes("ops", _state_file(name), json.dumps(state, sort_keys=True).encode())
 
 
@@ -256,7 +261,7 @@ def to_load(lake: Lake, model: Model, prints: dict[str, str], basis: str) -> lis
         kept = json.loads(lake.read_bytes("ops", _state_file(model.name)) or b"{}")
     except ValueError:
         kept = {}
-    if kept.get("delta_version") == current.version():
+    if kept.get("delta_version") == current.version() and kept.get("table_id") == current.metadata().id:
         known.insert(0, kept)
     base = next((k for k in known if k.get("gate_basis") == basis and k.get("fingerprints")), None)
     if base is None:

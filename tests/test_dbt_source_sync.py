@@ -64,6 +64,27 @@ def test_the_copy_replaces_only_the_periods_std_rebuilt_and_equals_the_lake_afte
     assert con.sql("select version from main._lake_sources").fetchall() == [(2,)]
 
 
+def test_a_table_created_anew_under_the_same_name_is_copied_whole(lake, tmp_path):
+    """Its versions start again: version 2 of the new table is not version 2 of the one copied."""
+    import shutil
+
+    con = duckdb.connect()
+    for p in ("2023-02", "2023-03"):
+        lake.overwrite_where(
+            "std", "tax_monthly", _frame([("a", p, 7.0)]).to_arrow(), f"period IN ('{p}')", {"partitions": f'["{p}"]'}
+        )
+    sync(con, lake, SOURCES, {})  # the copy of version 2
+    shutil.rmtree(tmp_path / "lake" / "std" / "tax_monthly")
+    lake.overwrite("std", "tax_monthly", _frame([("z", "2024-01", 1.0)]).to_arrow(), metadata={"partitions": "all"})
+    for p in ("2024-02", "2024-03"):
+        lake.overwrite_where(
+            "std", "tax_monthly", _frame([("z", p, 2.0)]).to_arrow(), f"period IN ('{p}')", {"partitions": f'["{p}"]'}
+        )
+    sync(con, lake, SOURCES, {})  # version 2 of another table
+    assert sync(con, lake, SOURCES, {}) == {REF: "current"}
+    assert _copy(con).equals(_lake_rows(lake))
+
+
 @pytest.mark.parametrize("change", ["rebuilt_whole", "unsaid", "older_pin", "new_column"])
 def test_the_copy_is_reloaded_whole_when_the_commits_cannot_say_what_changed(lake, change):
     con = duckdb.connect()

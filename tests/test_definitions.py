@@ -28,6 +28,12 @@ def test_every_registered_source_has_a_collection_asset_with_its_catalogue_facts
         assert {"delta"} <= set(node.kinds)
         assert dg.AssetKey(["landing", ds.id]) in node.parent_keys
         assert {c.name for c in graph.get_check_keys_for_assets({node.key})} >= {"rows_reconcile", "files_accepted"}
+        # raw and std say, in Chinese, who delivers the data, how often, and whether and how it is shared
+        dept = registry().departments[ds.department].name_zh
+        for zone in ("raw", "std"):
+            text = graph.get(dg.AssetKey([zone, ds.id])).description
+            assert f"数源单位 {dept}" in text and f"更新周期 {ds.update_cycle}" in text, (zone, ds.id)
+            assert ds.share_type in text and ds.open_type in text, (zone, ds.id)
 
 
 def test_jobs_sensors_and_resources_are_wired():
@@ -120,3 +126,15 @@ def test_assets_carry_the_computed_grade_and_columns_the_grade_they_hold_in_thei
     }
     assert ids["raw"].tags["grade"] == ids["raw"].tags["grade_declared"] == "L4"
     assert ids["std"].tags["grade_declared"] == "L4" and ids["std"].tags["grade"] < "L4"  # pseudonymised
+
+
+def test_no_model_carries_an_object_the_ui_can_only_show_as_unserializable():
+    """dagster-dbt attaches the DbtProject object to every model given ``project=``; the UI shows it as
+    "[DbtProject] (unserializable)". The project is named by the dbt resource instead."""
+    from dagster_dbt.asset_utils import DAGSTER_DBT_PROJECT_METADATA_KEY
+
+    graph = defs.resolve_asset_graph()
+    models = [k for k in graph.get_all_asset_keys() if k.path[0] in ("staging", "base", "theme", "topic")]
+    assert models
+    for key in models:
+        assert DAGSTER_DBT_PROJECT_METADATA_KEY not in (graph.get(key).metadata or {}), key

@@ -481,6 +481,15 @@ def test_a_periodic_model_reads_and_writes_only_the_periods_whose_warehouse_fing
     # kept for another version (a write the record did not follow): the version's commit decides
     legacy.overwrite_where("publish", "firms", whole.head(0).to_arrow(), "period IN ('1999')")
     assert publication.to_load(legacy, model, prints, "b1") is None
+    # a table deleted and published anew: what was kept for the old one says nothing about it
+    legacy.overwrite("publish", "firms", whole.to_arrow())
+    publication.record(legacy, "firms", legacy.table("publish", "firms").version(), "b1", prints)
+    assert publication.to_load(legacy, model, prints, "b1") == []
+    shutil.rmtree(tmp_path / "legacy" / "publish" / "firms")
+    legacy.overwrite("publish", "firms", whole.to_arrow())
+    for _ in range(legacy.table("publish", "firms").version(), 2):
+        legacy.overwrite("publish", "firms", whole.to_arrow())
+    assert publication.to_load(legacy, model, prints, "b1") is None
     # a model whose key lacks the period is read whole whenever it changed
     assert not publication.incremental(_model(key=["uscc"], columns=["uscc", "period"], period="period"))
     assert not publication.incremental(_model(key=["uscc", "period"], quasi=["region"], period="period"))

@@ -20,6 +20,7 @@ from openlineage_schema import EventValidator
 from orchestration import runs
 from orchestration.dbt.project import PROJECT_DIR_ENV
 from orchestration.lineage.emit import emit_run
+from orchestration.metadata import grades_of
 from orchestration.resources import resources
 from orchestration.settings import PROJECT_ROOT, settings
 from privacy.scan import valid_identifiers
@@ -223,7 +224,7 @@ def test_a_modelers_new_model_appears_as_asset_in_catalogue_lineage_and_publish_
 
 def test_grades_propagate_from_std_columns(built):
     event = built["instance"].get_latest_materialization_event(dg.AssetKey(["theme", "theme_operations_monthly"]))
-    grades = event.asset_materialization.metadata["shucang/column_grades"].value
+    grades = grades_of(event.asset_materialization.metadata["shucang/column_grades"])
     assert grades["revenue_yuan"]["level"] == "L2"  # from std tax_monthly.revenue (L2)
     assert grades["uscc"]["level"] == "L1"
     assert grades["period"]["level"] == "L1"
@@ -428,3 +429,35 @@ def test_exchange_files_decides_builds_and_counts_requests_for_published_data_th
     row = table.filter(pl.col("dataset") == "topic_mujun_evaluation").row(0, named=True)
     assert (row["requests"], row["approved"], row["active_shares"], row["department"]) == (1, 1, 1, "区经信局")
     assert table["requests"].sum() == 4 and table["rejected"].sum() == 1 and table["pending"].sum() == 1
+
+
+def test_what_a_steward_reads_in_the_ui_is_tables_and_text_never_json_or_python_reprs(built):
+    """Every materialisation and check of a full run: metadata is a table, markdown, a number, a path or
+    plain text — no JSON blob (a dict or list rendered raw), no Python repr, no NaN."""
+    import math
+
+    result = built["result"]
+    entries = [
+        (e.asset_key.to_user_string(), name, value)
+        for e in result.get_asset_materialization_events()
+        for name, value in e.materialization.metadata.items()
+    ] + [
+        (f"{c.asset_key.to_user_string()}:{c.check_name}", name, value)
+        for c in result.get_asset_check_evaluations()
+        for name, value in c.metadata.items()
+    ]
+    assert entries
+    blobs = [(a, n) for a, n, v in entries if isinstance(v, dg.JsonMetadataValue)]
+    assert sorted({n for _, n in blobs}) == [], blobs[:3]
+    reprs = [
+        (a, n, v.value)
+        for a, n, v in entries
+        if isinstance(v, dg.TextMetadataValue) and ("(unserializable)" in v.value or v.value.startswith(("{", "[")))
+    ]
+    assert reprs == []
+    nans = [
+        (a, n)
+        for a, n, v in entries
+        if isinstance(v, dg.FloatMetadataValue) and v.value is not None and math.isnan(v.value)
+    ]
+    assert nans == []

@@ -27,6 +27,7 @@ from lakehouse.cycles import months_between
 from orchestration.dbt import delta_source
 from orchestration.dbt.dagster_dbt_private import column_lineage, keep_parse
 from orchestration.dbt.project import Translator, column_meta, manifest, project
+from orchestration.metadata import grades_of, grades_table, tests_table, versions_of, versions_table
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 from privacy.model_grades import ModelGrades, highest_level
 
@@ -139,7 +140,7 @@ def _last_read(context: dg.AssetExecutionContext) -> dict[str, int] | None:
             if key.path[0] in ("staging", "parameters"):  # views and seeds: read in full on every build
                 continue
             return None
-        for ref, version in value.value.items():
+        for ref, version in versions_of(value).items():
             oldest[ref] = min(version, oldest.get(ref, version))
     return oldest
 
@@ -200,7 +201,8 @@ def build() -> list[dg.AssetsDefinition]:
 
     @dbt_assets(
         manifest=dbt_project.manifest_path,
-        project=dbt_project,
+        # no project=: dagster-dbt would attach the DbtProject object to every model, shown in the UI as
+        # "[DbtProject] (unserializable)"; the resource names the project folder (partial parse included)
         dagster_dbt_translator=translator,
         pool=WAREHOUSE_POOL,
         name="dbt_models",
@@ -264,8 +266,7 @@ def build() -> list[dg.AssetsDefinition]:
 def _recorded_grades(context):
     def recorded(key: str) -> dict:
         event = context.instance.get_latest_materialization_event(dg.AssetKey(key.split("/")))
-        value = event.asset_materialization.metadata.get(GRADES) if event else None
-        return value.value if value is not None else {}
+        return grades_of(event.asset_materialization.metadata.get(GRADES)) if event else {}
 
     return recorded
 
@@ -297,7 +298,7 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
         uid = ev.metadata["unique_id"].value
         props = nodes[uid]
         key = translator.get_asset_key(props)
-        extra: dict[str, Any] = {SOURCE_VERSIONS: pins}
+        extra: dict[str, Any] = {SOURCE_VERSIONS: versions_table(pins)}
         if key in (defined or {}):
             extra[DEFINITION] = defined[key]
         if props["resource_type"] == "model":
@@ -330,7 +331,7 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
                 extra["shucang/lineage_unknown"] = True
             declared = {c: column_meta(props, c) for c in columns}
             grades = grades_of.grade(key.to_user_string(), deps, columns, declared)
-            extra[GRADES] = grades
+            extra[GRADES] = grades_table(grades)
             extra["grade"] = highest_level(grades)
-            extra[FAILED_TESTS] = sorted(failed.get(key, []))
+            extra[FAILED_TESTS] = tests_table(failed.get(key, []))
         yield dg.Output(value=None, output_name=ev.output_name, metadata={**ev.metadata, **extra})

@@ -66,8 +66,12 @@ def sync(con, lake, sources: list[tuple[str, str, str]], pinned: dict[str, int])
     from lakehouse.registry import registry
     from quality.standardise import std_predicate
 
-    con.execute(f"create table if not exists {SYNCED} (source varchar primary key, version bigint)")
-    copied = dict(con.execute(f"select source, version from {SYNCED}").fetchall())
+    con.execute(f"create table if not exists {SYNCED} (source varchar primary key, table_id varchar, version bigint)")
+    if [r[0] for r in con.execute(f"select * from {SYNCED} limit 0").description] != ["source", "table_id", "version"]:
+        con.execute(f"create or replace table {SYNCED} (source varchar primary key, table_id varchar, version bigint)")
+    # a version means something only for the table it was read from: a table deleted and created again
+    # (a new id) starts its versions anew
+    copied = {s: (t, v) for s, t, v in con.execute(f"select source, table_id, version from {SYNCED}").fetchall()}
     done = {}
     for schema, zone, dataset in sources:
         ref, table = f"{zone}.{dataset}", f'"{schema}"."{dataset}"'
@@ -76,7 +80,8 @@ def sync(con, lake, sources: list[tuple[str, str, str]], pinned: dict[str, int])
             continue  # the source's load says so when a model reads it
         if ref in pinned:
             dt.load_as_version(pinned[ref])
-        wanted, have = dt.version(), copied.get(ref)
+        wanted, table_id = dt.version(), dt.metadata().id
+        have = copied[ref][1] if ref in copied and copied[ref][0] == table_id else None
         exists = con.execute(
             "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
             [schema, dataset],
@@ -106,7 +111,7 @@ def sync(con, lake, sources: list[tuple[str, str, str]], pinned: dict[str, int])
                     done[ref] = "periods " + ", ".join(periods)
                 else:
                     done[ref] = "no period rebuilt"
-                con.execute(f"insert or replace into {SYNCED} values (?, ?)", [ref, wanted])
+                con.execute(f"insert or replace into {SYNCED} values (?, ?, ?)", [ref, table_id, wanted])
                 con.execute("commit")
             except BaseException:
                 con.execute("rollback")

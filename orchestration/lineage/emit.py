@@ -24,9 +24,12 @@ class LineageReport:
     events: int
     file: str | None
     http: Delivery | None
+    run_id: str | None = None
 
     def summary(self) -> str:
-        text = f"{self.events} OpenLineage events → {self.file}"
+        """What the run's tag says: the events' place in the lake (zone/file), not this machine's path."""
+        where = f"ops/{LakeFileTransport.FOLDER}/{self.run_id}.jsonl (lake)" if self.run_id else self.file
+        text = f"{self.events} OpenLineage events → {where}"
         if self.http:
             h = self.http
             text += f"; HTTP: {h.sent} sent, {h.resent} re-sent from spool"
@@ -65,7 +68,7 @@ def emit_run(
     path = LakeFileTransport(s.lake()).write(run_id, events)
     http = http if http is not None else http_transport(s)
     delivery = http.deliver(events) if http else None
-    report = LineageReport(len(events), path, delivery)
+    report = LineageReport(len(events), path, delivery, run_id)
     instance.add_run_tags(run_id, {RUN_TAG: report.summary()[:1000]})
     (log.warning if delivery and delivery.spooled else log.info)(report.summary())
     return report

@@ -23,6 +23,7 @@ from openlineage.client.generated import (
 )
 
 from orchestration.lineage.naming import DatasetRef, Naming
+from orchestration.metadata import transformations_of
 
 UNKNOWN_ORIGIN_FACET = "shucang_columnLineageCoverage"
 
@@ -73,7 +74,7 @@ def column_lineage(
     """The declared column lineage, and the output columns whose origin nobody declared (reported, not guessed)."""
     lineage = _value(metadata.get("dagster/column_lineage"))
     declared = lineage.deps_by_column if isinstance(lineage, dg.TableColumnLineage) else {}
-    how = _value(metadata.get("shucang/column_transformations")) or {}
+    how = transformations_of(metadata.get("shucang/column_transformations"))
     fields = {}
     for column, deps in declared.items():
         t = how.get(column, {"type": "DIRECT"})
