@@ -272,6 +272,8 @@ def to_load(lake: Lake, model: Model, prints: dict[str, str], basis: str) -> lis
         return []
     if not incremental(model) or "period_hashes" not in last:
         return None
+    if current.metadata().partition_columns != [model.period]:  # laid out before it was partitioned by period
+        return None
     return changed
 
 
@@ -286,7 +288,8 @@ def write_if_changed(
 ) -> tuple[int, bool, str, pl.DataFrame | None, list | None]:
     """Write ``frame`` (in key order) as the next version of ``publish/<name>`` unless the current version
     has the same content. With ``period`` (a periodic model), the version replaces only the periods whose
-    rows changed, appeared or disappeared (a predicate overwrite: its change set is those periods' rows).
+    rows changed, appeared or disappeared (a predicate overwrite: its change set is those periods' rows);
+    its table is partitioned by the period on disk, so a replaced period rewrites its own files only.
     ``loaded``: ``frame`` holds only these periods (``to_load``); the others stay as published.
     Returns (version, unchanged, content hash, the previous rows of what was rewritten, the periods
     replaced — None when the whole table was)."""
@@ -320,7 +323,8 @@ def write_if_changed(
     if current is not None and last.get("content_sha256") == digest:
         return current.version(), True, digest, None, []
     previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
-    if periodic and previous is not None and previous.schema == frame.schema:
+    by_period = current is not None and current.metadata().partition_columns == [period]
+    if periodic and previous is not None and previous.schema == frame.schema and by_period:
         old = _period_hashes(previous, period, key)
         touched = sorted(p for p in set(old) | set(hashes) if old.get(p) != hashes.get(p))
         if not touched:  # same rows under a digest recorded otherwise: nothing to write
@@ -336,7 +340,11 @@ def write_if_changed(
         metadata["period_hashes"] = json.dumps(hashes, sort_keys=True)
     ordered = frame.sort(key or frame.columns)
     version = lake.overwrite(
-        "publish", name, ordered.to_arrow(), metadata={**metadata, "content_sha256": digest, "periods": "all"}
+        "publish",
+        name,
+        ordered.to_arrow(),
+        metadata={**metadata, "content_sha256": digest, "periods": "all"},
+        partition_by=[period] if hashes is not None else None,
     )
     return version, False, digest, previous, None
 

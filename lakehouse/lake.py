@@ -213,12 +213,21 @@ class Lake:
         return table.history(limit) if table is not None else []
 
     def overwrite(
-        self, zone: str, name: str, data, metadata: dict[str, str] | None = None, configuration: dict | None = None
+        self,
+        zone: str,
+        name: str,
+        data,
+        metadata: dict[str, str] | None = None,
+        configuration: dict | None = None,
+        partition_by: list[str] | None = None,
     ) -> int:
         """Replace the current version (earlier versions stay readable by time travel). ``configuration``:
-        Delta table properties (e.g. ``delta.enableChangeDataFeed``)."""
+        Delta table properties (e.g. ``delta.enableChangeDataFeed``); ``partition_by``: the table's
+        partition columns from this version on (none: unpartitioned)."""
         extra = {"configuration": configuration} if configuration else {}
-        return self._write(zone, name, data, "overwrite", metadata, schema_mode="overwrite", **extra)
+        return self._write(
+            zone, name, data, "overwrite", metadata, schema_mode="overwrite", partition_by=partition_by, **extra
+        )
 
 
 def s3_filesystem(options: dict[str, str]) -> pafs.S3FileSystem:

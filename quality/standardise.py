@@ -183,7 +183,7 @@ def conform_and_write(
                 **({"build_id": build_id} if build_id else {}),
             }
             if partitions is None:
-                version = lake.overwrite("std", ds.id, reader, metadata=commit)
+                version = lake.overwrite("std", ds.id, reader, metadata=commit, partition_by=disk_partitions(ds))
             else:
                 version = lake.overwrite_where("std", ds.id, reader, std_predicate(ds, partitions), metadata=commit)
         except Exception:
@@ -226,6 +226,18 @@ def _quote(value: str) -> str:
 
 def _in(column: str, values: list[str]) -> str:
     return f"{column} IN ({', '.join(_quote(v) for v in values)})"
+
+
+def disk_partitions(ds: Dataset) -> list[str] | None:
+    """The std table's partition columns on disk: its period column where that holds the period itself (a
+    month text, a year number), so rebuilding a period rewrites that period's files only — a correction of
+    March does not rewrite the other months. None for the rest (a timestamp, no period)."""
+    if ds.period is None or ds.period.column is None:
+        return None
+    column = next(c for c in ds.columns if c.name == ds.period.column)
+    if (column.type, ds.period.granularity) in (("month", "month"), ("integer", "year")):
+        return [column.name]
+    return None
 
 
 def std_predicate(ds: Dataset, partitions: list[str]) -> str:

@@ -411,6 +411,7 @@ def test_a_periodic_model_reads_and_writes_only_the_periods_whose_warehouse_fing
     """Publication as the publish asset runs it: fingerprints in DuckDB, only changed periods read, gated and
     replaced — and the table equals a publication of the whole model at every step."""
     import duckdb
+    import pyarrow as pa
 
     from exchange import publication
 
@@ -445,9 +446,18 @@ def test_a_periodic_model_reads_and_writes_only_the_periods_whose_warehouse_fing
     assert cycle()[0] is None  # first publication: everything
     assert cycle()[0] == []  # nothing changed: nothing read, no version
     assert lake.table("publish", "firms").version() == 0
+    table = lake.table("publish", "firms")
+    assert table.metadata().partition_columns == ["period"]  # one folder per period
+
+    def files_of(period: str) -> set[str]:
+        adds = pa.table(lake.table("publish", "firms").get_add_actions(flatten=True)).to_pydict()
+        return {p for p, v in zip(adds["path"], adds["partition.period"], strict=True) if str(v) == period}
+
+    kept = files_of("2021")
     con.execute("update m set score = 3.5 where uscc = 'a' and period = '2022'")
     con.execute("insert into m values ('a','2023',5)")
     loaded, done = cycle()
+    assert files_of("2021") == kept  # a period not replaced keeps its files: nothing of it was rewritten
     assert loaded == ["2022", "2023"] and done.periods == ["2022", "2023"] and done.written == 3
     assert done.changes.rows() == [
         (
