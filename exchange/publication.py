@@ -297,45 +297,33 @@ def write_if_changed(
     last = _last_commit(current) if current is not None else {}
     metadata = dict(commit or {})
     periodic = period is not None and period in frame.columns and frame[period].null_count() == 0
+    touched: list[str] | None = None  # None: the whole table is written
     if loaded is not None:
         if not periodic or current is None:
             raise ValueError(f"publish/{name}: a partial frame needs a periodic model with a published version")
-        kept = {p: h for p, h in json.loads(last["period_hashes"]).items() if p not in set(loaded)}
-        fresh = _period_hashes(frame, period, key)
-        hashes = {**kept, **fresh}
         old = json.loads(last["period_hashes"])
-        touched = sorted(p for p in loaded if old.get(p) != fresh.get(p))
+        fresh = _period_hashes(frame, period, key)
+        hashes = {**{p: h for p, h in old.items() if p not in set(loaded)}, **fresh}
         digest = _digest(hashes)
-        if not touched:
-            return current.version(), True, digest, None, []
-        previous = _rows_of(current, period, touched)
-        if previous.schema != frame.schema:
+        touched = sorted(p for p in loaded if old.get(p) != fresh.get(p))
+        previous = _rows_of(current, period, touched) if touched else None
+        if previous is not None and previous.schema != frame.schema:
             raise ValueError(f"publish/{name}: the loaded periods do not have the published schema")
-        return (
-            _replace(lake, name, frame, key, period, touched, hashes, digest, metadata),
-            False,
-            digest,
-            previous,
-            touched,
-        )
-    hashes = _period_hashes(frame, period, key) if periodic else None
-    digest = _digest(hashes) if hashes is not None else content_hash(frame, key)
-    if current is not None and last.get("content_sha256") == digest:
-        return current.version(), True, digest, None, []
-    previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
-    by_period = current is not None and current.metadata().partition_columns == [period]
-    if periodic and previous is not None and previous.schema == frame.schema and by_period:
-        old = _period_hashes(previous, period, key)
-        touched = sorted(p for p in set(old) | set(hashes) if old.get(p) != hashes.get(p))
-        if not touched:  # same rows under a digest recorded otherwise: nothing to write
+    else:
+        hashes = _period_hashes(frame, period, key) if periodic else None
+        digest = _digest(hashes) if hashes is not None else content_hash(frame, key)
+        if current is not None and last.get("content_sha256") == digest:
             return current.version(), True, digest, None, []
-        return (
-            _replace(lake, name, frame, key, period, touched, hashes, digest, metadata),
-            False,
-            digest,
-            previous,
-            touched,
-        )
+        previous = pl.from_arrow(current.to_pyarrow_table()) if current is not None else None
+        by_period = current is not None and current.metadata().partition_columns == [period]
+        if periodic and previous is not None and previous.schema == frame.schema and by_period:
+            old = _period_hashes(previous, period, key)
+            touched = sorted(p for p in set(old) | set(hashes) if old.get(p) != hashes.get(p))
+    if touched == []:  # no period's rows differ (a digest recorded otherwise, or only fingerprints moved)
+        return current.version(), True, digest, None, []
+    if touched is not None:
+        version = _replace(lake, name, frame, key, period, touched, hashes, digest, metadata)
+        return version, False, digest, previous, touched
     if hashes is not None:
         metadata["period_hashes"] = json.dumps(hashes, sort_keys=True)
     ordered = frame.sort(key or frame.columns)

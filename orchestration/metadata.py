@@ -1,9 +1,10 @@
 """Metadata a steward reads and the pipeline reads back: tables in the Dagster UI, never JSON blobs.
 
 What one step records for the next — a dbt build's column grades, failed tests and the std versions it
-read — is kept as a table (one row per column, test or source table), which the UI shows as a table and
-``*_of`` turns back into the mapping the readers use. The readers also accept the mappings recorded by
-earlier versions of the project (JSON), so an instance's history stays readable.
+read, a stage's column transformations — is kept as a table (one row per column, test or source table),
+which the UI shows as a table and ``*_of`` turns back into the mapping the readers use. The readers also
+accept the mappings recorded by earlier versions of the project (JSON), so an instance's history stays
+readable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,19 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-GRADE_FIELDS = ("level", "role", "transform", "inherited")
+# per column: (field, type, description shown in the UI)
+GRADES = (
+    ("level", "string", "有效分级 effective grade"),
+    ("role", "string", "标识角色 identifier role"),
+    ("transform", "string", "隐私变换 privacy transform"),
+    ("inherited", "string", "来源最高分级 highest grade of its inputs"),
+)
+TRANSFORMATIONS = (
+    ("type", "string", "DIRECT / INDIRECT"),
+    ("subtype", "string", "IDENTITY, TRANSFORMATION, AGGREGATION, …"),
+    ("description", "string", "说明 what was done"),
+    ("masking", "bool", "隐私变换 masks the value"),
+)
 
 
 def _table(columns: list[tuple[str, str, str]], rows: list[dict]) -> dg.TableMetadataValue:
@@ -27,28 +40,42 @@ def _value(entry):
     return entry.value if isinstance(entry, dg.MetadataValue) else entry
 
 
-def grades_table(grades: Mapping[str, Mapping]) -> dg.TableMetadataValue:
-    """Column → {level, role, transform, inherited} as a table, one row per column."""
+def _per_column_table(fields, values: Mapping[str, Mapping]) -> dg.TableMetadataValue:
+    """Column → {field: value} as a table, one row per column."""
+    names = [f for f, _, _ in fields]
     return _table(
-        [
-            ("column", "string", "列 column"),
-            ("level", "string", "有效分级 effective grade"),
-            ("role", "string", "标识角色 identifier role"),
-            ("transform", "string", "隐私变换 privacy transform"),
-            ("inherited", "string", "来源最高分级 highest grade of its inputs"),
-        ],
-        [{"column": c, **{f: g.get(f) for f in GRADE_FIELDS}} for c, g in grades.items()],
+        [("column", "string", "列 column"), *fields],
+        [{"column": c, **{f: v.get(f) for f in names}} for c, v in values.items()],
     )
 
 
-def grades_of(entry) -> dict[str, dict]:
-    """The mapping ``grades_table`` shows (or an earlier JSON record of it); {} for None."""
+def _per_column_of(fields, entry) -> dict[str, dict]:
+    """The mapping ``_per_column_table`` shows (or an earlier JSON record of it); {} for None."""
     value = _value(entry)
     if value is None:
         return {}
     if isinstance(value, Mapping):
-        return {c: dict(g) for c, g in value.items()}
-    return {r["column"]: {f: r.get(f) for f in GRADE_FIELDS} for r in value}
+        return {c: dict(v) for c, v in value.items()}
+    return {r["column"]: {f: r.get(f) for f, _, _ in fields} for r in value}
+
+
+def grades_table(grades: Mapping[str, Mapping]) -> dg.TableMetadataValue:
+    """Column → {level, role, transform, inherited}, as a table."""
+    return _per_column_table(GRADES, grades)
+
+
+def grades_of(entry) -> dict[str, dict]:
+    return _per_column_of(GRADES, entry)
+
+
+def transformations_table(transformations: Mapping[str, Mapping]) -> dg.TableMetadataValue:
+    """Column → how it was derived from its input (OpenLineage transformation type, subtype, description,
+    masking), as a table."""
+    return _per_column_table(TRANSFORMATIONS, transformations)
+
+
+def transformations_of(entry) -> dict[str, dict]:
+    return _per_column_of(TRANSFORMATIONS, entry)
 
 
 def versions_table(versions: Mapping[str, int]) -> dg.TableMetadataValue:
@@ -78,30 +105,3 @@ def tests_of(entry) -> list[str]:
     if value is None:
         return []
     return [r["test"] if isinstance(r, Mapping) else r for r in value]
-
-
-TRANSFORMATION_FIELDS = ("type", "subtype", "description", "masking")
-
-
-def transformations_table(transformations: Mapping[str, Mapping]) -> dg.TableMetadataValue:
-    """Column → how it was derived from its input (OpenLineage transformation type, subtype, description,
-    masking), as a table."""
-    return _table(
-        [
-            ("column", "string", "列 column"),
-            ("type", "string", "DIRECT / INDIRECT"),
-            ("subtype", "string", "IDENTITY, TRANSFORMATION, AGGREGATION, …"),
-            ("description", "string", "说明 what was done"),
-            ("masking", "bool", "隐私变换 masks the value"),
-        ],
-        [{"column": c, **{f: t.get(f) for f in TRANSFORMATION_FIELDS}} for c, t in transformations.items()],
-    )
-
-
-def transformations_of(entry) -> dict[str, dict]:
-    value = _value(entry)
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return {c: dict(t) for c, t in value.items()}
-    return {r["column"]: {f: r.get(f) for f in TRANSFORMATION_FIELDS} for r in value}

@@ -31,6 +31,13 @@ def _frame(rows):
     return pl.DataFrame(rows, schema={"uscc": pl.String, "period": pl.String, "revenue": pl.Float64}, orient="row")
 
 
+def _rebuild(lake: Lake, period: str, rows) -> None:
+    """A std build of one period, as std commits it: the period's rows replaced, the period recorded."""
+    lake.overwrite_where(
+        "std", "tax_monthly", _frame(rows).to_arrow(), f"period IN ('{period}')", {"partitions": json.dumps([period])}
+    )
+
+
 @pytest.fixture
 def lake(tmp_path):
     lake = Lake(str(tmp_path / "lake"))
@@ -45,15 +52,8 @@ def test_the_copy_replaces_only_the_periods_std_rebuilt_and_equals_the_lake_afte
     assert _copy(con).equals(_lake_rows(lake))
     assert sync(con, lake, SOURCES, {}) == {REF: "current"}  # nothing new: nothing read
     # February rebuilt (a correction), then March arrives
-    feb = _frame([("a", "2023-02", 3.5), ("b", "2023-02", 4.0), ("c", "2023-02", 9.0)])
-    lake.overwrite_where("std", "tax_monthly", feb.to_arrow(), "period IN ('2023-02')", {"partitions": '["2023-02"]'})
-    lake.overwrite_where(
-        "std",
-        "tax_monthly",
-        _frame([("a", "2023-03", 5.0)]).to_arrow(),
-        "period IN ('2023-03')",
-        {"partitions": '["2023-03"]'},
-    )
+    _rebuild(lake, "2023-02", [("a", "2023-02", 3.5), ("b", "2023-02", 4.0), ("c", "2023-02", 9.0)])
+    _rebuild(lake, "2023-03", [("a", "2023-03", 5.0)])
     # a row the lake does not hold, in a period no commit names, shows the copy was not reloaded whole
     con.execute("""insert into "std"."tax_monthly" values ('ghost', '2023-01', 0)""")
     assert sync(con, lake, SOURCES, {}) == {REF: "periods 2023-02, 2023-03"}
@@ -70,16 +70,12 @@ def test_a_table_created_anew_under_the_same_name_is_copied_whole(lake, tmp_path
 
     con = duckdb.connect()
     for p in ("2023-02", "2023-03"):
-        lake.overwrite_where(
-            "std", "tax_monthly", _frame([("a", p, 7.0)]).to_arrow(), f"period IN ('{p}')", {"partitions": f'["{p}"]'}
-        )
+        _rebuild(lake, p, [("a", p, 7.0)])
     sync(con, lake, SOURCES, {})  # the copy of version 2
     shutil.rmtree(tmp_path / "lake" / "std" / "tax_monthly")
     lake.overwrite("std", "tax_monthly", _frame([("z", "2024-01", 1.0)]).to_arrow(), metadata={"partitions": "all"})
     for p in ("2024-02", "2024-03"):
-        lake.overwrite_where(
-            "std", "tax_monthly", _frame([("z", p, 2.0)]).to_arrow(), f"period IN ('{p}')", {"partitions": f'["{p}"]'}
-        )
+        _rebuild(lake, p, [("z", p, 2.0)])
     sync(con, lake, SOURCES, {})  # version 2 of another table
     assert sync(con, lake, SOURCES, {}) == {REF: "current"}
     assert _copy(con).equals(_lake_rows(lake))
@@ -103,9 +99,7 @@ def test_the_copy_is_reloaded_whole_when_the_commits_cannot_say_what_changed(lak
         )
     pins = {}
     if change == "older_pin":
-        lake.overwrite_where(
-            "std", "tax_monthly", more.to_arrow(), "period IN ('2023-03')", {"partitions": '["2023-03"]'}
-        )
+        _rebuild(lake, "2023-03", more.rows())
         sync(con, lake, SOURCES, {})
         pins = {REF: 0}  # a reproduction of an earlier run
     assert sync(con, lake, SOURCES, pins) == {REF: "whole"}
@@ -117,13 +111,7 @@ def test_a_failed_sync_leaves_the_copy_and_its_recorded_version_as_they_were(lak
     con = duckdb.connect()
     sync(con, lake, SOURCES, {})
     before = _copy(con)
-    lake.overwrite_where(
-        "std",
-        "tax_monthly",
-        _frame([("a", "2023-03", 5.0)]).to_arrow(),
-        "period IN ('2023-03')",
-        {"partitions": '["2023-03"]'},
-    )
+    _rebuild(lake, "2023-03", [("a", "2023-03", 5.0)])
     import quality.standardise
 
     monkeypatch.setattr(quality.standardise, "std_predicate", lambda ds, periods: "no_such_column = 1")
