@@ -195,3 +195,8 @@ def test_the_demo_run_lineage_validates_and_answers_impact_questions(webserver):
     assert "→ catalogue/datasets  [whole table" in down.stdout
     up = lineage("upstream", "raw/amr_registration", "_row_number")
     assert "origin unknown" in up.stdout
+    # a 亩均 weight is county policy: its trace ends at the seed file it is loaded from, not "unknown"
+    weight = lineage("upstream", "publish/topic_mujun_indicator_scores", "weight")
+    assert weight.returncode == 0, weight.stderr
+    assert "source: file dbt_project/seeds/mujun_indicators.csv" in weight.stdout, weight.stdout
+    assert "origin unknown" not in weight.stdout

@@ -43,6 +43,20 @@ class ColumnLineageCoverageFacet(DatasetFacet):
         return f"{PRODUCER.rsplit('/tree/', 1)[0]}/blob/main/docs/lineage/ColumnLineageCoverageFacet.json"
 
 
+@attr.define
+class SourceFileFacet(DatasetFacet):
+    """The project file a dataset is loaded from as it stands (a dbt seed): its columns start there."""
+
+    path: str
+
+    @staticmethod
+    def _get_schema() -> str:
+        return f"{PRODUCER.rsplit('/tree/', 1)[0]}/blob/main/docs/lineage/SourceFileFacet.json"
+
+
+SEED_FOLDER = "dbt_project/seeds"
+
+
 @dataclass
 class _Step:
     key: str
@@ -169,6 +183,8 @@ class RunLineage:
                 facets["columnLineage"] = lineage
             if unknown:
                 facets["shucang_columnLineageCoverage"] = ColumnLineageCoverageFacet(unknownOrigin=unknown)
+            if str(getattr(uid := definition.get("dagster_dbt/unique_id", ""), "value", uid)).startswith("seed."):
+                facets["shucang_sourceFile"] = SourceFileFacet(path=f"{SEED_FOLDER}/{key.path[-1]}.csv")
             facets.update(f.quality(step.checks.get(key, []), metadata))
             output_facets = f.output_statistics(metadata)
         return OutputDataset(namespace=ref.namespace, name=ref.name, facets=facets, outputFacets=output_facets)

@@ -22,6 +22,7 @@ class LineageGraph:
     table_children: dict[Table, set[Table]] = field(default_factory=lambda: defaultdict(set))
     with_column_lineage: set[Table] = field(default_factory=set)
     unknown: dict[Table, set[str]] = field(default_factory=dict)
+    files: dict[Table, str] = field(default_factory=dict)  # tables loaded from a project file (dbt seeds)
 
     @classmethod
     def from_events(cls, events: list[dict]) -> LineageGraph:
@@ -45,6 +46,8 @@ class LineageGraph:
                     g.column_parents[(*table, col)].append((parent, how))
                     g.column_children[parent].append(((*table, col), how))
             g.unknown[table] = set((facets.get("shucang_columnLineageCoverage") or {}).get("unknownOrigin") or [])
+            if path := (facets.get("shucang_sourceFile") or {}).get("path"):
+                g.files[table] = path
         return g
 
     def upstream(self, column: Column) -> list[tuple[int, Column, str]]:
@@ -55,8 +58,12 @@ class LineageGraph:
             parents = self.column_parents.get(c, [])
             if not parents:
                 table = c[:2]
-                known_source = table not in self.latest_outputs
-                status = "source" if known_source else "origin unknown"
+                if table in self.files:
+                    status = f"source: file {self.files[table]}"
+                elif table not in self.latest_outputs:
+                    status = "source"
+                else:
+                    status = "origin unknown"
                 out.append((depth, c, f"{how} · {status}" if how else status))
                 return
             out.append((depth, c, how))
