@@ -7,6 +7,7 @@ as checks and metadata.
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from assets.collect import asset_tags, catalogue_line, column_schema, raw_key
 from assets.own_tables import own_table_reports
@@ -31,11 +32,14 @@ from quality.units import canonical
 
 
 class StdConfig(dg.Config):
-    """``full``: rebuild every period (e.g. after a change of the standardisation code itself). By default
-    a periodic dataset rebuilds the partitions (periods) its run names — and any other period rows were
-    delivered for since the last build — and a dataset without periods rebuilds when raw changed."""
+    """标准化选项 / Standardisation options. By default a periodic dataset rebuilds the periods the run names
+    (and any other period delivered since the last build); a dataset without periods rebuilds when raw
+    changed."""
 
-    full: bool = False
+    full: bool = Field(
+        default=False,
+        description="全量重建 rebuild every period (after a change of the standardisation code itself)",
+    )
 
 
 def std_key(dataset_id: str) -> dg.AssetKey:

@@ -22,19 +22,20 @@ from orchestration.resources import ExchangeResource, LakeResource
 
 
 class DecisionConfig(dg.Config):
-    """A steward's decision, signed with the steward's own key (``python -m orchestration.cli exchange sign
-    REQUEST approved|rejected --reason … --as STEWARD``): the run verifies the signature against the
-    identity registry, and the ledger records the steward the key belongs to."""
+    """数据申请审批 / A steward's decision, signed with the steward's own key
+    (python -m orchestration.cli exchange sign REQUEST approved|rejected --reason … --as STEWARD): the run
+    verifies the signature against the identity registry, and the ledger records the steward the key
+    belongs to."""
 
-    request_id: str = Field(description="the request decided (must be the one the signed decision names)")
-    signed_decision: str = Field(description="shd1.… as printed by `exchange sign`")
+    request_id: str = Field(description="申请编号 the request decided (the one the signed decision names)")
+    signed_decision: str = Field(description="签名的决定 shd1.… as printed by `exchange sign`")
 
 
 class RevocationConfig(dg.Config):
-    """A steward's signed revocation (``exchange sign REQUEST revoke --reason … --as STEWARD``)."""
+    """撤销共享 / A steward's signed revocation (exchange sign REQUEST revoke --reason … --as STEWARD)."""
 
-    request_id: str = Field(description="the request whose share is revoked")
-    signed_revocation: str = Field(description="shd1.… as printed by `exchange sign`")
+    request_id: str = Field(description="申请编号 the request whose share is revoked")
+    signed_revocation: str = Field(description="签名的撤销 shd1.… as printed by `exchange sign`")
 
 
 def _not_recorded(what: str, exc: Exception) -> dg.Failure:

@@ -138,3 +138,17 @@ def test_no_model_carries_an_object_the_ui_can_only_show_as_unserializable():
     assert models
     for key in models:
         assert DAGSTER_DBT_PROJECT_METADATA_KEY not in (graph.get(key).metadata or {}), key
+
+
+def test_what_the_launchpad_shows_is_described_for_a_steward():
+    """Every run option a steward can set says what it does, in Chinese first; no developer markup."""
+    import re
+
+    from assets.clean import StdConfig
+    from orchestration.dbt.assets import DbtRunConfig
+    from sensors.exchange import DecisionConfig, RevocationConfig
+
+    for config in (StdConfig, DbtRunConfig, DecisionConfig, RevocationConfig):
+        assert "``" not in (config.__doc__ or ""), config
+        for name, field in config.to_config_schema().as_field().config_type.fields.items():
+            assert field.description and re.search(r"[\u4e00-\u9fff]", field.description), (config.__name__, name)

@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 from dagster_dbt import DbtCliResource, dbt_assets
+from pydantic import Field
 from sqlglot import exp, to_table
 from sqlglot.expressions import normalize_table_name
 
@@ -38,13 +39,18 @@ LINEAGE_BASIS = "shucang/lineage_basis"  # compiled SQL and schemas the recorded
 
 
 class DbtRunConfig(dg.Config):
-    """``pins``: 'zone.dataset' → Delta version to read instead of the current one (reproduce a run; every
-    period is rebuilt). ``full_refresh``: rebuild the incremental models from scratch."""
+    """建模选项 / Modelling options. By default the models read the current std tables and the incremental
+    models rebuild only the periods their inputs changed."""
 
-    pins: dict[str, int] = {}
-    full_refresh: bool = False
-    backfill_from: str | None = None  # months 'YYYY-MM': the incremental models rebuild exactly these
-    backfill_to: str | None = None
+    pins: dict[str, int] = Field(
+        default={},
+        description="复现 reproduce a run: 'std.<dataset>' → the Delta version to read (every period is rebuilt)",
+    )
+    full_refresh: bool = Field(default=False, description="全量重建 rebuild the incremental models from scratch")
+    backfill_from: str | None = Field(
+        default=None, description="回填起始月 first month 'YYYY-MM' the incremental models rebuild"
+    )
+    backfill_to: str | None = Field(default=None, description="回填截止月 last month 'YYYY-MM' (default: the first)")
 
 
 CHANGED_ENV = "SHUCANG_CHANGED"  # read by the changed_periods macro (a --vars would cost a full re-parse)
