@@ -1,6 +1,7 @@
 """The code location loads, declares what stewards need to see, and passes `dg check defs`."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,9 @@ def test_every_registered_source_has_a_collection_asset_with_its_catalogue_facts
         assert {"delta"} <= set(node.kinds)
         assert dg.AssetKey(["landing", ds.id]) in node.parent_keys
         assert {c.name for c in graph.get_check_keys_for_assets({node.key})} >= {"rows_reconcile", "files_accepted"}
+        # the owner the UI shows (and its search finds) is the department by its Chinese name, not a code
+        owner = registry().owner_of(ds)
+        assert owner in node.owners and re.search(r"[\u4e00-\u9fff]", owner), (ds.id, owner)
         # raw and std say, in Chinese, who delivers the data, how often, and whether and how it is shared
         dept = registry().departments[ds.department].name_zh
         for zone in ("raw", "std"):
@@ -142,8 +146,6 @@ def test_no_model_carries_an_object_the_ui_can_only_show_as_unserializable():
 
 def test_what_the_launchpad_shows_is_described_for_a_steward():
     """Every run option a steward can set says what it does, in Chinese first; no developer markup."""
-    import re
-
     from assets.clean import StdConfig
     from orchestration.dbt.assets import DbtRunConfig
     from sensors.exchange import DecisionConfig, RevocationConfig

@@ -84,7 +84,7 @@ def test_outputs_carry_version_schema_quality_and_catalogue_facets(full_run):
     facets = out["facets"]
     assert facets["version"]["datasetVersion"] == str(Lake(s.lake_root).table("raw", "tax_monthly").version())
     assert "企业月度纳税申报" in facets["documentation"]["description"]
-    assert {o["name"] for o in facets["ownership"]["owners"]} == {"team:tax", "team:data-stewards"}
+    assert {o["name"] for o in facets["ownership"]["owners"]} == {"team:黄岩区税务局", "team:data-stewards"}
     assertions = {a["name"]: a for a in facets["dataQualityAssertions"]["assertions"]}
     assert assertions["rows_reconcile"]["success"] is True
     assert assertions["files_accepted"]["success"] is False and assertions["files_accepted"]["severity"] == "error"
