@@ -143,7 +143,7 @@ def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
     assert {"zone": "raw", "department": "amr", "grade": "L4"}.items() <= {
         t["key"]: t["value"] for t in node["tags"]
     }.items()
-    assert {"amr", "data-stewards"} <= {o["team"] for o in node["owners"]}
+    assert {"黄岩区市场监管局", "data-stewards"} <= {o["team"] for o in node["owners"]}  # the department in Chinese
     schema = next(e for e in node["metadataEntries"] if e["label"] == "dagster/column_schema")["schema"]
     described = {c["name"]: c["description"] for c in schema["columns"]}
     assert "法定代表人证件号码" in described["legal_rep_id_no"]
