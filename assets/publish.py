@@ -121,7 +121,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
             basis = publication.gate_basis(model, grades, failed, types, k)
             prints = publication.fingerprints(con, relation, model)
             loaded = publication.to_load(the_lake, model, prints, basis)
-            rows = sum(int(v.split(":", 1)[0]) for v in prints.values())
+            rows = publication.rows(prints)
             if loaded == []:
                 version = the_lake.table("publish", name).version()
                 context.log.info(f"publish/{name}: the model is unchanged since version {version}; nothing read")
@@ -136,12 +136,9 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
                     metadata={"delta_version": version, "unchanged": True, "dagster/row_count": rows},
                 )
                 return
-            query = f"select * from {relation}"
             if loaded is not None:
-                period = publication.quoted(model.period)
-                query += f" where {period}::varchar in ({', '.join('?' for _ in loaded)})"
                 context.log.info(f"publish/{name}: {len(loaded)} period(s) changed: {', '.join(loaded)}")
-            frame = con.sql(query, params=loaded or None).pl()
+            frame = publication.load(con, relation, model, loaded)
         finally:
             con.close()
 

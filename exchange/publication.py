@@ -198,14 +198,28 @@ def fingerprints(con, relation: str, model: Model) -> dict[str, str]:
     fingerprint equals the one recorded with the published version is not read again (``to_load``); a
     fingerprint from another DuckDB version only makes more periods look changed, never fewer."""
     columns = [r[0] for r in con.execute(f"select * from {relation} limit 0").description]
-    row = f"hash({', '.join(quoted(c) for c in columns)})"
-    group = quoted(model.period) if model.period in columns else None
+    row = f"hash({', '.join(_quoted(c) for c in columns)})"
+    group = _quoted(model.period) if model.period in columns else None
     sql = f"select {group if group else repr(WHOLE)}::varchar, count(*), sum({row})::varchar from {relation}"
     rows = con.execute(sql + (f" group by {group}" if group else "")).fetchall()
     return {str(p): f"{n}:{h}" for p, n, h in rows if n}
 
 
-def quoted(column: str) -> str:
+def rows(prints: dict[str, str]) -> int:
+    """The model's rows, from its fingerprints."""
+    return sum(int(v.split(":", 1)[0]) for v in prints.values())
+
+
+def load(con, relation: str, model: Model, periods: list[str] | None) -> pl.DataFrame:
+    """The model's rows from the warehouse: all of them (``periods`` None), or those of ``periods`` (as
+    ``fingerprints`` names them)."""
+    if periods is None:
+        return con.sql(f"select * from {relation}").pl()
+    marks = ", ".join("?" for _ in periods)
+    return con.sql(f"select * from {relation} where {_quoted(model.period)}::varchar in ({marks})", params=periods).pl()
+
+
+def _quoted(column: str) -> str:
     return '"' + column.replace('"', '""') + '"'
 
 

@@ -93,19 +93,8 @@ def changed_periods(lake, since: Mapping[str, int] | None, pins: Mapping[str, in
     for ref, new in pins.items():
         zone, name = ref.split(".", 1)
         old = (since or {}).get(ref)
-        if old is None or old > new:
-            out[name] = "all"
-            continue
-        periods: set[str] = set()
-        for commit in lake.commits(zone, name):
-            if old < commit["version"] <= new:
-                rebuilt = commit.get("partitions")
-                if rebuilt is None or rebuilt == "all":
-                    out[name] = "all"
-                    break
-                periods.update(json.loads(rebuilt))
-        else:
-            out[name] = sorted(periods)
+        periods = None if old is None or old > new else delta_source.rebuilt_periods(lake, zone, name, old, new)
+        out[name] = "all" if periods is None else periods
     return out
 
 

@@ -47,9 +47,9 @@ def pins(environ: dict[str, str] | None = None) -> dict[str, int]:
 SYNCED = "main._lake_sources"
 
 
-def _changed_since(lake, zone: str, name: str, copied: int, wanted: int) -> list[str] | None:
-    """The periods the commits in (copied, wanted] rebuilt; None when one of them rebuilt everything or
-    does not say."""
+def rebuilt_periods(lake, zone: str, name: str, copied: int, wanted: int) -> list[str] | None:
+    """The periods a std table's commits in (copied, wanted] rebuilt (each std build records them); None
+    when one of them rebuilt everything or does not say."""
     periods: set[str] = set()
     for commit in lake.commits(zone, name):
         if copied < commit["version"] <= wanted:
@@ -94,10 +94,10 @@ def sync(con, lake, sources: list[tuple[str, str, str]], pinned: dict[str, int])
         try:
             periods = None
             if exists and have is not None and have < wanted and zone == "std":
-                ds = next((d for d in registry().datasets if d.id == dataset), None)
+                ds = registry().dataset(dataset)
                 same = con.execute(f"describe {table}").fetchall() == con.execute(f"describe {view}").fetchall()
-                if ds is not None and ds.period is not None and same:
-                    periods = _changed_since(lake, zone, dataset, have, wanted)
+                if ds.period is not None and same:
+                    periods = rebuilt_periods(lake, zone, dataset, have, wanted)
             con.execute("begin transaction")
             try:
                 con.execute(f'create schema if not exists "{schema}"')
