@@ -17,7 +17,7 @@ from lakehouse.tables import DUPLICATES, FINDINGS, SCORES, STD_PARTITIONS
 from orchestration import partitions
 from orchestration.automation import follows_inputs
 from orchestration.lineage import declare
-from orchestration.metadata import transformations_table
+from orchestration.metadata import console_link, transformations_table
 from orchestration.resources import LakeResource, PrivacyResource
 from privacy import policy
 from privacy.access import record_policy
@@ -208,6 +208,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
             "dagster/column_schema": _std_schema(reg, ds),
             "dagster/table_name": f"std.{ds.id}",
             "rule_book": f"quality/rules/{ds.id}.yaml",
+            "steward_console": console_link("std", ds.id),
         },
         check_specs=specs,
     )

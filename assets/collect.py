@@ -12,7 +12,7 @@ from assets.own_tables import own_table_reports
 from lakehouse.registry import Dataset, Registry, registry
 from lakehouse.tables import COLLECT_LOG
 from orchestration import partitions
-from orchestration.metadata import transformations_table
+from orchestration.metadata import console_link, transformations_table
 from orchestration.resources import LakeResource, LandingResource
 
 DATA_VERSION = "dagster/data_version"  # the tag a materialisation reported at run time carries its data version in
@@ -166,6 +166,7 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         metadata={
             "dagster/column_schema": column_schema(reg, ds, "raw"),
             "dagster/table_name": f"raw.{ds.id}",
+            "steward_console": console_link("raw", ds.id),
             "name_zh": ds.name_zh,
             "source_department": dept.name_zh,
         },

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from lakehouse.cycles import windows
+from lakehouse.cycles import assess, windows, words
 from orchestration.resources import BACKGROUND
 
 CHECK = "freshness"
@@ -21,21 +21,16 @@ def policy(cycle: str, where: str = "") -> dg.FreshnessPolicy:
     return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
 
 
-def _words(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    hours = rest // 3600
-    return f"{days} d {hours} h" if days else f"{hours} h {rest % 3600 // 60} min"
-
-
 def evaluate(key: dg.AssetKey, cycle: str, updated: float | None, now: float) -> dg.AssetCheckResult:
     """The freshness of one dataset last updated at ``updated`` (a Unix time; None: never), as of ``now``."""
     warn, fail = windows(cycle)
     meta = {
         "update_cycle": cycle,
-        "warn_after": _words(warn.total_seconds()),
-        "fail_after": _words(fail.total_seconds()),
+        "warn_after": words(warn.total_seconds()),
+        "fail_after": words(fail.total_seconds()),
     }
-    if updated is None:
+    state = assess(cycle, updated, now)
+    if state.state == "never":
         return dg.AssetCheckResult(
             asset_key=key,
             check_name=CHECK,
@@ -44,24 +39,24 @@ def evaluate(key: dg.AssetKey, cycle: str, updated: float | None, now: float) ->
             description=f"never updated; expected {cycle}",
             metadata=meta,
         )
-    age = now - updated
+    age = state.age_seconds
     meta |= {
         "last_updated": dg.MetadataValue.timestamp(updated),
-        "age": _words(age),
+        "age": words(age),
         "due_by": dg.MetadataValue.timestamp(updated + fail.total_seconds()),
     }
-    if age <= warn.total_seconds():
+    if state.state == "fresh":
         return dg.AssetCheckResult(asset_key=key, check_name=CHECK, passed=True, metadata=meta)
-    late = age - (fail if age > fail.total_seconds() else warn).total_seconds()
-    severity = dg.AssetCheckSeverity.ERROR if age > fail.total_seconds() else dg.AssetCheckSeverity.WARN
-    meta |= {"overdue_seconds": int(late), "overdue_by": _words(late)}
+    late = state.late_seconds
+    severity = dg.AssetCheckSeverity.ERROR if state.state == "overdue" else dg.AssetCheckSeverity.WARN
+    meta |= {"overdue_seconds": int(late), "overdue_by": words(late)}
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=CHECK,
         passed=False,
         severity=severity,
-        description=f"{'overdue' if severity == dg.AssetCheckSeverity.ERROR else 'late'} by {_words(late)}: "
-        f"last updated {_words(age)} ago, expected {cycle}",
+        description=f"{'overdue' if state.state == 'overdue' else 'late'} by {words(late)}: "
+        f"last updated {words(age)} ago, expected {cycle}",
         metadata=meta,
     )
 

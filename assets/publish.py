@@ -19,7 +19,7 @@ from lakehouse.tables import CHANGES
 from orchestration.automation import follows_inputs
 from orchestration.dbt.assets import FAILED_TESTS, GRADES, SOURCE_VERSIONS
 from orchestration.dbt.project import Translator, column_meta, is_public, manifest, model_key, model_meta, project
-from orchestration.metadata import grades_of, grades_table, tests_of, versions_of, versions_table
+from orchestration.metadata import console_link, grades_of, grades_table, tests_of, versions_of, versions_table
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
 from privacy import gate as privacy_gate
 
@@ -85,7 +85,12 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         tags={"zone": "publish", "access": "public"},
         pool=WAREHOUSE_POOL,
         automation_condition=follows_inputs(),
-        metadata={"dagster/column_schema": schema, "dagster/table_name": f"publish.{name}", "dbt_model": relation},
+        metadata={
+            "dagster/column_schema": schema,
+            "dagster/table_name": f"publish.{name}",
+            "dbt_model": relation,
+            "steward_console": console_link("publish", name),
+        },
         check_specs=[
             dg.AssetCheckSpec(
                 "quality_gate",

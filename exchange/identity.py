@@ -12,6 +12,10 @@
 At rest the registry (``<exchange>/principals.json``, owner-only) holds no secret: API keys are stored as
 SHA-256 digests (they are 256-bit random strings, so a fast digest is the right one), stewards by public
 key. The key itself is shown once, when created.
+
+- A **modeler** (a dbt modeler) reads std and the models in the steward console; it files and decides nothing.
+- Every principal may be given a **console password** for the steward console's sign-in (``console/``). The
+  registry keeps its scrypt hash only (RFC 7914, N=2^14, r=8, p=1, a 16-byte salt per password).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from exchange.requests import NAME, policy
 
-ROLES = ("consumer", "steward")
+ROLES = ("consumer", "steward", "modeler")
 KEY_PREFIX = "shc_"  # API keys: shc_<43 url-safe characters>
 DECISION_PREFIX = "shd1."  # signed steward actions: shd1.<payload>.<signature>, both base64url
 DECISION_TTL = dt.timedelta(days=7)  # a signed action is valid this long after it was signed
@@ -66,6 +70,7 @@ class Principal:
     active: bool = True
     created_at: str = ""
     named_firms: bool = False  # consumers: entitled to firm-level (identified) data by their legal basis
+    password_scrypt: str | None = None  # the steward console's sign-in: scrypt$N$r$p$salt$hash
 
     @property
     def label(self) -> str:
@@ -199,6 +204,41 @@ class Principals:
             fh.write(pem)
         return steward
 
+    def add_modeler(self, principal_id: str, name: str, department: str) -> Principal:
+        """Register a dbt modeler (the console shows it std and the models, never raw or quarantine)."""
+        _check_new(principal_id, name, department)
+
+        def add(current):
+            if principal_id in current:
+                raise IdentityError(f"{principal_id!r} is registered already")
+            return Principal(principal_id, "modeler", name, department, created_at=_now())
+
+        return self._change(add)
+
+    def set_password(self, principal_id: str, password: str) -> Principal:
+        """Set (or replace) a principal's console password; only its scrypt hash is kept."""
+        if not isinstance(password, str) or len(password) < PASSWORD_MIN or password.strip() != password:
+            raise IdentityError(f"a console password has at least {PASSWORD_MIN} characters, no leading/trailing space")
+        stored = _scrypt_hash(password)
+
+        def update(current):
+            p = current.get(principal_id)
+            if p is None:
+                raise IdentityError(f"no principal {principal_id!r} in the registry")
+            return Principal(**{**asdict(p), "password_scrypt": stored})
+
+        return self._change(update)
+
+    def sign_in(self, principal_id: str, password: str) -> Principal:
+        """The active principal whose console password this is; IdentityError (one message for every cause,
+        so a caller learns nothing about which ids exist) otherwise."""
+        p = self._load().get(principal_id) if isinstance(principal_id, str) else None
+        stored = p.password_scrypt if p is not None else None
+        ok = _scrypt_check(password if isinstance(password, str) else "", stored or _DUMMY_HASH)
+        if p is None or not stored or not ok or not p.active:
+            raise IdentityError("unknown id or wrong password")
+        return p
+
     def set_active(self, principal_id: str, active: bool) -> Principal:
         def flip(current):
             p = current.get(principal_id)
@@ -264,6 +304,32 @@ def _private_key(key_file: Path) -> Ed25519PrivateKey:
     if key_file.stat().st_mode & 0o077:
         raise IdentityError(f"{key_file}: readable by others; a steward's key is owner-only (chmod 600)")
     return private
+
+
+PASSWORD_MIN = 12
+_SCRYPT = (2**14, 8, 1)
+
+
+def _scrypt_hash(password: str, salt: bytes | None = None, params: tuple[int, int, int] = _SCRYPT) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    n, r, p = params
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+
+
+def _scrypt_check(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, _ = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        candidate = _scrypt_hash(password, _unb64(salt), (int(n), int(r), int(p)))
+    except ValueError:
+        return False
+    return secrets.compare_digest(candidate, stored)
+
+
+# checked against when the id is unknown, so a wrong id costs the same time as a wrong password
+_DUMMY_HASH = _scrypt_hash(secrets.token_urlsafe(16))
 
 
 def _check_new(principal_id: str, name: str, department: str) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exchange import shares
-from exchange.identity import IdentityError, Principals
+from exchange.identity import IdentityError, Principal, Principals
 from exchange.ledger import Ledger, RequestState
 from exchange.requests import Consumer, DataRequest, RequestError, assess, policy, read_file
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
@@ -141,7 +141,19 @@ class Exchange:
         approval pins the publish versions current now. The ledger records the steward the signing key
         belongs to. IdentityError when the signature does not verify."""
         steward, action = self._signed(signed, "decide", request_id)
-        request_id, decision, reason = action.get("request_id"), action.get("decision"), action.get("reason")
+        evidence = {"signature_sha256": hashlib.sha256(signed.encode()).hexdigest()}
+        return self._decide(steward, action.get("request_id"), action.get("decision"), action.get("reason"), evidence)
+
+    def decide_as(self, steward: Principal, request_id: str, decision: str, reason: str, session: str) -> RequestState:
+        """The same decision taken in the steward console by a signed-in steward: the ledger records that
+        steward and the digest of the console session it was taken in (``session``: that digest)."""
+        return self._decide(self._steward(steward), request_id, decision, reason, {"console_session_sha256": session})
+
+    def _steward(self, who: Principal) -> Principal:
+        """The registry's current record of a signed-in steward (disabled meanwhile: IdentityError)."""
+        return self.principals.get(who.id, "steward")
+
+    def _decide(self, steward: Principal, request_id, decision, reason, evidence: dict) -> RequestState:
         if decision not in ("approved", "rejected"):
             raise ValueError(f"decision {decision!r}: approved or rejected")
         if not isinstance(reason, str) or not reason.strip():
@@ -157,10 +169,10 @@ class Exchange:
             steward.label,
             request_id,
             decision=decision,
-            reason=reason,
+            reason=reason.strip(),
             pins=pins,
             steward={"id": steward.id, "name": steward.name, "department": steward.department},
-            signature_sha256=hashlib.sha256(signed.encode()).hexdigest(),
+            **evidence,
         )
         return self.state(request_id)
 
@@ -243,7 +255,14 @@ class Exchange:
         """A steward's signed revocation (``identity.sign(..., "revoke")``): the share's token stops working
         on the service's next call."""
         steward, action = self._signed(signed, "revoke", request_id)
-        request_id, reason = action.get("request_id"), action.get("reason")
+        evidence = {"signature_sha256": hashlib.sha256(signed.encode()).hexdigest()}
+        return self._revoke(steward, action.get("request_id"), action.get("reason"), evidence)
+
+    def revoke_as(self, steward: Principal, request_id: str, reason: str, session: str) -> RequestState:
+        """A revocation by a steward signed in to the console (see ``decide_as``)."""
+        return self._revoke(self._steward(steward), request_id, reason, {"console_session_sha256": session})
+
+    def _revoke(self, steward: Principal, request_id, reason, evidence: dict) -> RequestState:
         s = self.state(request_id)
         if s.status not in ("approved", "pending"):
             raise ValueError(f"request {request_id} is {s.status}: nothing to revoke")
@@ -253,9 +272,9 @@ class Exchange:
             "share.revoked",
             steward.label,
             request_id,
-            reason=reason,
+            reason=reason.strip(),
             steward={"id": steward.id, "name": steward.name, "department": steward.department},
-            signature_sha256=hashlib.sha256(signed.encode()).hexdigest(),
+            **evidence,
         )
         return self.state(request_id)
 

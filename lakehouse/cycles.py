@@ -8,6 +8,7 @@ Dagster freshness policies and checks of every raw and published dataset come fr
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Literal
 
 Cycle = Literal["实时", "每日", "每周", "每月", "每季", "每年"]
@@ -29,6 +30,32 @@ def windows(cycle: str, where: str = "") -> tuple[dt.timedelta, dt.timedelta]:
         return WINDOWS[cycle]
     except KeyError:
         raise ValueError(f"{where}update_cycle {cycle!r} is not one of {list(WINDOWS)}") from None
+
+
+@dataclass(frozen=True)
+class Freshness:
+    state: str  # fresh | late (past the warn window) | overdue (past the fail window) | never (not updated yet)
+    age_seconds: float | None
+    late_seconds: float | None  # past the window it is late by (None when fresh or never)
+
+
+def assess(cycle: str, updated: float | None, now: float) -> Freshness:
+    """How fresh a dataset last updated at ``updated`` (a Unix time; None: never) is at ``now``."""
+    warn, fail = windows(cycle)
+    if updated is None:
+        return Freshness("never", None, None)
+    age = now - updated
+    if age <= warn.total_seconds():
+        return Freshness("fresh", age, None)
+    overdue = age > fail.total_seconds()
+    return Freshness("overdue" if overdue else "late", age, age - (fail if overdue else warn).total_seconds())
+
+
+def words(seconds: float) -> str:
+    """A duration as a steward reads it: ``3 d 4 h`` or ``5 h 12 min``."""
+    days, rest = divmod(int(seconds), 86400)
+    hours = rest // 3600
+    return f"{days} d {hours} h" if days else f"{hours} h {rest % 3600 // 60} min"
 
 
 def months_between(start: str, end: str) -> list[str]:

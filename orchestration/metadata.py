@@ -28,6 +28,17 @@ TRANSFORMATIONS = (
 )
 
 
+CONSOLE_URL = "http://127.0.0.1:3100"  # the steward console (python -m console serve); SHUCANG_CONSOLE_URL moves it
+
+
+def console_link(zone: str, name: str) -> dg.UrlMetadataValue:
+    """The dataset's page in the steward console: its data preview, quality trend, quarantine and lineage."""
+    import os
+
+    base = os.environ.get("SHUCANG_CONSOLE_URL", CONSOLE_URL).rstrip("/")
+    return dg.MetadataValue.url(f"{base}/datasets/{zone}/{name}")
+
+
 def _table(columns: list[tuple[str, str, str]], rows: list[dict]) -> dg.TableMetadataValue:
     schema = dg.TableSchema(columns=[dg.TableColumn(n, t, description=d) for n, t, d in columns])
     return dg.MetadataValue.table(records=[dg.TableRecord(r) for r in rows], schema=schema)

@@ -9,9 +9,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from sourcegen.generate import generate
 
@@ -51,6 +53,55 @@ def module_workdir(generated, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("work")
     shutil.copytree(generated / "landing", work / "landing")
     return work
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    """A finished ``make demo`` in a temporary folder: its data, Dagster home, environment and output."""
+
+    data: Path
+    home: Path
+    env: dict
+    stdout: str
+
+    @property
+    def lake(self) -> Path:
+        return self.data / "lake"
+
+
+@pytest.fixture(scope="session")
+def demo_site(tmp_path_factory) -> DemoSite:
+    """The demo pipeline, run once per test session however many workers ask for it (a file lock in the
+    session's shared temporary folder): the UI and the console tests read what it built. Its keys and audit
+    log live beside it, so every process that reads its ledger shares them."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "demo-site"
+    env = {
+        **os.environ,
+        "SHUCANG_ENV": "ci",
+        "SHUCANG_DATA_DIR": str(root / "data"),
+        "DAGSTER_HOME": str(root / "home"),
+        "SHUCANG_KEY_FILE": str(root / "keys" / "pseudonym_keys.json"),
+        "SHUCANG_AUDIT_LOG": str(root / "keys" / "privileged.jsonl"),
+    }
+    env.pop("SHUCANG_CHAIN_KEY_FILE", None)
+    with FileLock(str(shared / "demo-site.lock")):
+        done = root / "stdout.txt"
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            demo = subprocess.run(
+                [sys.executable, "-m", "orchestration.cli", "demo"],
+                cwd=Path(__file__).resolve().parent.parent,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+            done.write_text(demo.stdout, encoding="utf-8")
+    return DemoSite(root / "data", root / "home", env, done.read_text(encoding="utf-8"))
 
 
 def is_published(a) -> bool:

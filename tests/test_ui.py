@@ -26,7 +26,11 @@ QUERY = """
     description groupName kinds
     tags { key value }
     owners { ... on TeamAssetOwner { team } }
-    metadataEntries { label ... on TableSchemaMetadataEntry { schema { columns { name description } } } }
+    metadataEntries {
+      label
+      ... on TableSchemaMetadataEntry { schema { columns { name description } } }
+      ... on UrlMetadataEntry { url }
+    }
     assetMaterializations(limit: 1) {
       runId
       metadataEntries {
@@ -84,18 +88,8 @@ def _graphql(port: int, query: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def webserver(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ui")
-    env = {**os.environ, "SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(tmp / "data"), "DAGSTER_HOME": str(tmp / "home")}
-    demo = subprocess.run(
-        [sys.executable, "-m", "orchestration.cli", "demo"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+def webserver(demo_site):
+    env = demo_site.env
     port = _free_port()
     proc = subprocess.Popen(
         [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
@@ -112,7 +106,7 @@ def webserver(tmp_path_factory):
                     break
             except OSError:
                 time.sleep(1)
-        yield port, demo.stdout, tmp / "data" / "lake"
+        yield port, demo_site.stdout, demo_site.lake
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -146,6 +140,9 @@ def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
     assert {"黄岩区市场监管局", "data-stewards"} <= {o["team"] for o in node["owners"]}  # the department in Chinese
     schema = next(e for e in node["metadataEntries"] if e["label"] == "dagster/column_schema")["schema"]
     described = {c["name"]: c["description"] for c in schema["columns"]}
+    # linked to its page in the steward console (which links back to this asset)
+    link = next(e for e in node["metadataEntries"] if e["label"] == "steward_console")["url"]
+    assert link == "http://127.0.0.1:3100/datasets/raw/amr_registration"
     assert "法定代表人证件号码" in described["legal_rep_id_no"]
     mat = node["assetMaterializations"][0]
     values = {e["label"]: e.get("intValue") for e in mat["metadataEntries"]}

@@ -23,6 +23,7 @@ class LineageGraph:
     with_column_lineage: set[Table] = field(default_factory=set)
     unknown: dict[Table, set[str]] = field(default_factory=dict)
     files: dict[Table, str] = field(default_factory=dict)  # tables loaded from a project file (dbt seeds)
+    masked: set[tuple[Column, Column]] = field(default_factory=set)  # (column, parent): a privacy transform
 
     @classmethod
     def from_events(cls, events: list[dict]) -> LineageGraph:
@@ -43,6 +44,8 @@ class LineageGraph:
                 for src in spec.get("inputFields") or []:
                     how = "/".join(t.get("subtype") or t.get("type", "") for t in src.get("transformations") or [])
                     parent = (src["namespace"], src["name"], src["field"])
+                    if any(t.get("masking") for t in src.get("transformations") or []):
+                        g.masked.add(((*table, col), parent))
                     g.column_parents[(*table, col)].append((parent, how))
                     g.column_children[parent].append(((*table, col), how))
             g.unknown[table] = set((facets.get("shucang_columnLineageCoverage") or {}).get("unknownOrigin") or [])
