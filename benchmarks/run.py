@@ -138,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
         for ds, d in r["std_steps"].items():
             print(f"    std/{ds:<18}{d['rows']:>12,} rows rebuilt{d['seconds']:>10.2f} s")
     print(f"  incremental stage peak {inc['peak_rss_mib']:.0f} MiB")
+    con = _stage("-m", "benchmarks.console", str(args.data))
+    slow_page, slow = con["slowest_page"]
+    print(
+        f"  steward console: {con['requests']} requests over {con['pages']} pages from 2 clients, p50 "
+        f"{con['p50_ms']:.0f} ms, p95 {con['p95_ms']:.0f} ms (target ≤ 300 ms: {'met' if con['p95_ms'] <= 300 else 'NOT met'}); "
+        f"slowest {slow_page} p95 {slow['p95_ms']:.0f} ms; preview of {con['preview_table']} ({con['preview_rows']:,} "
+        f"rows) max {con['preview_max_ms']:.0f} ms (target ≤ 1 s: {'met' if con['preview_max_ms'] <= 1000 else 'NOT met'})"
+    )
     ok_ratio, ok_mem = ratio <= TARGET_RATIO, col["peak_rss_mib"] <= TARGET_PEAK_MIB
     print(
         f"  collection / DuckDB = {ratio:.2f}× (target ≤ {TARGET_RATIO}×: {'met' if ok_ratio else 'NOT met'}); "
@@ -169,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 "whole_pipeline_seconds": whole,
                 "whole_baseline_seconds": whole_base,
                 "incremental": inc,
+                "console": con,
             },
             indent=1,
         )
