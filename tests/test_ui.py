@@ -116,7 +116,7 @@ def test_demo_prints_what_it_built_and_where(webserver):
     _, out, _ = webserver
     assert "raw/amr_registration" in out and "企业登记信息" in out
     assert "rejected files (4)" in out and "税务_月度申报_2023-09.csv" in out and "truncated" in out
-    assert "lake:" in out and "make ui" in out and "SUCCESS" in out
+    assert "lake:" in out and "make ui" in out and "make console" in out and "SUCCESS" in out
     port, _, lake_root = webserver
     events = _demo_events(port, lake_root)
     assert f"lineage: {len(events)} events from {len(_demo_runs(port))} runs" in out

@@ -85,6 +85,7 @@ def summary(s: Settings) -> str:
         f"  catalogue:  {s.lake().uri('catalogue', CATALOGUE_EXPORT)}",
         f"  landing:    {s.landing_root}",
         "  Dagster UI: make ui  →  http://127.0.0.1:3000",
+        "  steward console: make console  →  http://127.0.0.1:3100 (passwords: .venv/bin/python -m console demo-users)",
         "",
     ]
     return "\n".join(out)
