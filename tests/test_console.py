@@ -282,3 +282,23 @@ def test_catalogue_text_is_escaped_and_errors_are_pages_not_tracebacks(console):
     assert r.status_code == 403 and "Traceback" not in r.text
     assert client.get("/mujun/x/not-a-year").status_code == 404
     assert client.get("/no/such/page").status_code == 404
+
+
+def test_a_steward_revokes_a_share_with_a_reason_and_the_consumer_loses_it(console):
+    file(console.exchange, request("shared", ["uscc", "revenue_yuan"]))
+    steward = _client(console)
+    _sign_in(steward, STEWARD)
+    token = _csrf(steward, "/requests/shared")
+    steward.post("/requests/shared/decide", data={"decision": "approved", "reason": "依职责", "csrf": token})
+    r = steward.post("/requests/shared/revoke", data={"reason": "", "csrf": token})
+    assert r.status_code == 400 and "撤销须填写理由" in r.text and console.exchange.state("shared").status == "approved"
+    r = steward.post("/requests/shared/revoke", data={"reason": "用途已结束", "csrf": token})
+    assert r.status_code == 303
+    state = console.exchange.state("shared")
+    assert state.status == "revoked" and state.reasons[-1] == "用途已结束"
+    revoked = [e for e in console.exchange.ledger.entries() if e["action"] == "share.revoked"][-1]
+    assert revoked["actor"] == f"steward:{STEWARD}" and revoked["detail"]["console_session_sha256"]
+    consumer = _client(console)
+    _sign_in(consumer, CONSUMERS["department"])
+    page = consumer.get("/requests/shared")
+    assert "revoked" in page.text and "/shares/" not in page.text  # nothing left to preview
