@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             tokens = [c.sign_in("bench-steward") for c in clients]
             for p in pages:  # warm: the first read of each table, the catalogue and lineage caches
                 status, _, _ = clients[0].get(p)
-                if status != 200:
+                # a lake whose runs emitted no column lineage answers the lineage page with 404: a page all the same
+                if status != 200 and not (status == 404 and p.startswith("/lineage")):
                     raise SystemExit(f"{p}: HTTP {status}")
             times: dict[str, list[float]] = {p: [] for p in pages}
             lock = threading.Lock()

@@ -21,7 +21,6 @@ from functools import cached_property
 from pathlib import Path
 
 import polars as pl
-import pyarrow.dataset as pads
 
 from exchange.ledger import RequestState
 from exchange.service import Exchange
@@ -80,6 +79,23 @@ class Console:
     registry: Registry
     landing_root: str = ""
     warehouse_path: str = ""
+
+    # --- reads that follow the table's version ----------------------------------------------------------------
+    _tables: dict | None = None
+
+    def read(self, zone: str, name: str, columns: tuple[str, ...] | None = None) -> pl.DataFrame | None:
+        """A lake table, kept in memory until its Delta version changes (a page asks the log for the version,
+        a few milliseconds, and reads the data only when it moved)."""
+        table = self.lake.table(zone, name)
+        if table is None:
+            return None
+        self._tables = self._tables if self._tables is not None else {}
+        key, version = (zone, name, columns), table.version()
+        cached = self._tables.get(key)
+        if cached is None or cached[0] != version:
+            cached = (version, pl.from_arrow(table.to_pyarrow_table(columns=list(columns) if columns else None)))
+            self._tables[key] = cached
+        return cached[1]
 
     # --- the catalogue ---------------------------------------------------------------------------------------
     _catalogue_cache: tuple[bytes, list[dict]] | None = None
@@ -140,7 +156,7 @@ class Console:
         """The dataset's GB/T 36344 quality score history (std runs), oldest first."""
         if viewer.role == "consumer":
             return []
-        frame = self.lake.read(SCORES.zone, SCORES.name)
+        frame = self.read(SCORES.zone, SCORES.name)
         if frame is None:
             return []
         mine = frame.filter((pl.col("level") == "dataset") & (pl.col("subject") == entry["dataset_id"]))
@@ -185,7 +201,7 @@ class Console:
         """The quarantined and flagged rows (rule, reason, value masked as departments receive it), with each
         problem's rectification status from the problem ledger, per dataset and department."""
         _require(viewer, "steward", what="查看问题数据 browse the quarantine")
-        findings = self.lake.read(FINDINGS.zone, FINDINGS.name)
+        findings = self.read(FINDINGS.zone, FINDINGS.name)
         if findings is None:
             return {"rows": [], "total": 0, "datasets": {}, "departments": {}, "status": {}}
         datasets = dict(findings.group_by("dataset").len().sort("dataset").iter_rows())
@@ -205,10 +221,8 @@ class Console:
             if findings.height
             else findings
         )
-        problems = self.lake.read(
-            PROBLEMS.zone,
-            PROBLEMS.name,
-            columns=["dataset", "source_file", "row_number", "rule_id", "status", "fixed_at"],
+        problems = self.read(
+            PROBLEMS.zone, PROBLEMS.name, ("dataset", "source_file", "row_number", "rule_id", "status", "fixed_at")
         )
         if problems is not None and masked.height:
             masked = masked.join(problems, on=["dataset", "source_file", "row_number", "rule_id"], how="left")
@@ -287,8 +301,8 @@ class Console:
     def mujun_search(self, viewer: Viewer, q: str, limit: int = 20) -> list[dict]:
         _require(viewer, "steward", "modeler", what="查询亩均评价 look up 亩均 evaluations")
         q = (q or "").strip()
-        frame = self.lake.read(
-            "publish", "topic_mujun_evaluation", columns=["uscc", "year", "name", "county_code", "band", "total_score"]
+        frame = self.read(
+            "publish", "topic_mujun_evaluation", ("uscc", "year", "name", "county_code", "band", "total_score")
         )
         if frame is None or not q:
             return []
@@ -302,12 +316,12 @@ class Console:
         """One firm's evaluation: band, rank, every indicator (value, benchmark, weight, points), the band rule
         that applied, the exemption or data gaps."""
         _require(viewer, "steward", "modeler", what="查询亩均评价 look up 亩均 evaluations")
-        ev = self.lake.read("publish", "topic_mujun_evaluation")
+        ev = self.read("publish", "topic_mujun_evaluation")
         row = ev.filter((pl.col("uscc") == uscc) & (pl.col("year") == year)) if ev is not None else None
         if row is None or row.height == 0:
             raise NotFound(f"没有 {uscc} {year} 年的亩均评价 — no evaluation")
         firm = row.to_dicts()[0]
-        scores = self.lake.read("publish", "topic_mujun_indicator_scores")
+        scores = self.read("publish", "topic_mujun_indicator_scores")
         indicators = (
             scores.filter((pl.col("uscc") == uscc) & (pl.col("year") == year)).sort("ord").to_dicts()
             if scores is not None
@@ -404,12 +418,11 @@ def access_readers(zone: str) -> list[str]:
 
 
 def head(lake: Lake, zone: str, name: str, limit: int) -> pl.DataFrame:
-    """The first ``limit`` rows of a Delta table, reading only as many files as that takes."""
-    table = lake.table(zone, name)
-    if table is None:
+    """The first ``limit`` rows of a Delta table, reading only the first pages they are in."""
+    scan = lake.scan(zone, name)
+    if scan is None:
         raise NotFound(f"{zone}/{name} 尚未写入 — not written yet")
-    dataset: pads.Dataset = table.to_pyarrow_dataset()
-    return pl.from_arrow(dataset.head(limit))
+    return scan.head(limit).collect()
 
 
 def _seed(name: str) -> list[dict]:

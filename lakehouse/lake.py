@@ -131,6 +131,12 @@ class Lake:
             return None
         return pl.from_arrow(dt.to_pyarrow_table(columns=columns))
 
+    def scan(self, zone: str, name: str) -> pl.LazyFrame | None:
+        """A lazy scan of a table's current version: a ``head`` reads the first pages only, not whole files."""
+        if self.table(zone, name) is None:
+            return None
+        return pl.scan_delta(self.uri(zone, name), storage_options=self.storage_options or None)
+
     def row_count(self, zone: str, name: str) -> int | None:
         """Rows in the current version, from the Delta log's file statistics (no data read)."""
         dt = self.table(zone, name)
