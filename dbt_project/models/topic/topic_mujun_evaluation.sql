@@ -1,5 +1,7 @@
 -- 亩均效益综合评价结果: total score, rank within county, year and scale group, the A/B/C/D band, and a
--- readable explanation of each indicator's contribution. Exempt firms are listed with the reason.
+-- readable explanation: each indicator's contribution (with its cap, floor or missing input), the rank and
+-- the band rule that put the firm in its band, and whose parameters were used when the firm's county has
+-- none of its own. Exempt firms are listed with the reason.
 
 with totals as (
     select
@@ -38,6 +40,22 @@ ranked as (
         count(*) over (partition by i.county_code, i.year, i.scale_group) as group_size
     from {{ ref('topic_mujun_inputs') }} as i
     inner join totals as t on i.uscc = t.uscc and i.year = t.year
+),
+
+banded as (
+    select
+        r.uscc,
+        r.year,
+        b.band,
+        b.name_zh as band_name_zh,
+        b.rank_from_pct,
+        b.rank_to_pct
+    from ranked as r
+    inner join {{ ref('mujun_bands') }} as b
+        on
+            r.parameter_county = b.county_code and r.year = b.year
+            and 100.0 * r.rank_in_group / r.group_size > b.rank_from_pct
+            and 100.0 * r.rank_in_group / r.group_size <= b.rank_to_pct
 )
 
 select
@@ -53,14 +71,23 @@ select
     r.group_size,
     100.0 * r.rank_in_group / r.group_size as rank_pct,
     b.band,
-    b.name_zh as band_name_zh,
-    e.explanation,
+    b.band_name_zh,
+    e.explanation
+    || '。综合得分 ' || cast(round(r.total_score, 2) as varchar) || '，' || i.scale_group || '组内排名第 '
+    || cast(r.rank_in_group as varchar) || '/' || cast(r.group_size as varchar) || '（名次百分位 '
+    || cast(round(100.0 * r.rank_in_group / r.group_size, 1) as varchar) || '%），按 ' || r.parameter_county || ' '
+    || cast(r.year as varchar) || ' 年分档规则（' || coalesce(
+        cast(b.rank_from_pct as varchar) || '% < 名次百分位 ≤ ' || cast(b.rank_to_pct as varchar) || '% 为 '
+        || b.band_name_zh,
+        '无适用档次'
+    ) || '）'
+    || case
+        when i.parameter_county <> i.county_code
+            then '；企业所在区县 ' || i.county_code || ' 无本年度评价参数，采用 ' || i.parameter_county || ' 的参数'
+        else ''
+    end as explanation,
     i.exempt_reason
 from {{ ref('topic_mujun_inputs') }} as i
 left join ranked as r on i.uscc = r.uscc and i.year = r.year
 left join explained as e on i.uscc = e.uscc and i.year = e.year
-left join {{ ref('mujun_bands') }} as b
-    on
-        r.parameter_county = b.county_code and r.year = b.year
-        and 100.0 * r.rank_in_group / r.group_size > b.rank_from_pct
-        and 100.0 * r.rank_in_group / r.group_size <= b.rank_to_pct
+left join banded as b on i.uscc = b.uscc and i.year = b.year

@@ -1,35 +1,44 @@
 -- 亩均效益评价分项得分: one row per enterprise, year and indicator.
---   score = min(value ÷ benchmark, max_ratio) × weight      (max_ratio empty: no cap)
--- A firm without an emission report (单位排放增加值) is scored by the county's missing_emission_rule:
--- 'benchmark' scores it at the benchmark (ratio 1), 'zero' gives 0. Any other missing input scores 0,
--- with the reason in `note`. Exempt firms get no scores.
+--   score = clamp(value ÷ benchmark, floor_ratio, cap_ratio) × weight     (empty cap or floor: none)
+-- The cap and the floor are the county's policy per indicator (seed mujun_indicators). A firm without an
+-- emission report (单位排放增加值) is scored by the county's missing_emission_rule: 'benchmark' scores it at
+-- the benchmark (ratio 1), 'zero' gives 0 — only when the report is what is missing: a firm with a report but
+-- no value added scores 0 like any indicator whose inputs are missing, and `note` names the missing input.
+-- Exempt firms get no scores.
 
 with inputs as (
     select * from {{ ref('topic_mujun_inputs') }}
     where exempt_reason is null
 ),
 
-{#- indicator → how its value is computed from the inputs (units as the published formula states them) -#}
+{#- indicator → (numerator, its name, denominator, its name): value = numerator ÷ denominator, in the units of
+    the published formula -#}
 {%- set formulas = {
-    'tax_per_mu': 'tax_wan / nullif(land_mu, 0)',
-    'value_added_per_mu': 'value_added_wan / nullif(land_mu, 0)',
-    'value_added_per_energy': 'value_added_wan / nullif(energy_tce, 0)',
-    'value_added_per_emission': 'value_added_wan / nullif(emission_eq_t, 0)',
-    'labour_productivity': 'value_added_wan / nullif(employees, 0)',
-    'rd_share': 'rd_wan / nullif(revenue_wan, 0)',
-    'tax_per_kwh': 'tax_wan / nullif(electricity_10k_kwh, 0)',
+    'tax_per_mu': ('tax_wan', '税收', 'land_mu', '用地面积'),
+    'value_added_per_mu': ('value_added_wan', '增加值', 'land_mu', '用地面积'),
+    'value_added_per_energy': ('value_added_wan', '增加值', 'energy_tce', '能耗'),
+    'value_added_per_emission': ('value_added_wan', '增加值', 'emission_eq_t', '排放量'),
+    'labour_productivity': ('value_added_wan', '增加值', 'employees', '从业人数'),
+    'rd_share': ('rd_wan', '研发经费', 'revenue_wan', '营业收入'),
+    'tax_per_kwh': ('tax_wan', '税收', 'electricity_10k_kwh', '用电量'),
 } %}
 
 values_long as (
-    {%- for indicator, formula in formulas.items() %}
+    {%- for indicator, (num, num_zh, den, den_zh) in formulas.items() %}
         select
             uscc,
             year,
             parameter_county,
             scale_group,
             missing_emission_rule,
+            emission_eq_t is null as no_emission_report,
             '{{ indicator }}' as indicator,
-            {{ formula }} as value
+            {{ num }} / nullif({{ den }}, 0) as value,
+            concat_ws(
+                '、',
+                case when {{ num }} is null then '{{ num_zh }}' end,
+                case when coalesce({{ den }}, 0) = 0 then '{{ den_zh }}' end
+            ) as missing
         from inputs
         {%- if not loop.last %}
             union all
@@ -48,9 +57,9 @@ params as (
         i.unit,
         i.weight,
         i.benchmark,
-        p.max_ratio
+        i.cap_ratio,
+        i.floor_ratio
     from {{ ref('mujun_indicators') }} as i
-    inner join {{ ref('mujun_parameters') }} as p on i.county_code = p.county_code and i.year = p.year
 ),
 
 scored as (
@@ -67,22 +76,39 @@ scored as (
         p.benchmark,
         case
             when v.value is not null then v.value / p.benchmark
-            when v.indicator = 'value_added_per_emission' and v.missing_emission_rule = 'benchmark' then 1.0
+            when
+                v.indicator = 'value_added_per_emission' and v.no_emission_report
+                and v.missing_emission_rule = 'benchmark'
+                then 1.0
             else 0.0
         end as raw_ratio,
-        p.max_ratio,
+        p.cap_ratio,
+        p.floor_ratio,
         case
             when v.value is not null then null
-            when v.indicator = 'value_added_per_emission' and v.missing_emission_rule = 'benchmark'
+            when
+                v.indicator = 'value_added_per_emission' and v.no_emission_report
+                and v.missing_emission_rule = 'benchmark'
                 then '无排放数据，按基准值计分'
-            when v.indicator = 'value_added_per_emission' then '无排放数据，记零分'
-            else '缺少计算所需数据，记零分'
+            when v.indicator = 'value_added_per_emission' and v.no_emission_report then '无排放数据，记零分'
+            else '缺少' || v.missing || '数据，记零分'
         end as note
     from values_long as v
     inner join params as p
         on
             v.parameter_county = p.county_code and v.year = p.year
             and v.scale_group = p.scale_group and v.indicator = p.indicator
+),
+
+clamped as (
+    select
+        *,
+        case  -- a cap and a floor bound a computed ratio; a missing input is scored by its rule alone
+            when value is not null and raw_ratio > cap_ratio then cap_ratio
+            when value is not null and raw_ratio < floor_ratio then floor_ratio
+            else raw_ratio
+        end as ratio
+    from scored
 )
 
 select
@@ -96,7 +122,13 @@ select
     value,
     benchmark,
     weight,
-    case when max_ratio is not null then least(raw_ratio, max_ratio) else raw_ratio end as ratio,
-    case when max_ratio is not null then least(raw_ratio, max_ratio) else raw_ratio end * weight as score,
-    note
-from scored
+    ratio,
+    ratio * weight as score,
+    case
+        when note is not null then note
+        when raw_ratio > cap_ratio
+            then '比值 ' || cast(round(raw_ratio, 4) as varchar) || ' 超过上限，按上限 ' || cast(cap_ratio as varchar) || ' 计分'
+        when raw_ratio < floor_ratio
+            then '比值 ' || cast(round(raw_ratio, 4) as varchar) || ' 低于下限，按下限 ' || cast(floor_ratio as varchar) || ' 计分'
+    end as note
+from clamped
