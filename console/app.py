@@ -247,41 +247,40 @@ def app(
             now=dt.datetime.now(dt.UTC),
         )
 
-    async def decide(request: Request):
+    async def steward_action(request: Request, refused: str, no_reason: str, act):
+        """A steward's action on a request (decide, revoke): CSRF-checked, stewards only, with a reason, done
+        as the signed-in steward in this session; a refusal is shown on the request's page."""
         s = viewer_of(request)
         form = await form_of(request, s)
         rid = request.path_params["rid"]
         if s.viewer.role != "steward":
-            raise Denied("只有数据管理员可以审批 — only a steward decides requests")
+            raise Denied(refused)
         console.request(s.viewer, rid)
-        decision, reason = form.get("decision", ""), form.get("reason", "")
-        if not reason.strip():
-            return await request_page(request, "审批须填写理由 — a decision needs a reason", 400)
+        if not form.get("reason", "").strip():
+            return await request_page(request, no_reason, 400)
         try:
-            console.exchange.decide_as(
-                _principal(console, s.viewer), rid, decision, reason, digest(request.cookies.get(COOKIE, ""))
-            )
+            act(_principal(console, s.viewer), rid, form, digest(request.cookies.get(COOKIE, "")))
         except (ValueError, FileNotFoundError, IdentityError) as exc:
             return await request_page(request, str(exc), 400)
         return RedirectResponse(f"/requests/{urllib.parse.quote(rid)}", status_code=303)
 
+    async def decide(request: Request):
+        return await steward_action(
+            request,
+            "只有数据管理员可以审批 — only a steward decides requests",
+            "审批须填写理由 — a decision needs a reason",
+            lambda who, rid, form, session: console.exchange.decide_as(
+                who, rid, form.get("decision", ""), form["reason"], session
+            ),
+        )
+
     async def revoke(request: Request):
-        s = viewer_of(request)
-        form = await form_of(request, s)
-        rid = request.path_params["rid"]
-        if s.viewer.role != "steward":
-            raise Denied("只有数据管理员可以撤销共享 — only a steward revokes shares")
-        console.request(s.viewer, rid)
-        reason = form.get("reason", "")
-        if not reason.strip():
-            return await request_page(request, "撤销须填写理由 — a revocation needs a reason", 400)
-        try:
-            console.exchange.revoke_as(
-                _principal(console, s.viewer), rid, reason, digest(request.cookies.get(COOKIE, ""))
-            )
-        except (ValueError, IdentityError) as exc:
-            return await request_page(request, str(exc), 400)
-        return RedirectResponse(f"/requests/{urllib.parse.quote(rid)}", status_code=303)
+        return await steward_action(
+            request,
+            "只有数据管理员可以撤销共享 — only a steward revokes shares",
+            "撤销须填写理由 — a revocation needs a reason",
+            lambda who, rid, form, session: console.exchange.revoke_as(who, rid, form["reason"], session),
+        )
 
     async def share_preview(request: Request):
         s = viewer_of(request)
