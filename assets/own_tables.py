@@ -51,3 +51,19 @@ def own_table_reports(
             asset_key=key(BY_LABEL[label]),
             metadata={"delta_version": version, "rows_written": rows.get(label, 0), **context},
         )
+
+
+def report_write(s, table: OwnTable, version: int, **metadata: str) -> bool:
+    """A write made outside a Dagster run (a steward's command, the console) is reported to the project's
+    Dagster instance as a materialisation of the own table, so the asset shows it like any other and the
+    automation follows it downstream; False when no instance is prepared here. ``s``: the Settings."""
+    if not (s.dagster_home / "dagster.yaml").is_file():
+        return False
+    from orchestration import instance
+
+    instance.prepare(s.dagster_home)
+    with dg.DagsterInstance.get() as dagster_instance:
+        dagster_instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=table.path, metadata={"delta_version": version, **metadata})
+        )
+    return True

@@ -24,6 +24,7 @@ from starlette.templating import Jinja2Templates
 from console.data import Console, Denied, NotFound, Viewer
 from console.sessions import Sessions, digest
 from exchange.identity import IdentityError
+from lakehouse import objections
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "shucang_console"
@@ -294,13 +295,51 @@ def app(
         q = request.query_params.get("q", "")
         return page(request, "mujun.html", q=q, hits=console.mujun_search(s.viewer, q) if q else [])
 
-    async def mujun_firm(request: Request):
-        s = viewer_of(request)
+    def year_of(request: Request) -> int:
         try:
-            year = int(request.path_params["year"])
+            return int(request.path_params["year"])
         except ValueError:
             raise NotFound("年份无效 — not a year") from None
-        return page(request, "mujun_firm.html", d=console.mujun(s.viewer, request.path_params["uscc"], year))
+
+    async def mujun_firm(request: Request, error: str = "", status: int = 200):
+        s = viewer_of(request)
+        uscc, year = request.path_params["uscc"], year_of(request)
+        return page(
+            request,
+            "mujun_firm.html",
+            status,
+            d=console.mujun(s.viewer, uscc, year),
+            objections=console.objections(s.viewer, uscc, year),
+            inputs=objections.INPUTS,
+            error=error,
+        )
+
+    async def objection(request: Request):
+        """File an objection (no id in the path) or decide one."""
+        s = viewer_of(request)
+        form = await form_of(request, s)
+        uscc, year = request.path_params["uscc"], year_of(request)
+        try:
+            if "oid" in request.path_params:
+                decision = form.get("decision", "")
+                if decision not in ("accepted", "rejected"):
+                    raise objections.ObjectionError("请选择采纳或驳回 — accept or reject")
+                console.decide_objection(
+                    s.viewer, request.path_params["oid"], decision == "accepted", form.get("reason", "")
+                )
+            else:
+                console.file_objection(
+                    s.viewer,
+                    uscc,
+                    year,
+                    form.get("input", ""),
+                    form.get("value", ""),
+                    form.get("statement", ""),
+                    form.get("evidence", ""),
+                )
+        except objections.ObjectionError as exc:
+            return await mujun_firm(request, str(exc), 400)
+        return RedirectResponse(f"/mujun/{urllib.parse.quote(uscc)}/{year}#objections", status_code=303)
 
     # --- lineage ------------------------------------------------------------------------------------------------
     async def lineage(request: Request):
@@ -368,6 +407,8 @@ def app(
         Route("/requests/{rid}/shares/{dataset}", share_preview),
         Route("/mujun", mujun),
         Route("/mujun/{uscc}/{year}", mujun_firm),
+        Route("/mujun/{uscc}/{year}/objections", objection, methods=["POST"]),
+        Route("/mujun/{uscc}/{year}/objections/{oid}", objection, methods=["POST"]),
         Route("/lineage", lineage),
         Route("/healthz", health),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -16,6 +16,7 @@ import csv
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,10 +26,11 @@ import polars as pl
 from exchange.ledger import RequestState
 from exchange.service import Exchange
 from exchange.shares import share_table_name
+from lakehouse import objections
 from lakehouse.cycles import Freshness, assess
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
 from lakehouse.registry import Registry
-from lakehouse.tables import FINDINGS, PROBLEMS, SCORES
+from lakehouse.tables import FINDINGS, OBJECTIONS, PROBLEMS, SCORES
 from privacy import access
 from privacy.audit import AuditLog
 from privacy.policy import mask_findings
@@ -79,6 +81,8 @@ class Console:
     registry: Registry
     landing_root: str = ""
     warehouse_path: str = ""
+    # a write of an own table outside Dagster (an objection) is reported to it: (table, version, metadata)
+    report: Callable[..., bool] | None = None
 
     # --- reads that follow the table's version ----------------------------------------------------------------
     _tables: dict | None = None
@@ -334,6 +338,35 @@ class Console:
         gaps = [i for i in indicators if i.get("value") is None or i.get("note")]
         return {"firm": firm, "indicators": indicators, "bands": bands, "applied": applied, "gaps": gaps}
 
+    # --- objections (异议) -----------------------------------------------------------------------------------------
+    def objections(self, viewer: Viewer, uscc: str, year: int) -> list[objections.Objection]:
+        _require(viewer, "steward", "modeler", what="查看异议 see objections")
+        return objections.of_firm(self.lake, uscc, year)
+
+    def file_objection(
+        self, viewer: Viewer, uscc: str, year: int, input: str, value: str, statement: str, evidence: str
+    ) -> objections.Objection:
+        """A steward records an enterprise's objection to a figure of its evaluation."""
+        _require(viewer, "steward", what="登记异议 record objections")
+        self.mujun(viewer, uscc, year)  # an evaluated firm and year
+        found, version = objections.file(
+            self.lake, self.audit, viewer.label, uscc, year, input, value, statement, evidence
+        )
+        self._reported(version, objection_id=found.id, event="filed")
+        return found
+
+    def decide_objection(self, viewer: Viewer, objection_id: str, accept: bool, reason: str) -> objections.Objection:
+        """A steward accepts (the correction replaces the input; the evaluation is recomputed and published
+        again) or rejects an objection, with a reason."""
+        _require(viewer, "steward", what="处理异议 decide objections")
+        found, version = objections.decide(self.lake, self.audit, viewer.label, objection_id, accept, reason)
+        self._reported(version, objection_id=found.id, event=found.status)
+        return found
+
+    def _reported(self, version: int, **metadata: str) -> None:
+        if self.report is not None:
+            self.report(OBJECTIONS, version, **metadata)
+
     # --- column lineage ----------------------------------------------------------------------------------------
     _lineage_cache: tuple[tuple, object] | None = None
 
@@ -431,10 +464,15 @@ def _seed(name: str) -> list[dict]:
 
 
 def from_settings(s=None) -> Console:
+    from assets.own_tables import report_write
     from exchange.service import Exchange
     from lakehouse.registry import registry
     from orchestration.settings import settings
 
     s = s or settings()
     ex = Exchange(s.lake(), s.exchange_dir, s.sharing_endpoint, audit_log=s.audit_log)
-    return Console(s.lake(), ex, AuditLog(s.audit_log), registry(), str(s.landing_root), str(s.warehouse_path))
+
+    def report(table, version: int, **metadata: str) -> bool:
+        return report_write(s, table, version, **metadata)
+
+    return Console(s.lake(), ex, AuditLog(s.audit_log), registry(), str(s.landing_root), str(s.warehouse_path), report)

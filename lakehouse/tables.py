@@ -126,6 +126,19 @@ GRADE_OVERRIDES = OwnTable(
     "L1",
 )
 
+OBJECTIONS = OwnTable(
+    "ops",
+    "mujun_objections",
+    "亩均评价异议",
+    "亩均 objections",
+    "Enterprises' objections (异议) to their 亩均 evaluation, recorded by a steward with the corrected figure and the "
+    "enterprise's statement, then accepted or rejected with a reason — one row per event, appended, never "
+    "rewritten. Accepted corrections replace the input they name in topic_mujun_inputs; the evaluation is "
+    "recomputed and published as a new version whose change log shows the score and band before and after.",
+    ("steward",),
+    "L2",
+)
+
 OWN_TABLES = (
     FINDINGS,
     DUPLICATES,
@@ -136,5 +149,6 @@ OWN_TABLES = (
     PROBLEMS,
     CATALOGUE_COLUMNS,
     GRADE_OVERRIDES,
+    OBJECTIONS,
 )
 BY_LABEL = {t.label: t for t in OWN_TABLES}

@@ -1,7 +1,8 @@
 """The grades of dbt models' columns (就高从严), propagated along column lineage from the std zone.
 
 For each model the dbt build rebuilt: every column's inputs from column lineage, each input's grade — a
-std column's effective grade (after the std transform), a seed's L1, a model of the same run, or the last
+std column's effective grade (after the std transform), a seed's L1, an own table's declared grade (the
+亩均 objections), a model of the same run, or the last
 recorded grades of a model the run did not rebuild — and the model's declared column meta, give each
 column its level and identifier role (``privacy.propagation.derive``). A model whose lineage could not be
 derived is graded as strictly as possible: every column L4.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from lakehouse.registry import Registry, registry
+from lakehouse.tables import BY_LABEL
 from privacy import policy
 from privacy.grading import grading, highest
 from privacy.propagation import derive
@@ -47,6 +49,8 @@ class ModelGrades:
             return self._std(name, column)
         if zone == "parameters":
             return "L1", "none"
+        if key in BY_LABEL:  # a warehouse's own table read by a model (the 亩均 objections): its declared grade
+            return BY_LABEL[key].grade, "none"
         if key not in self.graded:  # a model not rebuilt in this run: its last materialisation says
             self.graded[key] = dict(self._recorded(key) or {})
         g = self.graded[key].get(column)

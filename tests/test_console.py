@@ -57,6 +57,23 @@ def console(tmp_path) -> Console:
             }
         ).to_arrow(),
     )
+    evaluation = {
+        "uscc": ["91331003MA0000001X"],
+        "year": [2023],
+        "name": ["台州市测试模具有限公司"],
+        "county_code": ["331003"],
+        "parameter_county": ["331003"],
+        "scale_group": ["规上"],
+        "total_score": [88.0],
+        "rank_in_group": [3],
+        "group_size": [10],
+        "rank_pct": [30.0],
+        "band": ["B"],
+        "band_name_zh": ["B类（鼓励提升类）"],
+        "explanation": ["亩均税收 …"],
+        "exempt_reason": [None],
+    }
+    lake.overwrite("publish", "topic_mujun_evaluation", pl.DataFrame(evaluation).to_arrow())
     entries = [catalogue_entry("firms", lake), catalogue_entry("secrets", lake, "不予共享")]
     for zone in ("raw", "std"):
         entries.append(
@@ -80,7 +97,16 @@ def console(tmp_path) -> Console:
     ex.principals.add_modeler("modeler-li", "李建模", "区大数据中心")
     for who in (STEWARD, "modeler-li", *CONSUMERS.values()):
         ex.principals.set_password(who, PASSWORD)
-    return Console(lake, ex, AuditLog(tmp_path / "audit.jsonl"), registry())
+    reported = []
+    console = Console(
+        lake,
+        ex,
+        AuditLog(tmp_path / "audit.jsonl"),
+        registry(),
+        report=lambda t, v, **m: reported.append((t.label, v, m)),
+    )
+    console.reported = reported  # what the console told Dagster (its writes of own tables)
+    return console
 
 
 STEWARD_V = Viewer(STEWARD, "steward", "张管理员", "区大数据中心")
@@ -302,3 +328,38 @@ def test_a_steward_revokes_a_share_with_a_reason_and_the_consumer_loses_it(conso
     _sign_in(consumer, CONSUMERS["department"])
     page = consumer.get("/requests/shared")
     assert "revoked" in page.text and "/shares/" not in page.text  # nothing left to preview
+
+
+def test_a_steward_records_and_decides_an_objection_and_dagster_is_told(console):
+    firm = "/mujun/91331003MA0000001X/2023"
+    modeler = _client(console)
+    _sign_in(modeler, "modeler-li")
+    token = _csrf(modeler, firm)
+    r = modeler.post(
+        f"{firm}/objections", data={"input": "land_mu", "value": "3", "statement": "已办证", "csrf": token}
+    )
+    assert r.status_code == 403  # a modeler reads objections, never records them
+    steward = _client(console)
+    _sign_in(steward, STEWARD)
+    token = _csrf(steward, firm)
+    r = steward.post(
+        f"{firm}/objections", data={"input": "land_mu", "value": "三亩", "statement": "已办证", "csrf": token}
+    )
+    assert r.status_code == 400 and "不是数字" in r.text
+    r = steward.post(
+        f"{firm}/objections",
+        data={"input": "land_mu", "value": "3.5", "statement": "新厂房已办证", "evidence": "不动产权证", "csrf": token},
+    )
+    assert r.status_code == 303
+    (filed,) = console.objections(STEWARD_V, "91331003MA0000001X", 2023)
+    assert filed.status == "filed" and filed.filed_by == f"steward:{STEWARD}"
+    r = steward.post(f"{firm}/objections/{filed.id}", data={"decision": "accepted", "reason": "", "csrf": token})
+    assert r.status_code == 400 and "处理理由不能为空" in r.text
+    r = steward.post(f"{firm}/objections/{filed.id}", data={"decision": "accepted", "reason": "经核实", "csrf": token})
+    assert r.status_code == 303
+    page = modeler.get(firm)
+    assert filed.id in page.text and "已采纳" in page.text and "经核实" in page.text
+    assert [(label, m["event"]) for label, _, m in console.reported] == [
+        ("ops/mujun_objections", "filed"),
+        ("ops/mujun_objections", "accepted"),
+    ]

@@ -320,6 +320,17 @@ def test_mujun_lookup_explains_band_rank_indicators_and_rule(visit, site):
     )
     assert scores.height > 0 and all(n in indicators for n in scores["name_zh"])
     v.shot("mujun-firm")
+    # the enterprise's objection, recorded by the steward, then rejected with a reason
+    page.select_option("#file-objection select[name=input]", "land_mu")
+    page.fill("#file-objection input[name=value]", "12.5")
+    page.fill("#file-objection input[name=statement]", "新厂房用地已办理不动产权证")
+    page.click("#file-objection button[type=submit]")
+    row = page.locator("#objections tbody tr").first
+    assert "待处理" in row.inner_text() and "用地面积" in row.inner_text()
+    row.locator("input[name=reason]").fill("权证登记日期晚于评价年度")
+    row.locator("button[value=rejected]").click()
+    assert "已驳回" in page.inner_text("#objections") and "权证登记日期晚于评价年度" in page.inner_text("#objections")
+    v.shot("mujun-objection")
 
 
 def test_column_lineage_traces_to_the_landing_header_with_privacy_transforms_marked(visit):

@@ -6,26 +6,11 @@ from __future__ import annotations
 import json
 import sys
 
-from lakehouse.tables import GRADE_OVERRIDES, OwnTable
-from orchestration import instance
+from assets.own_tables import report_write
+from lakehouse.tables import GRADE_OVERRIDES
 from orchestration.settings import Settings
 from privacy import access, keys, overrides
 from privacy.audit import AuditLog
-
-
-def report_write(s: Settings, table: OwnTable, version: int, **metadata: str) -> bool:
-    """A write made outside a Dagster run (a steward's command) is reported to the project's Dagster
-    instance, so the asset shows it like any other; False when no instance is prepared here."""
-    if not (s.dagster_home / "dagster.yaml").is_file():
-        return False
-    from dagster import AssetMaterialization, DagsterInstance
-
-    instance.prepare(s.dagster_home)
-    with DagsterInstance.get() as dagster_instance:
-        dagster_instance.report_runless_asset_event(
-            AssetMaterialization(asset_key=table.path, metadata={"delta_version": version, **metadata})
-        )
-    return True
 
 
 def audit(s: Settings, action: str) -> int:

@@ -28,6 +28,9 @@ from typing import Any
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
 
+from lakehouse import objections
+from lakehouse.tables import OBJECTIONS
+
 PINS_ENV = "SHUCANG_DELTA_PINS"
 
 
@@ -130,13 +133,15 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn) -> None:
         """Once per dbt process, when it first opens the warehouse: the copies of the std tables (schema
-        ``std``, every dataset of the registry) follow the versions the run reads (``sync``) — in a run by
-        hand as in Dagster."""
+        ``std``, every dataset of the registry) and of the 亩均 objections (schema ``ops``) follow the versions
+        the run reads (``sync``) — in a run by hand as in Dagster."""
         if self.synced:
             return
         from lakehouse.registry import registry
 
-        sync(conn, self.lake, [("std", "std", ds.id) for ds in registry().datasets], pins())
+        objections.ensure(self.lake)  # read by the 亩均 inputs before any objection exists: empty, not missing
+        own = [(OBJECTIONS.zone, OBJECTIONS.zone, OBJECTIONS.name)]
+        sync(conn, self.lake, [("std", "std", ds.id) for ds in registry().datasets] + own, pins())
         self.synced = True
 
     def load(self, source_config: SourceConfig):

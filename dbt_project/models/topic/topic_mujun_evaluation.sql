@@ -85,7 +85,8 @@ select
         when i.parameter_county <> i.county_code
             then '；企业所在区县 ' || i.county_code || ' 无本年度评价参数，采用 ' || i.parameter_county || ' 的参数'
         else ''
-    end as explanation,
+    end
+    || coalesce('。' || i.objection_note, '') as explanation,
     i.exempt_reason
 from {{ ref('topic_mujun_inputs') }} as i
 left join ranked as r on i.uscc = r.uscc and i.year = r.year

@@ -1,6 +1,24 @@
 -- 亩均效益评价的输入（每企业每评价年度）: the figures the indicators divide, in the units of the
 -- published formula (万元, 亩, 吨标准煤, 吨, 人, 万千瓦时), the parameter set that applies to the firm's
 -- county (its own, else the default set of that year) and why a firm is exempt, if it is.
+-- An accepted objection (异议, ops.mujun_objections) replaces the figure it corrects — the latest accepted one
+-- per firm, year and input — and `objection_note` says what changed, by which objection and why.
+
+{#- input → (its name in the note, the expression from the profile, in the formula's units) -#}
+{%- set figures = {
+    'tax_wan': ('税收', 'p.tax_paid_yuan / 10000.0'),
+    'land_mu': ('用地面积', 'p.land_mu'),
+    'value_added_wan': ('增加值', 'p.value_added_yuan / 10000.0'),
+    'energy_tce': ('能耗', 'p.energy_tce'),
+    'emission_eq_t': ('排放量', 'p.emission_eq_t'),
+    'employees': ('从业人数', 'p.avg_employees'),
+    'rd_wan': ('研发经费', 'p.rd_expense_yuan / 10000.0'),
+    'revenue_wan': ('营业收入', 'p.stats_revenue_yuan / 10000.0'),
+    'electricity_10k_kwh': (
+        '用电量',
+        'case when p.electricity_months >= a.min_months_electricity then p.electricity_kwh_annualised / 10000.0 end'
+    ),
+} %}
 
 with params as (
     select * from {{ ref('mujun_parameters') }}
@@ -8,6 +26,39 @@ with params as (
 
 profile as (
     select * from {{ ref('theme_enterprise_360') }}
+),
+
+objection_events as (
+    select
+        *,
+        row_number() over (partition by objection_id order by event_at desc) as latest
+    from {{ source('ops', 'mujun_objections') }}
+),
+
+corrections as (
+    select
+        uscc,
+        year,
+        input,
+        corrected_value,
+        objection_id,
+        reason
+    from objection_events
+    where latest = 1 and event = 'accepted'
+    qualify row_number() over (partition by uscc, year, input order by event_at desc) = 1
+),
+
+corrected as (
+    select
+        uscc,
+        year,
+        {%- for name in figures %}
+            max(case when input = '{{ name }}' then corrected_value end) as {{ name }},
+            max(case when input = '{{ name }}' then objection_id || '（' || reason || '）' end) as {{ name }}_by,
+        {%- endfor %}
+        count(*) as corrections
+    from corrections
+    group by uscc, year
 ),
 
 applicable as (
@@ -32,16 +83,9 @@ select
     a.parameter_county,
     p.industry_code,
     case when p.scale_type = '规上' then '规上' else '规下' end as scale_group,
-    p.tax_paid_yuan / 10000.0 as tax_wan,
-    p.land_mu,
-    p.value_added_yuan / 10000.0 as value_added_wan,
-    p.energy_tce,
-    p.emission_eq_t,
-    p.avg_employees as employees,
-    p.rd_expense_yuan / 10000.0 as rd_wan,
-    p.stats_revenue_yuan / 10000.0 as revenue_wan,
-    case when p.electricity_months >= a.min_months_electricity then p.electricity_kwh_annualised / 10000.0 end
-        as electricity_10k_kwh,
+    {%- for name, (_, expr) in figures.items() %}
+        case when c.{{ name }} is not null then c.{{ name }} else {{ expr }} end as {{ name }},
+    {%- endfor %}
     p.electricity_months,
     a.missing_emission_rule,
     case
@@ -49,9 +93,21 @@ select
         when p.status is not null and p.status <> '存续' then '登记状态为' || p.status || '，不参评'
         when p.established_on is not null and extract(year from p.established_on) > p.year - a.new_enterprise_years
             then '新设企业（' || cast(extract(year from p.established_on) as varchar) || '年成立），不参评'
-        when coalesce(p.land_mu, 0) <= 0 then '无用地数据，不能评价'
-    end as exempt_reason
+        when coalesce(c.land_mu, p.land_mu, 0) <= 0 then '无用地数据，不能评价'
+    end as exempt_reason,
+    case when c.corrections > 0 then '异议更正：' || concat_ws(
+        '；',
+        {%- for name, (zh, expr) in figures.items() %}
+            case
+                when c.{{ name }} is not null
+                    then
+                        '{{ zh }} ' || coalesce(cast(round({{ expr }}, 4) as varchar), '—') || ' → '
+                        || cast(c.{{ name }} as varchar) || '，' || c.{{ name }}_by
+            end{{ ',' if not loop.last }}
+        {%- endfor %}
+    ) end as objection_note
 from profile as p
 inner join applicable as a on p.uscc = a.uscc and p.year = a.year
+left join corrected as c on p.uscc = c.uscc and p.year = c.year
 left join {{ ref('mujun_exempt_industries') }} as x
     on a.parameter_county = x.county_code and p.year = x.year and p.industry_code = x.industry_code
