@@ -471,7 +471,7 @@ def test_an_accepted_objection_is_recomputed_and_published_with_the_score_band_d
     from lakehouse import objections
     from privacy.audit import AuditLog
 
-    defs, s, instance = built["defs"], built["settings"], built["instance"]
+    defs, s, instance = _definitions(built["project"]), built["settings"], built["instance"]  # its own project again
     lake = s.lake()
     audit = AuditLog(tmp_path / "audit.jsonl")
     dbt_and_publish = _assets(
