@@ -230,6 +230,49 @@ def test_grades_propagate_from_std_columns(built):
     assert grades["period"]["level"] == "L1"
 
 
+def test_an_accepted_objection_is_recomputed_and_published_with_the_score_band_diff_and_the_reason(built, tmp_path):
+    """异议: a firm in band C or D shows its land was much smaller than the parcels say; a steward accepts the
+    correction; the next build recomputes it and publishes a new version whose change log holds the score and
+    band before and after, and whose explanation names the objection and the reason; a rejected one beside it
+    changes nothing."""
+    from lakehouse import objections
+    from privacy.audit import AuditLog
+
+    defs, s, instance = _definitions(built["project"]), built["settings"], built["instance"]  # its own project again
+    lake = s.lake()
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    dbt_and_publish = _assets(
+        defs, lambda a: any(k.path[0] in ("staging", "base", "theme", "topic", "publish", "parameters") for k in a.keys)
+    )
+    uri = f"{s.lake_root}/publish/topic_mujun_evaluation"
+    evaluated = _publish(s, "topic_mujun_evaluation").filter(pl.col("band").is_in(["C", "D"]))
+    firm = evaluated.sort("uscc", descending=True).row(0, named=True)  # not the firm the next test corrects
+    before = DeltaTable(uri).version()
+
+    # a rejected objection changes nothing (the dbt unit test mujun_objections_correct_inputs shows it too)
+    rejected, _ = objections.file(lake, audit, "steward:t", firm["uscc"], firm["year"], "tax_wan", 1e6, "税款少计")
+    objections.decide(lake, audit, "steward:t", rejected.id, False, "税务数据经核对无误")
+    filed, _ = objections.file(
+        lake, audit, "steward:t", firm["uscc"], firm["year"], "land_mu", 0.01, "厂区已大部分退租"
+    )
+    objections.decide(lake, audit, "steward:t", filed.id, True, "经核实租赁合同解除证明")
+    recomputed = runs.materialize(dbt_and_publish, resources=resources(s), instance=instance)
+    assert recomputed.success and DeltaTable(uri).version() == before + 1
+    now = _publish(s, "topic_mujun_evaluation").filter(pl.col("uscc") == firm["uscc"]).row(0, named=True)
+    assert now["band"] == "A" and now["total_score"] > firm["total_score"]
+    assert f"{filed.id}（经核实租赁合同解除证明）" in now["explanation"] and "用地面积" in now["explanation"]
+    changes = pl.read_delta(f"{s.lake_root}/publish/changes").filter(
+        (pl.col("dataset") == "topic_mujun_evaluation") & (pl.col("to_version") == before + 1)
+    )
+    mine = {
+        r["column"]: (r["old"], r["new"]) for r in changes.filter(pl.col("key").str.contains(firm["uscc"])).to_dicts()
+    }
+    assert mine["band"] == (firm["band"], "A")
+    assert float(mine["total_score"][1]) == pytest.approx(now["total_score"])
+    assert filed.id in mine["explanation"][1] and rejected.id not in mine["explanation"][1]
+    assert "税收" not in now["explanation"].split("异议更正：", 1)[1]
+
+
 def test_rerun_is_identical_a_correction_makes_a_new_version_with_a_diff_and_pins_reproduce(built):
     defs, s, instance = built["defs"], built["settings"], built["instance"]
     dbt_and_publish = _assets(
@@ -461,48 +504,3 @@ def test_what_a_steward_reads_in_the_ui_is_tables_and_text_never_json_or_python_
         if isinstance(v, dg.FloatMetadataValue) and v.value is not None and math.isnan(v.value)
     ]
     assert nans == []
-
-
-def test_an_accepted_objection_is_recomputed_and_published_with_the_score_band_diff_and_the_reason(built, tmp_path):
-    """异议: a firm in band C or D shows its land was much smaller than the parcels say; a steward accepts the
-    correction; the next build recomputes it and publishes a new version whose change log holds the score and
-    band before and after, and whose explanation names the objection and the reason; a rejected one beside it
-    changes nothing."""
-    from lakehouse import objections
-    from privacy.audit import AuditLog
-
-    defs, s, instance = _definitions(built["project"]), built["settings"], built["instance"]  # its own project again
-    lake = s.lake()
-    audit = AuditLog(tmp_path / "audit.jsonl")
-    dbt_and_publish = _assets(
-        defs, lambda a: any(k.path[0] in ("staging", "base", "theme", "topic", "publish", "parameters") for k in a.keys)
-    )
-    uri = f"{s.lake_root}/publish/topic_mujun_evaluation"
-    # current with the latest std versions first (a test before may have published from pinned ones)
-    assert runs.materialize(dbt_and_publish, resources=resources(s), instance=instance).success
-    evaluated = _publish(s, "topic_mujun_evaluation").filter(pl.col("band").is_in(["C", "D"]))
-    firm = evaluated.sort("uscc").row(0, named=True)
-    before = DeltaTable(uri).version()
-
-    # a rejected objection changes nothing (the dbt unit test mujun_objections_correct_inputs shows it too)
-    rejected, _ = objections.file(lake, audit, "steward:t", firm["uscc"], firm["year"], "tax_wan", 1e6, "税款少计")
-    objections.decide(lake, audit, "steward:t", rejected.id, False, "税务数据经核对无误")
-    filed, _ = objections.file(
-        lake, audit, "steward:t", firm["uscc"], firm["year"], "land_mu", 0.01, "厂区已大部分退租"
-    )
-    objections.decide(lake, audit, "steward:t", filed.id, True, "经核实租赁合同解除证明")
-    recomputed = runs.materialize(dbt_and_publish, resources=resources(s), instance=instance)
-    assert recomputed.success and DeltaTable(uri).version() == before + 1
-    now = _publish(s, "topic_mujun_evaluation").filter(pl.col("uscc") == firm["uscc"]).row(0, named=True)
-    assert now["band"] == "A" and now["total_score"] > firm["total_score"]
-    assert f"{filed.id}（经核实租赁合同解除证明）" in now["explanation"] and "用地面积" in now["explanation"]
-    changes = pl.read_delta(f"{s.lake_root}/publish/changes").filter(
-        (pl.col("dataset") == "topic_mujun_evaluation") & (pl.col("to_version") == before + 1)
-    )
-    mine = {
-        r["column"]: (r["old"], r["new"]) for r in changes.filter(pl.col("key").str.contains(firm["uscc"])).to_dicts()
-    }
-    assert mine["band"] == (firm["band"], "A")
-    assert float(mine["total_score"][1]) == pytest.approx(now["total_score"])
-    assert filed.id in mine["explanation"][1] and rejected.id not in mine["explanation"][1]
-    assert "税收" not in now["explanation"].split("异议更正：", 1)[1]
