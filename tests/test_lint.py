@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -21,6 +23,7 @@ def test_python_is_ruff_clean_and_formatted():
     assert fmt.returncode == 0, fmt.stdout
 
 
+@pytest.mark.integration  # the whole dbt project through sqlfluff (seconds): make test and make lint run it
 def test_dbt_sql_is_sqlfluff_clean():
     lint = _run("sqlfluff", "lint", "models", "tests", "macros", "--processes", "2", cwd=ROOT / "dbt_project")
     assert lint.returncode == 0, lint.stdout[-3000:]
