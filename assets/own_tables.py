@@ -54,15 +54,13 @@ def own_table_reports(
 
 
 def report_write(s, table: OwnTable, version: int, **metadata: str) -> bool:
-    """A write made outside a Dagster run (a steward's command, the console) is reported to the project's
-    Dagster instance as a materialisation of the own table, so the asset shows it like any other and the
-    automation follows it downstream; False when no instance is prepared here. ``s``: the Settings."""
+    """A write made outside a Dagster run (a steward's command, the console) is reported to the Dagster
+    instance of ``s.dagster_home`` as a materialisation of the own table, so the asset shows it like any other
+    and the automation follows it downstream; False when that home has no instance. The home's dagster.yaml is
+    read as it is — the local instance or the deployment's PostgreSQL one — never rewritten. ``s``: Settings."""
     if not (s.dagster_home / "dagster.yaml").is_file():
         return False
-    from orchestration import instance
-
-    instance.prepare(s.dagster_home)
-    with dg.DagsterInstance.get() as dagster_instance:
+    with dg.DagsterInstance.from_config(str(s.dagster_home)) as dagster_instance:
         dagster_instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key=table.path, metadata={"delta_version": version, **metadata})
         )

@@ -92,3 +92,25 @@ def test_the_table_exists_empty_before_any_objection(lake):
     table = objections.ensure(lake)
     assert table.version() == 0 and lake.read(OBJECTIONS.zone, OBJECTIONS.name).height == 0
     assert objections.ensure(lake).version() == 0  # idempotent
+
+
+def test_a_write_outside_dagster_is_reported_to_the_instance_of_the_home_as_it_is(tmp_path):
+    """The console's (and the grade-override command's) report reads the home's dagster.yaml as it is — a
+    deployment's own configuration is never replaced by the project's template — and the event lands there."""
+    from types import SimpleNamespace
+
+    import dagster as dg
+
+    from assets.own_tables import report_write
+    from orchestration.instance import TEMPLATE
+
+    home = tmp_path / "home"
+    assert report_write(SimpleNamespace(dagster_home=home), OBJECTIONS, 1) is False  # no instance there
+    home.mkdir()
+    config = TEMPLATE.read_text(encoding="utf-8") + "# the deployment's own settings\n"
+    (home / "dagster.yaml").write_text(config, encoding="utf-8")
+    assert report_write(SimpleNamespace(dagster_home=home), OBJECTIONS, 3, event="accepted") is True
+    assert (home / "dagster.yaml").read_text(encoding="utf-8") == config
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(OBJECTIONS.path))
+    assert event.asset_materialization.metadata["delta_version"].value == 3
