@@ -31,6 +31,7 @@ from lakehouse.cycles import Freshness, assess
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
 from lakehouse.registry import Registry
 from lakehouse.tables import FINDINGS, OBJECTIONS, PROBLEMS, SCORES
+from orchestration.lineage.naming import Naming
 from privacy import access
 from privacy.audit import AuditLog
 from privacy.policy import mask_findings
@@ -79,8 +80,7 @@ class Console:
     exchange: Exchange
     audit: AuditLog
     registry: Registry
-    landing_root: str = ""
-    warehouse_path: str = ""
+    naming: Naming | None = None  # lineage's dataset names, for labels (from_settings gives it)
     # a write of an own table outside Dagster (an objection) is reported to it: (table, version, metadata)
     report: Callable[..., bool] | None = None
 
@@ -399,22 +399,13 @@ class Console:
             steps.append(
                 {
                     "depth": depth,
-                    "dataset": self._short(c[0], c[1]),
+                    "dataset": self.naming.short(c[0], c[1]) if self.naming else f"{c[0]}::{c[1]}",
                     "column": c[2],
                     "how": how,
                     "masked": child is not None and (child, c) in graph.masked,
                 }
             )
         return steps
-
-    def _short(self, namespace: str, name: str) -> str:
-        if namespace == self.lake.location:
-            return name
-        if namespace.startswith("duckdb://"):
-            return f"warehouse: {name}"
-        if self.landing_root and namespace.rstrip("/").endswith(Path(self.landing_root).name):
-            return f"landing: {name}"
-        return f"{namespace.rsplit('/', 1)[-1]}: {name}"
 
     def published_columns(self, viewer: Viewer) -> dict[str, list[str]]:
         """The publish datasets and their columns the lineage page offers."""
@@ -467,6 +458,7 @@ def from_settings(s=None) -> Console:
     from assets.own_tables import report_write
     from exchange.service import Exchange
     from lakehouse.registry import registry
+    from orchestration.lineage.emit import naming
     from orchestration.settings import settings
 
     s = s or settings()
@@ -475,4 +467,4 @@ def from_settings(s=None) -> Console:
     def report(table, version: int, **metadata: str) -> bool:
         return report_write(s, table, version, **metadata)
 
-    return Console(s.lake(), ex, AuditLog(s.audit_log), registry(), str(s.landing_root), str(s.warehouse_path), report)
+    return Console(s.lake(), ex, AuditLog(s.audit_log), registry(), naming(s), report)

@@ -49,11 +49,14 @@ class Naming:
         return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", ".".join(key_path))
 
     def short(self, namespace: str, name: str) -> str:
-        """A readable label: lake tables by zone/name, landing folders as landing:<folder>."""
+        """A readable label: lake tables by zone/name, landing folders as landing:<folder>, models of the
+        DuckDB warehouse as warehouse:<schema.table>."""
         if namespace == self.lake.location:
             return name
         if namespace == storage_uri(self.landing_root):
             return f"landing:{name}"
+        if namespace == self.dataset(["warehouse", name]).namespace:  # a model that lives only in DuckDB
+            return f"warehouse:{name}"
         return f"{namespace}::{name}"
 
     @staticmethod
