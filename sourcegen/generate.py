@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from sourcegen import enterprise, government, timing
 from sourcegen.defects import LABELLED_REMARKS, RATES, UNIT_VARIANT_RATES, split_markers
@@ -27,13 +28,14 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
     ent = enterprises(rng, n)
     inconsistencies: dict = {}  # cross-source disagreements injected on purpose, for the reconciliation
     elec_shares = monthly_shares(rng, n)  # one monthly profile per firm, metered and reported alike
+    facts: dict = {}  # per-firm facts a department's file states, for the truth (status, tax as filed, ...)
     deliveries = [
-        *government.registration(ent, rng),
-        *government.tax_monthly(ent, rng),
-        *government.stats_annual(ent, rng, inconsistencies),
+        *government.registration(ent, rng, facts),
+        *government.tax_monthly(ent, rng, facts),
+        *government.stats_annual(ent, rng, inconsistencies, facts),
         *government.power_monthly(ent, rng, elec_shares),
         *government.land_parcels(ent, rng),
-        *government.eco_emissions(ent, rng),
+        *government.eco_emissions(ent, rng, facts),
         *enterprise.production(ent, rng, elec_shares, inconsistencies),
     ]
     equipment, devices = enterprise.equipment(ent, rng)
@@ -80,5 +82,6 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)
     (truth / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
-    ent.write_parquet(truth / "enterprises.parquet")
+    # the latent firm plus what its departments state about it: the truth the evaluations are measured against
+    ent.with_columns(pl.Series(k, v) for k, v in facts.items()).write_parquet(truth / "enterprises.parquet")
     return manifest

@@ -16,8 +16,10 @@ TRUNCATED_TAX_MONTH = "2023-09"
 DRIFTED_POWER_MONTH = "2023-07"
 
 
-def registration(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
+def registration(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> list[Delivery]:
     n = ent.height
+    status = np.where(rng.random(n) < 0.97, "存续", "吊销")
+    facts["status"] = status
     df = pl.DataFrame(
         {
             "统一社会信用代码": ent["uscc"],
@@ -30,7 +32,7 @@ def registration(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
             "行业代码": ent["industry_code"],
             "注册资本(万元)": money(ent["registered_capital_wan"].to_numpy()),
             "成立日期": [x.isoformat() for x in ent["established_on"]],
-            "登记状态": np.where(rng.random(n) < 0.97, "存续", "吊销"),
+            "登记状态": status,
             "企业规模": np.where(ent["above_scale"].to_numpy(), "规上", "规下"),
             "备注": [""] * n,
         }
@@ -44,7 +46,9 @@ def registration(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
     return [Delivery("amr_registration", "amr/registration/市场监管_企业登记信息_2023-12-31.csv", df, "csv", "gb18030")]
 
 
-def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
+def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> list[Delivery]:
+    """Monthly filings; 2% of Jan–Oct filings are corrected (更正) one or two months later, and the correction
+    is what the firm owes: ``facts`` gets each firm's annual tax and revenue as filed, corrections applied."""
     n = ent.height
     shares = monthly_shares(rng, n)
     revenue_yuan = ent["revenue_wan"].to_numpy()[:, None] * shares * 10_000
@@ -75,14 +79,18 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
     for m in range(12):
         frames[MONTHS[m]].append(rows(everyone, m, "正常", np.ones(n)))
     corrections: list[tuple[int, int]] = []
+    filed = np.ones((n, 12))  # what each filing finally says, as a factor of the original
     for m in range(10):  # corrections of Jan–Oct arrive one or two months later
         idx = np.flatnonzero(d.pick(rng, n, d.RATES["late_correction"]))
         lag = 1 + (rng.random(len(idx)) < 0.5)
         for lg in (1, 2):
             sel = idx[lag == lg]
-            corr = rows(sel, m, "更正", rng.uniform(0.85, 1.15, len(sel)))
-            frames[MONTHS[m + lg]].append(corr)
+            factor = rng.uniform(0.85, 1.15, len(sel))
+            frames[MONTHS[m + lg]].append(rows(sel, m, "更正", factor))
+            filed[sel, m] = factor
         corrections.extend((int(i), m) for i in idx)
+    facts["tax_paid_yuan"] = (tax_yuan * filed).sum(axis=1)
+    facts["tax_revenue_yuan"] = (revenue_yuan * filed).sum(axis=1)
     out = []
     for month, parts in frames.items():
         df = pl.concat(parts)
@@ -140,7 +148,7 @@ def power_monthly(ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.n
     return out
 
 
-def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict) -> list[Delivery]:
+def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts: dict) -> list[Delivery]:
     above = ent.filter(pl.col("above_scale"))
     noise = rng.uniform(0.97, 1.03, above.height)  # statistics and tax revenue never agree exactly
     off = d.pick(rng, above.height, d.RATES["revenue_mismatch"])
@@ -151,6 +159,9 @@ def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict) -> li
         ),
         noise,
     )
+    reported = np.full(ent.height, np.nan)
+    reported[ent["above_scale"].to_numpy()] = above["revenue_wan"].to_numpy() * noise
+    facts["stats_revenue_wan"] = reported  # what 统计 publishes (规上 only): the revenue the R&D share divides
     truth["tax_vs_stats_revenue"] = [{"uscc": u, "year": str(YEAR)} for u in above["uscc"].filter(pl.Series(off))]
     df = pl.DataFrame(
         {
@@ -204,8 +215,9 @@ def land_parcels(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
     ]
 
 
-def eco_emissions(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:
+def eco_emissions(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> list[Delivery]:
     permitted = np.where(ent["above_scale"].to_numpy(), rng.random(ent.height) < 0.9, rng.random(ent.height) < 0.15)
+    facts["emission_reported"] = permitted  # only permit holders file an execution report
     e = ent.filter(pl.Series(permitted))
     eq = e["emission_eq_t"].to_numpy()
     mix = rng.dirichlet([4, 1, 2, 3], e.height)
