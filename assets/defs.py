@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import catalogue, clean, collect, freshness, govern, monitor, own_tables, privacy_scan, publish, share
+from assets import (
+    catalogue,
+    clean,
+    collect,
+    freshness,
+    govern,
+    monitor,
+    own_tables,
+    privacy_scan,
+    publish,
+    resolve,
+    share,
+)
 from lakehouse.registry import registry
 
 
@@ -13,6 +25,7 @@ def build() -> dg.Definitions:
     reg = registry()
     landing_specs, collect_assets = collect.build(reg)
     std_assets = clean.build(reg)
+    resolution = resolve.build()
     govern_assets = govern.build(reg)
     catalogue_asset = catalogue.build(reg)
     publish_assets = publish.build()
@@ -31,6 +44,7 @@ def build() -> dg.Definitions:
             *landing_specs,
             *collect_assets,
             *std_assets,
+            resolution,
             *govern_assets,
             catalogue_asset,
             *monitor.build(reg),

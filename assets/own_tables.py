@@ -39,6 +39,7 @@ def specs(writers: Mapping[str, Iterable[dg.AssetKey]], steward: str) -> list[dg
             },
         )
         for t in OWN_TABLES
+        if not t.own_step
     ]
 
 

@@ -20,6 +20,7 @@ class OwnTable:
     written_by: tuple[str, ...]  # the stages (asset groups) whose steps write it
     grade: str  # DB33/T 2351 level of what it may hold (the quarantine keeps raw values: L4)
     partitioned_by: str | None = None  # each writer replaces its own partition
+    own_step: bool = False  # written by a step whose asset it is (assets/resolve.py), not reported by others
 
     @property
     def path(self) -> list[str]:
@@ -139,6 +140,60 @@ OBJECTIONS = OwnTable(
     "L2",
 )
 
+ENTITY_MATCHES = OwnTable(
+    "ops",
+    "entity_matches",
+    "主体识别结果",
+    "Entity matches",
+    "Quarantined records whose only defect is the enterprise's identity (credit code missing or failing GB 32100, "
+    "registration name missing), each matched to a known enterprise by code body, supply account or parcel, name "
+    "and address, with method, confidence, candidates and status (matched, review, unmatched, confirmed, "
+    "rejected). The review queue of the steward console. Each resolution run replaces its dataset's partition.",
+    ("resolution",),
+    "L3",
+    "dataset",
+    own_step=True,
+)
+ENTITY_DECISIONS = OwnTable(
+    "ops",
+    "entity_match_decisions",
+    "主体识别人工确认",
+    "Entity match decisions",
+    "Stewards' decisions on records in the review queue — confirmed with the enterprise's credit code, or rejected — "
+    "each with its reason, the steward and the time; appended, never rewritten, the latest per record applies.",
+    ("steward",),
+    "L2",
+)
+# the datasets whose records name an enterprise by credit code and by name: quarantined for identity alone,
+# they are matched (quality/resolution.py) and their resolved rows join std in the staging models
+RESOLVED_DATASETS = (
+    "amr_registration",
+    "tax_monthly",
+    "stats_annual",
+    "power_monthly",
+    "land_parcels",
+    "eco_emissions",
+    "ent_production",
+)
+
+
+def resolved_table(dataset: str) -> OwnTable:
+    return OwnTable(
+        "ops",
+        f"resolved_{dataset}",
+        f"主体识别补入记录（{dataset}）",
+        f"Resolved records of {dataset}",
+        f"Rows of std/{dataset} quarantined for the enterprise's identity alone and matched (ops/entity_matches): "
+        "conformed with the dataset's rules and the matched credit code, in the std schema plus the method, the "
+        "confidence and the std row each takes the place of (same key). The staging model reads std and these.",
+        ("resolution",),
+        "L3",
+        own_step=True,
+    )
+
+
+RESOLVED = tuple(resolved_table(d) for d in RESOLVED_DATASETS)
+
 OWN_TABLES = (
     FINDINGS,
     DUPLICATES,
@@ -150,5 +205,8 @@ OWN_TABLES = (
     CATALOGUE_COLUMNS,
     GRADE_OVERRIDES,
     OBJECTIONS,
+    ENTITY_MATCHES,
+    ENTITY_DECISIONS,
+    *RESOLVED,
 )
 BY_LABEL = {t.label: t for t in OWN_TABLES}

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from lakehouse.registry import Registry, registry
-from lakehouse.tables import BY_LABEL
+from lakehouse.tables import BY_LABEL, RESOLVED_DATASETS, resolved_table
 from privacy import policy
 from privacy.grading import grading, highest
 from privacy.propagation import derive
 
 UNKNOWN = "unknown/lineage"  # the input of every column of a model without column lineage
+RESOLVED_LABELS = {resolved_table(d).label: d for d in RESOLVED_DATASETS}
 Deps = Mapping[str, Iterable[tuple[str, str]]]  # column → its input (asset key 'zone/name', column)s
 
 
@@ -47,6 +48,8 @@ class ModelGrades:
         zone, name = key.split("/", 1)
         if zone == "std":
             return self._std(name, column)
+        if key in RESOLVED_LABELS:  # a dataset's resolved rows are its std rows: graded as its std columns
+            return self._std(RESOLVED_LABELS[key], column)
         if zone == "parameters":
             return "L1", "none"
         if key in BY_LABEL:  # a warehouse's own table read by a model (the 亩均 objections): its declared grade

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 from lakehouse.registry import registry
+from lakehouse.tables import RESOLVED_DATASETS
 from orchestration.definitions import defs
 from orchestration.jobs import SELECTIONS
 from orchestration.settings import settings
@@ -45,7 +46,11 @@ def test_jobs_sensors_and_resources_are_wired():
     selected = {name: sel.resolve(graph) for name, sel in SELECTIONS.items()}
     std_keys = {k for k in graph.materializable_asset_keys if k.path[0] == "std"}
     assert len(std_keys) == len(registry().datasets)
-    assert selected["std_all"] == std_keys
+    # the std stage: every dataset's std build, then entity resolution of what they quarantined for identity
+    resolution = {dg.AssetKey(["ops", "entity_matches"])} | {
+        dg.AssetKey(["ops", f"resolved_{d}"]) for d in RESOLVED_DATASETS
+    }
+    assert selected["std_all"] == std_keys | resolution
     assert defs.resolve_job_def("model_all").asset_layer.selected_asset_keys
     landing = {f"landing_{ds.id}" for ds in registry().datasets}
     lineage = {"lineage_on_success", "lineage_on_failure", "lineage_on_canceled", "lineage_spool"}

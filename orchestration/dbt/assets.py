@@ -95,9 +95,15 @@ def changed_periods(lake, since: Mapping[str, int] | None, pins: Mapping[str, in
         old = (since or {}).get(ref)
         periods = None if old is None or old > new else delta_source.rebuilt_periods(lake, zone, name, old, new)
         out[name] = "all" if periods is None else periods
+    # a dataset's resolved rows (ops/resolved_<dataset>) are its rows too: their changes are the dataset's
+    for name in [n for n in out if n.startswith(RESOLVED_PREFIX)]:
+        dataset, extra = name[len(RESOLVED_PREFIX) :], out[name]
+        have = out.get(dataset, [])
+        out[dataset] = "all" if "all" in (have, extra) else sorted(set(have) | set(extra))
     return out
 
 
+RESOLVED_PREFIX = "resolved_"
 KEPT_TARGETS = 5
 
 

@@ -29,7 +29,8 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
 
 from lakehouse import objections
-from lakehouse.tables import OBJECTIONS
+from lakehouse.tables import OBJECTIONS, RESOLVED
+from quality import resolution
 
 PINS_ENV = "SHUCANG_DELTA_PINS"
 
@@ -133,14 +134,17 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn) -> None:
         """Once per dbt process, when it first opens the warehouse: the copies of the std tables (schema
-        ``std``, every dataset of the registry) and of the 亩均 objections (schema ``ops``) follow the versions
+        ``std``, every dataset of the registry), of the 亩均 objections and of the resolved rows (schema ``ops``)
+        follow the versions
         the run reads (``sync``) — in a run by hand as in Dagster."""
         if self.synced:
             return
         from lakehouse.registry import registry
 
-        objections.ensure(self.lake)  # read by the 亩均 inputs before any objection exists: empty, not missing
-        own = [(OBJECTIONS.zone, OBJECTIONS.zone, OBJECTIONS.name)]
+        # read by the models before anything is written to them: empty, not missing
+        objections.ensure(self.lake)
+        resolution.ensure(self.lake)
+        own = [(t.zone, t.zone, t.name) for t in (OBJECTIONS, *RESOLVED)]
         sync(conn, self.lake, [("std", "std", ds.id) for ds in registry().datasets] + own, pins())
         self.synced = True
 

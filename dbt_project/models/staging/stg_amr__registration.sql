@@ -11,4 +11,4 @@ select
     _source_department,
     _source_file,
     cast(_ingested_at as date) as _delivered_on
-from {{ source('std', 'amr_registration') }}
+from {{ std_rows('amr_registration') }} as std_rows

@@ -10,4 +10,4 @@ select
     _source_department,
     _source_file,
     cast(_ingested_at as date) as _delivered_on
-from {{ source('std', 'eco_emissions') }}
+from {{ std_rows('eco_emissions') }} as std_rows

@@ -9,4 +9,4 @@ select
     _source_department,
     _source_file,
     cast(_ingested_at as date) as _delivered_on
-from {{ source('std', 'ent_production') }}
+from {{ std_rows('ent_production') }} as std_rows

@@ -9,4 +9,4 @@ select
     _source_department,
     _source_file,
     cast(_ingested_at as date) as _delivered_on
-from {{ source('std', 'land_parcels') }}
+from {{ std_rows('land_parcels') }} as std_rows

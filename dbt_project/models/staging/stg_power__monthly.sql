@@ -8,4 +8,4 @@ select
     _source_department,
     _source_file,
     cast(_ingested_at as date) as _delivered_on
-from {{ source('std', 'power_monthly') }}
+from {{ std_rows('power_monthly') }} as std_rows

@@ -10,4 +10,4 @@ select
     _source_department,
     _source_file,
     cast(_ingested_at as date) as _delivered_on
-from {{ source('std', 'stats_annual') }}
+from {{ std_rows('stats_annual') }} as std_rows

@@ -9,4 +9,4 @@ select
     _source_department,
     _source_file,
     cast(_ingested_at as date) as _delivered_on
-from {{ source('std', 'tax_monthly') }}
+from {{ std_rows('tax_monthly') }} as std_rows

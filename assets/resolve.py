@@ -1,0 +1,89 @@
+"""Entity resolution (主体识别) as a step: records the std build quarantined for the enterprise's identity alone
+are matched to known enterprises (``quality.resolution``); the matches are ``ops/entity_matches`` (the
+steward's review queue) and the resolved rows ``ops/resolved_<dataset>``, which the staging models read beside
+std. One step after the std builds, before the models; it follows std and the stewards' decisions.
+"""
+
+import dagster as dg
+import polars as pl
+
+from assets.clean import std_key
+from assets.own_tables import key
+from lakehouse.registry import registry
+from lakehouse.tables import ENTITY_DECISIONS, ENTITY_MATCHES, RESOLVED, RESOLVED_DATASETS, resolved_table
+from orchestration.automation import follows_inputs
+from orchestration.resources import LakeResource, PrivacyResource
+from privacy import policy
+from privacy.audit import default_actor
+from quality import resolution
+
+TABLES = (ENTITY_MATCHES, *RESOLVED)
+
+
+def _spec(table, deps, steward: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key(table),
+        deps=deps,
+        description=f"**{table.name_zh}** ({table.name_en}) — {table.description}",
+        group_name="std",
+        kinds={"python", "delta"},
+        owners=[steward],
+        tags={"zone": table.zone, "own_table": "true"},
+        metadata={"dagster/table_name": f"{table.zone}.{table.name}"},
+        automation_condition=follows_inputs(),
+    )
+
+
+def build() -> dg.AssetsDefinition:
+    reg = registry()
+    deps = [*(std_key(d) for d in RESOLVED_DATASETS), key(ENTITY_DECISIONS)]
+
+    @dg.multi_asset(
+        name="entity_resolution",
+        specs=[_spec(t, deps, reg.defaults.steward) for t in TABLES],
+        description="主体识别：因信用代码缺失/错误（或登记名称缺失）而隔离的记录，与已知企业匹配后补入模型。",
+    )
+    def entity_resolution(context: dg.AssetExecutionContext, lake: LakeResource, privacy: PrivacyResource):
+        the_lake = lake.lake()
+        ring = None
+
+        def transform_for(ds):
+            nonlocal ring
+            if not policy.std_transforms(ds):
+                return None
+            ring = ring or privacy.key_ring()
+            return lambda frame: policy.apply_std(frame, ds, ring)
+
+        summary = resolution.resolve(the_lake, transform_for)
+        matches = the_lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
+        for dataset, s in summary.items():
+            context.log.info(
+                f"{dataset}: {s['statuses'] or 'nothing quarantined for identity'}; {s['resolved']} rows resolved"
+            )
+            table = resolved_table(dataset)
+            ds = reg.dataset(dataset)
+            if ring is not None and table.label in s["versions"] and policy.std_transforms(ds):
+                privacy.audit().append(
+                    "key.use",
+                    actor=f"dagster:{context.run.run_id} ({default_actor()})",
+                    purpose="pseudonymise resolved std rows",
+                    dataset=f"{table.zone}.{table.name}",
+                    delta_version=s["versions"][table.label],
+                    key_version=ring.current,
+                    columns=sorted(c for c, w in policy.std_transforms(ds).items() if w == "pseudonymise"),
+                    rows=s["resolved"],
+                    run_id=context.run.run_id,
+                )
+        for t in TABLES:
+            version = the_lake.table(t.zone, t.name).version()
+            rows = the_lake.row_count(t.zone, t.name) or 0
+            meta: dict = {"delta_version": version, "dagster/row_count": rows}
+            if t is ENTITY_MATCHES and matches is not None and matches.height:
+                by = matches.group_by("status").len().sort("status")
+                meta |= {f"records/{s}": n for s, n in by.iter_rows()}
+                meta["records/resolved"] = int(matches["resolved"].sum())
+                review = matches.filter(pl.col("status") == "review").height
+                meta["review_queue"] = review
+            yield dg.MaterializeResult(asset_key=key(t), data_version=dg.DataVersion(str(version)), metadata=meta)
+
+    return entity_resolution

@@ -1,0 +1,569 @@
+"""Entity resolution (主体识别): quarantined records whose only defect is the enterprise's identity — the
+credit code missing or failing its check, or (registration) the name missing — matched to the enterprises the
+std zone knows, with a method and a confidence.
+
+What is known about an enterprise is read from every std table that carries a credit code: its names (the
+registered name, the taxpayer, the 户名 of its supply accounts, the 权利人 of its land, ...), its addresses,
+and its other stable keys (a supply account number, a parcel number). A record is matched by, in order:
+
+- ``steward``        a steward's decision in ``ops/entity_match_decisions`` (confirmed or rejected)
+- ``code_body``      its credit code fails only the check character, and a known code with the same first 17
+                     characters carries its name (a check-digit typo)                              0.99
+- ``entity_key``     the same supply account / parcel carries one credit code in the dataset's std rows  0.99
+- ``name_address``   its name and address are one known enterprise's                                0.99
+- ``name``           its name is exactly one known enterprise's                                     0.97
+- ``name_by_code``   (name missing, code valid) the code is known, with one name                     0.99
+- ``name_core``      its name without the place prefix (浙江省/台州市/黄岩区…) is one known enterprise's  0.85
+A single candidate at 0.9 or more is ``matched`` and feeds the models; several candidates, or a weaker match,
+go to ``review`` for a steward (the console's review queue); no candidate is ``unmatched`` and the record
+stays in quarantine.
+
+A matched record is conformed again with the dataset's own rules and the identity filled in — the same
+standardisation, privacy transform and precedence (a correction beats the filing it corrects) as std — so
+a resolved row is exactly the row std would hold had the department sent the code. Where it takes the place
+of a std row with the same key (a resolved 更正 of a month std holds the 正常 filing of), the std row it
+displaces is named. Plain code over the lake, free of Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+from stdnum.cn import uscc as uscc_code
+
+from lakehouse.lake import Lake
+from lakehouse.registry import Dataset, registry
+from lakehouse.tables import ENTITY_DECISIONS, ENTITY_MATCHES, RESOLVED_DATASETS, resolved_table
+from privacy.audit import AuditLog
+from quality import text
+from quality.conform import conform
+from quality.rulebook import RuleSet, rules_for
+from quality.standardise import std_arrow_schema
+
+MATCHED_AT = 0.9  # a single candidate at this confidence or more feeds the models without review
+CONFIDENCE = {
+    "steward": 1.0,
+    "code_body": 0.99,
+    "entity_key": 0.99,
+    "name_address": 0.99,
+    "name_by_code": 0.99,
+    "name": 0.97,
+    "name_core": 0.85,
+}
+MATCH_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("source_file", pa.string()),
+        ("row_number", pa.int64()),
+        ("failed_rules", pa.string()),  # the identity rules the record failed, comma-separated
+        ("delivered_code", pa.string()),  # the credit code as delivered (the quarantine keeps it too)
+        ("record_name", pa.string()),
+        ("record_address", pa.string()),
+        ("method", pa.string()),
+        ("uscc", pa.string()),  # the matched enterprise (matched, confirmed) or the best candidate (review)
+        ("name", pa.string()),  # its known name
+        ("confidence", pa.float64()),
+        ("candidates", pa.string()),  # every candidate: "code 名称 (method confidence)", '；'-separated
+        ("status", pa.string()),  # matched | review | unmatched | confirmed | rejected
+        ("resolved", pa.bool_()),  # its row is in ops/resolved_<dataset> and feeds the models
+        ("note", pa.string()),  # why a matched record was not resolved (another defect), or the steward's reason
+        ("resolved_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+DECISION_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("source_file", pa.string()),
+        ("row_number", pa.int64()),
+        ("decision", pa.string()),  # confirmed | rejected
+        ("uscc", pa.string()),  # the enterprise confirmed (confirmed)
+        ("reason", pa.string()),
+        ("actor", pa.string()),
+        ("decided_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+RESOLUTION_COLUMNS = {
+    "_resolution_method": pl.String,
+    "_resolution_confidence": pl.Float64,
+    "_displaces_file": pl.String,  # the std row this one takes the place of (same key), if any
+    "_displaces_row": pl.Int64,
+}
+# leading place names: 浙江省, 台州市 / 台州, a district or county — the part of a name departments drop or add
+_PLACE = re.compile(r"^(?:浙江省?)?(?:台州市?)?(?:[\u4e00-\u9fff]{1,3}?[区县])?")
+ADDRESS_COLUMNS = ("address", "location")
+
+
+class ResolutionError(ValueError):
+    """A decision that cannot be taken; the message says why."""
+
+
+@dataclass(frozen=True)
+class Resolvable:
+    """A dataset whose rows name an enterprise by credit code: which rules are about identity."""
+
+    ds: Dataset
+    rules: RuleSet
+    identity_rules: frozenset[str]  # rules on the credit code (required, GB 32100), and on the name if required
+    name_rules: frozenset[str]  # of those, the ones on the name
+    names: tuple[str, ...]
+    entity_keys: tuple[str, ...]  # key columns other than the code and the period: account_no, parcel_id
+    address: str | None
+
+    @property
+    def id(self) -> str:
+        return self.ds.id
+
+
+def resolvables() -> list[Resolvable]:
+    out = []
+    for dataset in RESOLVED_DATASETS:
+        ds = registry().dataset(dataset)
+        rules = rules_for(dataset)
+        code = {
+            r.id
+            for r in rules.rules
+            if r.column == "uscc" and r.check in ("required", "uscc") and r.severity == "ERROR"
+        }
+        if not code or not rules.names:
+            raise ValueError(f"{dataset}: resolution needs ERROR rules on uscc and the rule book's names")
+        named = {
+            r.id for r in rules.rules if r.column in rules.names and r.check == "required" and r.severity == "ERROR"
+        }
+        period = {ds.period.column} if ds.period is not None else set()
+        cols = {c.name for c in ds.columns}
+        out.append(
+            Resolvable(
+                ds,
+                rules,
+                frozenset(code | named),
+                frozenset(named),
+                tuple(rules.names),
+                tuple(k for k in rules.key if k != "uscc" and k not in period),
+                next((a for a in ADDRESS_COLUMNS if a in cols), None),
+            )
+        )
+    return out
+
+
+def norm_name(e: pl.Expr) -> pl.Expr:
+    """A name as std spells it (``text.name_of`` on cleaned text)."""
+    return text.name_of(text.clean_text(e))
+
+
+def core_name(e: pl.Expr) -> pl.Expr:
+    return e.str.replace(_PLACE.pattern, "")
+
+
+def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(uscc, name, address, source) for every name std holds with a credit code; and (dataset, column,
+    value, uscc) for the entity keys (supply accounts, parcels)."""
+    names, keys = [], []
+    for r in items:
+        cols = ["uscc", *r.names, *r.entity_keys, *([r.address] if r.address else [])]
+        std = lake.read("std", r.id, columns=cols)
+        if std is None or std.height == 0:
+            continue
+        std = std.filter(pl.col("uscc").is_not_null())
+        for n in r.names:
+            names.append(
+                std.select(
+                    "uscc",
+                    pl.col(n).alias("name"),
+                    (pl.col(r.address) if r.address else pl.lit(None, pl.String)).alias("address"),
+                    pl.lit(r.id).alias("source"),
+                ).filter(pl.col("name").is_not_null())
+            )
+        for k in r.entity_keys:
+            keys.append(
+                std.select(pl.lit(r.id).alias("dataset"), pl.lit(k).alias("column"), pl.col(k).alias("value"), "uscc")
+                .filter(pl.col("value").is_not_null())
+                .unique()
+            )
+    name_schema = {"uscc": pl.String, "name": pl.String, "address": pl.String, "source": pl.String}
+    key_schema = {"dataset": pl.String, "column": pl.String, "value": pl.String, "uscc": pl.String}
+    return (
+        pl.concat(names).unique() if names else pl.DataFrame(schema=name_schema),
+        pl.concat(keys).unique() if keys else pl.DataFrame(schema=key_schema),
+    )
+
+
+def quarantined_identity(lake: Lake, r: Resolvable) -> pl.DataFrame:
+    """The raw rows quarantined for their identity alone (every ERROR they failed is an identity rule), with
+    ``__failed`` (the rules)."""
+    findings = lake.read(
+        "quarantine", "findings", columns=["dataset", "source_file", "row_number", "rule_id", "action"]
+    )
+    if findings is None:
+        return pl.DataFrame()
+    errors = {x.id for x in r.rules.rules if x.severity == "ERROR"}
+    rows = (
+        findings.filter((pl.col("dataset") == r.id) & pl.col("rule_id").is_in(sorted(errors)))
+        .group_by("source_file", "row_number")
+        .agg(pl.col("rule_id").unique().sort().alias("__failed"))
+        .filter(pl.col("__failed").list.eval(pl.element().is_in(sorted(r.identity_rules))).list.all())
+    )
+    if rows.height == 0:
+        return pl.DataFrame()
+    raw = lake.read("raw", r.id)
+    return raw.join(
+        rows.rename({"source_file": "_source_file", "row_number": "_row_number"}),
+        on=["_source_file", "_row_number"],
+        how="inner",
+    )
+
+
+def _candidates(
+    record: dict, r: Resolvable, by_name: dict, by_core: dict, by_code: dict, by_key: dict
+) -> list[tuple[str, str, float]]:
+    """(uscc, method, confidence) for one record, best first, one entry per enterprise."""
+    found: dict[str, tuple[str, float]] = {}
+
+    def add(code: str, method: str) -> None:
+        if code not in found or found[code][1] < CONFIDENCE[method]:
+            found[code] = (method, CONFIDENCE[method])
+
+    code, name, address = record["__code"], record["__name"], record["__address"]
+    if record["__name_only"]:  # the code is valid; the name is what is missing
+        if code in by_code:
+            add(code, "name_by_code")
+        return sorted(((c, m, p) for c, (m, p) in found.items()), key=lambda x: (-x[2], x[0]))
+    if code and len(code) == 18 and not uscc_code.is_valid(code):
+        for c in by_code.get(code[:17], {}).get("codes", []):
+            if name is not None and name in by_code[code[:17]]["names"].get(c, set()):
+                add(c, "code_body")
+    for k in r.entity_keys:
+        value = record.get(f"__key_{k}")
+        codes = by_key.get((r.id, k, value), set()) if value is not None else set()
+        if len(codes) == 1:
+            add(next(iter(codes)), "entity_key")
+    if name is not None:
+        for c, addresses in by_name.get(name, {}).items():
+            add(c, "name_address" if address is not None and address in addresses else "name")
+        for c in by_core.get(record["__core"], ()):
+            add(c, "name_core")
+    return sorted(((c, m, p) for c, (m, p) in found.items()), key=lambda x: (-x[2], x[0]))
+
+
+def _indexes(names: pl.DataFrame, keys: pl.DataFrame) -> tuple[dict, dict, dict, dict, dict]:
+    by_name: dict[str, dict[str, set]] = {}
+    by_core: dict[str, set[str]] = {}
+    by_code: dict[str, dict] = {}
+    name_of: dict[str, str] = {}
+    for u, n, a, src in names.sort("source", "name").iter_rows():
+        by_name.setdefault(n, {}).setdefault(u, set())
+        if a is not None:
+            by_name[n][u].add(a)
+        by_core.setdefault(_PLACE.sub("", n), set()).add(u)
+        body = by_code.setdefault(u[:17], {"codes": [], "names": {}})
+        if u not in body["codes"]:
+            body["codes"].append(u)
+        body["names"].setdefault(u, set()).add(n)
+        by_code.setdefault(u, {"codes": [u], "names": {}})
+        # the name a code is known by: the registration's, else the one most sources use (first seen)
+        if src == "amr_registration" or u not in name_of:
+            name_of[u] = n
+    by_key: dict[tuple, set[str]] = {}
+    for d, c, v, u in keys.iter_rows():
+        by_key.setdefault((d, c, v), set()).add(u)
+    return by_name, by_core, by_code, by_key, name_of
+
+
+def decisions(lake: Lake) -> pl.DataFrame:
+    """The latest steward decision per record."""
+    d = lake.read(ENTITY_DECISIONS.zone, ENTITY_DECISIONS.name)
+    if d is None or d.height == 0:
+        return pl.DataFrame(schema=pl.Schema(DECISION_SCHEMA))
+    return d.sort("decided_at").unique(["dataset", "source_file", "row_number"], keep="last")
+
+
+def match(
+    lake: Lake, r: Resolvable, names: pl.DataFrame, keys: pl.DataFrame, at: dt.datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(the match rows of ``MATCH_SCHEMA`` for the dataset's identity-quarantined records, those records'
+    raw rows with ``__uscc``/``__name`` filled for the ones to resolve)."""
+    raw = quarantined_identity(lake, r)
+    empty = pl.DataFrame(schema=pl.Schema(MATCH_SCHEMA))
+    if raw.height == 0:
+        return empty, raw
+    name_col = r.names[0]
+    prepared = raw.with_columns(
+        text.code_of(text.clean_text(pl.col("uscc"))).alias("__code"),
+        pl.coalesce([norm_name(pl.col(n)) for n in r.names]).alias("__name"),
+        (norm_name(pl.col(r.address)) if r.address else pl.lit(None, pl.String)).alias("__address"),
+        *(text.code_of(text.clean_text(pl.col(k))).alias(f"__key_{k}") for k in r.entity_keys),
+        pl.col("__failed").list.eval(pl.element().is_in(sorted(r.name_rules))).list.all().alias("__name_only"),
+    ).with_columns(core_name(pl.col("__name")).alias("__core"))
+    by_name, by_core, by_code, by_key, name_of = _indexes(names, keys)
+    decided = {
+        (d["source_file"], d["row_number"]): d
+        for d in decisions(lake).filter(pl.col("dataset") == r.id).iter_rows(named=True)
+    }
+    rows, fill = [], []
+    for rec in prepared.iter_rows(named=True):
+        cands = _candidates(rec, r, by_name, by_core, by_code, by_key)
+        decision = decided.get((rec["_source_file"], rec["_row_number"]))
+        listed = "；".join(f"{c} {name_of.get(c, '')} ({m} {p:.2f})" for c, m, p in cands) or None
+        if decision is not None and decision["decision"] == "confirmed":
+            code, method, conf, status, note = decision["uscc"], "steward", 1.0, "confirmed", decision["reason"]
+        elif decision is not None:
+            code, method, conf, status, note = None, "steward", None, "rejected", decision["reason"]
+        elif not cands:
+            code, method, conf, status, note = None, None, None, "unmatched", None
+        else:
+            code, method, conf = cands[0]
+            single = len(cands) == 1
+            status = "matched" if single and conf >= MATCHED_AT else "review"
+            note = None if single else f"{len(cands)} 个候选企业，需人工确认"
+            if status == "review" and single:
+                note = "匹配置信度不足，需人工确认"
+        rows.append(
+            {
+                "dataset": r.id,
+                "source_file": rec["_source_file"],
+                "row_number": rec["_row_number"],
+                "failed_rules": ",".join(rec["__failed"]),
+                "delivered_code": rec["uscc"],
+                "record_name": rec["__name"],
+                "record_address": rec["__address"],
+                "method": method,
+                "uscc": code,
+                "name": name_of.get(code) if code else None,
+                "confidence": conf,
+                "candidates": listed,
+                "status": status,
+                "resolved": False,
+                "note": note,
+                "resolved_at": at,
+            }
+        )
+        if status in ("matched", "confirmed"):
+            fill.append(
+                {
+                    "_source_file": rec["_source_file"],
+                    "_row_number": rec["_row_number"],
+                    "__uscc": code,
+                    "__known_name": name_of.get(code),
+                    "__method": method,
+                    "__confidence": conf,
+                }
+            )
+    matches = pl.DataFrame(rows, schema=pl.Schema(MATCH_SCHEMA))
+    if not fill:
+        return matches, raw.clear()
+    # the name a record lacks is filled from what is known for its code only to pass the rules: the resolved row
+    # keeps it empty (``resolve_rows``), so the master names the firm from the department that stated the name
+    filled = raw.join(pl.DataFrame(fill), on=["_source_file", "_row_number"], how="inner").with_columns(
+        pl.col("__uscc").alias("uscc"),
+        norm_name(pl.col(name_col)).is_null().alias("__name_filled"),
+        pl.when(norm_name(pl.col(name_col)).is_null())
+        .then(pl.col("__known_name"))
+        .otherwise(pl.col(name_col))
+        .alias(name_col),
+    )
+    return matches, filled
+
+
+def resolve_rows(
+    lake: Lake, r: Resolvable, filled: pl.DataFrame, transform: Callable[[pl.DataFrame], pl.DataFrame] | None
+) -> tuple[pl.DataFrame, dict[tuple[str, int], str]]:
+    """The std rows of the filled records (with the resolution columns), conformed together with the raw rows
+    of the std rows that share their keys so that the dataset's precedence decides between them; and, for a
+    filled record that did not come through, why (record → note)."""
+    schema = std_arrow_schema(r.ds)
+    out_schema = {**pl.Schema(schema), **RESOLUTION_COLUMNS}
+    if filled.height == 0:
+        return pl.DataFrame(schema=out_schema), {}
+    refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(r.rules.references)}
+    raw_cols = lake.read("raw", r.id, columns=None).columns
+    first = conform(r.ds, r.rules, filled.select(raw_cols), refs, whole=False)
+    std = lake.read("std", r.id)
+    competing = pl.DataFrame()
+    if first.std is not None and first.std.height and std is not None and std.height:
+        keyed = std.join(first.std.select(r.rules.key).unique(), on=r.rules.key, how="inner")
+        if keyed.height:
+            competing = lake.read("raw", r.id).join(
+                keyed.select("_source_file", "_row_number"), on=["_source_file", "_row_number"], how="inner"
+            )
+    batch = (
+        pl.concat([filled.select(raw_cols), competing.select(raw_cols)])
+        if competing.height
+        else filled.select(raw_cols)
+    )
+    result = conform(r.ds, r.rules, batch, refs, whole=False)
+    winners = result.std if result.std is not None else pl.DataFrame(schema=pl.Schema(schema))
+    ours = filled.select("_source_file", "_row_number", "__method", "__confidence", "__name_filled")
+    name_col = r.names[0]
+    resolved = (
+        winners.join(ours, on=["_source_file", "_row_number"], how="inner")
+        .with_columns(pl.when(pl.col("__name_filled")).then(None).otherwise(pl.col(name_col)).alias(name_col))
+        .drop("__name_filled")
+    )
+    notes: dict[tuple[str, int], str] = {}
+    lost = ours.join(winners.select("_source_file", "_row_number"), on=["_source_file", "_row_number"], how="anti")
+    failed = result.findings.filter(pl.col("action") == "quarantined") if result.findings.height else result.findings
+    for f, n in lost.select("_source_file", "_row_number").iter_rows():
+        why = failed.filter((pl.col("source_file") == f) & (pl.col("row_number") == n))["reason_zh"].to_list()
+        notes[(f, n)] = "；".join(sorted(set(why))) if why else "同一主键已有更新的记录（被取代）"
+    # the std row (same key) a resolved row takes the place of
+    if competing.height and resolved.height:
+        displaced = std.join(resolved.select(r.rules.key), on=r.rules.key, how="inner").select(
+            *r.rules.key, pl.col("_source_file").alias("_displaces_file"), pl.col("_row_number").alias("_displaces_row")
+        )
+        resolved = resolved.join(displaced, on=r.rules.key, how="left")
+    else:
+        resolved = resolved.with_columns(
+            pl.lit(None, pl.String).alias("_displaces_file"), pl.lit(None, pl.Int64).alias("_displaces_row")
+        )
+    resolved = resolved.rename({"__method": "_resolution_method", "__confidence": "_resolution_confidence"})
+    if transform is not None and resolved.height:
+        resolved = transform(resolved)
+    return resolved.select(list(out_schema)).cast(out_schema), notes
+
+
+def resolve(
+    lake: Lake,
+    transform_for: Callable[[Dataset], Callable[[pl.DataFrame], pl.DataFrame] | None] = lambda ds: None,
+    at: dt.datetime | None = None,
+) -> dict[str, dict[str, int]]:
+    """Match every identity-quarantined record, write ``ops/entity_matches`` (each dataset's partition) and
+    ``ops/resolved_<dataset>`` — each only when its content changed; returns per dataset the records per
+    status, the rows resolved and the versions written (own-table label → version)."""
+    at = at or dt.datetime.now(dt.UTC)
+    items = resolvables()
+    names, keys = known(lake, items)
+    summary = {}
+    for r in items:
+        matches, filled = match(lake, r, names, keys, at)
+        rows, notes = resolve_rows(lake, r, filled, transform_for(r.ds))
+        if matches.height:
+            done = rows.select(
+                pl.col("_source_file").alias("source_file"),
+                pl.col("_row_number").alias("row_number"),
+                pl.lit(True).alias("__done"),
+            )
+            why = pl.DataFrame(
+                [{"source_file": f, "row_number": n, "__why": w} for (f, n), w in notes.items()],
+                schema={"source_file": pl.String, "row_number": pl.Int64, "__why": pl.String},
+            )
+            matches = (
+                matches.join(done, on=["source_file", "row_number"], how="left")
+                .join(why, on=["source_file", "row_number"], how="left")
+                .with_columns(
+                    pl.col("__done").fill_null(False).alias("resolved"), pl.coalesce("__why", "note").alias("note")
+                )
+                .select(matches.columns)
+            )
+        versions = {}
+        before = lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
+        before = before.filter(pl.col("dataset") == r.id) if before is not None else None
+        if before is None or not _same(before.drop("resolved_at"), matches.drop("resolved_at")):
+            versions[ENTITY_MATCHES.label] = lake.replace_where(
+                ENTITY_MATCHES.zone, ENTITY_MATCHES.name, matches.to_arrow().cast(MATCH_SCHEMA), "dataset", r.id
+            )
+        table = resolved_table(r.id)
+        old = lake.read(table.zone, table.name)
+        if old is None or not _same(old, rows):
+            # the periods whose rows changed, for the incremental models (as a std build records them)
+            changed = (
+                sorted(set(rows["_period"]) ^ set(old["_period"]) | _changed_periods(old, rows))
+                if old is not None
+                else sorted(set(rows["_period"]))
+            )
+            versions[table.label] = lake.overwrite(
+                table.zone, table.name, rows.to_arrow(), metadata={"partitions": json.dumps(changed)}
+            )
+        counts = matches.group_by("status").len()
+        summary[r.id] = {
+            "statuses": {s: n for s, n in counts.iter_rows()},
+            "resolved": rows.height,
+            "versions": versions,
+        }
+    return summary
+
+
+def _same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    if a.columns != b.columns or a.height != b.height:
+        return False
+    order = [c for c in a.columns if a.schema[c] != pl.Null]
+    return a.sort(order, nulls_last=True).equals(b.sort(order, nulls_last=True))
+
+
+def _changed_periods(old: pl.DataFrame, new: pl.DataFrame) -> set[str]:
+    """Periods holding a row that is in one table and not the other."""
+    if old.columns != new.columns:
+        return set(old["_period"]) | set(new["_period"])
+    cols = [c for c in new.columns if c not in ("_ingested_at",)]
+    gone = old.select(cols).join(new.select(cols), on=cols, how="anti", nulls_equal=True)
+    came = new.select(cols).join(old.select(cols), on=cols, how="anti", nulls_equal=True)
+    return set(gone["_period"]) | set(came["_period"])
+
+
+def ensure(lake: Lake) -> None:
+    """Create the resolution tables empty where they do not exist yet (the dbt sources read them)."""
+    lake.ensure(ENTITY_MATCHES.zone, ENTITY_MATCHES.name, MATCH_SCHEMA, partition_by=["dataset"])
+    lake.ensure(ENTITY_DECISIONS.zone, ENTITY_DECISIONS.name, DECISION_SCHEMA)
+    for r in resolvables():
+        table = resolved_table(r.id)
+        schema = std_arrow_schema(r.ds)
+        for name, dtype in RESOLUTION_COLUMNS.items():
+            schema = schema.append(
+                pa.field(
+                    name, pa.string() if dtype == pl.String else (pa.float64() if dtype == pl.Float64 else pa.int64())
+                )
+            )
+        lake.ensure(table.zone, table.name, schema)
+
+
+def decide(
+    lake: Lake,
+    audit: AuditLog,
+    actor: str,
+    dataset: str,
+    source_file: str,
+    row_number: int,
+    decision: str,
+    uscc: str | None,
+    reason: str,
+) -> int:
+    """A steward's decision on a record awaiting resolution (or a correction of an earlier one): ``confirmed``
+    with the enterprise's credit code, or ``rejected``; appended to ``ops/entity_match_decisions`` and to the
+    privileged audit log. The next resolution run applies it. Returns the table version."""
+    if decision not in ("confirmed", "rejected"):
+        raise ResolutionError(f"decision must be confirmed or rejected, not {decision!r}")
+    if not reason or not reason.strip():
+        raise ResolutionError("a decision needs a reason (理由)")
+    if decision == "confirmed" and (not uscc or not uscc_code.is_valid(uscc)):
+        raise ResolutionError(f"{uscc!r} is not a valid 统一社会信用代码 (GB 32100)")
+    m = lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
+    at = (pl.col("dataset") == dataset) & (pl.col("source_file") == source_file) & (pl.col("row_number") == row_number)
+    if m is None or m.filter(at).height == 0:
+        raise ResolutionError(f"no record {dataset} {source_file} row {row_number} awaits resolution")
+    row = {
+        "dataset": dataset,
+        "source_file": source_file,
+        "row_number": row_number,
+        "decision": decision,
+        "uscc": uscc if decision == "confirmed" else None,
+        "reason": reason.strip()[:300],
+        "actor": actor,
+        "decided_at": dt.datetime.now(dt.UTC),
+    }
+    ensure(lake)
+    version = lake.append(ENTITY_DECISIONS.zone, ENTITY_DECISIONS.name, pa.Table.from_pylist([row], DECISION_SCHEMA))
+    audit.append(
+        f"entity.{decision}",
+        actor=actor,
+        dataset=dataset,
+        source_file=source_file,
+        row_number=row_number,
+        uscc=row["uscc"],
+        reason=row["reason"],
+        delta_version=version,
+    )
+    return version
