@@ -4,7 +4,8 @@
 -- emission report (单位排放增加值) is scored by the county's missing_emission_rule: 'benchmark' scores it at
 -- the benchmark (ratio 1), 'zero' gives 0 — only when the report is what is missing: a firm with a report but
 -- no value added scores 0 like any indicator whose inputs are missing, and `note` names the missing input.
--- Exempt firms get no scores.
+-- Exempt firms get no scores. score_low and score_high bound the score when an input's missing months were
+-- filled by a rule (topic_mujun_inputs: the _low/_high figures); otherwise both equal the score.
 
 with inputs as (
     select * from {{ ref('topic_mujun_inputs') }}
@@ -23,6 +24,16 @@ with inputs as (
     'tax_per_kwh': ('tax_wan', '税收', 'electricity_10k_kwh', '用电量'),
 } %}
 
+{#- the inputs whose missing months a rule filled: bounded by what those months could hold -#}
+{%- set low = {
+    'tax_wan': 'coalesce(tax_wan_low, tax_wan)',
+    'electricity_10k_kwh': 'coalesce(electricity_10k_kwh_low, electricity_10k_kwh)',
+} -%}
+{%- set high = {
+    'tax_wan': 'coalesce(tax_wan_high, tax_wan)',
+    'electricity_10k_kwh': 'coalesce(electricity_10k_kwh_high, electricity_10k_kwh)',
+} %}
+
 values_long as (
     {%- for indicator, (num, num_zh, den, den_zh) in formulas.items() %}
         select
@@ -34,6 +45,8 @@ values_long as (
             emission_eq_t is null as no_emission_report,
             '{{ indicator }}' as indicator,
             {{ num }} / nullif({{ den }}, 0) as value,
+            {{ low.get(num, num) }} / nullif({{ high.get(den, den) }}, 0) as value_low,
+            {{ high.get(num, num) }} / nullif({{ low.get(den, den) }}, 0) as value_high,
             concat_ws(
                 '、',
                 case when {{ num }} is null then '{{ num_zh }}' end,
@@ -74,6 +87,8 @@ scored as (
         v.value,
         p.weight,
         p.benchmark,
+        v.value_low / p.benchmark as raw_ratio_low,
+        v.value_high / p.benchmark as raw_ratio_high,
         case
             when v.value is not null then v.value / p.benchmark
             when
@@ -107,7 +122,19 @@ clamped as (
             when value is not null and raw_ratio > cap_ratio then cap_ratio
             when value is not null and raw_ratio < floor_ratio then floor_ratio
             else raw_ratio
-        end as ratio
+        end as ratio,
+        case
+            when value is null then raw_ratio
+            when raw_ratio_low > cap_ratio then cap_ratio
+            when raw_ratio_low < floor_ratio then floor_ratio
+            else raw_ratio_low
+        end as ratio_low,
+        case
+            when value is null then raw_ratio
+            when raw_ratio_high > cap_ratio then cap_ratio
+            when raw_ratio_high < floor_ratio then floor_ratio
+            else raw_ratio_high
+        end as ratio_high
     from scored
 )
 
@@ -124,6 +151,8 @@ select
     weight,
     ratio,
     ratio * weight as score,
+    least(ratio_low, ratio_high) * weight as score_low,
+    greatest(ratio_low, ratio_high) * weight as score_high,
     case
         when note is not null then note
         when raw_ratio > cap_ratio

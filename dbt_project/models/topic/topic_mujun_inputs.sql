@@ -3,10 +3,15 @@
 -- county (its own, else the default set of that year) and why a firm is exempt, if it is.
 -- An accepted objection (异议, ops.mujun_objections) replaces the figure it corrects — the latest accepted one
 -- per firm, year and input — and `objection_note` says what changed, by which objection and why.
+-- Incomplete inputs (topic_mujun_completeness) follow the county's rule per source (seed
+-- mujun_completeness_rules): annualise, carry_forward (a missing month takes the last month delivered), zero
+-- (the indicators using it score 0) or verify (待核实: no band); `completeness_note` says which rule applied and
+-- why, `verify_reason` why the firm cannot be banded, and the _low/_high figures bound what the missing months
+-- could hold (the evaluation withholds the band when it differs between the bounds and the rule asks so).
 
 {#- input → (its name in the note, the expression from the profile, in the formula's units) -#}
 {%- set figures = {
-    'tax_wan': ('税收', 'p.tax_paid_yuan / 10000.0'),
+    'tax_wan': ('税收', 'tx.value_yuan / 10000.0'),
     'land_mu': ('用地面积', 'p.land_mu'),
     'value_added_wan': ('增加值', 'p.value_added_yuan / 10000.0'),
     'energy_tce': ('能耗', 'p.energy_tce'),
@@ -15,10 +20,12 @@
     'rd_wan': ('研发经费', 'p.rd_expense_yuan / 10000.0'),
     'revenue_wan': ('营业收入', 'p.stats_revenue_yuan / 10000.0'),
     'electricity_10k_kwh': (
-        '用电量',
-        'case when p.electricity_months >= a.min_months_electricity then p.electricity_kwh_annualised / 10000.0 end'
+        '用电量', 'case when 12 - pw.missing >= a.min_months_electricity then pw.value_kwh / 10000.0 end'
     ),
 } %}
+
+{#- monthly source → (its alias, its name in the notes, the figure it gives) -#}
+{%- set monthly = {'tax': ('tx', '纳税申报', '税收'), 'power': ('pw', '用电计量', '用电量')} %}
 
 with params as (
     select * from {{ ref('mujun_parameters') }}
@@ -73,6 +80,70 @@ applicable as (
     left join params as own on p.region_code = own.county_code and p.year = own.year
     left join params as dflt on dflt.is_default and p.year = dflt.year
     where coalesce(own.county_code, dflt.county_code) is not null
+),
+
+rules as (
+    select * from {{ ref('mujun_completeness_rules') }}
+),
+
+{% for source, (alias, zh, figure) in monthly.items() %}
+    {{ alias }} as (
+        select
+            c.uscc,
+            c.year,
+            c.status,
+            r.rule,
+            r.verify_when_uncertain,
+            c.missing_periods,
+            c.expected - c.present as missing,
+            case
+                when c.status = 'complete' then c.delivered_value
+                when r.rule = 'annualise' then c.annualised_value
+                when r.rule = 'carry_forward' then c.carried_value
+                when r.rule = 'zero' then null
+                else c.delivered_value
+            end{% if source == 'power' %} / 1.0 as value_kwh{% else %} as value_yuan{% endif %},
+            case
+                when c.status <> 'complete' and r.rule in ('annualise', 'carry_forward') and r.verify_when_uncertain
+                    then c.low_value
+            end as low_value,
+            case
+                when c.status <> 'complete' and r.rule in ('annualise', 'carry_forward') and r.verify_when_uncertain
+                    then c.high_value
+            end as high_value,
+            case
+                when c.status <> 'complete'
+                    then
+                        '{{ zh }}缺 ' || coalesce(c.missing_periods, '全年') || '（'
+                        || cast(c.expected - c.present as varchar) || ' 个月'
+                        || case
+                            when c.accounts > 1 then '，按 ' || cast(c.accounts as varchar) || ' 个用电户号计'
+                            else ''
+                        end
+                        || '），' || case r.rule
+                            when 'annualise' then '按 ' || cast(c.present as varchar) || ' 个完整月的月均折算全年{{ figure }}'
+                            when 'carry_forward' then '缺月按上一个已报月份的数值补足'
+                            when 'zero' then '使用{{ figure }}的指标记零分'
+                            else '不推断，待核实'
+                        end
+            end as note
+        from {{ ref('topic_mujun_completeness') }} as c
+        inner join applicable as a on c.uscc = a.uscc and c.year = a.year
+        left join rules as r on a.parameter_county = r.county_code and c.year = r.year and r.source = '{{ source }}'
+        where c.source = '{{ source }}'
+    ),
+{% endfor %}
+
+stats_missing as (
+    select
+        c.uscc,
+        c.year,
+        r.rule,
+        '规上企业缺 ' || cast(c.year as varchar) || ' 年统计年报（增加值、能耗、从业人数、研发经费、营业收入）' as note
+    from {{ ref('topic_mujun_completeness') }} as c
+    inner join applicable as a on c.uscc = a.uscc and c.year = a.year
+    left join rules as r on a.parameter_county = r.county_code and c.year = r.year and r.source = 'stats'
+    where c.source = 'stats' and c.status = 'missing'
 )
 
 select
@@ -87,6 +158,25 @@ select
         case when c.{{ name }} is not null then c.{{ name }} else {{ expr }} end as {{ name }},
     {%- endfor %}
     p.electricity_months,
+    -- what the missing months could hold (annualise / carry_forward with a band check); an objection's figure
+    -- is certain
+    case when c.tax_wan is null then tx.low_value / 10000.0 end as tax_wan_low,
+    case when c.tax_wan is null then tx.high_value / 10000.0 end as tax_wan_high,
+    case
+        when c.electricity_10k_kwh is null and 12 - pw.missing >= a.min_months_electricity
+            then pw.low_value / 10000.0
+    end as electricity_10k_kwh_low,
+    case
+        when c.electricity_10k_kwh is null and 12 - pw.missing >= a.min_months_electricity
+            then pw.high_value / 10000.0
+    end as electricity_10k_kwh_high,
+    nullif(concat_ws('；', tx.note, pw.note, sm.note), '') as completeness_note,
+    nullif(concat_ws(
+        '；',
+        case when tx.status <> 'complete' and tx.rule = 'verify' and c.tax_wan is null then tx.note end,
+        case when pw.status <> 'complete' and pw.rule = 'verify' and c.electricity_10k_kwh is null then pw.note end,
+        case when sm.rule = 'verify' and c.value_added_wan is null then sm.note end
+    ), '') as verify_reason,
     a.missing_emission_rule,
     case
         when x.industry_code is not null then x.reason_zh
@@ -108,6 +198,9 @@ select
     ) end as objection_note
 from profile as p
 inner join applicable as a on p.uscc = a.uscc and p.year = a.year
+left join tx on p.uscc = tx.uscc and p.year = tx.year
+left join pw on p.uscc = pw.uscc and p.year = pw.year
+left join stats_missing as sm on p.uscc = sm.uscc and p.year = sm.year
 left join corrected as c on p.uscc = c.uscc and p.year = c.year
 left join {{ ref('mujun_exempt_industries') }} as x
     on a.parameter_county = x.county_code and p.year = x.year and p.industry_code = x.industry_code

@@ -1,0 +1,196 @@
+-- 亩均评价输入完整性: for every firm, year and source of the evaluation — 税务 monthly filings, 电力 monthly
+-- metering of every supply account, 统计 annual report (规上) — which periods are present, which missing, how
+-- many rows entity resolution recovered (records that came without a usable credit code), and what the missing
+-- periods could hold: the firm's own lowest and highest complete month (the bounds the band is tested under).
+-- A power month is complete only when every supply account the firm has in the year is metered in it.
+
+with firms as (
+    select
+        uscc,
+        year,
+        scale_type
+    from {{ ref('theme_enterprise_360') }}
+),
+
+months as (
+    select unnest(generate_series(1, 12)) as month
+),
+
+spine as (
+    select
+        f.uscc,
+        f.year,
+        cast(f.year as varchar) || '-' || lpad(cast(m.month as varchar), 2, '0') as period
+    from firms as f
+    cross join months as m
+),
+
+tax_months as (
+    select
+        uscc,
+        period,
+        {{ exact_sum('tax_paid_yuan') }} as value
+    from {{ ref('stg_tax__monthly') }}
+    where uscc is not null
+    group by uscc, period
+),
+
+power_rows as (
+    select
+        uscc,
+        account_no,
+        period,
+        consumption_kwh
+    from {{ ref('stg_power__monthly') }}
+    where uscc is not null
+),
+
+accounts as (
+    select
+        uscc,
+        cast(substr(period, 1, 4) as integer) as year,
+        count(distinct account_no) as accounts
+    from power_rows
+    group by uscc, cast(substr(period, 1, 4) as integer)
+),
+
+power_months as (
+    select
+        r.uscc,
+        r.period,
+        {{ exact_sum('r.consumption_kwh') }} as value,
+        count(distinct r.account_no) = max(a.accounts) as complete
+    from power_rows as r
+    inner join accounts as a on r.uscc = a.uscc and cast(substr(r.period, 1, 4) as integer) = a.year
+    group by r.uscc, r.period
+),
+
+monthly as (
+    select
+        s.uscc,
+        s.year,
+        s.period,
+        'tax' as source,
+        t.value,
+        t.value is not null as present
+    from spine as s
+    left join tax_months as t on s.uscc = t.uscc and s.period = t.period
+    union all
+    select
+        s.uscc,
+        s.year,
+        s.period,
+        'power' as source,
+        case when p.complete then p.value end as value,
+        coalesce(p.complete, false) as present
+    from spine as s
+    left join power_months as p on s.uscc = p.uscc and s.period = p.period
+),
+
+carried as (
+    select
+        *,
+        coalesce(
+            last_value(value ignore nulls) over (
+                partition by uscc, year, source order by period rows between unbounded preceding and current row
+            ),
+            first_value(value ignore nulls) over (
+                partition by uscc, year, source order by period rows between current row and unbounded following
+            )
+        ) as carried_value
+    from monthly
+),
+
+resolved as (
+    select
+        uscc,
+        cast(substr(period, 1, 4) as integer) as year,
+        'tax' as source,
+        count(*) as resolved_rows
+    from {{ source('ops', 'resolved_tax_monthly') }}
+    group by all
+    union all
+    select
+        uscc,
+        cast(substr(period, 1, 4) as integer) as year,
+        'power' as source,
+        count(*) as resolved_rows
+    from {{ source('ops', 'resolved_power_monthly') }}
+    group by all
+    union all
+    select
+        uscc,
+        year,
+        'stats' as source,
+        count(*) as resolved_rows
+    from {{ source('ops', 'resolved_stats_annual') }}
+    group by all
+),
+
+monthly_sources as (
+    select
+        c.uscc,
+        c.year,
+        c.source,
+        12 as expected,
+        count(*) filter (where c.present) as present,
+        string_agg(case when not c.present then c.period end, ',' order by c.period) as missing_periods,
+        {{ exact_sum('c.value') }} as delivered_value,
+        {{ exact_sum('c.carried_value') }} as carried_value,
+        min(c.value) as lowest_month,
+        max(c.value) as highest_month
+    from carried as c
+    group by c.uscc, c.year, c.source
+),
+
+stats as (
+    select
+        f.uscc,
+        f.year,
+        'stats' as source,
+        case when f.scale_type = '规上' then 1 else 0 end as expected,
+        count(s.uscc) as present,
+        case when f.scale_type = '规上' and count(s.uscc) = 0 then cast(f.year as varchar) end as missing_periods
+    from firms as f
+    left join {{ ref('stg_stats__annual') }} as s on f.uscc = s.uscc and f.year = s.year
+    group by f.uscc, f.year, f.scale_type
+)
+
+select
+    m.uscc,
+    m.year,
+    m.source,
+    m.expected,
+    m.present,
+    m.missing_periods,
+    case when m.source = 'power' then a.accounts end as accounts,
+    coalesce(r.resolved_rows, 0) as resolved_rows,
+    m.delivered_value,
+    case when m.present > 0 then m.delivered_value * m.expected / m.present end as annualised_value,
+    m.carried_value,
+    m.delivered_value + (m.expected - m.present) * m.lowest_month as low_value,
+    m.delivered_value + (m.expected - m.present) * m.highest_month as high_value,
+    case when m.present = m.expected then 'complete' when m.present = 0 then 'missing' else 'incomplete' end as status
+from monthly_sources as m
+left join accounts as a on m.uscc = a.uscc and m.year = a.year
+left join resolved as r on m.uscc = r.uscc and m.year = r.year and m.source = r.source
+union all
+select
+    s.uscc,
+    s.year,
+    s.source,
+    s.expected,
+    s.present,
+    s.missing_periods,
+    null as accounts,
+    coalesce(r.resolved_rows, 0) as resolved_rows,
+    null as delivered_value,
+    null as annualised_value,
+    null as carried_value,
+    null as low_value,
+    null as high_value,
+    case
+        when s.expected = 0 then 'not_required' when s.present >= s.expected then 'complete' else 'missing'
+    end as status
+from stats as s
+left join resolved as r on s.uscc = r.uscc and s.year = r.year and s.source = r.source
