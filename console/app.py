@@ -25,6 +25,7 @@ from console.data import Console, Denied, NotFound, Viewer
 from console.sessions import Sessions, digest
 from exchange.identity import IdentityError
 from lakehouse import objections
+from quality import resolution
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "shucang_console"
@@ -341,6 +342,39 @@ def app(
             return await mujun_firm(request, str(exc), 400)
         return RedirectResponse(f"/mujun/{urllib.parse.quote(uscc)}/{year}#objections", status_code=303)
 
+    # --- entity resolution --------------------------------------------------------------------------------------
+    async def entities(request: Request, error: str = "", status_code: int = 200):
+        s = viewer_of(request)
+        status = request.query_params.get("status", "review")
+        ds = request.query_params.get("dataset", "")
+        found = console.entity_matches(s.viewer, status, ds)
+        return page(request, "entities.html", status_code, found=found, chosen=status, ds=ds, error=error)
+
+    async def entity_decide(request: Request):
+        s = viewer_of(request)
+        form = await form_of(request, s)
+        if s.viewer.role != "steward":
+            raise Denied("只有数据管理员可以确认主体 — only a steward decides entity matches")
+        try:
+            row = int(form.get("row_number", ""))
+        except ValueError:
+            return await entities(request, "行号无效 — not a row number", 400)
+        decision = form.get("decision", "")
+        uscc = (form.get("other") or "").strip().upper() or form.get("uscc", "")
+        try:
+            console.decide_entity(
+                s.viewer,
+                form.get("dataset", ""),
+                form.get("source_file", ""),
+                row,
+                decision,
+                uscc,
+                form.get("reason", ""),
+            )
+        except resolution.ResolutionError as exc:
+            return await entities(request, str(exc), 400)
+        return RedirectResponse("/entities", status_code=303)
+
     # --- lineage ------------------------------------------------------------------------------------------------
     async def lineage(request: Request):
         s = viewer_of(request)
@@ -409,6 +443,8 @@ def app(
         Route("/mujun/{uscc}/{year}", mujun_firm),
         Route("/mujun/{uscc}/{year}/objections", objection, methods=["POST"]),
         Route("/mujun/{uscc}/{year}/objections/{oid}", objection, methods=["POST"]),
+        Route("/entities", entities),
+        Route("/entities/decide", entity_decide, methods=["POST"]),
         Route("/lineage", lineage),
         Route("/healthz", health),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),

@@ -30,11 +30,12 @@ from lakehouse import objections
 from lakehouse.cycles import Freshness, assess
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
 from lakehouse.registry import Registry
-from lakehouse.tables import FINDINGS, OBJECTIONS, PROBLEMS, SCORES
+from lakehouse.tables import ENTITY_DECISIONS, ENTITY_MATCHES, FINDINGS, OBJECTIONS, PROBLEMS, SCORES
 from orchestration.lineage.naming import Naming
 from privacy import access
 from privacy.audit import AuditLog
 from privacy.policy import mask_findings
+from quality import resolution
 from quality.problem_lists import EXPORT_FOLDER
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -336,7 +337,20 @@ class Console:
         ]
         applied = next((b for b in bands if b["band"] == firm["band"]), None)
         gaps = [i for i in indicators if i.get("value") is None or i.get("note")]
-        return {"firm": firm, "indicators": indicators, "bands": bands, "applied": applied, "gaps": gaps}
+        completeness = self.read("publish", "topic_mujun_completeness")
+        sources = (
+            completeness.filter((pl.col("uscc") == uscc) & (pl.col("year") == year)).sort("source").to_dicts()
+            if completeness is not None
+            else []
+        )
+        return {
+            "firm": firm,
+            "indicators": indicators,
+            "bands": bands,
+            "applied": applied,
+            "gaps": gaps,
+            "sources": sources,
+        }
 
     # --- objections (异议) -----------------------------------------------------------------------------------------
     def objections(self, viewer: Viewer, uscc: str, year: int) -> list[objections.Objection]:
@@ -366,6 +380,41 @@ class Console:
     def _reported(self, version: int, **metadata: str) -> None:
         if self.report is not None:
             self.report(OBJECTIONS, version, **metadata)
+
+    # --- entity resolution (主体识别) -----------------------------------------------------------------------------
+    def entity_matches(self, viewer: Viewer, status: str = "review", dataset: str = "") -> dict:
+        """The records quarantined for the enterprise's identity and how each was matched (ops/entity_matches):
+        the review queue (status ``review``) and every other status, with the candidates to choose from."""
+        _require(viewer, "steward", what="复核主体识别 review entity matches")
+        matches = self.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
+        if matches is None or matches.height == 0:
+            return {"rows": [], "statuses": {}, "datasets": {}, "total": 0}
+        statuses = dict(matches.group_by("status").len().sort("status").iter_rows())
+        datasets = dict(matches.group_by("dataset").len().sort("dataset").iter_rows())
+        chosen = matches
+        if status:
+            chosen = chosen.filter(pl.col("status") == status)
+        if dataset:
+            chosen = chosen.filter(pl.col("dataset") == dataset)
+        rows = []
+        for r in chosen.sort("dataset", "source_file", "row_number").head(QUARANTINE_ROWS).iter_rows(named=True):
+            listed = [c for c in (r["candidates"] or "").split("；") if c]
+            r["options"] = [(c.split(" ", 1)[0], c) for c in listed]
+            rows.append(r)
+        return {"rows": rows, "statuses": statuses, "datasets": datasets, "total": chosen.height}
+
+    def decide_entity(
+        self, viewer: Viewer, dataset: str, source_file: str, row_number: int, decision: str, uscc: str, reason: str
+    ) -> int:
+        """A steward confirms a record's enterprise (a candidate, or a code they checked) or rejects the match;
+        the next resolution run applies it, and Dagster is told so the run follows."""
+        _require(viewer, "steward", what="确认主体识别 decide entity matches")
+        version = resolution.decide(
+            self.lake, self.audit, viewer.label, dataset, source_file, row_number, decision, uscc or None, reason
+        )
+        if self.report is not None:
+            self.report(ENTITY_DECISIONS, version, dataset=dataset, decision=decision)
+        return version
 
     # --- column lineage ----------------------------------------------------------------------------------------
     _lineage_cache: tuple[tuple, object] | None = None

@@ -363,3 +363,57 @@ def test_a_steward_records_and_decides_an_objection_and_dagster_is_told(console)
         ("ops/mujun_objections", "filed"),
         ("ops/mujun_objections", "accepted"),
     ]
+
+
+def test_a_steward_confirms_an_ambiguous_entity_match_and_dagster_is_told(console):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from quality import resolution
+
+    record = {
+        "dataset": "tax_monthly",
+        "source_file": "tax/monthly/税务_月度申报_2023-03.csv",
+        "row_number": 12,
+        "failed_rules": "uscc_required",
+        "delivered_code": None,
+        "record_name": "台州市测试模具有限公司",
+        "record_address": None,
+        "method": "name",
+        "uscc": "91331003MA00000012",
+        "name": "台州市测试模具有限公司",
+        "confidence": 0.97,
+        "candidates": "91331003MA00000012 台州市测试模具有限公司 (name 0.97)；91331003MA00000025 <b>同名</b> (name 0.97)",
+        "status": "review",
+        "resolved": False,
+        "note": "2 个候选企业，需人工确认",
+        "resolved_at": dt.datetime(2024, 4, 1, tzinfo=dt.UTC),
+    }
+    console.lake.replace_where(
+        "ops", "entity_matches", pa.Table.from_pylist([record], resolution.MATCH_SCHEMA), "dataset", "tax_monthly"
+    )
+    modeler = _client(console)
+    _sign_in(modeler, "modeler-li")
+    assert modeler.get("/entities").status_code == 403
+    steward = _client(console)
+    _sign_in(steward, STEWARD)
+    page = steward.get("/entities")
+    assert page.status_code == 200 and "2 个候选企业" in page.text and "91331003MA00000025" in page.text
+    assert "<b>同名</b>" not in page.text and "&lt;b&gt;同名&lt;/b&gt;" in page.text  # escaped
+    form = {"dataset": "tax_monthly", "source_file": record["source_file"], "row_number": "12", "reason": "税务核实"}
+    r = steward.post("/entities/decide", data={**form, "decision": "confirmed", "uscc": "91331003MA00000012"})
+    assert r.status_code == 403  # no CSRF token
+    token = _csrf(steward, "/entities")
+    bad = {**form, "decision": "confirmed", "other": "91331003MA00000013", "csrf": token}
+    r = steward.post("/entities/decide", data=bad)
+    assert r.status_code == 400 and "GB 32100" in r.text
+    r = steward.post("/entities/decide", data={**form, "decision": "confirmed", "reason": " ", "csrf": token})
+    assert r.status_code == 400 and "reason" in r.text
+    ok = {**form, "decision": "confirmed", "uscc": "91331003MA00000012", "csrf": token}
+    assert steward.post("/entities/decide", data=ok).status_code == 303
+    (decided,) = resolution.decisions(console.lake).iter_rows(named=True)
+    assert decided["uscc"] == "91331003MA00000012" and decided["actor"] == f"steward:{STEWARD}"
+    assert decided["reason"] == "税务核实"
+    assert [e["action"] for e in console.audit.entries()][-1] == "entity.confirmed"
+    assert [(label, m["decision"]) for label, _, m in console.reported] == [("ops/entity_match_decisions", "confirmed")]

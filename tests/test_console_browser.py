@@ -319,6 +319,9 @@ def test_mujun_lookup_explains_band_rank_indicators_and_rule(visit, site):
         (pl.col("uscc") == firm["uscc"]) & (pl.col("year") == firm["year"])
     )
     assert scores.height > 0 and all(n in indicators for n in scores["name_zh"])
+    # which sources were complete, which months were missing (the demo's power file of 2023-07 was rejected)
+    completeness = page.inner_text("#completeness")
+    assert "纳税申报" in completeness and "用电计量" in completeness and "2023-07" in completeness
     v.shot("mujun-firm")
     # the enterprise's objection, recorded by the steward, then rejected with a reason
     page.select_option("#file-objection select[name=input]", "land_mu")
@@ -331,6 +334,21 @@ def test_mujun_lookup_explains_band_rank_indicators_and_rule(visit, site):
     row.locator("button[value=rejected]").click()
     assert "已驳回" in page.inner_text("#objections") and "权证登记日期晚于评价年度" in page.inner_text("#objections")
     v.shot("mujun-objection")
+
+
+def test_the_steward_sees_how_identity_quarantined_records_were_matched(visit, site):
+    _, demo = site
+    matches = pl.read_delta(str(demo.lake / "ops" / "entity_matches"))
+    v = visit("demo-steward")
+    page = v.page
+    v.go("/entities")
+    assert "没有待处理的记录" in page.inner_text("#entities")  # the demo's matches are all unambiguous
+    page.select_option("select[name=status]", "matched")
+    page.click("form.search button")
+    rows = page.locator("#entities tbody tr")
+    assert rows.count() == min(matches.height, 200) and "已匹配" in rows.first.inner_text()
+    assert f"{matches.height} 条" in page.inner_text("main")
+    v.shot("entities")
 
 
 def test_column_lineage_traces_to_the_landing_header_with_privacy_transforms_marked(visit):

@@ -15,6 +15,7 @@ from lakehouse.tables import (
     CHANGES,
     COLLECT_LOG,
     DUPLICATES,
+    ENTITY_DECISIONS,
     FINDINGS,
     GRADE_OVERRIDES,
     OBJECTIONS,
@@ -143,7 +144,13 @@ def test_an_asset_with_no_lineage_code_still_has_table_lineage(full_run):
     }
     # the Delta version each input stood at (this run built no publish zone, changed no grade)
     # written by stewards' commands (none in this run), and problem lists are files
-    unwritten = published | {CHANGES.label, GRADE_OVERRIDES.label, OBJECTIONS.label, "quality/problem_lists"}
+    unwritten = published | {
+        CHANGES.label,
+        GRADE_OVERRIDES.label,
+        OBJECTIONS.label,
+        ENTITY_DECISIONS.label,
+        "quality/problem_lists",
+    }
     assert all("version" in i["facets"] for i in done["inputs"] if i["name"] not in unwritten), [
         i["name"] for i in done["inputs"] if i["name"] not in unwritten and "version" not in i["facets"]
     ]

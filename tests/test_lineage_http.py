@@ -60,7 +60,8 @@ def _run(workdir, instance):
     selection = [
         a
         for a in assets.defs.defs.assets
-        if isinstance(a, dg.AssetsDefinition) and a.key.path[-1] in ("amr_registration", "eco_emissions")
+        if isinstance(a, dg.AssetsDefinition)
+        and any(k.path[-1] in ("amr_registration", "eco_emissions") and k.path[0] in ("raw", "std") for k in a.keys)
     ]
     result = runs.materialize(selection, resources=resources(s), instance=instance)
     return s, result.run_id

@@ -121,7 +121,13 @@ def test_outside_raw_no_table_holds_a_valid_resident_id_or_a_mobile(run):
     assert production["remarks"].str.contains(r"\[姓名\]").sum() > 10
     log = AuditLog(s.audit_log)
     uses = [e for e in log.entries() if e["action"] == "key.use"]
-    assert {e["detail"]["dataset"] for e in uses} == {"std.amr_registration", "std.ent_production"}
+    # std and the rows entity resolution recovered for those datasets (conformed with the same policy)
+    assert {e["detail"]["dataset"] for e in uses} == {
+        "std.amr_registration",
+        "std.ent_production",
+        "ops.resolved_amr_registration",
+        "ops.resolved_ent_production",
+    }
     assert log.verify().ok
 
 
