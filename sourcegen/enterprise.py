@@ -19,13 +19,15 @@ TELEMETRY_INTERVAL_S = 900
 TELEMETRY_ROWS_PER_FILE = 2_000_000
 
 
-def production(ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.ndarray, truth: dict) -> list[Delivery]:
+def production(
+    ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.ndarray, truth: dict, activity: np.ndarray
+) -> list[Delivery]:
     """规上 firms report monthly; their electricity is the metered figure give or take 3%, except where a
     mismatch is injected (recorded in the truth for the reconciliation to find)."""
     is_above = ent["above_scale"].to_numpy()
     above = ent.filter(pl.col("above_scale"))
     n = above.height
-    shares = monthly_shares(rng, n)
+    shares = monthly_shares(rng, n) * activity[is_above]  # output follows a production drop
     metered = above["electricity_kwh"].to_numpy()[:, None] * elec_shares[is_above]
     off = rng.random((n, 12)) < d.RATES["electricity_mismatch"]
     reported = metered * np.where(off, rng.uniform(1.25, 1.6, (n, 12)), rng.uniform(0.97, 1.03, (n, 12)))

@@ -12,7 +12,7 @@ import polars as pl
 
 from sourcegen import enterprise, government, timing
 from sourcegen.defects import LABELLED_REMARKS, RATES, UNIT_VARIANT_RATES, split_markers
-from sourcegen.model import enterprises, monthly_shares
+from sourcegen.model import YEAR, enterprises, monthly_shares, production_drops
 from sourcegen.writers import write
 
 ENTERPRISES_PER_SCALE = 1_000
@@ -28,15 +28,19 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
     ent = enterprises(rng, n)
     inconsistencies: dict = {}  # cross-source disagreements injected on purpose, for the reconciliation
     elec_shares = monthly_shares(rng, n)  # one monthly profile per firm, metered and reported alike
+    # true production drops and recoveries (their own random stream: the rest of the data does not move)
+    activity, drops = production_drops(np.random.default_rng(seed + 2), n)
+    elec_shares = elec_shares * activity
     facts: dict = {}  # per-firm facts a department's file states, for the truth (status, tax as filed, ...)
+    facts["electricity_kwh_metered"] = ent["electricity_kwh"].to_numpy() * elec_shares.sum(axis=1)
     deliveries = [
         *government.registration(ent, rng, facts),
-        *government.tax_monthly(ent, rng, facts),
+        *government.tax_monthly(ent, rng, facts, activity),
         *government.stats_annual(ent, rng, inconsistencies, facts),
         *government.power_monthly(ent, rng, elec_shares),
         *government.land_parcels(ent, rng),
         *government.eco_emissions(ent, rng, facts),
-        *enterprise.production(ent, rng, elec_shares, inconsistencies),
+        *enterprise.production(ent, rng, elec_shares, inconsistencies, activity),
     ]
     equipment, devices = enterprise.equipment(ent, rng)
     deliveries += equipment
@@ -76,6 +80,16 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
         "files": files,
         "defects": dict(sorted(defects.items())),
         "inconsistencies": inconsistencies,
+        # true production drops (and the recovery after them), each firm's activity cut for those months
+        "production_drops": [
+            {
+                "uscc": ent["uscc"][d["index"]],
+                "start": f"{YEAR}-{d['start'] + 1:02d}",
+                "end": f"{YEAR}-{d['end'] + 1:02d}",
+                "factor": d["factor"],
+            }
+            for d in drops
+        ],
         # every remark written with personal information in it, its spans labelled [start, end, kind]
         "pii_remarks": list(LABELLED_REMARKS),
     }
@@ -83,5 +97,6 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
     truth.mkdir(parents=True, exist_ok=True)
     (truth / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     # the latent firm plus what its departments state about it: the truth the evaluations are measured against
+    facts.pop("sales_share")
     ent.with_columns(pl.Series(k, v) for k, v in facts.items()).write_parquet(truth / "enterprises.parquet")
     return manifest

@@ -46,11 +46,12 @@ def registration(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> li
     return [Delivery("amr_registration", "amr/registration/市场监管_企业登记信息_2023-12-31.csv", df, "csv", "gb18030")]
 
 
-def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> list[Delivery]:
+def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator, facts: dict, activity: np.ndarray) -> list[Delivery]:
     """Monthly filings; 2% of Jan–Oct filings are corrected (更正) one or two months later, and the correction
     is what the firm owes: ``facts`` gets each firm's annual tax and revenue as filed, corrections applied."""
     n = ent.height
-    shares = monthly_shares(rng, n)
+    shares = monthly_shares(rng, n) * activity  # a production drop cuts sales too
+    facts["sales_share"] = shares.sum(axis=1)  # the year's sales as a share of a year without a drop
     revenue_yuan = ent["revenue_wan"].to_numpy()[:, None] * shares * 10_000
     tax_yuan = revenue_yuan * (ent["tax_wan"] / ent["revenue_wan"]).to_numpy()[:, None]
     in_wan = rng.random((n, 12)) < d.UNIT_VARIANT_RATES["tax_monthly"]
@@ -150,14 +151,20 @@ def power_monthly(ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.n
 
 def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts: dict) -> list[Delivery]:
     above = ent.filter(pl.col("above_scale"))
-    noise = rng.uniform(0.97, 1.03, above.height)  # statistics and tax revenue never agree exactly
+    # statistics and tax revenue never agree exactly; both see a production drop (the year's sales share)
+    noise = rng.uniform(0.97, 1.03, above.height)
     off = d.pick(rng, above.height, d.RATES["revenue_mismatch"])
-    noise = np.where(
-        off,
+    noise = (
         np.where(
-            rng.random(above.height) < 0.5, rng.uniform(1.2, 1.5, above.height), rng.uniform(0.55, 0.8, above.height)
-        ),
-        noise,
+            off,
+            np.where(
+                rng.random(above.height) < 0.5,
+                rng.uniform(1.2, 1.5, above.height),
+                rng.uniform(0.55, 0.8, above.height),
+            ),
+            noise,
+        )
+        * facts["sales_share"][ent["above_scale"].to_numpy()]
     )
     reported = np.full(ent.height, np.nan)
     reported[ent["above_scale"].to_numpy()] = above["revenue_wan"].to_numpy() * noise

@@ -123,3 +123,22 @@ def monthly_shares(rng: np.random.Generator, n: int) -> np.ndarray:
     season = np.array([0.8, 0.55, 1.0, 1.02, 1.05, 1.05, 1.0, 1.0, 1.05, 1.05, 1.1, 1.3])
     raw = season[None, :] * rng.lognormal(0, 0.08, (n, 12))
     return raw / raw.sum(axis=1, keepdims=True)
+
+
+DROP_RATE = 0.03  # of firms: a true production drop in the year, recorded in the truth manifest
+
+
+def production_drops(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[dict]]:
+    """(n, 12) multipliers of each firm's monthly activity, and the drops they hold: 3% of firms cut production
+    to 30–55% for one to three months from a month between February and October, then recover. Electricity,
+    output and tax follow the same cut (a stopped line uses no power, makes nothing, sells nothing)."""
+    factor = np.ones((n, 12))
+    drops = []
+    for i in np.flatnonzero(rng.random(n) < DROP_RATE):
+        start = int(rng.integers(1, 10))  # February (1) … October (9): the month before is in the year
+        months = int(rng.integers(1, 4))
+        cut = float(rng.uniform(0.30, 0.55))
+        end = min(start + months, 12)
+        factor[i, start:end] = cut
+        drops.append({"index": int(i), "start": start, "end": end - 1, "factor": round(cut, 4)})
+    return factor, drops

@@ -35,7 +35,7 @@ def _values(t: pl.DataFrame) -> dict[str, pl.Expr]:
         ),
         "labour_productivity": pl.col("value_added_wan") / pl.col("employees"),
         "rd_share": pl.col("rd_wan") / pl.col("stats_revenue_wan"),
-        "tax_per_kwh": tax_wan / (pl.col("electricity_kwh") / 10_000),
+        "tax_per_kwh": tax_wan / (pl.col("electricity_kwh_metered") / 10_000),
     }
 
 

@@ -226,6 +226,37 @@ def test_mujun_bands_equal_the_truth_or_say_why_they_cannot(built, generated):
     assert agreement > 0.8  # the demo's one whole missing month (power 2023-07, rejected) leaves most bands certain
 
 
+def test_monitoring_flags_the_true_drops_not_the_season_and_reports_gaps_separately(built, manifest):
+    """Against the drops the generator injected (truth manifest ``production_drops``): an alarm is right when it
+    falls within a true drop of that firm; a drop is found when an alarm falls within it. Drops that start in a
+    month that cannot be compared (the demo's power file of 2023-07 was rejected) are data gaps, never alarms."""
+    mon = _publish(built["settings"], "topic_operation_monitoring")
+    drops = pl.DataFrame(manifest["production_drops"])
+    flags = mon.filter(pl.col("flag_electricity_drop")).select("uscc", "period")
+    within = flags.join(drops, on="uscc").filter(pl.col("period").is_between(pl.col("start"), pl.col("end")))
+    comparable = drops.join(
+        mon.filter(~pl.col("electricity_data_gap")).select("uscc", pl.col("period").alias("start")),
+        on=["uscc", "start"],
+    )
+    found = comparable.join(within.select("uscc", "start").unique(), on=["uscc", "start"])
+    precision = within.select("uscc", "period").unique().height / flags.height
+    recall = found.height / comparable.height
+    gapped = drops.join(
+        mon.filter(pl.col("electricity_data_gap")), left_on=["uscc", "start"], right_on=["uscc", "period"]
+    )
+    print(
+        f"monitoring: {flags.height} alarms, precision {precision:.1%}, recall {recall:.1%} of {comparable.height} "
+        f"comparable drops; {gapped.height} drops start in a data gap"
+    )
+    assert comparable.height >= 15 and precision >= 0.9 and recall >= 0.9
+    assert gapped.height > 0 and gapped["data_gap_reason"].str.contains("用电").all()
+    assert not gapped["flag_electricity_drop"].any()
+    # the Spring Festival dip is the season, not a drop: February raises no alarm beyond the true drops
+    february = flags.filter(pl.col("period") == "2023-02")
+    assert february.height <= drops.filter(pl.col("start") == "2023-02").height
+    assert mon.filter(pl.col("period") == "2023-02")["electricity_mom"].median() < -0.3  # the dip is there
+
+
 def test_identity_quarantined_records_are_matched_to_the_true_enterprise_and_feed_the_models(built, generated):
     s = built["settings"]
     lake = s.lake()
