@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test test-fast ui up down share-server console bench lint summary clean
+.PHONY: env manifest demo test test-fast ui up down share-server console assessment bench lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -53,6 +53,9 @@ share-server: env ## the Delta Sharing service for approved data requests, on 12
 
 console: env ## the steward console on 127.0.0.1:3100 (CONSOLE_PORT=…); `python -m console demo-users` after make demo
 	$(PY) -m console serve --host 127.0.0.1 --port $${CONSOLE_PORT:-3100}
+
+assessment: env ## 自评: the data section of the annual self-assessment, HTML and PDF with charts (YEAR=2023)
+	$(PY) -m console assessment --year $${YEAR:-2023}
 
 bench: env $(MANIFEST) ## benchmark against a plain DuckDB baseline (BENCH_SCALE=100: 100k enterprises, 10M telemetry rows)
 	$(PY) -m benchmarks.run --scale $${BENCH_SCALE:-100}

@@ -6,6 +6,8 @@ passwd ID                                  set a principal's console password (a
 modeler-add ID --name N --department D     register a dbt modeler
 demo-users                                 the demo's steward, modeler and consumers get random
                                            passwords, printed once (after `make demo`)
+assessment [--year Y] [--out DIR]          自评: the data section of the annual self-assessment, HTML and
+                                           PDF with charts (console/assessment.py)
 """
 
 from __future__ import annotations
@@ -15,6 +17,22 @@ import getpass
 import os
 import secrets
 import sys
+from pathlib import Path
+
+
+def _assessment(year: int, out: Path | None) -> int:
+    from console import assessment
+    from orchestration.settings import settings
+
+    s = settings()
+    try:
+        report = assessment.gather(s.lake(), year)
+        page, document = assessment.write(report, out or s.data_dir / "reports")
+    except assessment.AssessmentError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 3
+    print(f"自评 {year}: {len(report.sections)} sections\n  HTML {page}\n  PDF  {document}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     mod.add_argument("--name", required=True)
     mod.add_argument("--department", required=True)
     sub.add_parser("demo-users", help="random console passwords for the demo's principals, printed once")
+    report = sub.add_parser("assessment", help="自评: the data section of the annual self-assessment (HTML, PDF)")
+    report.add_argument("--year", type=int, default=2023)
+    report.add_argument("--out", type=Path, default=None, help="default: <data dir>/reports")
     args = parser.parse_args(argv)
+    if args.command == "assessment":
+        return _assessment(args.year, args.out)
 
     from console.data import from_settings
     from exchange.identity import IdentityError
