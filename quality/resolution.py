@@ -14,9 +14,9 @@ and its other stable keys (a supply account number, a parcel number). A record i
 - ``name``           its name is exactly one known enterprise's                                     0.97
 - ``name_by_code``   (name missing, code valid) the code is known, with one name                     0.99
 - ``name_core``      its name without the place prefix (浙江省/台州市/黄岩区…) is one known enterprise's  0.85
-A single candidate at 0.9 or more is ``matched`` and feeds the models; several candidates, or a weaker match,
-go to ``review`` for a steward (the console's review queue); no candidate is ``unmatched`` and the record
-stays in quarantine.
+A single candidate at 0.9 or more is ``matched`` and feeds the models (weaker candidates beside it stay
+listed); several candidates at 0.9 or more, or only weaker ones, go to ``review`` for a steward (the console's
+review queue); no candidate is ``unmatched`` and the record stays in quarantine.
 
 A matched record is conformed again with the dataset's own rules and the identity filled in — the same
 standardisation, privacy transform and precedence (a correction beats the filing it corrects) as std — so
@@ -316,12 +316,17 @@ def match(
         elif not cands:
             code, method, conf, status, note = None, None, None, "unmatched", None
         else:
+            # unambiguous: one candidate at the matching confidence; weaker ones (a similar name without the
+            # place prefix) do not outweigh an exact name, code or account, but stay listed
             code, method, conf = cands[0]
-            single = len(cands) == 1
-            status = "matched" if single and conf >= MATCHED_AT else "review"
-            note = None if single else f"{len(cands)} 个候选企业，需人工确认"
-            if status == "review" and single:
-                note = "匹配置信度不足，需人工确认"
+            strong = [c for c in cands if c[2] >= MATCHED_AT]
+            if len(strong) == 1:
+                status = "matched"
+                note = f"另有 {len(cands) - 1} 个弱匹配候选（仅名称相近）" if len(cands) > 1 else None
+            elif strong:
+                status, note = "review", f"{len(strong)} 个候选企业，需人工确认"
+            else:
+                status, note = "review", "匹配置信度不足，需人工确认"
         rows.append(
             {
                 "dataset": r.id,
