@@ -133,14 +133,22 @@ def _read(lake: Lake, zone: str, name: str) -> pl.DataFrame | None:
     return lake.read(zone, name)
 
 
+def _required(lake: Lake, zone: str, name: str, missing: str) -> pl.DataFrame:
+    """The table, or the refusal ``missing`` (what to run first) when it does not exist or is empty."""
+    frame = lake.read(zone, name)
+    if frame is None or frame.height == 0:
+        raise AssessmentError(missing)
+    return frame
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
 def _catalogue(lake: Lake) -> Section:
-    entries = _read(lake, "catalogue", "datasets")
-    if entries is None or entries.height == 0:
-        raise AssessmentError("the catalogue is empty: materialise catalogue/datasets (make demo) first")
+    entries = _required(
+        lake, "catalogue", "datasets", "the catalogue is empty: materialise catalogue/datasets (make demo) first"
+    )
     by = entries.group_by("zone", "grade").len()
     zones = [z for z in ZONES if z in set(entries["zone"])] + sorted(set(entries["zone"]) - set(ZONES))
     cell = {(z, g): n for z, g, n in by.iter_rows()}
@@ -162,9 +170,9 @@ def _catalogue(lake: Lake) -> Section:
 
 
 def _collection(lake: Lake, year: int) -> Section:
-    rate = _read(lake, "ops", "collection_rate")
-    if rate is None or rate.height == 0:
-        raise AssessmentError("no 归集 record: materialise ops/collection_status (make demo) first")
+    rate = _required(
+        lake, "ops", "collection_rate", "no 归集 record: materialise ops/collection_status (make demo) first"
+    )
     # deliveries from the year's first month on: the year's annual data is due in the months after it
     rate = rate.filter(pl.col("month") >= f"{year}-01")
     window = f"{rate['month'].min()}–{rate['month'].max()}" if rate.height else str(year)
@@ -203,9 +211,7 @@ def _collection(lake: Lake, year: int) -> Section:
 
 
 def _quality(lake: Lake) -> Section:
-    scores = _read(lake, "quality", "scores")
-    if scores is None or scores.height == 0:
-        raise AssessmentError("no quality scores: run the std builds (make demo) first")
+    scores = _required(lake, "quality", "scores", "no quality scores: run the std builds (make demo) first")
     dept = scores.filter(pl.col("level") == "department")
     latest = dept.sort("scored_at").group_by("subject").last().sort("subject")
     trend = (
@@ -242,9 +248,9 @@ def _quality(lake: Lake) -> Section:
 
 
 def _enterprises(lake: Lake) -> Section:
-    master = _read(lake, "publish", "base_enterprise")
-    if master is None or master.height == 0:
-        raise AssessmentError("no enterprise master: publish base_enterprise (make demo) first")
+    master = _required(
+        lake, "publish", "base_enterprise", "no enterprise master: publish base_enterprise (make demo) first"
+    )
     by_sources = master.group_by("source_count").len().sort("source_count")
     by_county = master.group_by("region_code").len().sort("region_code")
     registered = master.filter(pl.col("registration_source").is_not_null()).height
@@ -268,9 +274,12 @@ def _enterprises(lake: Lake) -> Section:
 
 
 def _mujun(lake: Lake, year: int) -> Section:
-    ev = _read(lake, "publish", "topic_mujun_evaluation")
-    if ev is None or ev.height == 0:
-        raise AssessmentError("no 亩均 evaluation: publish topic_mujun_evaluation (make demo) first")
+    ev = _required(
+        lake,
+        "publish",
+        "topic_mujun_evaluation",
+        "no 亩均 evaluation: publish topic_mujun_evaluation (make demo) first",
+    )
     ev = ev.filter(pl.col("year") == year)
     status = dict(ev.group_by("evaluation_status").len().iter_rows()) if "evaluation_status" in ev.columns else {}
     bands = dict(ev.group_by("band").len().drop_nulls().iter_rows())

@@ -3,6 +3,7 @@ PDF, checked page by page — the text is there and says what the lake holds, th
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,9 @@ import pypdfium2 as pdfium
 import pytest
 from pypdf import PdfReader
 
+from console import assessment
 from console.assessment import PALETTE
-
-pytestmark = pytest.mark.integration
+from lakehouse.lake import Lake
 
 TITLES = ("数据资源目录", "数据归集", "数据质量", "企业覆盖", "亩均效益评价", "数据共享")
 
@@ -45,6 +46,7 @@ def _chart_pixels(document: Path, index: int) -> int:
     return sum(n for n, rgb in image.getcolors(1 << 20) if rgb in colours)
 
 
+@pytest.mark.integration
 def test_the_pdf_has_a_cover_and_a_page_per_section_each_with_its_figures_and_a_drawn_chart(report, demo_site):
     _, document = report
     pages = PdfReader(str(document)).pages
@@ -73,9 +75,27 @@ def test_the_pdf_has_a_cover_and_a_page_per_section_each_with_its_figures_and_a_
     assert f"应归集 {rate['expected'].sum()} 批次" in _text(pages[opened["数据归集"]]).replace("  ", " ")
 
 
+@pytest.mark.integration
 def test_the_html_holds_the_same_sections_with_inline_charts_and_no_outside_resource(report):
     page, _ = report
     text = page.read_text(encoding="utf-8")
     assert all(t in text for t in TITLES)
     assert text.count("<svg") >= len(TITLES) and "<rect" in text and "<circle" in text  # bars; the trend's points
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in text
+
+
+def test_an_empty_lake_or_a_machine_without_a_chinese_font_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    with pytest.raises(assessment.AssessmentError, match="make demo"):
+        assessment.gather(Lake(str(tmp_path / "lake")), 2023)
+    monkeypatch.setattr(assessment, "FONT_CANDIDATES", ())
+    monkeypatch.setenv("SHUCANG_CJK_FONT", str(tmp_path / "nowhere.ttc"))
+    with pytest.raises(assessment.AssessmentError, match="fonts-noto-cjk"):
+        assessment.cjk_font()
+
+
+def test_a_chart_scales_its_bars_to_the_largest_value_and_escapes_its_labels():
+    chart = assessment.Chart("<b>归集率</b>", ["税务", "电力"], {"率": [100.0, 50.0]}, max_value=100.0)
+    svg = chart.svg("sans-serif")
+    heights = [float(h) for h in re.findall(r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="([0-9.]+)"', svg)]
+    assert heights[:2] == [174.0, 87.0]  # 100% fills the plot (260 − 28 − 58 px), 50% half of it
+    assert "<b>" not in svg and "&lt;b&gt;归集率&lt;/b&gt;" in svg

@@ -333,59 +333,23 @@ def test_an_ambiguous_match_waits_for_the_steward_whose_decision_applies(built, 
     review = state()
     assert review["status"] == "review" and not review["resolved"] and review["rows"] == []
     assert record["uscc"] in review["candidates"] and twin in review["candidates"] and "2 个候选企业" in review["note"]
+
+    def decide(decision: str, uscc: str | None, reason: str, row: int = record["row_number"], who: str = "li"):
+        resolution.decide(
+            lake, audit, f"steward:{who}", "tax_monthly", record["source_file"], row, decision, uscc, reason
+        )
+
     with pytest.raises(resolution.ResolutionError, match="reason"):
-        resolution.decide(
-            lake,
-            audit,
-            "steward:li",
-            "tax_monthly",
-            record["source_file"],
-            record["row_number"],
-            "confirmed",
-            record["uscc"],
-            " ",
-        )
+        decide("confirmed", record["uscc"], " ")
     with pytest.raises(resolution.ResolutionError, match="GB 32100"):
-        resolution.decide(
-            lake,
-            audit,
-            "steward:li",
-            "tax_monthly",
-            record["source_file"],
-            record["row_number"],
-            "confirmed",
-            twin[:-1] + "0" if twin[-1] != "0" else twin[:-1] + "1",
-            "核对",
-        )
+        decide("confirmed", twin[:-1] + ("0" if twin[-1] != "0" else "1"), "核对")
     with pytest.raises(resolution.ResolutionError, match="awaits resolution"):
-        resolution.decide(
-            lake, audit, "steward:li", "tax_monthly", record["source_file"], 10**9, "rejected", None, "核对"
-        )
-    resolution.decide(
-        lake,
-        audit,
-        "steward:li",
-        "tax_monthly",
-        record["source_file"],
-        record["row_number"],
-        "confirmed",
-        record["uscc"],
-        "经税务部门核实纳税人识别号",
-    )
+        decide("rejected", None, "核对", row=10**9)
+    decide("confirmed", record["uscc"], "经税务部门核实纳税人识别号")
     confirmed = state()
     assert confirmed["status"] == "confirmed" and confirmed["method"] == "steward" and confirmed["resolved"]
     assert confirmed["rows"] == [(record["uscc"], "steward")]
-    resolution.decide(
-        lake,
-        audit,
-        "steward:wang",
-        "tax_monthly",
-        record["source_file"],
-        record["row_number"],
-        "rejected",
-        None,
-        "该记录为重复报送",
-    )
+    decide("rejected", None, "该记录为重复报送", who="wang")
     rejected = state()
     assert rejected["status"] == "rejected" and not rejected["resolved"] and rejected["rows"] == []
     assert [e["action"] for e in audit.entries()] == ["entity.confirmed", "entity.rejected"]
