@@ -28,10 +28,11 @@ def run(lake: Path, target: Path) -> dict:
     db.parent.mkdir(exist_ok=True)
     db.unlink(missing_ok=True)
     con = duckdb.connect(str(db), config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    con.execute("create schema if not exists std")
-    for source in manifest["sources"].values():
-        arrow = DeltaTable(str(lake / "std" / source["name"])).to_pyarrow_dataset()  # noqa: F841 — scanned by name
-        con.execute(f'create or replace table std."{source["name"]}" as select * from arrow')
+    for source in manifest["sources"].values():  # std tables, and the warehouse's own (objections, resolved rows)
+        zone = source.get("config", {}).get("zone") or "std"
+        arrow = DeltaTable(str(lake / zone / source["name"])).to_pyarrow_dataset()  # noqa: F841 — scanned by name
+        con.execute(f'create schema if not exists "{source["schema"]}"')
+        con.execute(f'create or replace table "{source["schema"]}"."{source["name"]}" as select * from arrow')
     executed = 0
     for r in results:
         node = manifest["nodes"].get(r["unique_id"])

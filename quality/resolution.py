@@ -161,8 +161,9 @@ def core_name(e: pl.Expr) -> pl.Expr:
 
 
 def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(uscc, name, address, source) for every name std holds with a credit code; and (dataset, column,
-    value, uscc) for the entity keys (supply accounts, parcels)."""
+    """(uscc, name, address, source, core, body) for every name std holds with a credit code (core: the name
+    without its place prefix; body: the code's first 17 characters); and (dataset, column, value, uscc) for the
+    entity keys (supply accounts, parcels)."""
     names, keys = [], []
     for r in items:
         cols = ["uscc", *r.names, *r.entity_keys, *([r.address] if r.address else [])]
@@ -187,18 +188,34 @@ def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFra
             )
     name_schema = {"uscc": pl.String, "name": pl.String, "address": pl.String, "source": pl.String}
     key_schema = {"dataset": pl.String, "column": pl.String, "value": pl.String, "uscc": pl.String}
+    known_names = pl.concat(names).unique() if names else pl.DataFrame(schema=name_schema)
     return (
-        pl.concat(names).unique() if names else pl.DataFrame(schema=name_schema),
+        known_names.with_columns(
+            core_name(pl.col("name")).alias("core"), pl.col("uscc").str.slice(0, 17).alias("body")
+        ),
         pl.concat(keys).unique() if keys else pl.DataFrame(schema=key_schema),
     )
 
 
-def quarantined_identity(lake: Lake, r: Resolvable) -> pl.DataFrame:
-    """The raw rows quarantined for their identity alone (every ERROR they failed is an identity rule), with
-    ``__failed`` (the rules)."""
-    findings = lake.read(
-        "quarantine", "findings", columns=["dataset", "source_file", "row_number", "rule_id", "action"]
+def _rows_of(lake: Lake, zone: str, dataset: str, at: pl.DataFrame) -> pl.DataFrame:
+    """The rows of a table at (``_source_file``, ``_row_number``): a lazy scan that reads only those files."""
+    files = at["_source_file"].unique().implode()
+    return (
+        lake.scan(zone, dataset)
+        .filter(pl.col("_source_file").is_in(files))
+        .join(at.lazy(), on=["_source_file", "_row_number"], how="inner")
+        .collect()
     )
+
+
+def findings_read(lake: Lake) -> pl.DataFrame | None:
+    return lake.read("quarantine", "findings", columns=["dataset", "source_file", "row_number", "rule_id", "action"])
+
+
+def quarantined_identity(lake: Lake, r: Resolvable, findings: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The raw rows quarantined for their identity alone (every ERROR they failed is an identity rule), with
+    ``__failed`` (the rules). ``findings``: the quarantine as ``findings_read`` gives it (read when not given)."""
+    findings = findings if findings is not None else findings_read(lake)
     if findings is None:
         return pl.DataFrame()
     errors = {x.id for x in r.rules.rules if x.severity == "ERROR"}
@@ -210,12 +227,7 @@ def quarantined_identity(lake: Lake, r: Resolvable) -> pl.DataFrame:
     )
     if rows.height == 0:
         return pl.DataFrame()
-    raw = lake.read("raw", r.id)
-    return raw.join(
-        rows.rename({"source_file": "_source_file", "row_number": "_row_number"}),
-        on=["_source_file", "_row_number"],
-        how="inner",
-    )
+    return _rows_of(lake, "raw", r.id, rows.rename({"source_file": "_source_file", "row_number": "_row_number"}))
 
 
 def _candidates(
@@ -255,11 +267,13 @@ def _indexes(names: pl.DataFrame, keys: pl.DataFrame) -> tuple[dict, dict, dict,
     by_core: dict[str, set[str]] = {}
     by_code: dict[str, dict] = {}
     name_of: dict[str, str] = {}
-    for u, n, a, src in names.sort("source", "name").iter_rows():
+    for u, n, a, src, core in (
+        names.sort("source", "name").select("uscc", "name", "address", "source", "core").iter_rows()
+    ):
         by_name.setdefault(n, {}).setdefault(u, set())
         if a is not None:
             by_name[n][u].add(a)
-        by_core.setdefault(_PLACE.sub("", n), set()).add(u)
+        by_core.setdefault(core, set()).add(u)
         body = by_code.setdefault(u[:17], {"codes": [], "names": {}})
         if u not in body["codes"]:
             body["codes"].append(u)
@@ -283,11 +297,16 @@ def decisions(lake: Lake) -> pl.DataFrame:
 
 
 def match(
-    lake: Lake, r: Resolvable, names: pl.DataFrame, keys: pl.DataFrame, at: dt.datetime
+    lake: Lake,
+    r: Resolvable,
+    names: pl.DataFrame,
+    keys: pl.DataFrame,
+    at: dt.datetime,
+    findings: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the match rows of ``MATCH_SCHEMA`` for the dataset's identity-quarantined records, those records'
     raw rows with ``__uscc``/``__name`` filled for the ones to resolve)."""
-    raw = quarantined_identity(lake, r)
+    raw = quarantined_identity(lake, r, findings)
     empty = pl.DataFrame(schema=pl.Schema(MATCH_SCHEMA))
     if raw.height == 0:
         return empty, raw
@@ -299,15 +318,44 @@ def match(
         *(text.code_of(text.clean_text(pl.col(k))).alias(f"__key_{k}") for k in r.entity_keys),
         pl.col("__failed").list.eval(pl.element().is_in(sorted(r.name_rules))).list.all().alias("__name_only"),
     ).with_columns(core_name(pl.col("__name")).alias("__core"))
-    by_name, by_core, by_code, by_key, name_of = _indexes(names, keys)
+    # only what these records could match: the rows of their names, name cores, code bodies, codes and keys
+    all_names, names = (
+        names,
+        names.filter(
+            pl.col("name").is_in(prepared["__name"].drop_nulls().unique().implode())
+            | pl.col("core").is_in(prepared["__core"].drop_nulls().unique().implode())
+            | pl.col("body").is_in(prepared["__code"].drop_nulls().str.slice(0, 17).unique().implode())
+            | pl.col("uscc").is_in(prepared["__code"].drop_nulls().unique().implode())
+        ),
+    )
+    wanted_keys = (
+        pl.concat(
+            [prepared.select(pl.lit(k).alias("column"), pl.col(f"__key_{k}").alias("value")) for k in r.entity_keys]
+        )
+        if r.entity_keys
+        else pl.DataFrame(schema={"column": pl.String, "value": pl.String})
+    )
+    keys = keys.filter(pl.col("dataset") == r.id).join(wanted_keys.unique(), on=["column", "value"], how="semi")
+    by_name, by_core, by_code, by_key, _ = _indexes(names, keys)
     decided = {
         (d["source_file"], d["row_number"]): d
         for d in decisions(lake).filter(pl.col("dataset") == r.id).iter_rows(named=True)
     }
+    records = [
+        (
+            rec,
+            _candidates(rec, r, by_name, by_core, by_code, by_key),
+            decided.get((rec["_source_file"], rec["_row_number"])),
+        )
+        for rec in prepared.iter_rows(named=True)
+    ]
+    # the name each candidate (or confirmed) code is known by, from every source that names it
+    codes = {c for _, cands, _ in records for c, _, _ in cands} | {
+        d["uscc"] for _, _, d in records if d is not None and d["uscc"]
+    }
+    _, _, _, _, name_of = _indexes(all_names.filter(pl.col("uscc").is_in(sorted(codes))), keys.clear())
     rows, fill = [], []
-    for rec in prepared.iter_rows(named=True):
-        cands = _candidates(rec, r, by_name, by_core, by_code, by_key)
-        decision = decided.get((rec["_source_file"], rec["_row_number"]))
+    for rec, cands, decision in records:
         listed = "；".join(f"{c} {name_of.get(c, '')} ({m} {p:.2f})" for c, m, p in cands) or None
         if decision is not None and decision["decision"] == "confirmed":
             code, method, conf, status, note = decision["uscc"], "steward", 1.0, "confirmed", decision["reason"]
@@ -385,16 +433,19 @@ def resolve_rows(
     if filled.height == 0:
         return pl.DataFrame(schema=out_schema), {}
     refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(r.rules.references)}
-    raw_cols = lake.read("raw", r.id, columns=None).columns
+    raw_cols = lake.scan("raw", r.id).collect_schema().names()
     first = conform(r.ds, r.rules, filled.select(raw_cols), refs, whole=False)
-    std = lake.read("std", r.id)
-    competing = pl.DataFrame()
-    if first.std is not None and first.std.height and std is not None and std.height:
-        keyed = std.join(first.std.select(r.rules.key).unique(), on=r.rules.key, how="inner")
+    competing, keyed = pl.DataFrame(), pl.DataFrame()
+    std = lake.scan("std", r.id)
+    if first.std is not None and first.std.height and std is not None:
+        # the std rows with the keys of these records, and the raw rows they came from
+        keyed = (
+            std.select(*r.rules.key, "_source_file", "_row_number")
+            .join(first.std.select(r.rules.key).unique().lazy(), on=r.rules.key, how="inner")
+            .collect()
+        )
         if keyed.height:
-            competing = lake.read("raw", r.id).join(
-                keyed.select("_source_file", "_row_number"), on=["_source_file", "_row_number"], how="inner"
-            )
+            competing = _rows_of(lake, "raw", r.id, keyed.select("_source_file", "_row_number"))
     batch = (
         pl.concat([filled.select(raw_cols), competing.select(raw_cols)])
         if competing.height
@@ -417,7 +468,7 @@ def resolve_rows(
         notes[(f, n)] = "；".join(sorted(set(why))) if why else "同一主键已有更新的记录（被取代）"
     # the std row (same key) a resolved row takes the place of
     if competing.height and resolved.height:
-        displaced = std.join(resolved.select(r.rules.key), on=r.rules.key, how="inner").select(
+        displaced = keyed.join(resolved.select(r.rules.key), on=r.rules.key, how="inner").select(
             *r.rules.key, pl.col("_source_file").alias("_displaces_file"), pl.col("_row_number").alias("_displaces_row")
         )
         resolved = resolved.join(displaced, on=r.rules.key, how="left")
@@ -442,9 +493,10 @@ def resolve(
     at = at or dt.datetime.now(dt.UTC)
     items = resolvables()
     names, keys = known(lake, items)
+    findings = findings_read(lake)
     summary = {}
     for r in items:
-        matches, filled = match(lake, r, names, keys, at)
+        matches, filled = match(lake, r, names, keys, at, findings)
         rows, notes = resolve_rows(lake, r, filled, transform_for(r.ds))
         if matches.height:
             done = rows.select(

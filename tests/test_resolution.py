@@ -56,11 +56,20 @@ KNOWN = pl.DataFrame(
         "source": ["amr_registration", "amr_registration", "amr_registration", "tax_monthly"],
     }
 )
+
+
+def known(names: pl.DataFrame) -> pl.DataFrame:
+    """The names as ``resolution.known`` gives them: with the name's core and the code's body."""
+    return names.with_columns(
+        resolution.core_name(pl.col("name")).alias("core"), pl.col("uscc").str.slice(0, 17).alias("body")
+    )
+
+
 ACCOUNTS = pl.DataFrame({"dataset": ["power_monthly"], "column": ["account_no"], "value": ["3300000001"], "uscc": [D]})
 
 
 def _matches(lake: Lake, dataset: str) -> dict[int, dict]:
-    m, _ = resolution.match(lake, _by(dataset), KNOWN, ACCOUNTS, AT)
+    m, _ = resolution.match(lake, _by(dataset), known(KNOWN), ACCOUNTS, AT)
     return {r["row_number"]: r for r in m.iter_rows(named=True)}
 
 
@@ -107,7 +116,7 @@ def test_a_supply_account_identifies_its_firm_and_two_firms_of_one_name_wait_for
             ),
         ]
     )
-    found, filled = resolution.match(lake, _by("power_monthly"), twin, ACCOUNTS, AT)
+    found, filled = resolution.match(lake, _by("power_monthly"), known(twin), ACCOUNTS, AT)
     second = found.filter(pl.col("row_number") == 2).row(0, named=True)
     assert second["status"] == "review" and "2 个候选企业" in second["note"]
     assert set(filled["_row_number"]) == {1}  # only the unambiguous record is filled in
@@ -134,7 +143,7 @@ def test_a_stewards_decision_overrides_the_matching_and_is_audited(lake, tmp_pat
     _quarantine(
         lake, "tax_monthly", [{"uscc": "", "taxpayer_name": "台州市明大模具（集团）有限公司"}], ["uscc_required"]
     )
-    m, _ = resolution.match(lake, _by("tax_monthly"), KNOWN, ACCOUNTS, AT)
+    m, _ = resolution.match(lake, _by("tax_monthly"), known(KNOWN), ACCOUNTS, AT)
     lake.replace_where("ops", "entity_matches", m.to_arrow().cast(resolution.MATCH_SCHEMA), "dataset", "tax_monthly")
     audit = AuditLog(tmp_path / "audit.jsonl")
     resolution.decide(lake, audit, "steward:li", "tax_monthly", "q.csv", 1, "confirmed", B, "经税务部门核实")
