@@ -463,9 +463,16 @@ def resolve_rows(
     notes: dict[tuple[str, int], str] = {}
     lost = ours.join(winners.select("_source_file", "_row_number"), on=["_source_file", "_row_number"], how="anti")
     failed = result.findings.filter(pl.col("action") == "quarantined") if result.findings.height else result.findings
-    for f, n in lost.select("_source_file", "_row_number").iter_rows():
-        why = failed.filter((pl.col("source_file") == f) & (pl.col("row_number") == n))["reason_zh"].to_list()
-        notes[(f, n)] = "；".join(sorted(set(why))) if why else "同一主键已有更新的记录（被取代）"
+    if lost.height:
+        reasons = failed.group_by("source_file", "row_number").agg(
+            pl.col("reason_zh").unique().sort().str.join("；").alias("why")
+        )
+        explained = lost.join(
+            reasons.rename({"source_file": "_source_file", "row_number": "_row_number"}),
+            on=["_source_file", "_row_number"],
+            how="left",
+        ).with_columns(pl.col("why").fill_null("同一主键已有更新的记录（被取代）"))
+        notes = {(f, n): w for f, n, w in explained.select("_source_file", "_row_number", "why").iter_rows()}
     # the std row (same key) a resolved row takes the place of
     if competing.height and resolved.height:
         displaced = keyed.join(resolved.select(r.rules.key), on=r.rules.key, how="inner").select(
