@@ -420,20 +420,20 @@ def pdf(a: Assessment, font_file: Path | None = None) -> bytes:
         0, 6, f"台州市黄岩区行业数据仓 · 生成于 {a.made_at:%Y-%m-%d %H:%M} UTC", new_x="LMARGIN", new_y="NEXT"
     )
     doc.ln(4)
-    for s in a.sections:
-        doc.set_font("cjk", size=11)
-        doc.multi_cell(0, 6, s.title, new_x="LMARGIN", new_y="NEXT")
+
+    def heading(s: Section, size: int, height: int) -> None:
+        doc.set_font("cjk", size=size)
+        doc.multi_cell(0, height, s.title, new_x="LMARGIN", new_y="NEXT")
         doc.set_font("cjk", size=9)
         for p in s.summary:
             doc.multi_cell(0, 5, p, new_x="LMARGIN", new_y="NEXT")
+
+    for s in a.sections:  # the cover: every section's figures
+        heading(s, 11, 6)
         doc.ln(1)
-    for s in a.sections:
+    for s in a.sections:  # then a page each, with its table and charts
         doc.add_page()
-        doc.set_font("cjk", size=14)
-        doc.multi_cell(0, 8, s.title, new_x="LMARGIN", new_y="NEXT")
-        doc.set_font("cjk", size=9)
-        for p in s.summary:
-            doc.multi_cell(0, 5, p, new_x="LMARGIN", new_y="NEXT")
+        heading(s, 14, 8)
         doc.ln(2)
         header, rows = s.table
         headings = FontFace(emphasis="", fill_color=(228, 236, 244))  # one face of the CJK font: no bold
