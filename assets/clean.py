@@ -42,6 +42,30 @@ class StdConfig(dg.Config):
     )
 
 
+def audit_key_use(
+    context: dg.AssetExecutionContext,
+    privacy: PrivacyResource,
+    ring,
+    ds: Dataset,
+    table: str,
+    version: int,
+    rows: int,
+    purpose: str,
+) -> None:
+    """The privileged log's record of a step pseudonymising ``ds``'s identifiers into ``table`` with the key ring."""
+    privacy.audit().append(
+        "key.use",
+        actor=f"dagster:{context.run.run_id} ({default_actor()})",
+        purpose=purpose,
+        dataset=table,
+        delta_version=version,
+        key_version=ring.current,
+        columns=sorted(c for c, w in policy.std_transforms(ds).items() if w == "pseudonymise"),
+        rows=rows,
+        run_id=context.run.run_id,
+    )
+
+
 def std_key(dataset_id: str) -> dg.AssetKey:
     return dg.AssetKey(["std", dataset_id])
 
@@ -244,17 +268,7 @@ def _std_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 f"the writes); written now from its staging: {written}"
             )
         if ring is not None and version is not None and outcome.partitions != []:
-            privacy.audit().append(
-                "key.use",
-                actor=f"dagster:{context.run.run_id} ({default_actor()})",
-                purpose="pseudonymise std",
-                dataset=f"std.{ds.id}",
-                delta_version=version,
-                key_version=ring.current,
-                columns=sorted(c for c, w in policy.std_transforms(ds).items() if w == "pseudonymise"),
-                rows=result.rows_out,
-                run_id=context.run.run_id,
-            )
+            audit_key_use(context, privacy, ring, ds, f"std.{ds.id}", version, result.rows_out, "pseudonymise std")
         checks = _check_results(rules, result, outcome.whole, the_lake.row_count("raw", ds.id))
         if outcome.withheld:
             yield from checks

@@ -7,14 +7,13 @@ std. One step after the std builds, before the models; it follows std and the st
 import dagster as dg
 import polars as pl
 
-from assets.clean import std_key
+from assets.clean import audit_key_use, std_key
 from assets.own_tables import key
 from lakehouse.registry import registry
 from lakehouse.tables import ENTITY_DECISIONS, ENTITY_MATCHES, RESOLVED, RESOLVED_DATASETS, resolved_table
 from orchestration.automation import follows_inputs
 from orchestration.resources import LakeResource, PrivacyResource
 from privacy import policy
-from privacy.audit import default_actor
 from quality import resolution
 
 TABLES = (ENTITY_MATCHES, *RESOLVED)
@@ -63,16 +62,15 @@ def build() -> dg.AssetsDefinition:
             table = resolved_table(dataset)
             ds = reg.dataset(dataset)
             if ring is not None and table.label in s["versions"] and policy.std_transforms(ds):
-                privacy.audit().append(
-                    "key.use",
-                    actor=f"dagster:{context.run.run_id} ({default_actor()})",
-                    purpose="pseudonymise resolved std rows",
-                    dataset=f"{table.zone}.{table.name}",
-                    delta_version=s["versions"][table.label],
-                    key_version=ring.current,
-                    columns=sorted(c for c, w in policy.std_transforms(ds).items() if w == "pseudonymise"),
-                    rows=s["resolved"],
-                    run_id=context.run.run_id,
+                audit_key_use(
+                    context,
+                    privacy,
+                    ring,
+                    ds,
+                    f"{table.zone}.{table.name}",
+                    s["versions"][table.label],
+                    s["resolved"],
+                    "pseudonymise resolved std rows",
                 )
         for t in TABLES:
             version = the_lake.table(t.zone, t.name).version()

@@ -20,7 +20,6 @@ from pathlib import Path
 import polars as pl
 
 from lakehouse.lake import Lake
-from lakehouse.registry import registry
 
 ZONES = ("raw", "std", "base", "theme", "topic", "publish", "ops", "quality", "quarantine", "catalogue", "share")
 GRADES = ("L1", "L2", "L3", "L4")
@@ -45,7 +44,6 @@ class Chart:
     labels: list[str]
     series: dict[str, list[float | None]]
     kind: str = "bar"  # bar | line
-    unit: str = ""
     max_value: float | None = None
 
     def svg(self, font: str, width: int = 640, height: int = 260, size: tuple[str, str] | None = None) -> str:
@@ -203,7 +201,6 @@ def _collection(lake: Lake, year: int) -> Section:
                 "各部门归集率（%）",
                 [d for d in per["department"]],
                 {"归集率": [100 * r if r is not None else None for r in per["rate"]]},
-                unit="%",
                 max_value=100.0,
             )
         ],
@@ -461,7 +458,3 @@ def write(a: Assessment, out: Path) -> tuple[Path, Path]:
     page.write_text(html(a), encoding="utf-8")
     document.write_bytes(pdf(a))
     return page, document
-
-
-def registry_departments() -> dict[str, str]:
-    return {d: dept.name_zh for d, dept in registry().departments.items()}

@@ -94,6 +94,7 @@ RESOLUTION_COLUMNS = {
     "_displaces_file": pl.String,  # the std row this one takes the place of (same key), if any
     "_displaces_row": pl.Int64,
 }
+ARROW_TYPES = {pl.String: pa.string(), pl.Float64: pa.float64(), pl.Int64: pa.int64()}
 # leading place names: 浙江省, 台州市 / 台州, a district or county — the part of a name departments drop or add
 _PLACE = re.compile(r"^(?:浙江省?)?(?:台州市?)?(?:[\u4e00-\u9fff]{1,3}?[区县])?")
 ADDRESS_COLUMNS = ("address", "location")
@@ -423,16 +424,22 @@ def match(
 
 
 def resolve_rows(
-    lake: Lake, r: Resolvable, filled: pl.DataFrame, transform: Callable[[pl.DataFrame], pl.DataFrame] | None
+    lake: Lake,
+    r: Resolvable,
+    filled: pl.DataFrame,
+    transform: Callable[[pl.DataFrame], pl.DataFrame] | None,
+    refs: dict[str, pl.Series] | None = None,
 ) -> tuple[pl.DataFrame, dict[tuple[str, int], str]]:
     """The std rows of the filled records (with the resolution columns), conformed together with the raw rows
     of the std rows that share their keys so that the dataset's precedence decides between them; and, for a
-    filled record that did not come through, why (record → note)."""
+    filled record that did not come through, why (record → note). ``refs``: the std codes the referential rules
+    read (read here when not given)."""
     schema = std_arrow_schema(r.ds)
     out_schema = {**pl.Schema(schema), **RESOLUTION_COLUMNS}
     if filled.height == 0:
         return pl.DataFrame(schema=out_schema), {}
-    refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(r.rules.references)}
+    if refs is None:
+        refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in sorted(r.rules.references)}
     raw_cols = lake.scan("raw", r.id).collect_schema().names()
     first = conform(r.ds, r.rules, filled.select(raw_cols), refs, whole=False)
     competing, keyed = pl.DataFrame(), pl.DataFrame()
@@ -501,10 +508,13 @@ def resolve(
     items = resolvables()
     names, keys = known(lake, items)
     findings = findings_read(lake)
+    recorded = lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
+    references = sorted(set().union(*(r.rules.references for r in items)))
+    refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in references}
     summary = {}
     for r in items:
         matches, filled = match(lake, r, names, keys, at, findings)
-        rows, notes = resolve_rows(lake, r, filled, transform_for(r.ds))
+        rows, notes = resolve_rows(lake, r, filled, transform_for(r.ds), refs)
         if matches.height:
             done = rows.select(
                 pl.col("_source_file").alias("source_file"),
@@ -524,8 +534,7 @@ def resolve(
                 .select(matches.columns)
             )
         versions = {}
-        before = lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
-        before = before.filter(pl.col("dataset") == r.id) if before is not None else None
+        before = recorded.filter(pl.col("dataset") == r.id) if recorded is not None else None
         if before is None or not _same(before.drop("resolved_at"), matches.drop("resolved_at")):
             versions[ENTITY_MATCHES.label] = lake.replace_where(
                 ENTITY_MATCHES.zone, ENTITY_MATCHES.name, matches.to_arrow().cast(MATCH_SCHEMA), "dataset", r.id
@@ -576,11 +585,7 @@ def ensure(lake: Lake) -> None:
         table = resolved_table(r.id)
         schema = std_arrow_schema(r.ds)
         for name, dtype in RESOLUTION_COLUMNS.items():
-            schema = schema.append(
-                pa.field(
-                    name, pa.string() if dtype == pl.String else (pa.float64() if dtype == pl.Float64 else pa.int64())
-                )
-            )
+            schema = schema.append(pa.field(name, ARROW_TYPES[dtype]))
         lake.ensure(table.zone, table.name, schema)
 
 

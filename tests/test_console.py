@@ -3,9 +3,11 @@ on a small lake of known values (the browser tests in test_console_browser.py ru
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from exchange_support import CONSUMERS, STEWARD, catalogue_entry, file, published_lake, request, write_catalogue
 from starlette.testclient import TestClient
@@ -16,6 +18,7 @@ from console.sessions import FAILURES_ALLOWED, Sessions
 from exchange.identity import IdentityError
 from lakehouse.registry import registry
 from privacy.audit import AuditLog
+from quality import resolution
 
 RAW_ID = "330103199001011234"
 PASSWORD = "a-long-console-password"
@@ -366,12 +369,6 @@ def test_a_steward_records_and_decides_an_objection_and_dagster_is_told(console)
 
 
 def test_a_steward_confirms_an_ambiguous_entity_match_and_dagster_is_told(console):
-    import datetime as dt
-
-    import pyarrow as pa
-
-    from quality import resolution
-
     record = {
         "dataset": "tax_monthly",
         "source_file": "tax/monthly/税务_月度申报_2023-03.csv",
