@@ -212,7 +212,7 @@ def _standardise(ds: Dataset, rules: RuleSet, frame: pl.DataFrame) -> pl.DataFra
             )
             for c in source
         )
-        .with_columns(_typed(c, set(rules.names)).alias(c.name) for c in ds.columns)
+        .with_columns(_typed(c, {*rules.names, *rules.former_names}).alias(c.name) for c in ds.columns)
     )
 
 

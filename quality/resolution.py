@@ -12,6 +12,8 @@ and its other stable keys (a supply account number, a parcel number). A record i
 - ``entity_key``     the same supply account / parcel carries one credit code in the dataset's std rows  0.99
 - ``name_address``   its name and address are one known enterprise's                                0.99
 - ``name``           its name is exactly one known enterprise's                                     0.97
+- ``former_name``    its name is one enterprise's former name (the registration's 曾用名): departments
+                     with slower registers keep listing a renamed firm under the old name           0.95
 - ``name_by_code``   (name missing, code valid) the code is known, with one name                     0.99
 - ``name_core``      its name without the place prefix (浙江省/台州市/黄岩区…) is one known enterprise's  0.85
 A single candidate at 0.9 or more is ``matched`` and feeds the models (weaker candidates beside it stay
@@ -54,6 +56,7 @@ CONFIDENCE = {
     "name_address": 0.99,
     "name_by_code": 0.99,
     "name": 0.97,
+    "former_name": 0.95,
     "name_core": 0.85,
 }
 MATCH_SCHEMA = pa.schema(
@@ -113,6 +116,7 @@ class Resolvable:
     identity_rules: frozenset[str]  # rules on the credit code (required, GB 32100), and on the name if required
     name_rules: frozenset[str]  # of those, the ones on the name
     names: tuple[str, ...]
+    former_names: tuple[str, ...]  # columns listing the enterprise's earlier registered names
     entity_keys: tuple[str, ...]  # key columns other than the code and the period: account_no, parcel_id
     address: str | None
 
@@ -145,6 +149,7 @@ def resolvables() -> list[Resolvable]:
                 frozenset(code | named),
                 frozenset(named),
                 tuple(rules.names),
+                tuple(rules.former_names),
                 tuple(k for k in rules.key if k != "uscc" and k not in period),
                 next((a for a in ADDRESS_COLUMNS if a in cols), None),
             )
@@ -161,13 +166,16 @@ def core_name(e: pl.Expr) -> pl.Expr:
     return e.str.replace(_PLACE.pattern, "")
 
 
+FORMER_SEPARATORS = r"[;；,，、]"  # between the names of a 曾用名 list (std has made full-width ones half-width)
+
+
 def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(uscc, name, address, source, core, body) for every name std holds with a credit code (core: the name
-    without its place prefix; body: the code's first 17 characters); and (dataset, column, value, uscc) for the
-    entity keys (supply accounts, parcels)."""
+    """(uscc, name, address, source, former, core, body) for every name std holds with a credit code (former: an
+    earlier registered name, not the current one; core: the name without its place prefix; body: the code's
+    first 17 characters); and (dataset, column, value, uscc) for the entity keys (supply accounts, parcels)."""
     names, keys = [], []
     for r in items:
-        cols = ["uscc", *r.names, *r.entity_keys, *([r.address] if r.address else [])]
+        cols = ["uscc", *r.names, *r.former_names, *r.entity_keys, *([r.address] if r.address else [])]
         std = lake.read("std", r.id, columns=cols)
         if std is None or std.height == 0:
             continue
@@ -177,9 +185,23 @@ def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFra
                 std.select(
                     "uscc",
                     pl.col(n).alias("name"),
-                    (pl.col(r.address) if r.address else pl.lit(None, pl.String)).alias("address"),
+                    (pl.col(r.address).cast(pl.String) if r.address else pl.lit(None, pl.String)).alias("address"),
                     pl.lit(r.id).alias("source"),
+                    pl.lit(False).alias("former"),
                 ).filter(pl.col("name").is_not_null())
+            )
+        for f in r.former_names:
+            names.append(
+                std.select(
+                    "uscc",
+                    pl.col(f).str.replace_all(FORMER_SEPARATORS, ";").str.split(";").alias("name"),
+                    pl.lit(None, pl.String).alias("address"),
+                    pl.lit(r.id).alias("source"),
+                    pl.lit(True).alias("former"),
+                )
+                .explode("name")
+                .with_columns(norm_name(pl.col("name")).alias("name"))
+                .filter(pl.col("name").is_not_null())
             )
         for k in r.entity_keys:
             keys.append(
@@ -187,7 +209,13 @@ def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFra
                 .filter(pl.col("value").is_not_null())
                 .unique()
             )
-    name_schema = {"uscc": pl.String, "name": pl.String, "address": pl.String, "source": pl.String}
+    name_schema = {
+        "uscc": pl.String,
+        "name": pl.String,
+        "address": pl.String,
+        "source": pl.String,
+        "former": pl.Boolean,
+    }
     key_schema = {"dataset": pl.String, "column": pl.String, "value": pl.String, "uscc": pl.String}
     known_names = pl.concat(names).unique() if names else pl.DataFrame(schema=name_schema)
     return (
@@ -232,7 +260,7 @@ def quarantined_identity(lake: Lake, r: Resolvable, findings: pl.DataFrame | Non
 
 
 def _candidates(
-    record: dict, r: Resolvable, by_name: dict, by_core: dict, by_code: dict, by_key: dict
+    record: dict, r: Resolvable, by_name: dict, by_core: dict, by_code: dict, by_key: dict, by_former: dict
 ) -> list[tuple[str, str, float]]:
     """(uscc, method, confidence) for one record, best first, one entry per enterprise."""
     found: dict[str, tuple[str, float]] = {}
@@ -258,12 +286,20 @@ def _candidates(
     if name is not None:
         for c, addresses in by_name.get(name, {}).items():
             add(c, "name_address" if address is not None and address in addresses else "name")
+        for c in by_former.get(name, ()):
+            add(c, "former_name")
         for c in by_core.get(record["__core"], ()):
             add(c, "name_core")
     return sorted(((c, m, p) for c, (m, p) in found.items()), key=lambda x: (-x[2], x[0]))
 
 
-def _indexes(names: pl.DataFrame, keys: pl.DataFrame) -> tuple[dict, dict, dict, dict, dict]:
+def _indexes(names: pl.DataFrame, keys: pl.DataFrame) -> tuple[dict, dict, dict, dict, dict, dict]:
+    """Lookups over the known names and keys: by name (→ code → addresses), by name core, by code body, by
+    entity key, by former name (→ codes), and the name each code is known by."""
+    by_former: dict[str, set[str]] = {}
+    for u, n in names.filter(pl.col("former")).select("uscc", "name").iter_rows():
+        by_former.setdefault(n, set()).add(u)
+    names = names.filter(~pl.col("former"))
     by_name: dict[str, dict[str, set]] = {}
     by_core: dict[str, set[str]] = {}
     by_code: dict[str, dict] = {}
@@ -286,7 +322,7 @@ def _indexes(names: pl.DataFrame, keys: pl.DataFrame) -> tuple[dict, dict, dict,
     by_key: dict[tuple, set[str]] = {}
     for d, c, v, u in keys.iter_rows():
         by_key.setdefault((d, c, v), set()).add(u)
-    return by_name, by_core, by_code, by_key, name_of
+    return by_name, by_core, by_code, by_key, by_former, name_of
 
 
 def decisions(lake: Lake) -> pl.DataFrame:
@@ -337,7 +373,7 @@ def match(
         else pl.DataFrame(schema={"column": pl.String, "value": pl.String})
     )
     keys = keys.filter(pl.col("dataset") == r.id).join(wanted_keys.unique(), on=["column", "value"], how="semi")
-    by_name, by_core, by_code, by_key, _ = _indexes(names, keys)
+    by_name, by_core, by_code, by_key, by_former, _ = _indexes(names, keys)
     decided = {
         (d["source_file"], d["row_number"]): d
         for d in decisions(lake).filter(pl.col("dataset") == r.id).iter_rows(named=True)
@@ -345,7 +381,7 @@ def match(
     records = [
         (
             rec,
-            _candidates(rec, r, by_name, by_core, by_code, by_key),
+            _candidates(rec, r, by_name, by_core, by_code, by_key, by_former),
             decided.get((rec["_source_file"], rec["_row_number"])),
         )
         for rec in prepared.iter_rows(named=True)
@@ -354,7 +390,7 @@ def match(
     codes = {c for _, cands, _ in records for c, _, _ in cands} | {
         d["uscc"] for _, _, d in records if d is not None and d["uscc"]
     }
-    _, _, _, _, name_of = _indexes(all_names.filter(pl.col("uscc").is_in(sorted(codes))), keys.clear())
+    *_, name_of = _indexes(all_names.filter(pl.col("uscc").is_in(sorted(codes))), keys.clear())
     rows, fill = [], []
     for rec, cands, decision in records:
         listed = "；".join(f"{c} {name_of.get(c, '')} ({m} {p:.2f})" for c, m, p in cands) or None

@@ -92,6 +92,7 @@ class RuleSet(Strict):
     dataset: str
     key: list[str]
     names: list[str] = []
+    former_names: list[str] = []  # columns listing earlier registered names, separated by ；
     rules: list[RowRule]
     batch: list[BatchRule] = []
 
@@ -114,6 +115,7 @@ def load_rules(path: Path, columns: set[str] | None = None) -> RuleSet:
         used = [
             *rules.key,
             *rules.names,
+            *rules.former_names,
             *(r.column for r in rules.rules),
             *(c for b in rules.batch for c in b.columns or []),
         ]

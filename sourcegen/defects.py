@@ -113,6 +113,11 @@ def missing(df: pl.DataFrame, col: str, rng: np.random.Generator) -> pl.DataFram
     return _set(df, col, mask, [""] * int(mask.sum()), "missing_mandatory")
 
 
+def missing_where(df: pl.DataFrame, col: str, mask: np.ndarray) -> pl.DataFrame:
+    """A mandatory field left empty on the rows of ``mask`` (chosen by the caller)."""
+    return _set(df, col, mask, [""] * int(mask.sum()), "missing_mandatory")
+
+
 # The remarks with personal information written in this generation, with their labelled spans (the truth
 # manifest's ``pii_remarks``); ``generate`` empties it first.
 LABELLED_REMARKS: list[dict] = []

@@ -12,7 +12,7 @@ import polars as pl
 
 from sourcegen import enterprise, government, timing
 from sourcegen.defects import LABELLED_REMARKS, RATES, UNIT_VARIANT_RATES, split_markers
-from sourcegen.model import YEAR, enterprises, monthly_shares, production_drops
+from sourcegen.model import YEAR, enterprises, former_names, monthly_shares, production_drops
 from sourcegen.writers import write
 
 ENTERPRISES_PER_SCALE = 1_000
@@ -32,6 +32,11 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
     activity, drops = production_drops(np.random.default_rng(seed + 2), n)
     elec_shares = elec_shares * activity
     facts: dict = {}  # per-firm facts a department's file states, for the truth (status, tax as filed, ...)
+    # renamed firms (their own random stream): the registration lists the former name, slow registers use it
+    former, facts["former_name_in_use"], facts["former_name_without_code"] = former_names(
+        np.random.default_rng(seed + 3), ent
+    )
+    ent = ent.with_columns(pl.Series("former_name", former, dtype=pl.String))
     facts["electricity_kwh_metered"] = ent["electricity_kwh"].to_numpy() * elec_shares.sum(axis=1)
     deliveries = [
         *government.registration(ent, rng, facts),

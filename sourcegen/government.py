@@ -16,6 +16,18 @@ TRUNCATED_TAX_MONTH = "2023-09"
 DRIFTED_POWER_MONTH = "2023-07"
 
 
+def _registered_name(ent: pl.DataFrame, lagging: np.ndarray) -> pl.Series:
+    """The name a department with a slow register lists: the former name where it has not caught up."""
+    return pl.Series(np.where(lagging, ent["former_name"].fill_null("").to_numpy(), ent["name"].to_numpy()))
+
+
+def _former_name_without_code(df: pl.DataFrame, facts: dict, rows: np.ndarray) -> pl.DataFrame:
+    """Rows listed under a former name that also lack the credit code (drawn with the renames, so the other
+    defects do not move): only the registration's 曾用名 names the firm."""
+    mask = facts["former_name_without_code"][rows] & d.clean_mask(df)
+    return d.missing_where(df, "统一社会信用代码", mask)
+
+
 def registration(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> list[Delivery]:
     n = ent.height
     status = np.where(rng.random(n) < 0.97, "存续", "吊销")
@@ -34,6 +46,7 @@ def registration(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> li
             "成立日期": [x.isoformat() for x in ent["established_on"]],
             "登记状态": status,
             "企业规模": np.where(ent["above_scale"].to_numpy(), "规上", "规下"),
+            "曾用名": ent["former_name"].fill_null(""),
             "备注": [""] * n,
         }
     )
@@ -173,7 +186,7 @@ def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts
     df = pl.DataFrame(
         {
             "统一社会信用代码": above["uscc"],
-            "单位详细名称": above["name"],
+            "单位详细名称": _registered_name(above, facts["former_name_in_use"][ent["above_scale"].to_numpy()]),
             "年份": [str(YEAR)] * above.height,
             "工业增加值(万元)": money(above["value_added_wan"].to_numpy()),
             "营业收入(万元)": money(above["revenue_wan"].to_numpy() * noise),
@@ -183,6 +196,7 @@ def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts
         }
     )
     df = d.missing(df, "统一社会信用代码", rng)
+    df = _former_name_without_code(df, facts, ent["above_scale"].to_numpy())
     return [Delivery("stats_annual", f"stats/annual/统计_规上工业企业主要指标_{YEAR}.xlsx", df, "xlsx")]
 
 
@@ -231,7 +245,7 @@ def eco_emissions(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> l
     df = pl.DataFrame(
         {
             "统一社会信用代码": e["uscc"],
-            "单位名称": e["name"],
+            "单位名称": _registered_name(e, facts["former_name_in_use"][permitted]),
             "年份": [str(YEAR)] * e.height,
             "化学需氧量(吨)": money(eq * mix[:, 0], 4),
             "氨氮(吨)": money(eq * mix[:, 1], 4),
@@ -243,4 +257,5 @@ def eco_emissions(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> l
         }
     )
     df = d.missing(df, "统一社会信用代码", rng)
+    df = _former_name_without_code(df, facts, permitted)
     return [Delivery("eco_emissions", f"eco/emissions/生态环境_排污许可执行报告_{YEAR}.csv", df, "csv", "utf-8-sig")]

@@ -142,3 +142,33 @@ def production_drops(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list
         factor[i, start:end] = cut
         drops.append({"index": int(i), "start": start, "end": end - 1, "factor": round(cut, 4)})
     return factor, drops
+
+
+RENAME_RATE = 0.04  # of firms: renamed (名称变更登记) before the year; the registration lists the 曾用名
+LAG_RATE = 0.6  # of renamed firms: 统计 and 生态环境 still list them under the former name
+WITHOUT_CODE_RATE = 0.4  # of those: the row under the former name lacks the credit code too
+
+
+def former_names(rng: np.random.Generator, ent: pl.DataFrame) -> tuple[list[str | None], np.ndarray, np.ndarray]:
+    """Each firm's former name (None if never renamed), whether departments with slow registers still use it,
+    and whether their row under it also lacks the credit code (then only the registration's 曾用名 names it). A former name keeps the firm's place and trade words with another brand, and is no current firm's name:
+    a name freed by a rename is not re-registered within the years the warehouse holds."""
+    n = ent.height
+    renamed = rng.random(n) < RENAME_RATE
+    seen = set(ent["name"].to_list())
+    former: list[str | None] = [None] * n
+    for i in np.flatnonzero(renamed):
+        name = ent["name"][int(i)]
+        for _ in range(100):
+            brand = "".join(rng.choice(vocab.BRAND_CHARS, 2))
+            # the brand follows the place prefix: 台州市黄岩区 / 台州 + brand + trade words + suffix
+            place = next(
+                (p for p in ("台州市" + vocab.REGIONS[r][0] for r in vocab.REGIONS) if name.startswith(p)), "台州"
+            )
+            candidate = place + brand + name[len(place) + len(brand) :]
+            if candidate not in seen:
+                seen.add(candidate)
+                former[int(i)] = candidate
+                break
+    lagging = renamed & (rng.random(n) < LAG_RATE) & np.array([f is not None for f in former])
+    return former, lagging, lagging & (rng.random(n) < WITHOUT_CODE_RATE)

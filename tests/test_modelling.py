@@ -261,7 +261,9 @@ def test_identity_quarantined_records_are_matched_to_the_true_enterprise_and_fee
     s = built["settings"]
     lake = s.lake()
     matches = lake.read("ops", "entity_matches")
-    truth = pl.read_parquet(generated / "truth" / "enterprises.parquet").select("uscc", "name", "established_on")
+    truth = pl.read_parquet(generated / "truth" / "enterprises.parquet").select(
+        "uscc", "name", "former_name", "established_on"
+    )
     quarantined = lake.read("quarantine", "findings").filter(
         pl.col("rule_id").is_in(["uscc_required", "uscc_valid", "name_required"]) & (pl.col("action") == "quarantined")
     )
@@ -270,13 +272,17 @@ def test_identity_quarantined_records_are_matched_to_the_true_enterprise_and_fee
     assert matches.height == quarantined.select("dataset", "source_file", "row_number").unique().height > 100
     assert set(matches["status"]) == {"matched"} and matches["resolved"].all()
     checked = matches.join(truth, on="uscc", how="left", suffix="_truth")
-    named = checked.filter(pl.col("record_name").is_not_null())
-    assert (
-        named["record_name"].str.replace_all(r"[ ()（）]", "") == named["name_truth"].str.replace_all(r"[ ()（）]", "")
-    ).all()
+    named = checked.filter(pl.col("record_name").is_not_null()).with_columns(
+        pl.col("record_name", "name_truth", "former_name").str.replace_all(r"[ ()（）]", "")
+    )
+    assert ((named["record_name"] == named["name_truth"]) | (named["record_name"] == named["former_name"])).all()
+    # a renamed firm listed under its former name without a code (统计, 生态环境) is found by the registration's 曾用名
+    former = named.filter(pl.col("record_name") == pl.col("former_name"))
+    assert former.height > 0
+    assert set(former["method"]) == {"former_name"} and set(former["dataset"]) == {"stats_annual", "eco_emissions"}
     unnamed = checked.filter(pl.col("record_name").is_null())
     assert unnamed.height > 0 and (unnamed["delivered_code"].str.strip_chars() == unnamed["uscc"]).all()
-    assert set(matches["method"]) >= {"entity_key", "name", "code_body", "name_by_code"}
+    assert set(matches["method"]) >= {"entity_key", "name", "code_body", "name_by_code", "former_name"}
     for dataset, n in matches.group_by("dataset").len().iter_rows():
         assert lake.row_count("ops", f"resolved_{dataset}") == n, dataset
     # the resolved registrations inform the master: every firm's establishment date is the true one

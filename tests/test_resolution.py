@@ -54,6 +54,7 @@ KNOWN = pl.DataFrame(
         ],
         "address": ["浙江省台州市黄岩区东城街道劳动路1号", None, None, None],
         "source": ["amr_registration", "amr_registration", "amr_registration", "tax_monthly"],
+        "former": [False] * 4,
     }
 )
 
@@ -112,7 +113,13 @@ def test_a_supply_account_identifies_its_firm_and_two_firms_of_one_name_wait_for
         [
             KNOWN,
             pl.DataFrame(
-                {"uscc": [A], "name": ["台州明大模具（集团）有限公司"], "address": [None], "source": ["stats_annual"]}
+                {
+                    "uscc": [A],
+                    "name": ["台州明大模具（集团）有限公司"],
+                    "address": [None],
+                    "source": ["stats_annual"],
+                    "former": [False],
+                }
             ),
         ]
     )
@@ -137,6 +144,43 @@ def test_a_registration_without_its_name_is_known_by_its_code(lake):
         "台州市黄岩区明大模具有限公司",
     )
     assert m[2]["status"] == "unmatched"  # a code nobody else states: no name to give it
+
+
+def test_a_former_name_from_the_registration_identifies_the_renamed_firm_unless_another_firm_bears_it(lake):
+    # the registration lists what each firm was called before (曾用名, several separated by ；), as delivered
+    lake.overwrite(
+        "std",
+        "amr_registration",
+        pl.DataFrame(
+            {
+                "uscc": [A, B],
+                "name": ["台州盛凯塑业有限公司", "台州市黄岩区明大模具有限公司"],
+                "former_names": ["台州旧凯塑业有限公司; 台州更早塑业有限公司", "台州盛凯塑业有限公司"],
+                "address": [None, None],
+            }
+        ).to_arrow(),
+    )
+    names, keys = resolution.known(lake, [_by("amr_registration")])
+    assert set(names.filter(pl.col("former")).select("uscc", "name").iter_rows()) == {
+        (A, "台州旧凯塑业有限公司"),
+        (A, "台州更早塑业有限公司"),
+        (B, "台州盛凯塑业有限公司"),
+    }
+    _quarantine(
+        lake,
+        "stats_annual",
+        [
+            {"uscc": "", "name": "台州更早塑业有限公司"},  # 统计's register still lists the older name
+            {"uscc": "", "name": "台州盛凯塑业有限公司"},  # A's name now, B's before: who filed it?
+        ],
+        ["uscc_required"],
+    )
+    found, filled = resolution.match(lake, _by("stats_annual"), names, keys, AT)
+    m = {r["row_number"]: r for r in found.iter_rows(named=True)}
+    assert (m[1]["status"], m[1]["uscc"], m[1]["method"], m[1]["confidence"]) == ("matched", A, "former_name", 0.95)
+    assert m[1]["name"] == "台州盛凯塑业有限公司"  # known by its current name
+    assert m[2]["status"] == "review" and A in m[2]["candidates"] and B in m[2]["candidates"]
+    assert set(filled["_row_number"]) == {1}
 
 
 def test_a_stewards_decision_overrides_the_matching_and_is_audited(lake, tmp_path):

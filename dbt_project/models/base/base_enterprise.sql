@@ -126,6 +126,7 @@ select
     n.name,
     n.name_source,
     n.name_delivered_on,
+    r.former_names,
     coalesce(r.region_code, substr(s.uscc, 3, 6)) as region_code,
     case when r.region_code is not null then 'amr' else 'uscc' end as region_code_source,
     r.industry_code,

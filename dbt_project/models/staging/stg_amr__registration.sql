@@ -1,6 +1,7 @@
 select
     uscc,
     name,
+    former_names,
     address,
     region_code,
     industry_code,
