@@ -117,6 +117,9 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
         failed = tests_of(built.get(FAILED_TESTS))
         versions = versions_of(built.get(SOURCE_VERSIONS))
         k = privacy_gate.k()
+        # what the latest materialisation tells its readers (the catalogue's grades, the versions read) holds
+        # for an unchanged publication too: the grades may have moved while the content did not
+        same = {SOURCE_VERSIONS: versions_table(versions), GRADES: grades_table(grades)}
         the_lake = lake.lake()
         con = warehouse.connect(read_only=True)
         try:
@@ -138,7 +141,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
                     )
                 yield dg.MaterializeResult(
                     data_version=dg.DataVersion(str(version)),
-                    metadata={"delta_version": version, "unchanged": True, "dagster/row_count": rows},
+                    metadata={"delta_version": version, "unchanged": True, "dagster/row_count": rows, **same},
                 )
                 return
             if loaded is not None:
@@ -187,7 +190,7 @@ def _publish_asset(props: dict, the_manifest: dict, translator: Translator) -> d
             context.log.info(f"publish/{name}: content unchanged, stays at version {done.version}")
             yield dg.MaterializeResult(
                 data_version=dg.DataVersion(str(done.version)),
-                metadata={"delta_version": done.version, "unchanged": True, "dagster/row_count": rows},
+                metadata={"delta_version": done.version, "unchanged": True, "dagster/row_count": rows, **same},
             )
             return
         version, extra = done.version, {}

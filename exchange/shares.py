@@ -65,6 +65,8 @@ def apply_policy(frame: pl.DataFrame, columns: dict[str, dict], kind: str) -> tu
     for name in frame.columns:
         meta = columns[name]
         level = meta.get("effective_grade") or meta["grade"]
+        if level not in policy()["consumer_policies"][kind]:
+            raise ShareRefused(f"column {name!r} has no known grade ({level!r}) in the catalogue: {meta}")
         how = column_transform(kind, level, meta.get("role") or "none")
         dtype = frame.schema[name]
         if how == "keep":

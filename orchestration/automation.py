@@ -28,6 +28,25 @@ def _time_partitioned() -> dg.AssetSelection:
     return dg.AssetSelection.assets(*(dg.AssetKey([zone, d]) for d in found for zone in ("raw", "std")))
 
 
+@functools.cache
+def _all_or_nothing() -> dg.AssetSelection:
+    """The outputs of entity resolution: one step writes them all (every match depends on every name std
+    knows), each only when its content changed. That one of them will be run is no reason to run what reads
+    another: a reader follows the version it reports."""
+    from lakehouse.tables import ENTITY_MATCHES, RESOLVED
+
+    return dg.AssetSelection.assets(*(dg.AssetKey(t.path) for t in (ENTITY_MATCHES, *RESOLVED)))
+
+
+@functools.cache
+def _steward_written() -> dg.AssetSelection:
+    """The tables only stewards write, outside any run (the 亩均 objections, the entity-match decisions): a
+    table nobody has written yet is empty — the readers create it so — never a missing input."""
+    from lakehouse.tables import OWN_TABLES
+
+    return dg.AssetSelection.assets(*(dg.AssetKey(t.path) for t in OWN_TABLES if t.written_by == ("steward",)))
+
+
 def follows_inputs(partitioned: bool = False) -> dg.AutomationCondition:
     """Materialise after an input changed, once no input is missing, in progress, or failing a blocking
     check — Dagster's ``eager`` with "changed" meaning a new data version: raw, std and publish report their
@@ -38,15 +57,19 @@ def follows_inputs(partitioned: bool = False) -> dg.AutomationCondition:
     ``partitioned`` (std of a periodic dataset): per period, in any period — not only the latest, as
     ``eager`` does: a correction of an old month rebuilds that month. For an unpartitioned asset, an input
     partitioned by period counts as missing only when none of its periods exists (periods nobody delivered,
-    next year's months, are not missing inputs)."""
+    next year's months, are not missing inputs), and a table only stewards write never does (until the first
+    decision it is empty). An input written by entity resolution counts only once its version changed
+    (``_all_or_nothing``)."""
     changed = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
-    )
+    ).ignore(_all_or_nothing()) | dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.data_version_changed()
+    ).allow(_all_or_nothing())
     if partitioned:
         where = ~dg.AutomationCondition.any_deps_missing()  # every period whose inputs exist
     else:
         where = dg.AutomationCondition.in_latest_time_window()  # an unpartitioned asset: always
-        where = where & ~dg.AutomationCondition.any_deps_missing().ignore(_time_partitioned())
+        where = where & ~dg.AutomationCondition.any_deps_missing().ignore(_time_partitioned() | _steward_written())
     return (
         where
         & (dg.AutomationCondition.newly_missing() | changed).since_last_handled()

@@ -44,7 +44,7 @@ from lakehouse.registry import Dataset, registry
 from lakehouse.tables import ENTITY_DECISIONS, ENTITY_MATCHES, RESOLVED_DATASETS, resolved_table
 from privacy.audit import AuditLog
 from quality import text
-from quality.conform import conform
+from quality.conform import NO_PERIOD, conform, period_text
 from quality.rulebook import RuleSet, rules_for
 from quality.standardise import std_arrow_schema
 
@@ -579,11 +579,7 @@ def resolve(
         old = lake.read(table.zone, table.name)
         if old is None or not _same(old, rows):
             # the periods whose rows changed, for the incremental models (as a std build records them)
-            changed = (
-                sorted(set(rows["_period"]) ^ set(old["_period"]) | _changed_periods(old, rows))
-                if old is not None
-                else sorted(set(rows["_period"]))
-            )
+            changed = sorted(_changed_periods(r.ds, old, rows))
             versions[table.label] = lake.overwrite(
                 table.zone, table.name, rows.to_arrow(), metadata={"partitions": json.dumps(changed)}
             )
@@ -603,14 +599,26 @@ def _same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
     return a.sort(order, nulls_last=True).equals(b.sort(order, nulls_last=True))
 
 
-def _changed_periods(old: pl.DataFrame, new: pl.DataFrame) -> set[str]:
+def _periods(ds: Dataset, frame: pl.DataFrame) -> set[str]:
+    """The periods the rows fall in, as std partitions the dataset (its period column's value)."""
+    if frame.height == 0:
+        return set()
+    if ds.period is None or ds.period.column is None:
+        return set(frame["_period"])
+    value = period_text(ds, pl.col(ds.period.column))
+    return set(frame.select(pl.coalesce(value, pl.lit(NO_PERIOD))).to_series())
+
+
+def _changed_periods(ds: Dataset, old: pl.DataFrame | None, new: pl.DataFrame) -> set[str]:
     """Periods holding a row that is in one table and not the other."""
+    if old is None:
+        return _periods(ds, new)
     if old.columns != new.columns:
-        return set(old["_period"]) | set(new["_period"])
+        return _periods(ds, old) | _periods(ds, new)
     cols = [c for c in new.columns if c not in ("_ingested_at",)]
     gone = old.select(cols).join(new.select(cols), on=cols, how="anti", nulls_equal=True)
     came = new.select(cols).join(old.select(cols), on=cols, how="anti", nulls_equal=True)
-    return set(gone["_period"]) | set(came["_period"])
+    return _periods(ds, gone) | _periods(ds, came)
 
 
 def ensure(lake: Lake) -> None:

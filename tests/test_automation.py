@@ -99,10 +99,21 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
         f for f in (r.split(",") for r in rows) if re.fullmatch(r"[0-9A-Z]{18}", f[0]) and f[2:4] == ["2023-03", "正常"]
     )
     fields[3], fields[4] = "更正", "999999.99"
-    (landing / "税务_月度申报_2023-11_补充.csv").write_text(header + "\n" + ",".join(fields) + "\n", encoding="utf-8")
+    # … and one for another firm without its credit code: entity resolution finds the firm by its name
+    unnamed = next(
+        f
+        for f in (r.split(",") for r in rows)
+        if re.fullmatch(r"[0-9A-Z]{18}", f[0]) and f[0] != fields[0] and f[2:4] == ["2023-03", "正常"] and f[6] == "元"
+    )
+    nameless_code = unnamed[0]
+    unnamed[0], unnamed[3], unnamed[4] = "", "更正", "777777.77"
+    (landing / "税务_月度申报_2023-11_补充.csv").write_text(
+        header + "\n" + ",".join(fields) + "\n" + ",".join(unnamed) + "\n", encoding="utf-8"
+    )
     published_before = Lake(s.lake_root).table("publish", "theme_operations_monthly").version()
     before = _revenue(Lake(s.lake_root), fields[0])
     assert before  # the firm's March is published
+    assert _revenue(Lake(s.lake_root), nameless_code) != [777777.77]
     raw_runs = len(runs)
     run({RAW_TAX: ["2023-11"]})  # what the landing sensor starts: the period the file's name states …
     materialised = instance.fetch_materializations(RAW_TAX, limit=5).records
@@ -137,6 +148,9 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     # one delivery: std of that dataset, the models that read it and their publication, in dependency order
     # (a tick requests a whole chain at once: a model whose input is requested with it counts as updated)
     assert {STD_TAX, THEME_OPS, PUBLISHED_OPS} <= done
+    # the record without a code: matched by entity resolution, which follows std, and published like any other
+    assert {dg.AssetKey(["ops", "entity_matches"]), dg.AssetKey(["ops", "resolved_tax_monthly"])} <= done
+    assert _revenue(Lake(s.lake_root), nameless_code) == [777777.77]
     # only what reads tax: the other sources' std and the models that do not read tax stay as they were
     assert not {k for k in done if k.path[0] == "std" and k != STD_TAX}
     assert not {k for k in done if k.path[0] == "raw"}
