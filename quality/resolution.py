@@ -172,29 +172,33 @@ FORMER_SEPARATORS = r"[;；,，、]"  # between the names of a 曾用名 list (s
 def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(uscc, name, address, source, former, core, body) for every name std holds with a credit code (former: an
     earlier registered name, not the current one; core: the name without its place prefix; body: the code's
-    first 17 characters); and (dataset, column, value, uscc) for the entity keys (supply accounts, parcels)."""
+    first 17 characters); and (dataset, column, value, uscc) for the entity keys (supply accounts, parcels).
+    Each table is scanned for its columns and de-duplicated before anything is derived from a name."""
     names, keys = [], []
     for r in items:
-        cols = ["uscc", *r.names, *r.former_names, *r.entity_keys, *([r.address] if r.address else [])]
-        std = lake.read("std", r.id, columns=cols)
-        if std is None or std.height == 0:
+        scan = lake.scan("std", r.id)
+        if scan is None:
             continue
-        std = std.filter(pl.col("uscc").is_not_null())
+        cols = ["uscc", *r.names, *r.former_names, *r.entity_keys, *([r.address] if r.address else [])]
+        std = scan.select(cols).filter(pl.col("uscc").is_not_null())
+        address = pl.col(r.address).cast(pl.String) if r.address else pl.lit(None, pl.String)
         for n in r.names:
             names.append(
                 std.select(
                     "uscc",
-                    pl.col(n).alias("name"),
-                    (pl.col(r.address).cast(pl.String) if r.address else pl.lit(None, pl.String)).alias("address"),
+                    pl.col(n).cast(pl.String).alias("name"),
+                    address.alias("address"),
                     pl.lit(r.id).alias("source"),
                     pl.lit(False).alias("former"),
-                ).filter(pl.col("name").is_not_null())
+                )
+                .filter(pl.col("name").is_not_null())
+                .unique()
             )
         for f in r.former_names:
             names.append(
                 std.select(
                     "uscc",
-                    pl.col(f).str.replace_all(FORMER_SEPARATORS, ";").str.split(";").alias("name"),
+                    pl.col(f).cast(pl.String).str.replace_all(FORMER_SEPARATORS, ";").str.split(";").alias("name"),
                     pl.lit(None, pl.String).alias("address"),
                     pl.lit(r.id).alias("source"),
                     pl.lit(True).alias("former"),
@@ -202,10 +206,16 @@ def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFra
                 .explode("name")
                 .with_columns(norm_name(pl.col("name")).alias("name"))
                 .filter(pl.col("name").is_not_null())
+                .unique()
             )
         for k in r.entity_keys:
             keys.append(
-                std.select(pl.lit(r.id).alias("dataset"), pl.lit(k).alias("column"), pl.col(k).alias("value"), "uscc")
+                std.select(
+                    pl.lit(r.id).alias("dataset"),
+                    pl.lit(k).alias("column"),
+                    pl.col(k).cast(pl.String).alias("value"),
+                    "uscc",
+                )
                 .filter(pl.col("value").is_not_null())
                 .unique()
             )
@@ -217,12 +227,13 @@ def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFra
         "former": pl.Boolean,
     }
     key_schema = {"dataset": pl.String, "column": pl.String, "value": pl.String, "uscc": pl.String}
-    known_names = pl.concat(names).unique() if names else pl.DataFrame(schema=name_schema)
+    frames = pl.collect_all([*names, *keys])
+    known_names = pl.concat(frames[: len(names)]).unique() if names else pl.DataFrame(schema=name_schema)
     return (
         known_names.with_columns(
             core_name(pl.col("name")).alias("core"), pl.col("uscc").str.slice(0, 17).alias("body")
         ),
-        pl.concat(keys).unique() if keys else pl.DataFrame(schema=key_schema),
+        pl.concat(frames[len(names) :]).unique() if keys else pl.DataFrame(schema=key_schema),
     )
 
 
@@ -259,70 +270,80 @@ def quarantined_identity(lake: Lake, r: Resolvable, findings: pl.DataFrame | Non
     return _rows_of(lake, "raw", r.id, rows.rename({"source_file": "_source_file", "row_number": "_row_number"}))
 
 
-def _candidates(
-    record: dict, r: Resolvable, by_name: dict, by_core: dict, by_code: dict, by_key: dict, by_former: dict
-) -> list[tuple[str, str, float]]:
-    """(uscc, method, confidence) for one record, best first, one entry per enterprise."""
-    found: dict[str, tuple[str, float]] = {}
-
-    def add(code: str, method: str) -> None:
-        if code not in found or found[code][1] < CONFIDENCE[method]:
-            found[code] = (method, CONFIDENCE[method])
-
-    code, name, address = record["__code"], record["__name"], record["__address"]
-    if record["__name_only"]:  # the code is valid; the name is what is missing
-        if code in by_code:
-            add(code, "name_by_code")
-        return sorted(((c, m, p) for c, (m, p) in found.items()), key=lambda x: (-x[2], x[0]))
-    if code and len(code) == 18 and not uscc_code.is_valid(code):
-        for c in by_code.get(code[:17], {}).get("codes", []):
-            if name is not None and name in by_code[code[:17]]["names"].get(c, set()):
-                add(c, "code_body")
-    for k in r.entity_keys:
-        value = record.get(f"__key_{k}")
-        codes = by_key.get((r.id, k, value), set()) if value is not None else set()
-        if len(codes) == 1:
-            add(next(iter(codes)), "entity_key")
-    if name is not None:
-        for c, addresses in by_name.get(name, {}).items():
-            add(c, "name_address" if address is not None and address in addresses else "name")
-        for c in by_former.get(name, ()):
-            add(c, "former_name")
-        for c in by_core.get(record["__core"], ()):
-            add(c, "name_core")
-    return sorted(((c, m, p) for c, (m, p) in found.items()), key=lambda x: (-x[2], x[0]))
+RECORD = ["_source_file", "_row_number"]
+# when one enterprise is found by several methods of equal confidence, the one named is the first of these
+METHOD_ORDER = ["code_body", "name_by_code", "entity_key", "name_address", "name", "former_name", "name_core"]
 
 
-def _indexes(names: pl.DataFrame, keys: pl.DataFrame) -> tuple[dict, dict, dict, dict, dict, dict]:
-    """Lookups over the known names and keys: by name (→ code → addresses), by name core, by code body, by
-    entity key, by former name (→ codes), and the name each code is known by."""
-    by_former: dict[str, set[str]] = {}
-    for u, n in names.filter(pl.col("former")).select("uscc", "name").iter_rows():
-        by_former.setdefault(n, set()).add(u)
-    names = names.filter(~pl.col("former"))
-    by_name: dict[str, dict[str, set]] = {}
-    by_core: dict[str, set[str]] = {}
-    by_code: dict[str, dict] = {}
-    name_of: dict[str, str] = {}
-    for u, n, a, src, core in (
-        names.sort("source", "name").select("uscc", "name", "address", "source", "core").iter_rows()
-    ):
-        by_name.setdefault(n, {}).setdefault(u, set())
-        if a is not None:
-            by_name[n][u].add(a)
-        by_core.setdefault(core, set()).add(u)
-        body = by_code.setdefault(u[:17], {"codes": [], "names": {}})
-        if u not in body["codes"]:
-            body["codes"].append(u)
-        body["names"].setdefault(u, set()).add(n)
-        by_code.setdefault(u, {"codes": [u], "names": {}})
-        # the name a code is known by: the registration's, else the one most sources use (first seen)
-        if src == "amr_registration" or u not in name_of:
-            name_of[u] = n
-    by_key: dict[tuple, set[str]] = {}
-    for d, c, v, u in keys.iter_rows():
-        by_key.setdefault((d, c, v), set()).add(u)
-    return by_name, by_core, by_code, by_key, by_former, name_of
+def _candidates(prepared: pl.DataFrame, r: Resolvable, names: pl.DataFrame, keys: pl.DataFrame) -> pl.DataFrame:
+    """(record, uscc, method, confidence) for every enterprise each record could be, by its best method:
+    joins of the records with the known names, name cores, code bodies, former names and entity keys."""
+    rec = prepared.select(
+        *RECORD, "__code", "__name", "__address", "__core", "__name_only", *(f"__key_{k}" for k in r.entity_keys)
+    )
+    current, former = names.filter(~pl.col("former")), names.filter(pl.col("former"))
+    named, only = rec.filter(~pl.col("__name_only")), rec.filter(pl.col("__name_only"))
+    found = [
+        # the code is valid; the name is what is missing: a code std knows
+        only.join(current.select("uscc").unique(), left_on="__code", right_on="uscc", how="inner").select(
+            *RECORD, pl.col("__code").alias("uscc"), pl.lit("name_by_code").alias("method")
+        ),
+        # a check-character typo: a known code with the same first 17 characters carries the record's name
+        named.filter(pl.col("__code").str.len_chars() == 18)
+        .filter(~pl.col("__code").map_elements(uscc_code.is_valid, return_dtype=pl.Boolean))
+        .join(
+            current.select("body", "name", "uscc").unique(),
+            left_on=[pl.col("__code").str.slice(0, 17), "__name"],
+            right_on=["body", "name"],
+            how="inner",
+        )
+        .select(*RECORD, "uscc", pl.lit("code_body").alias("method")),
+        # the name (and the address) of a known enterprise
+        named.join(current.select("name", "uscc", "address"), left_on="__name", right_on="name", how="inner")
+        .group_by(*RECORD, "uscc")
+        .agg((pl.col("address") == pl.col("__address")).fill_null(False).any().alias("__same_address"))
+        .select(
+            *RECORD,
+            "uscc",
+            pl.when("__same_address").then(pl.lit("name_address")).otherwise(pl.lit("name")).alias("method"),
+        ),
+        named.join(former.select("name", "uscc").unique(), left_on="__name", right_on="name", how="inner").select(
+            *RECORD, "uscc", pl.lit("former_name").alias("method")
+        ),
+        named.join(current.select("core", "uscc").unique(), left_on="__core", right_on="core", how="inner").select(
+            *RECORD, "uscc", pl.lit("name_core").alias("method")
+        ),
+    ]
+    for k in r.entity_keys:  # a supply account / parcel that one enterprise holds in the dataset's std rows
+        held = keys.filter((pl.col("dataset") == r.id) & (pl.col("column") == k)).select("value", "uscc").unique()
+        found.append(
+            named.join(held, left_on=f"__key_{k}", right_on="value", how="inner")
+            .group_by(*RECORD)
+            .agg(pl.col("uscc").unique())
+            .filter(pl.col("uscc").list.len() == 1)
+            .select(*RECORD, pl.col("uscc").list.first(), pl.lit("entity_key").alias("method"))
+        )
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return (
+        pl.concat(found)
+        .with_columns(
+            pl.col("method").replace_strict(CONFIDENCE, return_dtype=pl.Float64).alias("confidence"),
+            pl.col("method").replace_strict(order, return_dtype=pl.Int64).alias("__order"),
+        )
+        .sort(*RECORD, "uscc", pl.col("confidence"), "__order", descending=[False, False, False, True, False])
+        .unique([*RECORD, "uscc"], keep="first", maintain_order=True)
+        .sort(*RECORD, "confidence", "uscc", descending=[False, False, True, False])
+        .drop("__order")
+    )
+
+
+def _known_as(names: pl.DataFrame) -> dict[str, str]:
+    """The name each code is known by: the registration's, else the first (by source, then name) that names it."""
+    current = names.filter(~pl.col("former"))
+    registered = current.filter(pl.col("source") == "amr_registration").group_by("uscc").agg(pl.col("name").max())
+    first = current.sort("source", "name").group_by("uscc", maintain_order=True).agg(pl.col("name").first())
+    both = first.join(registered, on="uscc", how="left", suffix="_registered")
+    return dict(both.select("uscc", pl.coalesce("name_registered", "name")).iter_rows())
 
 
 def decisions(lake: Lake) -> pl.DataFrame:
@@ -365,15 +386,13 @@ def match(
             | pl.col("uscc").is_in(prepared["__code"].drop_nulls().unique().implode())
         ),
     )
-    wanted_keys = (
-        pl.concat(
-            [prepared.select(pl.lit(k).alias("column"), pl.col(f"__key_{k}").alias("value")) for k in r.entity_keys]
-        )
-        if r.entity_keys
-        else pl.DataFrame(schema={"column": pl.String, "value": pl.String})
-    )
-    keys = keys.filter(pl.col("dataset") == r.id).join(wanted_keys.unique(), on=["column", "value"], how="semi")
-    by_name, by_core, by_code, by_key, by_former, _ = _indexes(names, keys)
+    found = _candidates(prepared, r, names, keys)
+    by_record = {
+        (f, n): list(zip(c, m, p, strict=True))
+        for f, n, c, m, p in found.group_by(*RECORD, maintain_order=True)
+        .agg("uscc", "method", "confidence")
+        .iter_rows()
+    }
     decided = {
         (d["source_file"], d["row_number"]): d
         for d in decisions(lake).filter(pl.col("dataset") == r.id).iter_rows(named=True)
@@ -381,16 +400,14 @@ def match(
     records = [
         (
             rec,
-            _candidates(rec, r, by_name, by_core, by_code, by_key, by_former),
+            by_record.get((rec["_source_file"], rec["_row_number"]), []),
             decided.get((rec["_source_file"], rec["_row_number"])),
         )
         for rec in prepared.iter_rows(named=True)
     ]
     # the name each candidate (or confirmed) code is known by, from every source that names it
-    codes = {c for _, cands, _ in records for c, _, _ in cands} | {
-        d["uscc"] for _, _, d in records if d is not None and d["uscc"]
-    }
-    *_, name_of = _indexes(all_names.filter(pl.col("uscc").is_in(sorted(codes))), keys.clear())
+    codes = set(found["uscc"]) | {d["uscc"] for _, _, d in records if d is not None and d["uscc"]}
+    name_of = _known_as(all_names.filter(pl.col("uscc").is_in(sorted(codes))))
     rows, fill = [], []
     for rec, cands, decision in records:
         listed = "；".join(f"{c} {name_of.get(c, '')} ({m} {p:.2f})" for c, m, p in cands) or None
