@@ -348,7 +348,8 @@ def app(
         status = request.query_params.get("status", "review")
         ds = request.query_params.get("dataset", "")
         found = console.entity_matches(s.viewer, status, ds)
-        return page(request, "entities.html", status_code, found=found, chosen=status, ds=ds, error=error)
+        chain = console.chain_unknown(s.viewer)
+        return page(request, "entities.html", status_code, found=found, chosen=status, ds=ds, error=error, chain=chain)
 
     async def entity_decide(request: Request):
         s = viewer_of(request)

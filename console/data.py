@@ -403,6 +403,38 @@ class Console:
             rows.append(r)
         return {"rows": rows, "statuses": statuses, "datasets": datasets, "total": chosen.height}
 
+    def chain_unknown(self, viewer: Viewer) -> dict:
+        """The firms on a published supply-chain link whose industry the master does not know (the dbt model
+        ``topic_chain_unknown_industries`` lists them in the warehouse): per firm, its side, links and value —
+        for a steward to resolve (a registration to match, an industry code to obtain)."""
+        _require(viewer, "steward", what="复核主体识别 review entity matches")
+        edges = self.read("publish", "topic_chain_edges")
+        if edges is None or edges.height == 0:
+            return {"rows": [], "links": 0, "known": 0}
+        sides = [
+            edges.filter(pl.col(f"{side}_industry").is_null()).select(
+                pl.col(f"{side}_uscc").alias("uscc"),
+                pl.col(f"{side}_name").alias("name"),
+                pl.lit(label).alias("side"),
+                "orders",
+                "amount_yuan",
+            )
+            for side, label in (("supplier", "供方 supplier"), ("buyer", "需方 buyer"))
+        ]
+        unknown = pl.concat(sides)
+        firms = (
+            unknown.group_by("uscc")
+            .agg(
+                pl.col("name").drop_nulls().first(),
+                pl.col("side").unique().sort().str.join("，"),
+                pl.len().alias("links"),
+                pl.col("orders").sum(),
+                pl.col("amount_yuan").sum(),
+            )
+            .sort("amount_yuan", "uscc", descending=[True, False])
+        )
+        return {"rows": firms.head(QUARANTINE_ROWS).to_dicts(), "links": unknown.height, "known": edges.height}
+
     def decide_entity(
         self, viewer: Viewer, dataset: str, source_file: str, row_number: int, decision: str, uscc: str, reason: str
     ) -> int:

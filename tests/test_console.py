@@ -414,3 +414,29 @@ def test_a_steward_confirms_an_ambiguous_entity_match_and_dagster_is_told(consol
     assert decided["reason"] == "税务核实"
     assert [e["action"] for e in console.audit.entries()][-1] == "entity.confirmed"
     assert [(label, m["decision"]) for label, _, m in console.reported] == [("ops/entity_match_decisions", "confirmed")]
+
+
+def test_the_steward_sees_the_chain_firms_whose_industry_the_master_does_not_know(console):
+    edge = {
+        "supplier_uscc": "91331003MA00000012",
+        "supplier_name": "台州市测试模具有限公司",
+        "supplier_industry": "3525",
+        "buyer_uscc": "91331003MA00000025",
+        "buyer_name": "台州市未登记塑料有限公司",
+        "buyer_industry": None,
+        "orders": 3,
+        "amount_yuan": 120000.0,
+    }
+    known = {**edge, "buyer_uscc": "91331003MA00000038", "buyer_name": "甲", "buyer_industry": "2929"}
+    console.lake.overwrite(
+        "publish",
+        "topic_chain_edges",
+        pl.DataFrame([edge, known], schema_overrides={"buyer_industry": pl.String}).to_arrow(),
+    )
+    steward = _client(console)
+    _sign_in(steward, STEWARD)
+    page = steward.get("/entities")
+    assert page.status_code == 200 and "1 / 2" in page.text
+    listed = page.text.split('id="chain-unknown"')[1]
+    assert "91331003MA00000025" in listed and "台州市未登记塑料有限公司" in listed and "需方 buyer" in listed
+    assert "91331003MA00000038" not in listed and "91331003MA00000012" not in listed
