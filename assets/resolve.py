@@ -17,6 +17,12 @@ from privacy import policy
 from quality import resolution
 
 TABLES = (ENTITY_MATCHES, *RESOLVED)
+INPUTS = "resolution_inputs"  # metadata of ops/entity_matches: per dataset, the digest of what it was resolved from
+
+
+def _rows(value) -> list[dict]:
+    """The records of a table metadata value (none when absent)."""
+    return [dict(r.data) for r in value.records] if isinstance(value, dg.TableMetadataValue) else []
 
 
 def _spec(table, deps, steward: str) -> dg.AssetSpec:
@@ -53,11 +59,18 @@ def build() -> dg.AssetsDefinition:
             ring = ring or privacy.key_ring()
             return lambda frame: policy.apply_std(frame, ds, ring)
 
-        summary = resolution.resolve(the_lake, transform_for)
+        # the digests of the inputs each dataset was resolved from last time: a dataset whose inputs did not
+        # move is not resolved again (a new month of tax filings leaves the other datasets' matches alone)
+        last = context.instance.get_latest_materialization_event(key(ENTITY_MATCHES))
+        recorded = last.asset_materialization.metadata if last and last.asset_materialization else {}
+        previous = {r["dataset"]: r["digest"] for r in _rows(recorded.get(INPUTS))}
+        salt = f"key {privacy.key_ring().key()[0]}"  # a new pseudonymisation key resolves everything again
+        summary = resolution.resolve(the_lake, transform_for, previous=previous, salt=salt)
         matches = the_lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
         for dataset, s in summary.items():
             context.log.info(
                 f"{dataset}: {s['statuses'] or 'nothing quarantined for identity'}; {s['resolved']} rows resolved"
+                + (" (inputs unchanged since the last run: not resolved again)" if s["skipped"] else "")
             )
             table = resolved_table(dataset)
             ds = reg.dataset(dataset)
@@ -76,6 +89,20 @@ def build() -> dg.AssetsDefinition:
             version = the_lake.table(t.zone, t.name).version()
             rows = the_lake.row_count(t.zone, t.name) or 0
             meta: dict = {"delta_version": version, "dagster/row_count": rows}
+            if t is ENTITY_MATCHES:
+                meta[INPUTS] = dg.TableMetadataValue(
+                    records=[
+                        dg.TableRecord({"dataset": d, "digest": s["inputs"], "resolved_again": not s["skipped"]})
+                        for d, s in summary.items()
+                    ],
+                    schema=dg.TableSchema(
+                        columns=[
+                            dg.TableColumn("dataset", "string", description="数据集 dataset"),
+                            dg.TableColumn("digest", "string", description="输入指纹 digest of the inputs"),
+                            dg.TableColumn("resolved_again", "bool", description="本次重新识别 resolved in this run"),
+                        ]
+                    ),
+                )
             if t is ENTITY_MATCHES and matches is not None and matches.height:
                 by = matches.group_by("status").len().sort("status")
                 meta |= {f"records/{s}": n for s, n in by.iter_rows()}

@@ -359,6 +359,19 @@ def test_an_ambiguous_match_waits_for_the_steward_whose_decision_applies(built, 
     rejected = state()
     assert rejected["status"] == "rejected" and not rejected["resolved"] and rejected["rows"] == []
     assert [e["action"] for e in audit.entries()] == ["entity.confirmed", "entity.rejected"]
+    # a run given the digests of the last one leaves alone every dataset whose inputs did not move …
+    last = {d: s["inputs"] for d, s in resolution.resolve(lake).items()}
+    again = resolution.resolve(lake, previous=last)
+    assert all(s["skipped"] and not s["versions"] for s in again.values()), (last, again)
+    assert {d: s["resolved"] for d, s in again.items()} == {d: lake.row_count("ops", f"resolved_{d}") for d in again}
+    # … and resolves again the one a steward decided about, or whose std rows changed
+    decide("confirmed", record["uscc"], "复核后确认", who="zhao")
+    after = resolution.resolve(lake, previous=last)
+    assert [d for d, s in after.items() if not s["skipped"]] == ["tax_monthly"]
+    assert after["tax_monthly"]["versions"] and state()["status"] == "confirmed"
+    lake.append("std", "power_monthly", lake.read("std", "power_monthly").head(1).to_arrow())  # std moves
+    moved = resolution.resolve(lake, previous={d: s["inputs"] for d, s in after.items()})
+    assert [d for d, s in moved.items() if not s["skipped"]] == ["power_monthly"]
 
 
 def test_published_tables_passed_both_gates_and_hold_no_personal_identifiers(built):
