@@ -309,9 +309,12 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
                 for p in props["depends_on"]["nodes"]
                 if p in nodes
             }
-            # the lineage of the same compiled SQL over the same schemas is the one derived last time
+            # the lineage of the same SQL over the same schemas is the one derived last time; the SQL is the model's
+            # own code and the macros it calls — not the compiled code, which for an incremental model names the
+            # periods of this run (the columns do not depend on them)
+            macros = [run_manifest["macros"].get(m, {}).get("macro_sql") for m in props["depends_on"].get("macros", [])]
             basis = hashlib.sha256(
-                json.dumps([props.get("compiled_code"), columns, parents], sort_keys=True, default=str).encode()
+                json.dumps([props.get("raw_code"), macros, columns, parents], sort_keys=True, default=str).encode()
             ).hexdigest()[:16]
             lineage = _recorded_lineage(context, key, basis) if props.get("compiled_code") else None
             if lineage is None:
