@@ -10,61 +10,70 @@ with registration as (
 ),
 
 name_candidates as (
+    -- one row per enterprise, name and department, with its latest delivery: what the pick below ranks (the
+    -- same pick as over every delivered row, on a fraction of the rows)
     select
         uscc,
         name,
         _source_department,
-        _delivered_on,
+        max(_delivered_on) as _delivered_on,
         1 as priority
     from registration
+    group by all
     union all
     select
         uscc,
         taxpayer_name as name,
         _source_department,
-        _delivered_on,
+        max(_delivered_on) as _delivered_on,
         2 as priority
     from {{ ref('stg_tax__monthly') }}
+    group by all
     union all
     select
         uscc,
         name,
         _source_department,
-        _delivered_on,
+        max(_delivered_on) as _delivered_on,
         3 as priority
     from {{ ref('stg_stats__annual') }}
+    group by all
     union all
     select
         uscc,
         account_name as name,
         _source_department,
-        _delivered_on,
+        max(_delivered_on) as _delivered_on,
         4 as priority
     from {{ ref('stg_power__monthly') }}
+    group by all
     union all
     select
         uscc,
         holder_name as name,
         _source_department,
-        _delivered_on,
+        max(_delivered_on) as _delivered_on,
         5 as priority
     from {{ ref('stg_land__parcels') }}
+    group by all
     union all
     select
         uscc,
         name,
         _source_department,
-        _delivered_on,
+        max(_delivered_on) as _delivered_on,
         6 as priority
     from {{ ref('stg_eco__emissions') }}
+    group by all
     union all
     select
         uscc,
         name,
         _source_department,
-        _delivered_on,
+        max(_delivered_on) as _delivered_on,
         7 as priority
     from {{ ref('stg_ent__production') }}
+    group by all
 ),
 
 named as (
