@@ -49,6 +49,7 @@ from quality.conform import NO_PERIOD, conform, period_text
 from quality.rulebook import RuleSet, rules_for
 from quality.standardise import std_arrow_schema
 
+REGISTRATION = "amr_registration"  # resolved first: its rows name the firms the other datasets' records mean
 MATCHED_AT = 0.9  # a single candidate at this confidence or more feeds the models without review
 CONFIDENCE = {
     "steward": 1.0,
@@ -170,6 +171,49 @@ def core_name(e: pl.Expr) -> pl.Expr:
 FORMER_SEPARATORS = r"[;；,，、]"  # between the names of a 曾用名 list (std has made full-width ones half-width)
 
 
+NAME_SCHEMA = {"uscc": pl.String, "name": pl.String, "address": pl.String, "source": pl.String, "former": pl.Boolean}
+KEY_SCHEMA = {"dataset": pl.String, "column": pl.String, "value": pl.String, "uscc": pl.String}
+
+
+def _name_frames(rows: pl.LazyFrame, r: Resolvable) -> list[pl.LazyFrame]:
+    """The names (current, and former ones from a 曾用名 list) the rows of a dataset give their credit codes."""
+    rows = rows.filter(pl.col("uscc").is_not_null())
+    address = pl.col(r.address).cast(pl.String) if r.address else pl.lit(None, pl.String)
+    out = [
+        rows.select(
+            "uscc",
+            pl.col(n).cast(pl.String).alias("name"),
+            address.alias("address"),
+            pl.lit(r.id).alias("source"),
+            pl.lit(False).alias("former"),
+        )
+        .filter(pl.col("name").is_not_null())
+        .unique()
+        for n in r.names
+    ]
+    out += [
+        rows.select(
+            "uscc",
+            pl.col(f).cast(pl.String).str.replace_all(FORMER_SEPARATORS, ";").str.split(";").alias("name"),
+            pl.lit(None, pl.String).alias("address"),
+            pl.lit(r.id).alias("source"),
+            pl.lit(True).alias("former"),
+        )
+        .explode("name")
+        .with_columns(norm_name(pl.col("name")).alias("name"))
+        .filter(pl.col("name").is_not_null())
+        .unique()
+        for f in r.former_names
+    ]
+    return out
+
+
+def _derived(names: list[pl.DataFrame]) -> pl.DataFrame:
+    """The names, once each, with their core (no place prefix) and their code's body (first 17 characters)."""
+    frame = pl.concat(names).unique() if names else pl.DataFrame(schema=NAME_SCHEMA)
+    return frame.with_columns(core_name(pl.col("name")).alias("core"), pl.col("uscc").str.slice(0, 17).alias("body"))
+
+
 def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(uscc, name, address, source, former, core, body) for every name std holds with a credit code (former: an
     earlier registered name, not the current one; core: the name without its place prefix; body: the code's
@@ -181,61 +225,33 @@ def known(lake: Lake, items: list[Resolvable]) -> tuple[pl.DataFrame, pl.DataFra
         if scan is None:
             continue
         cols = ["uscc", *r.names, *r.former_names, *r.entity_keys, *([r.address] if r.address else [])]
-        std = scan.select(cols).filter(pl.col("uscc").is_not_null())
-        address = pl.col(r.address).cast(pl.String) if r.address else pl.lit(None, pl.String)
-        for n in r.names:
-            names.append(
-                std.select(
-                    "uscc",
-                    pl.col(n).cast(pl.String).alias("name"),
-                    address.alias("address"),
-                    pl.lit(r.id).alias("source"),
-                    pl.lit(False).alias("former"),
-                )
-                .filter(pl.col("name").is_not_null())
-                .unique()
+        std = scan.select(cols)
+        names += _name_frames(std, r)
+        keys += [
+            std.select(
+                pl.lit(r.id).alias("dataset"),
+                pl.lit(k).alias("column"),
+                pl.col(k).cast(pl.String).alias("value"),
+                "uscc",
             )
-        for f in r.former_names:
-            names.append(
-                std.select(
-                    "uscc",
-                    pl.col(f).cast(pl.String).str.replace_all(FORMER_SEPARATORS, ";").str.split(";").alias("name"),
-                    pl.lit(None, pl.String).alias("address"),
-                    pl.lit(r.id).alias("source"),
-                    pl.lit(True).alias("former"),
-                )
-                .explode("name")
-                .with_columns(norm_name(pl.col("name")).alias("name"))
-                .filter(pl.col("name").is_not_null())
-                .unique()
-            )
-        for k in r.entity_keys:
-            keys.append(
-                std.select(
-                    pl.lit(r.id).alias("dataset"),
-                    pl.lit(k).alias("column"),
-                    pl.col(k).cast(pl.String).alias("value"),
-                    "uscc",
-                )
-                .filter(pl.col("value").is_not_null())
-                .unique()
-            )
-    name_schema = {
-        "uscc": pl.String,
-        "name": pl.String,
-        "address": pl.String,
-        "source": pl.String,
-        "former": pl.Boolean,
-    }
-    key_schema = {"dataset": pl.String, "column": pl.String, "value": pl.String, "uscc": pl.String}
+            .filter(pl.col("uscc").is_not_null() & pl.col("value").is_not_null())
+            .unique()
+            for k in r.entity_keys
+        ]
     frames = pl.collect_all([*names, *keys])
-    known_names = pl.concat(frames[: len(names)]).unique() if names else pl.DataFrame(schema=name_schema)
     return (
-        known_names.with_columns(
-            core_name(pl.col("name")).alias("core"), pl.col("uscc").str.slice(0, 17).alias("body")
-        ),
-        pl.concat(frames[len(names) :]).unique() if keys else pl.DataFrame(schema=key_schema),
+        _derived(frames[: len(names)]),
+        pl.concat(frames[len(names) :]).unique() if keys else pl.DataFrame(schema=KEY_SCHEMA),
     )
+
+
+def with_resolved_names(names: pl.DataFrame, r: Resolvable, resolved: pl.DataFrame | None) -> pl.DataFrame:
+    """The known names and those of a dataset's resolved rows: a registration quarantined for its code and
+    resolved still tells the others the firm's name and former names."""
+    if resolved is None or resolved.height == 0:
+        return names
+    added = pl.collect_all(_name_frames(resolved.lazy(), r))
+    return _derived([names.drop("core", "body"), *added])
 
 
 def _rows_of(lake: Lake, zone: str, dataset: str, at: pl.DataFrame) -> pl.DataFrame:
@@ -610,7 +626,8 @@ def resolve(
     references = sorted(set().union(*(r.rules.references for r in items)))
     refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in references}
     summary = {}
-    for r in items:
+    # the registration first: its resolved rows name firms (and their former names) for the other datasets
+    for r in sorted(items, key=lambda r: r.id != REGISTRATION):
         digest = inputs_digest(lake, r, names_print, keys, findings, salt)
         if previous and previous.get(r.id) == digest and recorded is not None:
             mine = recorded.filter(pl.col("dataset") == r.id)
@@ -621,6 +638,9 @@ def resolve(
                 "inputs": digest,
                 "skipped": True,
             }
+            if r.id == REGISTRATION:
+                names = with_resolved_names(names, r, lake.read(*resolved_table(r.id).path))
+                names_print = _print(names)
             continue
         matches, filled = match(lake, r, names, keys, at, findings)
         rows, notes = resolve_rows(lake, r, filled, transform_for(r.ds), refs)
@@ -656,6 +676,9 @@ def resolve(
             versions[table.label] = lake.overwrite(
                 table.zone, table.name, rows.to_arrow(), metadata={"partitions": json.dumps(changed)}
             )
+        if r.id == REGISTRATION:
+            names = with_resolved_names(names, r, rows)
+            names_print = _print(names)
         counts = matches.group_by("status").len()
         summary[r.id] = {
             "statuses": {s: n for s, n in counts.iter_rows()},

@@ -204,3 +204,24 @@ def test_a_stewards_decision_overrides_the_matching_and_is_audited(lake, tmp_pat
         ("entity.confirmed", "steward:li"),
         ("entity.rejected", "steward:wang"),
     ]
+
+
+def test_a_resolved_registration_lends_its_names_and_former_names_to_the_other_datasets():
+    registration = _by("amr_registration")
+    names = known(KNOWN)
+    resolved = pl.DataFrame(
+        {
+            "uscc": [D, None],
+            "name": [None, "无代码企业有限公司"],  # a registration without its name keeps it empty
+            "former_names": ["台州旧名模具有限公司；台州更旧模具有限公司", None],
+            "address": [None, None],
+        }
+    )
+    both = resolution.with_resolved_names(names, registration, resolved)
+    added = both.join(names, on=["uscc", "name", "former"], how="anti")
+    assert set(added.select("uscc", "name", "former").iter_rows()) == {
+        (D, "台州旧名模具有限公司", True),
+        (D, "台州更旧模具有限公司", True),
+    }
+    assert set(both.columns) == set(names.columns) and both.height == names.height + 2
+    assert resolution.with_resolved_names(names, registration, None) is names
