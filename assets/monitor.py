@@ -186,7 +186,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
             raise dg.Failure("ops/collection_status has never been built")
         frames = []
         for name, (model, zh) in GATED.items():
-            table = year_completeness(status, inputs[name]).select(pl.lit(model).alias("topic"), pl.all())
+            table = year_completeness(status, inputs[name], reg).select(pl.lit(model).alias("topic"), pl.all())
             frames.append(table)
             gaps = table.filter(pl.col("not_received").is_not_null())
             yield dg.AssetCheckResult(

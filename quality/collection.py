@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from lakehouse.registry import Dataset, Registry
+from lakehouse.registry import Dataset, Registry, registry
 
 CST = dt.timezone(dt.timedelta(hours=8))  # deadlines are calendar days in China Standard Time
 SHORT_RATIO = 0.5  # a period holding under half the dataset's typical rows is short
@@ -212,9 +212,23 @@ def rates(reg: Registry, status: pl.DataFrame) -> pl.DataFrame:
     return out.select(list(RATE_SCHEMA)).cast(RATE_SCHEMA)  # type: ignore[arg-type]
 
 
-def year_completeness(status: pl.DataFrame, datasets: list[str]) -> pl.DataFrame:
-    """For the latest year the periodic ``datasets`` are expected to deliver: per dataset, the deliveries
-    expected in that year and those not (yet) received — refused, missing or not yet due."""
+def _year_over(reg: Registry, dataset: str, year: str, periods: set[str]) -> bool:
+    """Whether the agreement expects the period that closes ``year`` (its last month, day or the year itself —
+    or the agreement's last period, ending within it): the year's deliveries are all due."""
+    ds = reg.dataset(dataset)
+    assert ds.period is not None
+    last = {"year": year, "month": f"{year}-12", "day": f"{year}-12-31"}[ds.period.granularity]
+    if ds.period.until is not None and ds.period.until[:4] == year:
+        last = min(last, ds.period.until)
+    return last in periods
+
+
+def year_completeness(status: pl.DataFrame, datasets: list[str], reg: Registry | None = None) -> pl.DataFrame:
+    """For the latest year that is over — every one of the periodic ``datasets`` owes the period that closes it
+    — per dataset, the deliveries expected in that year and those not received (refused or missing). A year
+    still under way is not the one judged: January's filings of a new year do not hold back the evaluation of
+    the year before (or a correction of it). Before any year is over, the year under way."""
+    reg = reg or registry()
     mine = status.filter(pl.col("dataset").is_in(datasets) & pl.col("expected"))
     schema = {
         "year": pl.String,
@@ -225,7 +239,12 @@ def year_completeness(status: pl.DataFrame, datasets: list[str]) -> pl.DataFrame
     }
     if mine.is_empty():
         return pl.DataFrame(schema=schema)
-    year = mine["period"].str.slice(0, 4).max()
+    periods = {ds: set(mine.filter(pl.col("dataset") == ds)["period"]) for ds in set(mine["dataset"])}
+    years = sorted(set(mine["period"].str.slice(0, 4)), reverse=True)
+    over = [
+        y for y in years if all(_year_over(reg, ds, y, p) for ds, p in periods.items() if any(x[:4] == y for x in p))
+    ]
+    year = over[0] if over else years[0]
     rows = []
     for ds in sorted(set(mine["dataset"])):
         periods = mine.filter((pl.col("dataset") == ds) & (pl.col("period").str.slice(0, 4) == year))

@@ -135,6 +135,39 @@ def test_a_year_is_complete_when_every_delivery_it_owes_has_arrived():
     assert got["power_monthly"]["received"] == 11 and got["power_monthly"]["not_received"] == "2023-12 (rejected)"
 
 
+def test_a_year_under_way_does_not_hold_back_the_judgement_of_the_year_before():
+    """An open-ended agreement (no ``until``): in March 2024, January's and February's filings are in; the
+    year judged is 2023 — over, and complete for tax, one power month refused — not 2024."""
+    from quality.collection import year_completeness
+
+    base = registry()
+    open_ended = base.model_copy(
+        update={
+            "datasets": [
+                d.model_copy(update={"period": d.period.model_copy(update={"until": None})}) if d.period else d
+                for d in base.datasets
+            ]
+        }
+    )
+    months = [f"2023-{m:02d}" for m in range(1, 13)] + ["2024-01", "2024-02"]
+    log = _log(
+        *(("tax_monthly", f"tax/monthly/税务_月度申报_{m}.csv", "landed", _at(f"{m}-10"), 10) for m in months),
+        *(("power_monthly", f"power/monthly/电力_月度用电_{m}.csv", "landed", _at(f"{m}-10"), 10) for m in months),
+    )
+    status = collection_status(open_ended, log, _at("2024-03-20")).status
+    table = year_completeness(status, ["tax_monthly", "power_monthly"], open_ended)
+    assert set(table["year"]) == {"2023"} and table["not_received"].is_null().all()
+    # in January 2024 nothing of 2024 is due yet: 2023 is judged, its December still owed until its deadline
+    early = year_completeness(
+        collection_status(
+            open_ended, log.filter(~pl.col("file").str.contains("2024|2023-12")), _at("2024-01-10")
+        ).status,
+        ["tax_monthly"],
+        open_ended,
+    )
+    assert set(early["year"]) == {"2023"} and early["received"].to_list() == [11]
+
+
 @pytest.mark.integration
 def test_the_status_is_rechecked_every_hour_so_a_passing_deadline_shows_without_a_delivery():
     import dagster as dg

@@ -10,6 +10,7 @@ with firms as (
         year,
         scale_type
     from {{ ref('theme_enterprise_360') }}
+    where {{ closed_years('year') }}
 ),
 
 months as (

@@ -32,7 +32,9 @@ with params as (
 ),
 
 profile as (
+    -- the years that are over (a year under way is not evaluated)
     select * from {{ ref('theme_enterprise_360') }}
+    where {{ closed_years('year') }}
 ),
 
 objection_events as (
