@@ -21,6 +21,11 @@ class OwnTable:
     grade: str  # DB33/T 2351 level of what it may hold (the quarantine keeps raw values: L4)
     partitioned_by: str | None = None  # each writer replaces its own partition
     own_step: bool = False  # written by a step whose asset it is (assets/resolve.py), not reported by others
+    # columns graded below the table (which holds its most sensitive column's grade): what a model may read
+    column_grades: tuple[tuple[str, str], ...] = ()
+
+    def grade_of(self, column: str) -> str:
+        return dict(self.column_grades).get(column, self.grade)
 
     @property
     def path(self) -> list[str]:
@@ -41,6 +46,12 @@ FINDINGS = OwnTable(
     ("std",),
     "L4",
     "dataset",
+    # the offending raw value and the record's key may be anything the department sent: the table's grade
+    column_grades=tuple(
+        (c, "L1")
+        for c in ("dataset", "department", "source_file", "row_number", "rule_id", "dimension", "severity", "action")
+        + ("column", "reason_zh", "reason_en", "partition")
+    ),
 )
 DUPLICATES = OwnTable(
     "quarantine",

@@ -53,7 +53,7 @@ class ModelGrades:
         if zone == "parameters":
             return "L1", "none"
         if key in BY_LABEL:  # a warehouse's own table read by a model (the 亩均 objections): its declared grade
-            return BY_LABEL[key].grade, "none"
+            return BY_LABEL[key].grade_of(column), "none"
         if key not in self.graded:  # a model not rebuilt in this run: its last materialisation says
             self.graded[key] = dict(self._recorded(key) or {})
         g = self.graded[key].get(column)

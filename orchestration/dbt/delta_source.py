@@ -29,7 +29,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
 
 from lakehouse import objections
-from lakehouse.tables import OBJECTIONS, RESOLVED
+from lakehouse.tables import FINDINGS, OBJECTIONS, RESOLVED
 from quality import resolution
 
 PINS_ENV = "SHUCANG_DELTA_PINS"
@@ -144,7 +144,7 @@ class Plugin(BasePlugin):
         # read by the models before anything is written to them: empty, not missing
         objections.ensure(self.lake)
         resolution.ensure(self.lake)
-        own = [(t.zone, t.zone, t.name) for t in (OBJECTIONS, *RESOLVED)]
+        own = [(t.zone, t.zone, t.name) for t in (OBJECTIONS, *RESOLVED, FINDINGS)]
         sync(conn, self.lake, [("std", "std", ds.id) for ds in registry().datasets] + own, pins())
         self.synced = True
 

@@ -1,7 +1,9 @@
 -- 亩均评价输入完整性: for every firm, year and source of the evaluation — 税务 monthly filings, 电力 monthly
 -- metering of every supply account, 统计 annual report (规上) — which periods are present, which missing, how
--- many rows entity resolution recovered (records that came without a usable credit code), and what the missing
--- periods could hold: the firm's own lowest and highest complete month (the bounds the band is tested under).
+-- many rows entity resolution recovered (records that came without a usable credit code), which missing months
+-- the quarantine holds a row of (a reason other than identity: the data to fix, not a delivery to chase), and
+-- what the missing periods could hold: the firm's own lowest and highest complete month (the bounds the band
+-- is tested under).
 -- A power month is complete only when every supply account the firm has in the year is metered in it.
 
 with firms as (
@@ -66,6 +68,17 @@ power_months as (
     group by r.uscc, r.period
 ),
 
+quarantined as (
+    -- firm-months with a filing or metering row the quarantine holds for a reason other than the firm's
+    -- identity (a row without a usable credit code names no firm here: entity resolution matches it)
+    select distinct
+        regexp_extract(record_key, '(?:^|\|)uscc=([^|]*)', 1) as uscc,
+        partition as period,
+        case dataset when 'tax_monthly' then 'tax' else 'power' end as source
+    from {{ source('quarantine', 'findings') }}
+    where action = 'quarantined' and dataset in ('tax_monthly', 'power_monthly')
+),
+
 monthly as (
     select
         s.uscc,
@@ -73,9 +86,11 @@ monthly as (
         s.period,
         'tax' as source,
         t.value,
-        t.value is not null as present
+        t.value is not null as present,
+        q.period is not null as quarantined
     from spine as s
     left join tax_months as t on s.uscc = t.uscc and s.period = t.period
+    left join quarantined as q on s.uscc = q.uscc and s.period = q.period and q.source = 'tax'
     union all
     select
         s.uscc,
@@ -83,9 +98,11 @@ monthly as (
         s.period,
         'power' as source,
         case when p.complete then p.value end as value,
-        coalesce(p.complete, false) as present
+        coalesce(p.complete, false) as present,
+        q.period is not null as quarantined
     from spine as s
     left join power_months as p on s.uscc = p.uscc and s.period = p.period
+    left join quarantined as q on s.uscc = q.uscc and s.period = q.period and q.source = 'power'
 ),
 
 carried as (
@@ -136,6 +153,9 @@ monthly_sources as (
         12 as expected,
         count(*) filter (where c.present) as present,
         string_agg(case when not c.present then c.period end, ',' order by c.period) as missing_periods,
+        string_agg(
+            case when not c.present and c.quarantined then c.period end, ',' order by c.period
+        ) as quarantined_periods,
         {{ exact_sum('c.value') }} as delivered_value,
         {{ exact_sum('c.carried_value') }} as carried_value,
         min(c.value) as lowest_month,
@@ -164,6 +184,7 @@ select
     m.expected,
     m.present,
     m.missing_periods,
+    m.quarantined_periods,
     case when m.source = 'power' then a.accounts end as accounts,
     coalesce(r.resolved_rows, 0) as resolved_rows,
     m.delivered_value,
@@ -183,6 +204,7 @@ select
     s.expected,
     s.present,
     s.missing_periods,
+    null as quarantined_periods,
     null as accounts,
     coalesce(r.resolved_rows, 0) as resolved_rows,
     null as delivered_value,
