@@ -184,3 +184,31 @@ def test_the_status_is_rechecked_every_hour_so_a_passing_deadline_shows_without_
     requested = {r.key for r in later.results if r.true_subset.size}
     assert status in requested  # the hourly tick, with nothing delivered
     assert tax not in requested  # std still only follows raw
+
+
+@pytest.mark.integration
+def test_a_recheck_that_changes_no_state_keeps_the_data_version_so_nothing_downstream_runs(tmp_path):
+    import dagster as dg
+
+    from lakehouse.tables import COLLECT_LOG
+    from orchestration import runs as runner
+    from orchestration.definitions import defs
+    from orchestration.resources import resources
+    from orchestration.settings import settings
+
+    s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(tmp_path)})
+    lake = s.lake()
+    january = ("tax_monthly", "tax/monthly/税务_月度申报_2023-01.csv", "landed", _at("2023-02-10"), 10)
+    lake.overwrite(COLLECT_LOG.zone, COLLECT_LOG.name, _log(january).to_arrow())
+    instance = dg.DagsterInstance.ephemeral()
+    status = dg.AssetKey(["ops", "collection_status"])
+
+    def version() -> str:
+        assert runner.materialize(list(defs.assets), [status], instance, resources=resources(s)).success
+        return instance.get_latest_materialization_event(status).asset_materialization.tags["dagster/data_version"]
+
+    first, again = version(), version()
+    assert first == again  # re-checked, a new Delta version written, the same states: the same data version
+    february = ("tax_monthly", "tax/monthly/税务_月度申报_2023-02.csv", "landed", _at("2023-03-10"), 10)
+    lake.overwrite(COLLECT_LOG.zone, COLLECT_LOG.name, _log(january, february).to_arrow())
+    assert version() != first
