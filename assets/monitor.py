@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from assets.collect import raw_key
+from exchange.publication import content_hash
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import COLLECT_LOG
 from orchestration.automation import COMPLETENESS, follows_inputs
@@ -58,12 +59,6 @@ def _ops_asset(reg: Registry, table: str, automation: dg.AutomationCondition | N
     }
 
 
-def _content(frame: pl.DataFrame) -> str:
-    """A data version from a table's content, whatever its row order."""
-    hashed = frame.select(sorted(frame.columns)).hash_rows(seed=20231231)
-    return f"{frame.height}-{hashed.sum()}-{(hashed % 1_000_003).sum()}"
-
-
 def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
     reg = reg or registry()
     periodic = [ds for ds in reg.datasets if ds.period is not None]
@@ -97,7 +92,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
         columns = ["department_name", "dataset", "period", "due_on", "state", "reasons"]
         yield dg.MaterializeResult(
             # the content, not the write: an hourly re-check that changed no state starts nothing downstream
-            data_version=dg.DataVersion(_content(status.drop("as_of"))),
+            data_version=dg.DataVersion(content_hash(status.drop("as_of"), ["dataset", "period"])),
             metadata={
                 "dagster/row_count": status.height,
                 "delta_version": version,

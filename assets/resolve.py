@@ -50,21 +50,17 @@ def build() -> dg.AssetsDefinition:
     )
     def entity_resolution(context: dg.AssetExecutionContext, lake: LakeResource, privacy: PrivacyResource):
         the_lake = lake.lake()
-        ring = None
+        ring = privacy.key_ring()
 
         def transform_for(ds):
-            nonlocal ring
-            if not policy.std_transforms(ds):
-                return None
-            ring = ring or privacy.key_ring()
-            return lambda frame: policy.apply_std(frame, ds, ring)
+            return (lambda frame: policy.apply_std(frame, ds, ring)) if policy.std_transforms(ds) else None
 
         # the digests of the inputs each dataset was resolved from last time: a dataset whose inputs did not
         # move is not resolved again (a new month of tax filings leaves the other datasets' matches alone)
         last = context.instance.get_latest_materialization_event(key(ENTITY_MATCHES))
         recorded = last.asset_materialization.metadata if last and last.asset_materialization else {}
         previous = {r["dataset"]: r["digest"] for r in _rows(recorded.get(INPUTS))}
-        salt = f"key {privacy.key_ring().key()[0]}"  # a new pseudonymisation key resolves everything again
+        salt = f"key {ring.key()[0]}"  # a new pseudonymisation key resolves everything again
         summary = resolution.resolve(the_lake, transform_for, previous=previous, salt=salt)
         matches = the_lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
         for dataset, s in summary.items():
@@ -74,7 +70,7 @@ def build() -> dg.AssetsDefinition:
             )
             table = resolved_table(dataset)
             ds = reg.dataset(dataset)
-            if ring is not None and table.label in s["versions"] and policy.std_transforms(ds):
+            if table.label in s["versions"] and policy.std_transforms(ds):
                 audit_key_use(
                     context,
                     privacy,

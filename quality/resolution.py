@@ -40,6 +40,7 @@ import polars as pl
 import pyarrow as pa
 from stdnum.cn import uscc as uscc_code
 
+from exchange.publication import content_hash
 from lakehouse.lake import Lake
 from lakehouse.registry import Dataset, registry
 from lakehouse.tables import ENTITY_DECISIONS, ENTITY_MATCHES, RESOLVED_DATASETS, resolved_table
@@ -378,9 +379,11 @@ def match(
     keys: pl.DataFrame,
     at: dt.datetime,
     findings: pl.DataFrame | None = None,
+    decided: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(the match rows of ``MATCH_SCHEMA`` for the dataset's identity-quarantined records, those records'
-    raw rows with ``__uscc``/``__name`` filled for the ones to resolve)."""
+    raw rows with ``__uscc``/``__name`` filled for the ones to resolve). ``findings``, ``decided``: the
+    quarantine and the stewards' decisions (read here when not given)."""
     raw = quarantined_identity(lake, r, findings)
     empty = pl.DataFrame(schema=pl.Schema(MATCH_SCHEMA))
     if raw.height == 0:
@@ -412,7 +415,9 @@ def match(
     }
     decided = {
         (d["source_file"], d["row_number"]): d
-        for d in decisions(lake).filter(pl.col("dataset") == r.id).iter_rows(named=True)
+        for d in (decided if decided is not None else decisions(lake))
+        .filter(pl.col("dataset") == r.id)
+        .iter_rows(named=True)
     }
     records = [
         (
@@ -567,20 +572,23 @@ def resolve_rows(
 
 
 def _print(frame: pl.DataFrame | None) -> str:
-    """A fingerprint of a frame's content, whatever its row order."""
-    if frame is None or frame.height == 0:
-        return "0"
-    hashed = frame.select(sorted(frame.columns)).hash_rows(seed=20231231)
-    return f"{frame.height}:{hashed.sum()}:{(hashed % 1_000_003).sum()}"
+    """The content of a frame, whatever its row order (``content_hash``; "0" when there is none)."""
+    return content_hash(frame, sorted(frame.columns)) if frame is not None and frame.height else "0"
 
 
 def inputs_digest(
-    lake: Lake, r: Resolvable, names_print: str, keys: pl.DataFrame, findings: pl.DataFrame | None, salt: str
+    lake: Lake,
+    r: Resolvable,
+    names_print: str,
+    keys: pl.DataFrame,
+    findings: pl.DataFrame | None,
+    decided: pl.DataFrame,
+    salt: str,
 ) -> str:
     """What a dataset's matches and resolved rows are computed from: the names and keys std knows, the dataset's
-    quarantine, the stewards' decisions about it, the std rows a resolved row may displace (the dataset's std
-    version), the codes its referential rules read, and ``salt`` (the privacy key version). Equal digests, equal
-    results: the run leaves the dataset alone."""
+    quarantine, the stewards' decisions about it (``decided``: ``decisions``), the std rows a resolved row may
+    displace (the dataset's std version), the codes its referential rules read, and ``salt`` (the privacy key
+    version). Equal digests, equal results: the run leaves the dataset alone."""
     errors = sorted({x.id for x in r.rules.rules if x.severity == "ERROR"})
     mine = (
         findings.filter((pl.col("dataset") == r.id) & pl.col("rule_id").is_in(errors)).select(
@@ -589,17 +597,20 @@ def inputs_digest(
         if findings is not None
         else None
     )
-    decided = decisions(lake).filter(pl.col("dataset") == r.id).select("source_file", "row_number", "decision", "uscc")
-    std = lake.table("std", r.id)
+
+    def version(table: str) -> int | None:
+        dt_ = lake.table("std", table)
+        return dt_.version() if dt_ is not None else None
+
     parts = {
         "names": names_print,
         "keys": _print(keys.filter(pl.col("dataset") == r.id)),
         "quarantine": _print(mine),
-        "decisions": _print(decided),
-        "std": std.version() if std is not None else None,
-        "refs": {
-            t: (lake.table("std", t).version() if lake.table("std", t) else None) for t in sorted(r.rules.references)
-        },
+        "decisions": _print(
+            decided.filter(pl.col("dataset") == r.id).select("source_file", "row_number", "decision", "uscc")
+        ),
+        "std": version(r.id),
+        "refs": {t: version(t) for t in sorted(r.rules.references)},
         "salt": salt,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
@@ -620,15 +631,16 @@ def resolve(
     at = at or dt.datetime.now(dt.UTC)
     items = resolvables()
     names, keys = known(lake, items)
-    names_print = _print(names)
+    names_print = _print(names.drop("core", "body"))
     findings = findings_read(lake)
+    decided = decisions(lake)
     recorded = lake.read(ENTITY_MATCHES.zone, ENTITY_MATCHES.name)
     references = sorted(set().union(*(r.rules.references for r in items)))
     refs = {f"{t}.uscc": lake.read("std", t, columns=["uscc"])["uscc"] for t in references}
     summary = {}
     # the registration first: its resolved rows name firms (and their former names) for the other datasets
     for r in sorted(items, key=lambda r: r.id != REGISTRATION):
-        digest = inputs_digest(lake, r, names_print, keys, findings, salt)
+        digest = inputs_digest(lake, r, names_print, keys, findings, decided, salt)
         if previous and previous.get(r.id) == digest and recorded is not None:
             mine = recorded.filter(pl.col("dataset") == r.id)
             summary[r.id] = {
@@ -640,9 +652,9 @@ def resolve(
             }
             if r.id == REGISTRATION:
                 names = with_resolved_names(names, r, lake.read(*resolved_table(r.id).path))
-                names_print = _print(names)
+                names_print = _print(names.drop("core", "body"))
             continue
-        matches, filled = match(lake, r, names, keys, at, findings)
+        matches, filled = match(lake, r, names, keys, at, findings, decided)
         rows, notes = resolve_rows(lake, r, filled, transform_for(r.ds), refs)
         if matches.height:
             done = rows.select(
@@ -678,7 +690,7 @@ def resolve(
             )
         if r.id == REGISTRATION:
             names = with_resolved_names(names, r, rows)
-            names_print = _print(names)
+            names_print = _print(names.drop("core", "body"))
         counts = matches.group_by("status").len()
         summary[r.id] = {
             "statuses": {s: n for s, n in counts.iter_rows()},
