@@ -17,13 +17,13 @@ import polars as pl
 from assets.collect import raw_key
 from exchange.publication import content_hash
 from lakehouse.registry import Registry, registry
-from lakehouse.tables import COLLECT_LOG
+from lakehouse.tables import COLLECT_LOG, COLLECTION_STATUS
 from orchestration.automation import COMPLETENESS, follows_inputs
 from orchestration.dbt.project import manifest, project, upstream_sources
 from orchestration.resources import BACKGROUND, LakeResource
 from quality.collection import collection_status, rates, year_completeness
 
-STATUS = dg.AssetKey(["ops", "collection_status"])
+STATUS = dg.AssetKey(COLLECTION_STATUS.path)
 GATED = {"mujun": ("topic_mujun_evaluation", "亩均评价")}  # check prefix → (topic model, name)
 RATE = dg.AssetKey(["ops", "collection_rate"])
 
@@ -86,7 +86,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
         now = dt.datetime.now(dt.UTC)
         result = collection_status(reg, the_lake.read(COLLECT_LOG.zone, COLLECT_LOG.name), now)
         status = result.status
-        version = the_lake.overwrite("ops", "collection_status", status.to_arrow(), metadata={"as_of": now.isoformat()})
+        version = the_lake.overwrite(*COLLECTION_STATUS.path, status.to_arrow(), metadata={"as_of": now.isoformat()})
         counts = dict(status.filter(pl.col("expected")).group_by("state").len().iter_rows())
         overdue = result.overdue()
         columns = ["department_name", "dataset", "period", "due_on", "state", "reasons"]
@@ -96,7 +96,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
             metadata={
                 "dagster/row_count": status.height,
                 "delta_version": version,
-                "delta_uri": dg.MetadataValue.path(the_lake.uri("ops", "collection_status")),
+                "delta_uri": dg.MetadataValue.path(the_lake.uri(*COLLECTION_STATUS.path)),
                 **{f"deliveries/{s}": int(counts.get(s, 0)) for s in ("on_time", "late", "rejected", "missing")},
                 "not_received": dg.MetadataValue.md(_table(overdue, columns) if overdue.height else "none"),
             },
@@ -123,7 +123,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
     )
     def collection_rate_asset(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
-        status = the_lake.read("ops", "collection_status")
+        status = the_lake.read(*COLLECTION_STATUS.path)
         if status is None:
             raise dg.Failure("ops/collection_status has never been built; nothing to rate")
         table = rates(reg, status)
@@ -184,7 +184,7 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
     )
     def annual_completeness_asset(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
-        status = the_lake.read("ops", "collection_status")
+        status = the_lake.read(*COLLECTION_STATUS.path)
         if status is None:
             raise dg.Failure("ops/collection_status has never been built")
         frames = []

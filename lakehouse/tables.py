@@ -175,6 +175,19 @@ ENTITY_DECISIONS = OwnTable(
     ("steward",),
     "L2",
 )
+COLLECTION_STATUS = OwnTable(
+    "ops",
+    "collection_status",
+    "归集监测",
+    "Collection status",
+    "For every periodic dataset and period: the delivery its 归集 agreement expects, its due date, and whether it "
+    "came on time, late, only as refused files, not at all, or is not yet due (pending); files landed and "
+    "refused, rows landed against the typical period, why files were refused. Rewritten by each check (every "
+    "delivery and every hour); the 亩均 completeness reads which months were delivered late or not at all.",
+    ("ops",),
+    "L1",
+    own_step=True,
+)
 # the datasets whose records name an enterprise by credit code and by name: quarantined for identity alone,
 # they are matched (quality/resolution.py) and their resolved rows join std in the staging models
 RESOLVED_DATASETS = (
@@ -218,6 +231,7 @@ OWN_TABLES = (
     OBJECTIONS,
     ENTITY_MATCHES,
     ENTITY_DECISIONS,
+    COLLECTION_STATUS,
     *RESOLVED,
 )
 BY_LABEL = {t.label: t for t in OWN_TABLES}

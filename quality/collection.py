@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from lakehouse.registry import Dataset, Registry, registry
+from lakehouse.tables import COLLECTION_STATUS
 
 CST = dt.timezone(dt.timedelta(hours=8))  # deadlines are calendar days in China Standard Time
 SHORT_RATIO = 0.5  # a period holding under half the dataset's typical rows is short
@@ -66,6 +67,12 @@ class CollectionStatus:
     def overdue(self) -> pl.DataFrame:
         """Expected deliveries past their deadline and not received (missing or only rejected)."""
         return self.status.filter(pl.col("expected") & pl.col("state").is_in(["missing", "rejected"]))
+
+
+def ensure(lake) -> None:
+    """The status table, created empty the first time (the 亩均 completeness reads it as a dbt source: an empty
+    status says nothing about any delivery, so no month counts as undelivered)."""
+    lake.ensure(COLLECTION_STATUS.zone, COLLECTION_STATUS.name, pl.DataFrame(schema=STATUS_SCHEMA).to_arrow().schema)
 
 
 def _end(granularity: str, period: str) -> dt.date:

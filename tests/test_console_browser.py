@@ -322,6 +322,9 @@ def test_mujun_lookup_explains_band_rank_indicators_and_rule(visit, site):
     # which sources were complete, which months were missing (the demo's power file of 2023-07 was rejected)
     completeness = page.inner_text("#completeness")
     assert "纳税申报" in completeness and "用电计量" in completeness and "2023-07" in completeness
+    # …and the 归集 status says why: the department never delivered a usable July file (not the firm's gap)
+    power = page.locator("#completeness tbody tr", has_text="用电计量").inner_text().split("\t")
+    assert power[3] == "2023-07" and power[4] == "2023-07", power
     v.shot("mujun-firm")
     # the enterprise's objection, recorded by the steward, then rejected with a reason
     page.select_option("#file-objection select[name=input]", "land_mu")

@@ -29,8 +29,8 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import SourceConfig
 
 from lakehouse import objections
-from lakehouse.tables import FINDINGS, OBJECTIONS, RESOLVED
-from quality import resolution
+from lakehouse.tables import COLLECTION_STATUS, FINDINGS, OBJECTIONS, RESOLVED
+from quality import collection, resolution
 
 PINS_ENV = "SHUCANG_DELTA_PINS"
 
@@ -144,7 +144,8 @@ class Plugin(BasePlugin):
         # read by the models before anything is written to them: empty, not missing
         objections.ensure(self.lake)
         resolution.ensure(self.lake)
-        own = [(t.zone, t.zone, t.name) for t in (OBJECTIONS, *RESOLVED, FINDINGS)]
+        collection.ensure(self.lake)
+        own = [(t.zone, t.zone, t.name) for t in (OBJECTIONS, *RESOLVED, FINDINGS, COLLECTION_STATUS)]
         sync(conn, self.lake, [("std", "std", ds.id) for ds in registry().datasets] + own, pins())
         self.synced = True
 

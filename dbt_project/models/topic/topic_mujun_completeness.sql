@@ -3,7 +3,9 @@
 -- many rows entity resolution recovered (records that came without a usable credit code), which missing months
 -- the quarantine holds a row of (a reason other than identity: the data to fix, not a delivery to chase), and
 -- what the missing periods could hold: the firm's own lowest and highest complete month (the bounds the band
--- is tested under).
+-- is tested under). From the 归集 status (ops.collection_status): the months the department delivered after the
+-- deadline (late_periods), and the missing ones whose delivery has not come at all — overdue, only refused files,
+-- or not yet due (undelivered_periods: a department to chase, not a firm that did not file).
 -- A power month is complete only when every supply account the firm has in the year is metered in it.
 
 with firms as (
@@ -79,6 +81,17 @@ quarantined as (
     where action = 'quarantined' and dataset in ('tax_monthly', 'power_monthly')
 ),
 
+deliveries as (
+    -- what the department's delivery of each period did: on_time, late, rejected, missing, pending (an empty
+    -- status — never checked — says nothing: no month is then taken as undelivered)
+    select
+        case dataset when 'tax_monthly' then 'tax' when 'power_monthly' then 'power' else 'stats' end as source,
+        period,
+        state
+    from {{ source('ops', 'collection_status') }}
+    where expected and dataset in ('tax_monthly', 'power_monthly', 'stats_annual')
+),
+
 monthly as (
     select
         s.uscc,
@@ -87,10 +100,12 @@ monthly as (
         'tax' as source,
         t.value,
         t.value is not null as present,
-        q.period is not null as quarantined
+        q.period is not null as quarantined,
+        d.state as delivery
     from spine as s
     left join tax_months as t on s.uscc = t.uscc and s.period = t.period
     left join quarantined as q on s.uscc = q.uscc and s.period = q.period and q.source = 'tax'
+    left join deliveries as d on s.period = d.period and d.source = 'tax'
     union all
     select
         s.uscc,
@@ -99,10 +114,12 @@ monthly as (
         'power' as source,
         case when p.complete then p.value end as value,
         coalesce(p.complete, false) as present,
-        q.period is not null as quarantined
+        q.period is not null as quarantined,
+        d.state as delivery
     from spine as s
     left join power_months as p on s.uscc = p.uscc and s.period = p.period
     left join quarantined as q on s.uscc = q.uscc and s.period = q.period and q.source = 'power'
+    left join deliveries as d on s.period = d.period and d.source = 'power'
 ),
 
 carried as (
@@ -156,6 +173,13 @@ monthly_sources as (
         string_agg(
             case when not c.present and c.quarantined then c.period end, ',' order by c.period
         ) as quarantined_periods,
+        string_agg(
+            case when c.present and c.delivery = 'late' then c.period end, ',' order by c.period
+        ) as late_periods,
+        string_agg(
+            case when not c.present and c.delivery in ('missing', 'rejected', 'pending') then c.period end,
+            ',' order by c.period
+        ) as undelivered_periods,
         {{ exact_sum('c.value') }} as delivered_value,
         {{ exact_sum('c.carried_value') }} as carried_value,
         min(c.value) as lowest_month,
@@ -171,9 +195,17 @@ stats as (
         'stats' as source,
         case when f.scale_type = '规上' then 1 else 0 end as expected,
         count(s.uscc) as present,
-        case when f.scale_type = '规上' and count(s.uscc) = 0 then cast(f.year as varchar) end as missing_periods
+        case when f.scale_type = '规上' and count(s.uscc) = 0 then cast(f.year as varchar) end as missing_periods,
+        case
+            when f.scale_type = '规上' and count(s.uscc) > 0 and any_value(d.state) = 'late' then cast(f.year as varchar)
+        end as late_periods,
+        case
+            when f.scale_type = '规上' and count(s.uscc) = 0 and any_value(d.state) in ('missing', 'rejected', 'pending')
+                then cast(f.year as varchar)
+        end as undelivered_periods
     from firms as f
     left join {{ ref('stg_stats__annual') }} as s on f.uscc = s.uscc and f.year = s.year
+    left join deliveries as d on cast(f.year as varchar) = d.period and d.source = 'stats'
     group by f.uscc, f.year, f.scale_type
 )
 
@@ -185,6 +217,8 @@ select
     m.present,
     m.missing_periods,
     m.quarantined_periods,
+    m.late_periods,
+    m.undelivered_periods,
     case when m.source = 'power' then a.accounts end as accounts,
     coalesce(r.resolved_rows, 0) as resolved_rows,
     m.delivered_value,
@@ -205,6 +239,8 @@ select
     s.present,
     s.missing_periods,
     null as quarantined_periods,
+    s.late_periods,
+    s.undelivered_periods,
     null as accounts,
     coalesce(r.resolved_rows, 0) as resolved_rows,
     null as delivered_value,

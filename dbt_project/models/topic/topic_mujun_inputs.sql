@@ -7,7 +7,9 @@
 -- mujun_completeness_rules): annualise, carry_forward (a missing month takes the last month delivered), zero
 -- (the indicators using it score 0) or verify (待核实: no band); `completeness_note` says which rule applied and
 -- why, `verify_reason` why the firm cannot be banded, and the _low/_high figures bound what the missing months
--- could hold (the evaluation withholds the band when it differs between the bounds and the rule asks so).
+-- could hold (the evaluation withholds the band when it differs between the bounds and the rule asks so). The note
+-- names the months the department itself has not delivered (undelivered_periods: a file refused or never sent),
+-- so a gap no firm caused is not read as the firm's; the county's rule still decides what is done with them.
 
 {#- input → (its name in the note, the expression from the profile, in the formula's units) -#}
 {%- set figures = {
@@ -97,6 +99,7 @@ rules as (
             r.rule,
             r.verify_when_uncertain,
             c.missing_periods,
+            c.undelivered_periods,
             c.expected - c.present as missing,
             case
                 when c.status = 'complete' then c.delivered_value
@@ -122,7 +125,9 @@ rules as (
                             when c.accounts > 1 then '，按 ' || cast(c.accounts as varchar) || ' 个用电户号计'
                             else ''
                         end
-                        || '），' || case r.rule
+                        || '）'
+                        || coalesce('，其中 ' || c.undelivered_periods || ' 为数源部门未交付（非企业漏报）', '')
+                        || '，' || case r.rule
                             when 'annualise' then '按 ' || cast(c.present as varchar) || ' 个完整月的月均折算全年{{ figure }}'
                             when 'carry_forward' then '缺月按上一个已报月份的数值补足'
                             when 'zero' then '使用{{ figure }}的指标记零分'
@@ -141,7 +146,9 @@ stats_missing as (
         c.uscc,
         c.year,
         r.rule,
-        '规上企业缺 ' || cast(c.year as varchar) || ' 年统计年报（增加值、能耗、从业人数、研发经费、营业收入）' as note
+        c.undelivered_periods,
+        '规上企业缺 ' || cast(c.year as varchar) || ' 年统计年报（增加值、能耗、从业人数、研发经费、营业收入）'
+        || case when c.undelivered_periods is not null then '（统计部门未交付该年报表，非企业漏报）' else '' end as note
     from {{ ref('topic_mujun_completeness') }} as c
     inner join applicable as a on c.uscc = a.uscc and c.year = a.year
     left join rules as r on a.parameter_county = r.county_code and c.year = r.year and r.source = 'stats'
