@@ -12,7 +12,7 @@ import json
 import polars as pl
 
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
-from lakehouse.provenance import PROVENANCE
+from lakehouse.provenance import PROVENANCE, SOURCE_KEY
 from lakehouse.registry import Dataset, Registry
 from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
 from privacy import grading, overrides, policy
@@ -27,7 +27,16 @@ PROVENANCE_DESCRIPTIONS = {
     "_batch_id": "采集批次 / collection batch",
     "_ingested_at": "入湖时间（UTC）/ when the row landed (UTC)",
     "_period": "交付所属期（取自文件名）/ delivery period, from the file name",
+    "_source_key": "源库行主键（JSON，库表来源）/ the source row's primary key (JSON; database sources)",
 }
+
+
+def _source_key_grade(ds: Dataset) -> str:
+    """A database row's key holds the values of its key columns: the highest grade of those the registry
+    grades (a surrogate id the registry does not list is L1)."""
+    assert ds.database is not None
+    graded = {ds.db_column(c.name): c.grade for c in ds.columns if c.grade}
+    return max((graded[k] for k in ds.database.watermark.key if k in graded), default="L1")
 
 
 def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = None) -> dict:
@@ -54,7 +63,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
         "delta_uri": lake.uri(zone, ds.id) if lake else None,
         "delta_version": table.version() if table else None,
         "row_count": lake.row_count(zone, ds.id) if lake else None,
-        "column_count": len(ds.columns) + len(PROVENANCE),
+        "column_count": len(ds.columns) + len(PROVENANCE) + (zone == "raw" and ds.database is not None),
     }
 
 
@@ -97,7 +106,9 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "effective_grade": (std_levels.get(c.name) if zone != "raw" else c.grade) if classified else None,
             }
         )
-    for j, f in enumerate(PROVENANCE, start=len(rows) + 1):
+    provenance = list(PROVENANCE) + ([SOURCE_KEY] if zone == "raw" and ds.database is not None else [])
+    for j, f in enumerate(provenance, start=len(rows) + 1):
+        grade = _source_key_grade(ds) if f.name == SOURCE_KEY.name else "L1"
         rows.append(
             {
                 "dataset_id": ds.id,
@@ -110,12 +121,12 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "description": PROVENANCE_DESCRIPTIONS[f.name],
                 "unit": None,
                 "classification": "provenance",
-                "grade": "L1",
-                "grade_national": "general",
-                "miit_level": 1,
+                "grade": grade,
+                "grade_national": _crosswalk(grade, "grade"),
+                "miit_level": _crosswalk(grade, "miit"),
                 "role": "none",
                 "privacy_transform": None,
-                "effective_grade": "L1",
+                "effective_grade": grade,
             }
         )
     return rows

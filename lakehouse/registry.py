@@ -107,6 +107,36 @@ class Column(Strict):
     classification: str | None = None
 
 
+class Watermark(Strict):
+    """What makes a relational source incremental: a column every insert and update sets (an update time), and
+    the primary key, which orders rows of equal time — so a batch that ends among rows of one timestamp resumes
+    after the last row it took, losing none and taking none twice."""
+
+    column: str
+    key: list[str] = Field(min_length=1)
+
+
+class Database(Strict):
+    """A department's business database (PostgreSQL) or an enterprise system's (MariaDB/MySQL), read by
+    watermark (``assets/ingest/database.py``). ``connection`` names the connection, whose URL comes from the
+    environment (``SHUCANG_SOURCE_<CONNECTION>``) or the owner-only connections file — never from this file.
+    ``columns`` maps a warehouse column to its column in the table where the names differ (default: the same
+    name). Rows are read only once their update time is ``lag_seconds`` old by the source's clock, so a
+    transaction still open when a batch is read cannot commit a row behind it. A column the table gains is
+    refused until it is registered or listed in ``ignore_columns``; a registered column whose type changes is
+    refused until the new type is accepted in ``accept_types`` (column → type as the source's catalogue names
+    it): a registered evolution, never a silent reshape."""
+
+    connection: Ident
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    watermark: Watermark
+    columns: dict[str, str] = {}
+    lag_seconds: int = Field(default=60, ge=0)
+    batch_rows: int = Field(default=500_000, ge=1)
+    ignore_columns: list[str] = []
+    accept_types: dict[str, str] = {}
+
+
 class Dataset(Strict):
     id: Ident
     department: str
@@ -126,9 +156,18 @@ class Dataset(Strict):
     classification: str | None = None
     grade: str | None = None
     columns: list[Column] = Field(min_length=1)
+    # where collection reads it: files dropped in the landing folder, or a database table by watermark
+    kind: Literal["file", "postgres", "mysql"] = "file"
+    database: Database | None = None
 
     @model_validator(mode="after")
     def _columns_unique(self) -> Dataset:
+        if (self.kind in ("postgres", "mysql")) != (self.database is not None):
+            raise ValueError(f"kind {self.kind!r}: a database source needs `database:`, and only it may have one")
+        if self.database is not None:
+            unknown = sorted(set(self.database.columns) - {c.name for c in self.columns})
+            if unknown:
+                raise ValueError(f"database.columns: {unknown} are not columns of the dataset")
         if self.sheet is not None and self.format != "xlsx":
             raise ValueError(f"sheet {self.sheet!r}: only an xlsx source has worksheets")
         for attr in ("name", "source"):
@@ -152,6 +191,11 @@ class Dataset(Strict):
     def alias_map(self) -> dict[str, str]:
         """Configured drift mappings: delivered header → registered header."""
         return {a: c.source for c in self.columns for a in c.aliases}
+
+    def db_column(self, name: str) -> str:
+        """The table column a warehouse column is read from (a database source)."""
+        assert self.database is not None
+        return self.database.columns.get(name, name)
 
     def period_of(self, filename: str) -> str | None:
         """The delivery period a file name declares (e.g. '2023-05'), or None."""

@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.collect import raw_key
 from assets.ingest.collector import collect_history, landed_fingerprints, recorded_fingerprints
+from assets.ingest.database import DatabaseCollector
 from lakehouse.registry import Dataset, registry
 from orchestration import partitions
 from orchestration.resources import LakeResource, LandingResource
@@ -45,6 +46,40 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
     return _sensor
 
 
+def source_sensor(ds: Dataset) -> dg.SensorDefinition:
+    """A database source: each tick asks the source how many rows lie after the raw position (nothing is
+    read) and starts the collection when there are some."""
+    pdef = partitions.for_dataset(ds)
+    db = ds.database
+    assert db is not None
+
+    @dg.sensor(
+        name=f"source_{ds.id}",
+        target=[raw_key(ds)],
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Watches {ds.kind} table {db.table} (connection {db.connection}) and collects {ds.name_zh} "
+        f"when rows change after the last position ({db.watermark.column}, {', '.join(db.watermark.key)}).",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+        collector = DatabaseCollector(ds, lake.lake(), "sensor")
+        rows, periods = collector.pending()
+        last = collector.last_commit()
+        position = last["source_position"] if last else "start"
+        if not rows:
+            return dg.SkipReason(f"no rows after {position} in {db.table}")
+        reason = f"{rows} row(s) after {position} in {ds.kind} table {db.table}"
+        tags = {"shucang/trigger": "source", "shucang/dataset": ds.id, "shucang/reason": reason[:1000]}
+        if pdef is not None:
+            named, _ = partitions.valid(pdef, periods)
+            named = named or partitions.keys(pdef)[-1:]
+            tags |= partitions.range_tags(dg.PartitionKeyRange(named[0], named[-1]))
+        # one run per position: a tick before that run lands asks for the same run again, and is deduplicated
+        return dg.RunRequest(run_key=f"{ds.id}@{position}", tags=tags)
+
+    return _sensor
+
+
 # Assets with an automation condition (the catalogue) follow their upstreams without a schedule.
 automation = dg.AutomationConditionSensorDefinition(
     "automation",
@@ -54,4 +89,9 @@ automation = dg.AutomationConditionSensorDefinition(
     description="Materialises assets whose automation condition is met, e.g. the catalogue after a collection.",
 )
 
-defs = dg.Definitions(sensors=[*(landing_sensor(ds) for ds in registry().datasets), automation])
+defs = dg.Definitions(
+    sensors=[
+        *(source_sensor(ds) if ds.database is not None else landing_sensor(ds) for ds in registry().datasets),
+        automation,
+    ]
+)

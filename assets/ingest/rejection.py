@@ -23,6 +23,11 @@ REASONS: dict[str, tuple[str, str]] = {
     "missing_columns": ("缺少登记的列", "columns of the registered layout are missing"),
     "unexpected_columns": ("出现未登记的列（表结构变更）", "columns not in the registered layout (schema drift)"),
     "duplicate_columns": ("列名重复", "the same column name appears twice"),
+    "retyped_columns": (
+        "登记列在源库中的数据类型已变更（表结构变更）",
+        "registered columns changed type at the source (schema change)",
+    ),
+    "table_missing": ("源库中没有登记的表", "the registered table is not in the source database"),
     "truncated": ("文件被截断，最后一行不完整", "the file is truncated: its last row is incomplete"),
     "malformed_rows": ("存在字段数与表头不符的行", "rows whose number of fields differs from the header"),
     "malformed_json": ("存在无法解析的JSON行", "lines that are not valid JSON"),

@@ -1,0 +1,380 @@
+"""Collect a dataset from a relational database by watermark: PostgreSQL (a department's business system) or
+MariaDB/MySQL (an enterprise's ERP or MES), through connectorx into Arrow.
+
+A table is read in the order of (update time, primary key), after the position the last raw commit recorded,
+in batches of ``batch_rows``. Each batch is one Delta commit of raw that carries the position of its last row
+(``source_position``: the update time and the key as the source prints them) — so the position moves exactly
+when the rows land: a crash before the commit reads the batch again, a crash after it resumes behind it, and
+rows of equal update time are neither lost nor taken twice (the key orders them). Only rows whose update time
+is at least ``lag_seconds`` old by the source's own clock are read: a transaction that stamped a row before
+the batch was read but committed after it would otherwise fall behind the position and be lost.
+
+Every value lands as the source prints it (``CAST(… AS text)``), like a file's text, under the warehouse's
+column names, with provenance: the connection and table as ``_source_file``, the batch's content hash, the
+row's place in the batch, the period its period column states. An updated row arrives again with its new
+values (std keeps the latest delivery of a business key); a deleted row is not seen by a watermark — that
+needs the source's change log.
+
+Before reading, the table's columns are checked against the registry: a registered column missing, a column
+the registry does not know (and does not ignore), or a registered column whose type differs from the one the
+last commit recorded (and is not an accepted evolution) refuses the collection with the reason — nothing
+lands, the position stays, and the rows wait in the source until a steward registers the change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+
+from assets.ingest.collector import Collector, CollectResult, FileOutcome, collect_history
+from assets.ingest.rejection import FileRejected, Rejection
+from lakehouse.connections import redacted, url_of
+from lakehouse.provenance import raw_table_schema
+from lakehouse.registry import Dataset
+
+_PERIOD = {"day": r"^\d{4}-\d{2}-\d{2}", "month": r"^\d{4}-\d{2}", "year": r"^\d{4}"}
+_WM, _KEY = "__shucang_wm", "__shucang_key"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    quote: str
+    text: str  # the type a value is cast to, to read it as the source prints it
+    now: str  # the source's clock, ``lag`` seconds ago
+    backslash_escapes: bool
+
+    def ident(self, name: str) -> str:
+        return self.quote + name.replace(self.quote, self.quote * 2) + self.quote
+
+    def literal(self, value: str) -> str:
+        if self.backslash_escapes:
+            value = value.replace("\\", "\\\\")
+        return "'" + value.replace("'", "''") + "'"
+
+
+DIALECTS = {
+    "postgres": Dialect('"', "text", "now() - make_interval(secs => {lag})", False),
+    # MariaDB reads a backslash in a string literal as an escape (unless NO_BACKSLASH_ESCAPES)
+    "mysql": Dialect("`", "char", "now(6) - interval {lag} second", True),
+}
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the last landed batch ended: its last row's update time and key, as text."""
+
+    watermark: str
+    key: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"watermark": self.watermark, "key": list(self.key)}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str) -> Position:
+        value = json.loads(raw)
+        return cls(value["watermark"], tuple(value["key"]))
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0].lower()
+
+
+def _uri(kind: str, url: str) -> str:
+    """connectorx's spelling of the URL (postgres → postgresql; MariaDB speaks mysql)."""
+    rest = url.split(":", 1)[1]
+    return ("postgresql:" if kind == "postgres" else "mysql:") + rest
+
+
+def _key_json(values: list[pl.Series]) -> pl.Expr:
+    """The JSON array of a row's key values (text), built column-wise."""
+    quoted = [
+        pl.lit('"')
+        + pl.lit(v).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+        + pl.lit('"')
+        for v in values
+    ]
+    return pl.concat_str([pl.lit("["), pl.concat_str(quoted, separator=","), pl.lit("]")])
+
+
+class DatabaseCollector(Collector):
+    """One collection run of a database source: every batch after the last position, or a refusal."""
+
+    def __init__(self, dataset: Dataset, lake, batch_id: str, run_id: str = "", now=None, environ=None):
+        assert dataset.database is not None, f"{dataset.id} is not a database source"
+        super().__init__(dataset, lake, None, None, batch_id, run_id, now)  # type: ignore[arg-type]
+        self.db = dataset.database
+        self.dialect = DIALECTS[dataset.kind]
+        url = url_of(self.db.connection, environ)
+        if _scheme(url) not in {"postgres": ("postgres", "postgresql"), "mysql": ("mysql", "mariadb")}[dataset.kind]:
+            raise ValueError(
+                f"{dataset.id}: connection {self.db.connection!r} is {redacted(url)}, not a {dataset.kind} URL"
+            )
+        self.uri = _uri(dataset.kind, url)
+        self.label = f"{dataset.kind}:{self.db.connection}/{self.db.table}"
+
+    # --- the source's catalogue ------------------------------------------------------------------------------
+    def _query(self, sql: str) -> pl.DataFrame:
+        return pl.read_database_uri(sql, self.uri, engine="connectorx")
+
+    def source_columns(self) -> dict[str, str]:
+        """column → type, as the source's information_schema names them (ordered); empty: no such table."""
+        schema, _, table = self.db.table.rpartition(".")
+        where_schema = (
+            f"table_schema = {self.dialect.literal(schema)}"
+            if schema
+            else ("table_schema = current_schema()" if self.dataset.kind == "postgres" else "table_schema = database()")
+        )
+        kind = "data_type" if self.dataset.kind == "postgres" else "column_type"
+        frame = self._query(
+            f"select cast(column_name as {self.dialect.text}) as c, cast({kind} as {self.dialect.text}) as t "
+            f"from information_schema.columns where {where_schema} and table_name = {self.dialect.literal(table)} "
+            "order by ordinal_position"
+        )
+        return dict(zip(frame["c"].to_list(), frame["t"].to_list(), strict=True))
+
+    def _checked_schema(self, recorded: dict[str, str] | None) -> dict[str, str]:
+        """The source's columns, refused if they left the registered layout (see the module's docstring)."""
+        found = self.source_columns()
+        if not found:
+            raise FileRejected(Rejection("table_missing", self.db.table, "table", 0))
+        wanted = [self.dataset.db_column(c.name) for c in self.dataset.columns]
+        wm = self.db.watermark
+        needed = list(dict.fromkeys([*wanted, wm.column, *wm.key]))
+        missing = [c for c in needed if c not in found]
+        if missing:
+            raise FileRejected(Rejection("missing_columns", ", ".join(missing), "table", 0))
+        known = set(needed) | set(self.db.ignore_columns)
+        extra = [c for c in found if c not in known]
+        if extra:
+            raise FileRejected(
+                Rejection(
+                    "unexpected_columns",
+                    f"{', '.join(extra)} (register them, or list them in database.ignore_columns)",
+                    "table",
+                    0,
+                )
+            )
+        if recorded:
+            changed = [
+                f"{c}: {recorded[c]} → {found[c]}"
+                for c in needed
+                if c in recorded and recorded[c] != found[c] and self.db.accept_types.get(c) != found[c]
+            ]
+            if changed:
+                raise FileRejected(
+                    Rejection(
+                        "retyped_columns",
+                        f"{'; '.join(changed)} (accept the new type in database.accept_types)",
+                        "table",
+                        0,
+                    )
+                )
+        return {c: found[c] for c in needed}
+
+    # --- positions ---------------------------------------------------------------------------------------------
+    def last_commit(self) -> dict | None:
+        """The newest raw commit that recorded a source position (None: nothing landed yet)."""
+        limit = 16
+        while True:
+            commits = self.lake.commits("raw", self.dataset.id, limit)
+            for commit in commits:
+                if commit.get("source_position"):
+                    return commit
+            if len(commits) < limit:
+                return None
+            limit *= 4
+
+    def _where(self, after: Position | None) -> str:
+        """Rows after the position whose update time has outlived the lag."""
+        d, wm = self.dialect, self.db.watermark
+        order = [d.ident(wm.column), *(d.ident(k) for k in wm.key)]
+        where = [f"{d.ident(wm.column)} <= {d.now.format(lag=int(self.db.lag_seconds))}"]
+        if after is not None:
+            # a row value after the position: later update time, or the same time and a later key
+            where.append(f"({', '.join(order)}) > ({', '.join(d.literal(v) for v in (after.watermark, *after.key))})")
+        return " and ".join(where)
+
+    @property
+    def _table(self) -> str:
+        return ".".join(self.dialect.ident(p) for p in self.db.table.split("."))
+
+    def pending(self) -> tuple[int, list[str]]:
+        """What a collection would read now — rows after the position, and the first and last period they
+        state (empty when the dataset has no period column) — for the source sensor; nothing is read."""
+        last = self.last_commit()
+        after = Position.from_json(last["source_position"]) if last else None
+        d, ds = self.dialect, self.dataset
+        column = ds.period.column if ds.period is not None else None
+        span = (
+            f", min(cast({d.ident(ds.db_column(column))} as {d.text})) as first_period, "
+            f"max(cast({d.ident(ds.db_column(column))} as {d.text})) as last_period"
+            if column
+            else ""
+        )
+        row = self._query(f"select count(*) as n{span} from {self._table} where {self._where(after)}").row(
+            0, named=True
+        )
+        pattern = re.compile(_PERIOD[ds.period.granularity]) if ds.period is not None else None
+        found = [pattern.match(row[k].strip()) for k in ("first_period", "last_period") if pattern and row.get(k)]
+        return int(row["n"]), [m.group(0) for m in found if m]
+
+    def _select(self, after: Position | None) -> str:
+        d, wm = self.dialect, self.db.watermark
+        cols = [
+            f"cast({d.ident(self.dataset.db_column(c.name))} as {d.text}) as {d.ident(c.name)}"
+            for c in self.dataset.columns
+        ]
+        cols.append(f"cast({d.ident(wm.column)} as {d.text}) as {d.ident(_WM)}")
+        cols += [f"cast({d.ident(k)} as {d.text}) as {d.ident(f'{_KEY}{i}')}" for i, k in enumerate(wm.key)]
+        order = [d.ident(wm.column), *(d.ident(k) for k in wm.key)]
+        return (
+            f"select {', '.join(cols)} from {self._table} where {self._where(after)} "
+            f"order by {', '.join(order)} limit {int(self.db.batch_rows)}"
+        )
+
+    # --- a run -------------------------------------------------------------------------------------------------
+    def run(self) -> CollectResult:
+        result = CollectResult(self.dataset, self.batch_id)
+        self.lake.ensure(
+            "raw",
+            self.dataset.id,
+            raw_table_schema(self.dataset),
+            self.partition_by,
+            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
+        )
+        history = collect_history(self.lake, self.dataset.id)
+        landed = history.filter(pl.col("status") == "landed")
+        # a batch committed by a run that died before its log: recorded now, not read again (its position holds)
+        for sha, (version, rows, batch) in self._committed_but_unlogged(landed).items():
+            result.outcomes.append(
+                FileOutcome(
+                    f"{self.label} (batch {batch})",
+                    "landed",
+                    sha256=sha,
+                    rows_read=rows,
+                    rows_landed=rows,
+                    delta_version=version,
+                    note=f"committed by batch {batch} (raw version {version}) before a crash; recorded now",
+                    batch_id=batch,
+                )
+            )
+        self.rows_this_run = 0
+        last = self.last_commit()
+        after = Position.from_json(last["source_position"]) if last else None
+        recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
+        try:
+            schema = self._checked_schema(recorded)
+        except FileRejected as exc:
+            result.outcomes.append(
+                FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
+            )
+        else:
+            while True:
+                frame = self._query(self._select(after))
+                if frame.is_empty():
+                    break
+                outcome, after = self._land_batch(frame, after, schema)
+                result.outcomes.append(outcome)
+                if frame.height < self.db.batch_rows:
+                    break
+        result.log_version = self._log(result)
+        result.table_version = self.lake.table("raw", self.dataset.id).version()
+        return result
+
+    def _land_batch(
+        self, frame: pl.DataFrame, after: Position | None, schema: dict[str, str]
+    ) -> tuple[FileOutcome, Position]:
+        wm = self.db.watermark
+        keys = [f"{_KEY}{i}" for i in range(len(wm.key))]
+        last = frame.row(-1, named=True)
+        position = Position(last[_WM], tuple(last[k] for k in keys))
+        data = frame.select(c.name for c in self.dataset.columns).cast(pl.String)
+        sha = hashlib.sha256(data.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
+        period = None
+        if self.dataset.period is not None and self.dataset.period.column is not None:
+            pattern = _PERIOD[self.dataset.period.granularity]
+            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
+        span = f"{after.watermark if after else '…'} → {position.watermark}"
+        table = data.with_columns(
+            pl.lit(self.dataset.department).alias("_source_department"),
+            pl.lit(self.label).alias("_source_file"),
+            pl.lit(sha).alias("_file_sha256"),
+            # continued across the run's batches: a row updated between two batches of one run lands twice,
+            # and its later version must sort later (std keeps the latest delivery of a key)
+            pl.int_range(self.rows_this_run + 1, self.rows_this_run + data.height + 1, dtype=pl.Int64).alias(
+                "_row_number"
+            ),
+            pl.lit(self.batch_id).alias("_batch_id"),
+            pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
+            (period if period is not None else pl.lit(None, pl.String)).alias("_period"),
+            _key_json([frame[k] for k in keys]).alias("_source_key"),
+        ).to_arrow()
+        table = table.cast(pa.schema(list(raw_table_schema(self.dataset))))
+        version = self.lake.append(
+            "raw",
+            self.dataset.id,
+            table,
+            self.partition_by,
+            {
+                "batch_id": self.batch_id,
+                "source_file": self.label,
+                "file_sha256": sha,
+                # the position moves with the rows, in the same commit: exactly once across crashes
+                "source_position": position.to_json(),
+                "source_schema": json.dumps(schema, ensure_ascii=False),
+            },
+        )
+        outcome = FileOutcome(
+            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
+        )
+        outcome.delta_version = version
+        self.rows_this_run += data.height
+        return outcome, position
+
+
+def reconcile(collector: DatabaseCollector) -> pl.DataFrame:
+    """Rows per period at the source, up to the position raw has reached, against raw's rows per period — the
+    latest version of each source row (``_source_key``): an update is a new version, not a new row. Columns
+    period, source_rows, raw_rows; they agree when nothing was lost or taken twice."""
+    ds, d = collector.dataset, collector.dialect
+    assert ds.period is not None and ds.period.column is not None
+    schema = {"period": pl.String, "source_rows": pl.Int64, "raw_rows": pl.Int64}
+    last = collector.last_commit()
+    if last is None:
+        return pl.DataFrame(schema=schema)
+    at = Position.from_json(last["source_position"])
+    wm = collector.db.watermark
+    order = [d.ident(wm.column), *(d.ident(k) for k in wm.key)]
+    column = d.ident(ds.db_column(ds.period.column))
+    table = collector._table
+    pattern = _PERIOD[ds.period.granularity]
+    source = (
+        collector._query(
+            f"select cast({column} as {d.text}) as period, count(*) as n from {table} "
+            f"where ({', '.join(order)}) <= ({', '.join(d.literal(v) for v in (at.watermark, *at.key))}) group by 1"
+        )
+        .with_columns(pl.col("period").str.strip_chars().str.extract(f"({pattern})", 1))
+        .group_by("period")
+        .agg(pl.col("n").sum().cast(pl.Int64).alias("source_rows"))
+    )
+    raw = (
+        collector.lake.read(
+            "raw", ds.id, columns=["_source_file", "_source_key", "_period", "_ingested_at", "_row_number"]
+        )
+        .filter(pl.col("_source_file") == collector.label)
+        .sort("_ingested_at", "_row_number")
+        .unique("_source_key", keep="last")
+        .group_by(pl.col("_period").alias("period"))
+        .agg(pl.len().cast(pl.Int64).alias("raw_rows"))
+    )
+    return (
+        source.join(raw, on="period", how="full", coalesce=True, nulls_equal=True)
+        .with_columns(pl.col("source_rows", "raw_rows").fill_null(0))
+        .select(list(schema))
+        .sort("period", nulls_last=True)
+    )

@@ -1,0 +1,130 @@
+"""A decoder of PostgreSQL's logical replication protocol (``pgoutput``, protocol version 1), as psycopg2's
+replication connection hands it over: one message per call, values in text form.
+
+Only what change capture needs: BEGIN (the transaction's final LSN), RELATION (a table's columns and which of
+them form its replica identity), INSERT / UPDATE / DELETE (the new row, or the old key or whole row) and COMMIT
+(the commit and end LSNs). TRUNCATE is reported, as it removes rows without a change per row. TYPE and ORIGIN
+messages carry nothing needed and are skipped. Reference: PostgreSQL 15, "Logical Replication Message Formats".
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Relation:
+    oid: int
+    namespace: str
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]  # the replica identity's columns (REPLICA IDENTITY FULL: all)
+    types: tuple[int, ...]  # type OIDs: a change of type at the source is a schema change
+
+
+@dataclass(frozen=True)
+class Begin:
+    final_lsn: int
+    xid: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    commit_lsn: int
+    end_lsn: int
+
+
+@dataclass(frozen=True)
+class Change:
+    op: str  # insert | update | delete
+    relation: int
+    new: dict[str, str | None] | None = None
+    old: dict[str, str | None] | None = None  # the old key (or the whole old row with REPLICA IDENTITY FULL)
+    unchanged: frozenset[str] = field(default_factory=frozenset)  # TOASTed values the update did not send
+
+
+@dataclass(frozen=True)
+class Truncate:
+    relations: tuple[int, ...]
+
+
+class Reader:
+    def __init__(self, payload: bytes):
+        self.b, self.i = payload, 0
+
+    def take(self, fmt: str):
+        value = struct.unpack_from(fmt, self.b, self.i)
+        self.i += struct.calcsize(fmt)
+        return value[0] if len(value) == 1 else value
+
+    def string(self) -> str:
+        end = self.b.index(b"\0", self.i)
+        value = self.b[self.i : end].decode("utf-8")
+        self.i = end + 1
+        return value
+
+    def tuple_data(self, columns: tuple[str, ...]) -> tuple[dict[str, str | None], frozenset[str]]:
+        n = self.take(">h")
+        values, unchanged = {}, set()
+        for c in columns[:n]:
+            kind = self.take(">c")
+            if kind == b"n":
+                values[c] = None
+            elif kind == b"u":
+                unchanged.add(c)
+            elif kind in (b"t", b"b"):
+                size = self.take(">i")
+                raw = self.b[self.i : self.i + size]
+                self.i += size
+                values[c] = raw.decode("utf-8") if kind == b"t" else raw.hex()
+            else:
+                raise ValueError(f"pgoutput: unknown tuple data kind {kind!r}")
+        return values, frozenset(unchanged)
+
+
+def decode(payload: bytes, relations: dict[int, Relation]):
+    """One message: Begin, Commit, Relation (also recorded in ``relations``), Change, Truncate or None."""
+    r = Reader(payload)
+    kind = r.take(">c")
+    if kind == b"B":
+        final_lsn, _ts, xid = r.take(">QqI")
+        return Begin(final_lsn, xid)
+    if kind == b"C":
+        _flags, commit_lsn, end_lsn, _ts = r.take(">bQQq")
+        return Commit(commit_lsn, end_lsn)
+    if kind == b"R":
+        oid = r.take(">I")
+        namespace, name = r.string(), r.string()
+        r.take(">c")  # replica identity setting
+        columns, key, types = [], [], []
+        for _ in range(r.take(">h")):
+            flags = r.take(">b")
+            column = r.string()
+            type_oid, _typmod = r.take(">Ii")
+            columns.append(column)
+            types.append(type_oid)
+            if flags & 1:
+                key.append(column)
+        relation = Relation(oid, namespace, name, tuple(columns), tuple(key), tuple(types))
+        relations[oid] = relation
+        return relation
+    if kind in (b"I", b"U", b"D"):
+        oid = r.take(">I")
+        columns = relations[oid].columns
+        old = None
+        marker = r.take(">c")
+        if marker in (b"K", b"O"):
+            old, _ = r.tuple_data(columns)
+            if kind == b"D":
+                return Change("delete", oid, old=old)
+            marker = r.take(">c")
+        if marker != b"N":
+            raise ValueError(f"pgoutput: expected a new tuple, got {marker!r}")
+        new, unchanged = r.tuple_data(columns)
+        return Change("insert" if kind == b"I" else "update", oid, new=new, old=old, unchanged=unchanged)
+    if kind == b"T":
+        n = r.take(">I")
+        r.take(">b")  # options
+        return Truncate(tuple(r.take(">I") for _ in range(n)))
+    return None  # TYPE, ORIGIN, MESSAGE: nothing a change record needs

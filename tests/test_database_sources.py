@@ -1,0 +1,323 @@
+"""Relational sources by watermark, on the machine's shared PostgreSQL (127.0.0.1:5432) and MariaDB (127.0.0.1:3306):
+every source row lands once — across batches that end among rows of one timestamp, updates, crashes between
+the Delta commit and the log, or before the commit — rows per period reconcile source against raw, and a
+schema change at the source is a refusal that loses nothing until it is registered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import uuid
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets.ingest import database
+from assets.ingest.collector import collect_history
+from assets.ingest.database import DatabaseCollector, Position, reconcile
+from lakehouse.connections import SourceNotConfigured, redacted, url_of
+from lakehouse.lake import Lake
+from lakehouse.registry import Dataset, registry
+
+pytestmark = pytest.mark.integration  # needs the database servers
+
+URLS = {"postgres": "postgresql://postgres@127.0.0.1:5432/test", "mysql": "mysql://root@127.0.0.1:3306/test"}
+T0 = dt.datetime(2024, 1, 15, 9, 0, 0)
+
+
+class Source:
+    """A department's table of tax filings in a real database, named uniquely for the test."""
+
+    def __init__(self, kind: str):
+        self.kind, self.url = kind, URLS[kind]
+        self.table = f"tax_filings_{uuid.uuid4().hex[:10]}"
+        if kind == "postgres":
+            import psycopg2
+
+            self.con = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test")
+            self.con.autocommit = True
+            money, stamp = "numeric(18,2)", "timestamp(6)"
+        else:
+            import pymysql
+
+            self.con = pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", autocommit=True)
+            money, stamp = "decimal(18,2)", "datetime(6)"
+        self.run(
+            f"create table {self.table} (id bigint primary key, uscc varchar(18), taxpayer_name varchar(100), "
+            f"period varchar(7), filing_type varchar(8), revenue {money}, tax_paid {money}, amount_unit varchar(4), "
+            f"filed_on date, updated_at {stamp} not null)"
+        )
+
+    def run(self, sql: str, rows: list[tuple] | None = None) -> list[tuple]:
+        with self.con.cursor() as cur:
+            if rows is not None:
+                cur.executemany(sql, rows)
+                return []
+            cur.execute(sql)
+            return list(cur.fetchall()) if cur.description else []
+
+    def insert(self, ids: range, at: dt.datetime) -> None:
+        rows = [
+            (
+                i,
+                f"91331003MA{i:07d}X",
+                f"台州市测试{i}模具有限公司",
+                f"2023-{i % 12 + 1:02d}",
+                "正常",
+                f"{1000 + i}.50",
+                f"{30 + i % 7}.25",
+                "元",
+                dt.date(2024, 1, 10),
+                at,
+            )
+            for i in ids
+        ]
+        columns = "id, uscc, taxpayer_name, period, filing_type, revenue, tax_paid, amount_unit, filed_on, updated_at"
+        self.run(f"insert into {self.table} ({columns}) values ({', '.join(['%s'] * 10)})", rows)
+
+    def dataset(self, **database_options) -> Dataset:
+        base = registry().dataset("tax_monthly").model_dump()
+        return Dataset.model_validate(
+            {
+                **base,
+                "kind": self.kind,
+                "database": {
+                    "connection": "test_src",
+                    "table": self.table,
+                    "watermark": {"column": "updated_at", "key": ["id"]},
+                    "lag_seconds": 0,
+                    "batch_rows": 1000,
+                    **database_options,
+                },
+            }
+        )
+
+    def close(self) -> None:
+        self.run(f"drop table if exists {self.table}")
+        self.con.close()
+
+
+@pytest.fixture(params=["postgres", "mysql"])
+def source(request):
+    s = Source(request.param)
+    yield s
+    s.close()
+
+
+def collect(ds: Dataset, lake: Lake, n: int = 0):
+    environ = {"SHUCANG_SOURCE_TEST_SRC": URLS[ds.kind]}
+    return DatabaseCollector(ds, lake, f"batch-{n}", f"run-{n}", dt.datetime.now(dt.UTC), environ).run()
+
+
+def raw(lake: Lake, ds: Dataset) -> pl.DataFrame:
+    return lake.read("raw", ds.id)
+
+
+def test_every_row_lands_once_across_equal_timestamps_updates_and_reruns(source, tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    # 2,500 rows in three update times: the first batch of 1,000 ends inside the first 1,200 of one timestamp
+    source.insert(range(1, 1201), T0)
+    source.insert(range(1201, 2001), T0 + dt.timedelta(seconds=1))
+    source.insert(range(2001, 2501), T0 + dt.timedelta(seconds=2))
+    ds = source.dataset()
+    first = collect(ds, lake, 1)
+    assert [o.rows_landed for o in first.landed] == [1000, 1000, 500] and not first.rejected
+    table = raw(lake, ds)
+    assert table.height == 2500 and table["_source_key"].n_unique() == 2500
+    assert table.filter(pl.col("_source_key") == '["7"]')["revenue"].item() == "1007.50"  # as the source prints it
+    assert set(table["_period"]) == {f"2023-{m:02d}" for m in range(1, 13)}
+    # the position is the last row's, in the commit that landed it
+    assert Position.from_json(lake.commits("raw", ds.id, 1)[0]["source_position"]).key == ("2500",)
+
+    # rows committed later with the very timestamp of the position (higher keys), and updates of old rows
+    source.insert(range(2501, 2508), T0 + dt.timedelta(seconds=2))
+    source.run(
+        f"update {source.table} set revenue = revenue + 1, updated_at = %s where id between 5 and 14"
+        % "'2024-01-15 09:00:03'"
+    )
+    second = collect(ds, lake, 2)
+    assert second.rows_landed == 17
+    table = raw(lake, ds)
+    assert table.height == 2517 and table["_source_key"].n_unique() == 2507
+    latest = table.sort("_ingested_at", "_row_number").unique("_source_key", keep="last")
+    assert latest.filter(pl.col("_source_key") == '["7"]')["revenue"].item() == "1008.50"
+    # rows per period: the source's against raw's latest version of each source row
+    check = reconcile(DatabaseCollector(ds, lake, "check", environ={"SHUCANG_SOURCE_TEST_SRC": source.url}))
+    assert check.height == 12 and (check["source_rows"] == check["raw_rows"]).all()
+    assert check["source_rows"].sum() == 2507
+
+    # nothing new: nothing lands, the table does not move
+    version = lake.table("raw", ds.id).version()
+    third = collect(ds, lake, 3)
+    assert not third.landed and lake.table("raw", ds.id).version() == version
+    # a row stamped just now waits out the lag (a transaction still open could commit behind it)
+    source.run(
+        f"insert into {source.table} select 9999, uscc, taxpayer_name, period, filing_type, revenue, tax_paid, "
+        f"amount_unit, filed_on, {'now()' if source.kind == 'postgres' else 'now(6)'} from {source.table} where id = 1"
+    )
+    assert not collect(source.dataset(lag_seconds=3600), lake, 4).landed
+    assert collect(ds, lake, 5).rows_landed == 1
+    log = collect_history(lake, ds.id)
+    assert log.filter(pl.col("status") == "landed").height == 5  # one log row per landed batch
+
+
+def test_a_crash_before_or_after_the_commit_neither_loses_nor_repeats_a_row(source, tmp_path, monkeypatch):
+    lake = Lake(str(tmp_path / "lake"))
+    source.insert(range(1, 2501), T0)  # one timestamp: the positions are keys alone
+    ds = source.dataset()
+    real_append, appended = Lake.append, []
+
+    def dies_after_the_second_commit(*args, **kwargs):
+        version = real_append(*args, **kwargs)
+        appended.append(version)
+        if len(appended) == 2:
+            raise SystemExit("killed after the Delta commit, before the next batch and the log")
+        return version
+
+    monkeypatch.setattr(Lake, "append", dies_after_the_second_commit)
+    with pytest.raises(SystemExit):
+        collect(ds, lake, 1)
+    monkeypatch.setattr(Lake, "append", real_append)
+    assert raw(lake, ds).height == 2000 and collect_history(lake, ds.id).is_empty()
+
+    def dies_in_the_commit(*args, **kwargs):
+        raise OSError("storage went away mid-commit")
+
+    monkeypatch.setattr(Lake, "append", dies_in_the_commit)
+    with pytest.raises(OSError):
+        collect(ds, lake, 2)
+    monkeypatch.setattr(Lake, "append", real_append)
+    assert raw(lake, ds).height == 2000
+
+    result = collect(ds, lake, 3)
+    notes = [o.note for o in result.landed if o.note]
+    assert len(notes) == 2 and all("before a crash" in n for n in notes)  # the two committed batches, logged now
+    assert sum(o.rows_landed for o in result.landed if not o.note) == 500
+    table = raw(lake, ds)
+    assert table.height == 2500 and table["_source_key"].n_unique() == 2500
+    check = reconcile(DatabaseCollector(ds, lake, "check", environ={"SHUCANG_SOURCE_TEST_SRC": source.url}))
+    assert (check["source_rows"] == check["raw_rows"]).all() and check["raw_rows"].sum() == 2500
+
+
+def test_a_schema_change_at_the_source_is_refused_until_registered_and_loses_nothing(source, tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    source.insert(range(1, 101), T0)
+    ds = source.dataset()
+    assert collect(ds, lake, 1).rows_landed == 100
+    version = lake.table("raw", ds.id).version()
+
+    source.run(f"alter table {source.table} add column remark varchar(50)")
+    source.run(
+        f"insert into {source.table} (id, uscc, taxpayer_name, period, filing_type, revenue, tax_paid, amount_unit, "
+        f"filed_on, updated_at, remark) values (101, '91331003MA0000101X', '新增', '2023-02', '正常', 1.00, 0.10, "
+        "'元', '2024-01-10', '2024-01-15 10:00:00', '备注')"
+    )
+    added = collect(ds, lake, 2)
+    (refused,) = added.rejected
+    assert refused.rejection.code == "unexpected_columns" and "remark" in refused.rejection.detail
+    assert "ignore_columns" in refused.rejection.detail and lake.table("raw", ds.id).version() == version
+    logged = collect_history(lake, ds.id).filter(pl.col("status") == "rejected")
+    assert logged.height == 1
+    # registered: the column is ignored, and the waiting row lands
+    ds = source.dataset(ignore_columns=["remark"])
+    assert collect(ds, lake, 3).rows_landed == 1
+
+    retype = (
+        f"alter table {source.table} alter column revenue type text"
+        if source.kind == "postgres"
+        else f"alter table {source.table} modify revenue varchar(30)"
+    )
+    source.run(retype)
+    retyped = collect(ds, lake, 4)
+    (refused,) = retyped.rejected
+    assert refused.rejection.code == "retyped_columns" and refused.rejection.detail.startswith("revenue: ")
+    new_type = "text" if source.kind == "postgres" else "varchar(30)"
+    assert (
+        collect(source.dataset(ignore_columns=["remark"], accept_types={"revenue": new_type}), lake, 5).rejected == []
+    )
+
+    source.run(f"alter table {source.table} drop column tax_paid")
+    (refused,) = collect(ds, lake, 6).rejected
+    assert refused.rejection.code == "missing_columns" and refused.rejection.detail == "tax_paid"
+    assert raw(lake, ds).height == 101
+
+
+def test_connection_settings_come_from_the_environment_or_an_owner_only_file(tmp_path):
+    with pytest.raises(SourceNotConfigured, match="SHUCANG_SOURCE_TAX_DB"):
+        url_of("tax_db", {"SHUCANG_CONNECTIONS_FILE": str(tmp_path / "none.json")})
+    assert url_of("tax_db", {"SHUCANG_SOURCE_TAX_DB": "postgresql://a@h/db"}) == "postgresql://a@h/db"
+    file = tmp_path / "connections.json"
+    file.write_text('{"tax_db": "postgresql://tax:s3cret@db.example:5432/tax"}', encoding="utf-8")
+    os.chmod(file, 0o644)
+    with pytest.raises(SourceNotConfigured, match="chmod 600"):
+        url_of("tax_db", {"SHUCANG_CONNECTIONS_FILE": str(file)})
+    os.chmod(file, stat.S_IRUSR | stat.S_IWUSR)
+    url = url_of("tax_db", {"SHUCANG_CONNECTIONS_FILE": str(file)})
+    assert redacted(url) == "postgresql://tax:***@db.example:5432/tax" and "s3cret" not in redacted(url)
+
+
+def test_the_registry_refuses_a_database_source_without_its_table():
+    base = registry().dataset("tax_monthly").model_dump()
+    with pytest.raises(ValueError, match="needs `database:`"):
+        Dataset.model_validate({**base, "kind": "postgres"})
+    with pytest.raises(ValueError, match="not columns of the dataset"):
+        Dataset.model_validate(
+            {
+                **base,
+                "kind": "mysql",
+                "database": {
+                    "connection": "erp",
+                    "table": "t",
+                    "watermark": {"column": "u", "key": ["id"]},
+                    "columns": {"no_such": "x"},
+                },
+            }
+        )
+    assert database.DIALECTS["mysql"].literal("a'b\\c") == "'a''b\\\\c'"
+
+
+def test_the_source_sensor_starts_the_collection_asset_which_materialises_the_periods_it_landed(
+    source, tmp_path, monkeypatch
+):
+    from assets.collect import _collect_asset
+    from orchestration.resources import LakeResource, LandingResource
+    from sensors.defs import source_sensor
+
+    monkeypatch.setenv("SHUCANG_SOURCE_TEST_SRC", source.url)
+    source.insert(range(1, 301), T0)
+    ds = source.dataset()
+    resources = {
+        "lake": LakeResource(root=str(tmp_path / "lake")),
+        "landing": LandingResource(landing_root=str(tmp_path / "landing"), rejected_root=str(tmp_path / "rejected")),
+    }
+    sensor = source_sensor(ds)
+    request = sensor(dg.build_sensor_context(resources=resources))
+    assert isinstance(request, dg.RunRequest) and "300 row(s) after start" in request.tags["shucang/reason"]
+    assert (request.tags["dagster/asset_partition_range_start"], request.tags["dagster/asset_partition_range_end"]) == (
+        "2023-01",
+        "2023-12",
+    )
+    asset = _collect_asset(registry(), ds)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([asset], resources=resources, instance=instance, tags=request.tags)
+        assert result.success
+        periods = sorted(
+            m.partition
+            for m in result.asset_materializations_for_node(asset.node_def.name)
+            if m.asset_key == dg.AssetKey(["raw", ds.id])
+        )
+        assert periods == [f"2023-{m:02d}" for m in range(1, 13)]
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert checks == {"rows_reconcile": True, "files_accepted": True}
+    assert isinstance(sensor(dg.build_sensor_context(resources=resources)), dg.SkipReason)  # nothing after it now
+    # a refused collection (a column the registry does not know) fails its check, and the run says so
+    source.run(f"alter table {source.table} add column remark varchar(50)")
+    source.insert(range(301, 302), T0 + dt.timedelta(seconds=5))
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([asset], resources=resources, instance=instance, tags=request.tags)
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert checks == {"rows_reconcile": True, "files_accepted": False}
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags.get("shucang/rejected") == "yes"
