@@ -12,7 +12,7 @@ import json
 import polars as pl
 
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
-from lakehouse.provenance import PROVENANCE, SOURCE_KEY
+from lakehouse.provenance import CHANGE, PROVENANCE, SOURCE_KEY
 from lakehouse.registry import Dataset, Registry
 from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
 from privacy import grading, overrides, policy
@@ -28,6 +28,7 @@ PROVENANCE_DESCRIPTIONS = {
     "_ingested_at": "入湖时间（UTC）/ when the row landed (UTC)",
     "_period": "交付所属期（取自文件名）/ delivery period, from the file name",
     "_source_key": "源库行主键（JSON，库表来源）/ the source row's primary key (JSON; database sources)",
+    "_change": "变更类型（upsert/snapshot/insert/update/delete，库表来源）/ the kind of change (database sources)",
 }
 
 
@@ -63,7 +64,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
         "delta_uri": lake.uri(zone, ds.id) if lake else None,
         "delta_version": table.version() if table else None,
         "row_count": lake.row_count(zone, ds.id) if lake else None,
-        "column_count": len(ds.columns) + len(PROVENANCE) + (zone == "raw" and ds.database is not None),
+        "column_count": len(ds.columns) + len(PROVENANCE) + 2 * (zone == "raw" and ds.database is not None),
     }
 
 
@@ -106,7 +107,7 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "effective_grade": (std_levels.get(c.name) if zone != "raw" else c.grade) if classified else None,
             }
         )
-    provenance = list(PROVENANCE) + ([SOURCE_KEY] if zone == "raw" and ds.database is not None else [])
+    provenance = list(PROVENANCE) + ([SOURCE_KEY, CHANGE] if zone == "raw" and ds.database is not None else [])
     for j, f in enumerate(provenance, start=len(rows) + 1):
         grade = _source_key_grade(ds) if f.name == SOURCE_KEY.name else "L1"
         rows.append(

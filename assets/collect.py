@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets import freshness
 from assets.catalogue_entries import column_entries, dataset_grade
+from assets.ingest.changelog import PostgresChangeCollector
 from assets.ingest.collector import Collector, CollectResult
 from assets.ingest.database import DatabaseCollector
 from assets.own_tables import own_table_reports
@@ -94,8 +95,12 @@ def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
         return dg.AssetSpec(
             key=landing_key(ds),
             description=f"源库：{dept.name_zh}业务库中的「{ds.name_zh}」表 `{db.table}`（{ds.kind}，连接 {db.connection}），"
-            f"按更新时间 `{db.watermark.column}` 与主键 `{', '.join(db.watermark.key)}` 增量采集。"
-            f"{dept.name_en}'s table `{db.table}` ({ds.kind}), read by watermark.",
+            + (
+                f"按更新时间 `{db.watermark.column}` 与主键 `{', '.join(db.watermark.key)}` 增量采集。"
+                if db.watermark is not None
+                else "按变更日志（逻辑复制）采集。"
+            )
+            + f"{dept.name_en}'s table `{db.table}` ({ds.kind}), read by {db.capture}.",
             group_name="landing",
             kinds={ds.kind},
             owners=[reg.owner_of(ds)],
@@ -103,7 +108,8 @@ def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
             metadata={
                 "source_table": db.table,
                 "connection": db.connection,
-                "watermark": f"{db.watermark.column} + {', '.join(db.watermark.key)}",
+                "capture": db.capture
+                + (f": {db.watermark.column} + {', '.join(db.watermark.key)}" if db.watermark is not None else ""),
                 "dagster/column_schema": dg.TableSchema(
                     columns=[
                         dg.TableColumn(ds.db_column(c.name), "string", description=c.description) for c in ds.columns
@@ -214,7 +220,9 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         rows_before = the_lake.row_count("raw", ds.id) or 0
         now = dt.datetime.now(dt.UTC)
         batch_id = f"{now:%Y%m%dT%H%M%SZ}-{context.run.run_id[:8]}"
-        if ds.database is not None:  # a department's database, by watermark: batches instead of files
+        if ds.database is not None and ds.database.capture == "log":  # the source's change log
+            result = PostgresChangeCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
+        elif ds.database is not None:  # a department's database, by watermark: batches instead of files
             result = DatabaseCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
         else:
             result = Collector(

@@ -26,9 +26,13 @@ PROVENANCE = pa.schema(
 # a row read from a database also names the source row it is a version of (its primary key, as JSON): the
 # rows per period reconcile source against raw on it, and an update is a later version of the same key
 SOURCE_KEY = pa.field("_source_key", pa.string())
+# … and what the change was: upsert (read by watermark: the row as it is now), snapshot (the initial copy of a
+# change-captured table), insert, update or delete (from the source's change log; a delete holds the old row)
+CHANGE = pa.field("_change", pa.string())
+CHANGES = ("upsert", "snapshot", "insert", "update", "delete")
 
 
 def raw_table_schema(dataset: Dataset) -> pa.Schema:
     """A raw table: every delivered value as text, under the warehouse column names, then provenance."""
-    extra = [SOURCE_KEY] if dataset.kind != "file" else []
+    extra = [SOURCE_KEY, CHANGE] if dataset.kind != "file" else []
     return pa.schema([pa.field(c.name, pa.string()) for c in dataset.columns] + list(PROVENANCE) + extra)

@@ -129,12 +129,23 @@ class Database(Strict):
 
     connection: Ident
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-    watermark: Watermark
+    # watermark: increments by update time and key; log: the source's change log (PostgreSQL logical decoding
+    # through ``slot`` and ``publication``, default shucang_<dataset>; assets/ingest/changelog.py)
+    capture: Literal["watermark", "log"] = "watermark"
+    watermark: Watermark | None = None
+    slot: Ident | None = None
+    publication: Ident | None = None
     columns: dict[str, str] = {}
     lag_seconds: int = Field(default=60, ge=0)
     batch_rows: int = Field(default=500_000, ge=1)
     ignore_columns: list[str] = []
     accept_types: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _capture(self) -> Database:
+        if self.capture == "watermark" and self.watermark is None:
+            raise ValueError("capture watermark needs `watermark:` (an update-time column and the primary key)")
+        return self
 
 
 class Dataset(Strict):
@@ -168,6 +179,11 @@ class Dataset(Strict):
             unknown = sorted(set(self.database.columns) - {c.name for c in self.columns})
             if unknown:
                 raise ValueError(f"database.columns: {unknown} are not columns of the dataset")
+            if self.database.capture == "log" and self.kind != "postgres":
+                raise ValueError(
+                    f"capture log: the change log is read from PostgreSQL (logical decoding), not {self.kind}; "
+                    "use capture watermark"
+                )
         if self.sheet is not None and self.format != "xlsx":
             raise ValueError(f"sheet {self.sheet!r}: only an xlsx source has worksheets")
         for attr in ("name", "source"):

@@ -103,15 +103,27 @@ def landed(lake, ds: Dataset, pdef: dg.PartitionsDefinition, since: int | None) 
     import polars as pl
 
     from quality.conform import PARTITION, with_partition
-    from quality.standardise import delivered_since
+    from quality.standardise import delivered_since, earlier_versions
 
     assert ds.period is not None and ds.period.column is not None
-    added = delivered_since(lake, ds, since, [ds.period.column, "_period"])
+    wanted = [ds.period.column, "_period"] + (["_source_key"] if ds.database is not None else [])
+    added = delivered_since(lake, ds, since, wanted)
     if added is None:
         return {}, 0
     known = keys(pdef)
     # each distinct period text is read once (a month's filings write their period a handful of ways)
     distinct = added.group_by(ds.period.column, "_period").len().collect()
+    if ds.database is not None:
+        # a database row's earlier versions may lie in other periods (an update that moved its period, a
+        # delete): those periods lose the row, so they are materialised too (with no row landed in them)
+        earlier = (
+            earlier_versions(lake, ds, added)
+            .group_by(ds.period.column, "_period")
+            .len()
+            .with_columns(pl.lit(0, pl.UInt32).alias("len"))
+            .collect()
+        )
+        distinct = pl.concat([distinct, earlier.cast(distinct.schema)])
     frame = with_partition(distinct, ds, rules_for(ds.id)).select(
         pl.when(pl.col(PARTITION).is_in(known))
         .then(pl.col(PARTITION))

@@ -25,6 +25,7 @@ PRIVATE_USE = "[\\x{E000}-\\x{F8FF}\\x{F0000}-\\x{FFFFD}\\x{100000}-\\x{10FFFD}]
 LATEST = ["_ingested_at", "_period", "_source_file", "_row_number"]
 DUPLICATE_COLUMNS = ["_source_file", "_row_number", "_file_sha256", "_batch_id"]
 PARTITION = "__partition"  # the period a raw row belongs to (std rebuilds periodic datasets by it)
+CURRENT, DELETED = "__current", "__deleted"  # a database source row's latest change, and whether it deleted it
 NO_PERIOD = "∅"  # the partition of rows whose period cannot be read
 STATS_SCHEMA = {"partition": pl.String, "measure": pl.String, "value": pl.Int64}
 FINDING_SCHEMA = {
@@ -233,12 +234,19 @@ def conform(
     if PARTITION not in raw.columns:
         raw = with_partition(raw, ds, rules)
     rows_in = raw.height
+    # 0. a database source's rows are versions of its rows: only the latest change of each source row counts,
+    # and not at all when that change deleted it (``current_versions`` marks them over the whole raw table)
+    replaced = raw.head(0).with_columns(pl.lit(False).alias(DELETED))
+    if CURRENT in raw.columns:
+        replaced = raw.filter(~pl.col(CURRENT))
+        raw = raw.filter(pl.col(CURRENT))
+    raw = raw.drop(CURRENT, DELETED, strict=False)
     # 1. exact duplicates: the same delivered values again (wherever delivered); the first stays, placed
     # where the latest delivery of those values is, so that it wins over what was delivered in between
     ordered = raw.sort(LATEST).with_row_index("__order")
     latest = pl.col("__order").max().over(source) if ordered.height else pl.col("__order")
     deduped = ordered.with_columns(latest.alias("__latest")).unique(subset=source, keep="first", maintain_order=True)
-    exact = rows_in - deduped.height
+    exact = raw.height - deduped.height
     merged_exact = ordered.join(deduped.select("__order"), on="__order", how="anti")
     del ordered
     # 2. standardise every column, keeping the delivered text beside it for the rules and the findings
@@ -285,7 +293,7 @@ def conform(
     quarantined = deduped.height - passing.height
     # 3. business-key duplicates among passing rows: the latest delivery wins
     std = passing.unique(subset=rules.key, keep="last", maintain_order=True)
-    keyed = passing.height - std.height
+    keyed = passing.height - std.height + replaced.height
     merged_key = passing.join(std.select("__order"), on="__order", how="anti")
     duplicates = pl.concat(
         [
@@ -295,14 +303,23 @@ def conform(
             merged_key.select(
                 *DUPLICATE_COLUMNS, pl.lit("superseded").alias("kind"), pl.col(PARTITION).alias("partition")
             ),
+            replaced.select(
+                *DUPLICATE_COLUMNS,
+                # a later change of the same source row replaced it, or the source deleted the row
+                pl.when(pl.col(DELETED))
+                .then(pl.lit("deleted_at_source"))
+                .otherwise(pl.lit("changed_at_source"))
+                .alias("kind"),
+                pl.col(PARTITION).alias("partition"),
+            ),
         ]
     )
     stats = pl.concat(
         [
-            _counts(raw, "rows_in"),
+            _counts(pl.concat([raw.select(PARTITION), replaced.select(PARTITION)]), "rows_in"),
             _counts(merged_exact, "exact_duplicates"),
             _counts(quarantined_rows, "quarantined"),
-            _counts(merged_key, "key_duplicates"),
+            _counts(pl.concat([merged_key.select(PARTITION), replaced.select(PARTITION)]), "key_duplicates"),
             _counts(std, "rows_out"),
             counted,
         ]

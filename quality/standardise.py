@@ -43,6 +43,8 @@ from lakehouse.provenance import PROVENANCE, raw_table_schema
 from lakehouse.registry import Dataset
 from lakehouse.tables import BY_LABEL, COLLECT_LOG, DUPLICATES, FINDINGS, SCORES, STD_PARTITIONS
 from quality.conform import (
+    CURRENT,
+    DELETED,
     FINDING_SCHEMA,
     NO_PERIOD,
     PARTITION,
@@ -103,6 +105,45 @@ class _Withheld(Exception):
     """Raised inside the std write stream to abort its commit."""
 
 
+def current_versions(lake: Lake, ds: Dataset) -> pl.LazyFrame | None:
+    """For a database source: per source row (``_source_key``) its latest change over the whole raw table —
+    later run, then later in the run — and whether that change deleted it; None for a file source. A row
+    of raw is current when it is that change and the change is no delete (``mark_current``)."""
+    if ds.database is None or lake.table("raw", ds.id) is None:
+        return None
+    versions = pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
+    return (
+        versions.select("_source_key", "_ingested_at", "_row_number", "_change")
+        .sort("_ingested_at", "_row_number")
+        .group_by("_source_key")
+        .agg(
+            pl.col("_ingested_at").last().alias("__last_at"),
+            pl.col("_row_number").last().alias("__last_row"),
+            (pl.col("_change").last() == "delete").alias(DELETED),
+        )
+    )
+
+
+def mark_current(frame, latest: pl.LazyFrame | None):
+    """``frame`` (eager or lazy raw rows) with CURRENT and DELETED (see ``current_versions``); unchanged for
+    a file source."""
+    if latest is None:
+        return frame
+    lazy = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
+    out = (
+        lazy.join(latest, on="_source_key", how="left")
+        .with_columns(
+            (
+                (pl.col("_ingested_at") == pl.col("__last_at"))
+                & (pl.col("_row_number") == pl.col("__last_row"))
+                & ~pl.col(DELETED)
+            ).alias(CURRENT)
+        )
+        .drop("__last_at", "__last_row")
+    )
+    return out.collect() if isinstance(frame, pl.DataFrame) else out
+
+
 @contextmanager
 def _buckets(
     lake: Lake, ds: Dataset, rules: RuleSet, has_raw: bool, partitions: list[str] | None = None
@@ -114,18 +155,19 @@ def _buckets(
     if not has_raw:
         yield [lambda: pl.DataFrame(schema=raw_table_schema(ds))]
         return
+    latest = current_versions(lake, ds)
     if partitions is None:
         rows = lake.row_count("raw", ds.id)
         if rows <= PART_ROWS:
-            frame = lake.read("raw", ds.id)
+            frame = mark_current(lake.read("raw", ds.id), latest)
             yield [lambda: frame]
             return
-        scan = pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
+        scan = mark_current(pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None), latest)
     else:
         scan = with_partition(
             pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None), ds, rules
         ).filter(pl.col(PARTITION).is_in(partitions))
-        frame = scan.collect()
+        frame = mark_current(scan, latest).collect()
         if frame.height <= PART_ROWS:
             yield [lambda: frame]
             return
@@ -400,6 +442,18 @@ def delivered_since(lake: Lake, ds: Dataset, since: int | None, columns: list[st
     return pl.concat(new) if new else None
 
 
+def earlier_versions(lake: Lake, ds: Dataset, added: pl.LazyFrame) -> pl.LazyFrame:
+    """The period columns (the period column, ``_period``) of every raw row of a database source that is a
+    version of a source row among ``added``: an update that moved a row's period, or deleted it, changes
+    the period its earlier version lies in too, which is rebuilt with the others."""
+    assert ds.period is not None and ds.period.column is not None
+    return (
+        pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
+        .join(added.select("_source_key").unique(), on="_source_key", how="semi")
+        .select(ds.period.column, "_period")
+    )
+
+
 def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tuple[list[str] | None, str]:
     """Which periods of std this build must rebuild: None for all of it, else the periods (partitions) that
     raw rows added since the last build fall in — a new month, a late file, a correction of an old month
@@ -429,7 +483,9 @@ def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tup
     ]
     if appended:
         return None, f"raw rewritten since the last build (version {appended[0]['version']})"
-    added = delivered_since(lake, ds, since, [ds.period.column])
+    added = delivered_since(lake, ds, since, [ds.period.column] + (["_source_key"] if ds.database else []))
+    if added is not None and ds.database is not None:
+        added = pl.concat([added.drop("_source_key"), earlier_versions(lake, ds, added).drop("_period")])
     touched = (
         with_partition(added, ds, rules).select(pl.col(PARTITION).unique()).collect()[PARTITION].to_list()
         if added is not None

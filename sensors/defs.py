@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.collect import raw_key
+from assets.ingest.changelog import PostgresChangeCollector
 from assets.ingest.collector import collect_history, landed_fingerprints, recorded_fingerprints
 from assets.ingest.database import DatabaseCollector
 from lakehouse.registry import Dataset, registry
@@ -59,10 +60,11 @@ def source_sensor(ds: Dataset) -> dg.SensorDefinition:
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches {ds.kind} table {db.table} (connection {db.connection}) and collects {ds.name_zh} "
-        f"when rows change after the last position ({db.watermark.column}, {', '.join(db.watermark.key)}).",
+        f"when rows change after the last position ({db.capture}).",
     )
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
-        collector = DatabaseCollector(ds, lake.lake(), "sensor")
+        kind = PostgresChangeCollector if db.capture == "log" else DatabaseCollector
+        collector = kind(ds, lake.lake(), "sensor")
         rows, periods = collector.pending()
         last = collector.last_commit()
         position = last["source_position"] if last else "start"
@@ -72,7 +74,8 @@ def source_sensor(ds: Dataset) -> dg.SensorDefinition:
         tags = {"shucang/trigger": "source", "shucang/dataset": ds.id, "shucang/reason": reason[:1000]}
         if pdef is not None:
             named, _ = partitions.valid(pdef, periods)
-            named = named or partitions.keys(pdef)[-1:]
+            # a change log says which periods only once decoded: the run names them all (the rows decide)
+            named = named or (partitions.keys(pdef) if db.capture == "log" else partitions.keys(pdef)[-1:])
             tags |= partitions.range_tags(dg.PartitionKeyRange(named[0], named[-1]))
         # one run per position: a tick before that run lands asks for the same run again, and is deduplicated
         return dg.RunRequest(run_key=f"{ds.id}@{position}", tags=tags)

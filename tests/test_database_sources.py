@@ -27,6 +27,13 @@ URLS = {"postgres": "postgresql://postgres@127.0.0.1:5432/test", "mysql": "mysql
 T0 = dt.datetime(2024, 1, 15, 9, 0, 0)
 
 
+def code(i: int) -> str:
+    """A valid unified social credit code (GB 32100) for test firm ``i``."""
+    from sourcegen.codes import make_uscc
+
+    return make_uscc("9", "1", "331003", f"MA{i:06d}")
+
+
 class Source:
     """A department's table of tax filings in a real database, named uniquely for the test."""
 
@@ -62,7 +69,7 @@ class Source:
         rows = [
             (
                 i,
-                f"91331003MA{i:07d}X",
+                code(i),
                 f"台州市测试{i}模具有限公司",
                 f"2023-{i % 12 + 1:02d}",
                 "正常",
@@ -321,3 +328,50 @@ def test_the_source_sensor_starts_the_collection_asset_which_materialises_the_pe
         assert checks == {"rows_reconcile": True, "files_accepted": False}
         run = instance.get_run_by_id(result.run_id)
         assert run.tags.get("shucang/rejected") == "yes"
+
+
+def test_std_keeps_the_latest_change_of_each_source_row_and_drops_deleted_ones(source, tmp_path):
+    """An update arrives as a new version of its source row — here one that moves the row to another month —
+    and a change log's delete as a delete record: std holds each live source row once, in its current period;
+    the versions it replaced and the deleted row are merged duplicates with the reason, and the counts
+    reconcile (std's conservation check)."""
+    from lakehouse.tables import DUPLICATES
+    from quality.rulebook import rules_for
+    from quality.standardise import standardise
+
+    lake = Lake(str(tmp_path / "lake"))
+    rules = rules_for("tax_monthly")
+    rules = rules.model_copy(update={"rules": [r for r in rules.rules if r.check != "references"]})
+    source.insert(range(1, 121), T0)  # ids 1…120, ten per month
+    ds = source.dataset()
+    collect(ds, lake, 1)
+    first = standardise(lake, ds, rules, at=T0.replace(tzinfo=dt.UTC))
+    assert not first.withheld and lake.read("std", ds.id).height == 120
+    # row 15 (2023-04) is corrected at the source into May, with a new amount
+    source.run(
+        f"update {source.table} set period = '2023-05', revenue = 5555.55, updated_at = '2024-01-15 09:00:05' "
+        "where id = 15"
+    )
+    collect(ds, lake, 2)
+    # a change log's delete of row 16 (2023-05): the record the log would land, with the old row's values
+    old = raw(lake, ds).filter(pl.col("_source_key") == '["16"]')
+    lake.append(
+        "raw",
+        ds.id,
+        old.with_columns(
+            pl.lit("delete").alias("_change"),
+            pl.lit("batch-cdc").alias("_batch_id"),
+            pl.lit(dt.datetime.now(dt.UTC)).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
+        ).to_arrow(),
+        ["_period"],
+    )
+    second = standardise(lake, ds, rules, at=T0.replace(tzinfo=dt.UTC) + dt.timedelta(days=1))
+    assert not second.withheld, (second.reasons(), second.result.stats)
+    std = lake.read("std", ds.id)
+    assert std.height == 119  # 120, one deleted; the moved row once
+    moved = std.filter(pl.col("uscc") == code(15))
+    assert moved.height == 1 and str(moved["period"][0]).startswith("2023-05")
+    assert std.filter(pl.col("uscc") == code(16)).is_empty()
+    merged = lake.read(*DUPLICATES.path).filter(pl.col("dataset") == ds.id)
+    kinds = dict(merged.group_by("kind").len().iter_rows())
+    assert kinds == {"changed_at_source": 1, "deleted_at_source": 2}  # row 15's April; row 16 and its delete

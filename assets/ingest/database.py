@@ -144,7 +144,7 @@ class DatabaseCollector(Collector):
             raise FileRejected(Rejection("table_missing", self.db.table, "table", 0))
         wanted = [self.dataset.db_column(c.name) for c in self.dataset.columns]
         wm = self.db.watermark
-        needed = list(dict.fromkeys([*wanted, wm.column, *wm.key]))
+        needed = list(dict.fromkeys([*wanted, *([wm.column, *wm.key] if wm is not None else [])]))
         missing = [c for c in needed if c not in found]
         if missing:
             raise FileRejected(Rejection("missing_columns", ", ".join(missing), "table", 0))
@@ -313,6 +313,7 @@ class DatabaseCollector(Collector):
             pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
             (period if period is not None else pl.lit(None, pl.String)).alias("_period"),
             _key_json([frame[k] for k in keys]).alias("_source_key"),
+            pl.lit("upsert").alias("_change"),
         ).to_arrow()
         table = table.cast(pa.schema(list(raw_table_schema(self.dataset))))
         version = self.lake.append(

@@ -1,0 +1,389 @@
+"""Collect a PostgreSQL table by its change log: logical decoding with ``pgoutput`` through a replication slot.
+
+The first run creates the publication (if the DBA has not) and the slot, and copies the table as it was at
+the slot's start — the snapshot the slot exports, read with ``COPY … TO STDOUT`` in the same transaction
+snapshot — into raw as ``snapshot`` records, in one Delta commit carrying the slot's start LSN. Every later
+run streams the slot from the LSN the last raw commit recorded: whole transactions only (a batch never ends
+inside one), each change a record of raw (``insert``, ``update``, ``delete`` with the old row's key, or the
+whole old row under REPLICA IDENTITY FULL), each batch one Delta commit carrying the end LSN of its last
+transaction. The slot is told that LSN (its WAL may then be recycled) only after that commit: a crash before
+it streams the same transactions again and those at or before the recorded LSN are skipped — nothing lost,
+nothing twice. A crash between slot creation and the snapshot's commit leaves a slot no commit refers to: the
+next run drops and recreates it (nothing was acknowledged through it).
+
+A transaction that brings a table whose columns left the registered layout stops the run before it: what
+came before lands, the refusal is logged with the reason, and the same transaction waits in the slot until a
+steward registers the change. An update that leaves a large (TOASTed) value out while no old row is sent
+cannot be written whole: it is refused with the fix (REPLICA IDENTITY FULL). TRUNCATE is refused likewise: it
+removes rows without a change per row.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import select
+import time
+from dataclasses import dataclass
+
+import polars as pl
+
+from assets.ingest import pgoutput
+from assets.ingest.collector import CollectResult, FileOutcome, collect_history
+from assets.ingest.database import DatabaseCollector, _key_json
+from assets.ingest.rejection import FileRejected, Rejection
+from lakehouse.provenance import raw_table_schema
+from lakehouse.registry import Dataset
+
+IDLE_SECONDS = 0.5  # caught up: no message for this long once the WAL read reaches where it stood at the start
+MAX_SECONDS = 300.0  # one run streams at most this long; the rest waits for the next
+
+
+def lsn_text(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def lsn_int(text: str) -> int:
+    high, low = text.split("/")
+    return (int(high, 16) << 32) | int(low, 16)
+
+
+@dataclass
+class _Txn:
+    end_lsn: int
+    changes: list[dict]
+
+
+class PostgresChangeCollector(DatabaseCollector):
+    """One run of a change-captured PostgreSQL table (``database.capture: log``)."""
+
+    def __init__(self, dataset: Dataset, lake, batch_id: str, run_id: str = "", now=None, environ=None):
+        super().__init__(dataset, lake, batch_id, run_id, now, environ)
+        assert self.db.capture == "log" and dataset.kind == "postgres"
+        self.slot = self.db.slot or f"shucang_{dataset.id}"
+        self.publication = self.db.publication or f"shucang_{dataset.id}"
+        self.label = f"postgres:{self.db.connection}/{self.db.table} (log)"
+        self.dsn = "postgresql:" + self.uri.split(":", 1)[1]
+
+    # --- connections -------------------------------------------------------------------------------------------
+    def _connect(self, replication: bool = False):
+        import psycopg2
+        import psycopg2.extras
+
+        factory = psycopg2.extras.LogicalReplicationConnection if replication else None
+        con = psycopg2.connect(self.dsn, connection_factory=factory)
+        if not replication:
+            con.autocommit = True
+        return con
+
+    def key_columns(self, con) -> list[str]:
+        """The table's replica identity: its primary key's columns, in order."""
+        with con.cursor() as cur:
+            cur.execute(
+                "select a.attname from pg_index i join pg_attribute a on a.attrelid = i.indrelid "
+                "and a.attnum = any(i.indkey) where i.indrelid = %s::regclass and i.indisprimary "
+                "order by array_position(i.indkey, a.attnum)",
+                (self._table,),
+            )
+            return [r[0] for r in cur.fetchall()]
+
+    def _ensure_publication(self, con) -> None:
+        with con.cursor() as cur:
+            cur.execute("select 1 from pg_publication where pubname = %s", (self.publication,))
+            if cur.fetchone() is None:
+                cur.execute(f"create publication {self.dialect.ident(self.publication)} for table {self._table}")
+
+    def pending(self) -> tuple[int, list[str]]:
+        """Whether a run has something to do — no snapshot yet, or changes of the publication waiting in the
+        slot (peeked, not consumed) — for the source sensor; periods are not known before decoding."""
+        con = self._connect()
+        try:
+            with con.cursor() as cur:
+                cur.execute("select active from pg_replication_slots where slot_name = %s", (self.slot,))
+                slot = cur.fetchone()
+                if slot is None or self.last_commit() is None:
+                    return 1, []
+                if slot[0]:  # a collection is streaming it now
+                    return 0, []
+                cur.execute(
+                    "select count(*) from pg_logical_slot_peek_binary_changes(%s, null, 64, 'proto_version', '1', "
+                    "'publication_names', %s) where substr(data, 1, 1) in ('I', 'U', 'D', 'T')",
+                    (self.slot, self.publication),
+                )
+                return int(cur.fetchone()[0]), []
+        finally:
+            con.close()
+
+    # --- a run -------------------------------------------------------------------------------------------------
+    def run(self) -> CollectResult:
+        result = CollectResult(self.dataset, self.batch_id)
+        self.lake.ensure(
+            "raw",
+            self.dataset.id,
+            raw_table_schema(self.dataset),
+            self.partition_by,
+            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
+        )
+        history = collect_history(self.lake, self.dataset.id)
+        for sha, (version, rows, batch) in self._committed_but_unlogged(
+            history.filter(pl.col("status") == "landed")
+        ).items():
+            result.outcomes.append(
+                FileOutcome(
+                    f"{self.label} (batch {batch})",
+                    "landed",
+                    sha256=sha,
+                    rows_read=rows,
+                    rows_landed=rows,
+                    delta_version=version,
+                    note=f"committed by batch {batch} (raw version {version}) before a crash; recorded now",
+                    batch_id=batch,
+                )
+            )
+        self.rows_this_run = 0
+        last = self.last_commit()
+        recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
+        con = self._connect()
+        try:
+            schema = self._checked_schema(recorded)
+            keys = self.key_columns(con)
+            if not keys:
+                raise FileRejected(
+                    Rejection(
+                        "missing_columns", f"{self.db.table} has no primary key (the change log needs one)", "table", 0
+                    )
+                )
+            if last is None:
+                result.outcomes.append(self._snapshot(con, keys, schema))
+            else:
+                result.outcomes += self._stream(con, lsn_int(json.loads(last["source_position"])["lsn"]), keys, schema)
+        except FileRejected as exc:
+            result.outcomes.append(
+                FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
+            )
+        finally:
+            con.close()
+        result.log_version = self._log(result)
+        result.table_version = self.lake.table("raw", self.dataset.id).version()
+        return result
+
+    def _needed(self) -> list[str]:
+        return [self.dataset.db_column(c.name) for c in self.dataset.columns]
+
+    def _snapshot(self, con, keys: list[str], schema: dict[str, str]) -> FileOutcome:
+        """The table as of the slot's start, then the slot: nothing before it is missed, nothing after it
+        copied twice."""
+        self._ensure_publication(con)
+        rep = self._connect(replication=True)
+        try:
+            cur = rep.cursor()
+            with con.cursor() as c:
+                c.execute("select 1 from pg_replication_slots where slot_name = %s", (self.slot,))
+                stale = c.fetchone() is not None
+            if stale:  # created by a run that died before the snapshot landed: nothing went through it
+                cur.drop_replication_slot(self.slot)
+            cur.create_replication_slot(self.slot, output_plugin="pgoutput")
+            _, start, snapshot, _ = cur.fetchone()
+            d = self.dialect
+            cols = [
+                f"cast({d.ident(self.dataset.db_column(c.name))} as text) as {d.ident(c.name)}"
+                for c in self.dataset.columns
+            ]
+            cols += [f"cast({d.ident(k)} as text) as {d.ident(f'__k{i}')}" for i, k in enumerate(keys)]
+            buffer = io.BytesIO()
+            reader = self._connect()
+            try:
+                reader.autocommit = False
+                with reader.cursor() as c:
+                    c.execute("begin isolation level repeatable read")
+                    c.execute("set transaction snapshot %s", (snapshot,))
+                    c.copy_expert(
+                        f"copy (select {', '.join(cols)} from {self._table}) to stdout with (format csv, header true)",
+                        buffer,
+                    )
+                reader.rollback()
+            finally:
+                reader.close()
+        finally:
+            rep.close()
+        buffer.seek(0)
+        names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(len(keys))]
+        frame = pl.read_csv(
+            buffer, infer_schema=False, schema={n: pl.String for n in names}, missing_utf8_is_empty_string=True
+        )
+        changes = frame.with_columns(pl.lit("snapshot").alias("_change"))
+        position = {"lsn": start, "snapshot": snapshot}
+        return self._land(changes, len(keys), position, schema, f"snapshot at {start}")
+
+    def _stream(self, con, position: int, keys: list[str], schema: dict[str, str]) -> list[FileOutcome]:
+        with con.cursor() as c:
+            c.execute("select pg_current_wal_lsn()")
+            target = lsn_int(c.fetchone()[0])
+        rep = self._connect(replication=True)
+        outcomes: list[FileOutcome] = []
+        try:
+            cur = rep.cursor()
+            cur.start_replication(
+                slot_name=self.slot,
+                decode=False,
+                start_lsn=position,
+                options={"proto_version": "1", "publication_names": self.publication},
+            )
+            relations: dict[int, pgoutput.Relation] = {}
+            batch: list[_Txn] = []
+            txn: _Txn | None = None
+            rows = 0
+            started, idle_since = time.monotonic(), time.monotonic()
+            refusal: FileRejected | None = None
+            while time.monotonic() - started < MAX_SECONDS:
+                msg = cur.read_message()
+                if msg is None:
+                    caught_up = max(cur.wal_end, batch[-1].end_lsn if batch else 0) >= target
+                    if txn is None and caught_up and time.monotonic() - idle_since > IDLE_SECONDS:
+                        break
+                    select.select([cur], [], [], IDLE_SECONDS / 5)
+                    continue
+                idle_since = time.monotonic()
+                event = pgoutput.decode(msg.payload, relations)
+                if isinstance(event, pgoutput.Begin):
+                    txn = _Txn(0, [])
+                elif isinstance(event, pgoutput.Relation):
+                    self._check_relation(event)
+                elif isinstance(event, pgoutput.Change) and txn is not None:
+                    txn.changes += self._records(event, relations[event.relation])
+                elif isinstance(event, pgoutput.Truncate):
+                    raise FileRejected(
+                        Rejection(
+                            "unreadable",
+                            f"TRUNCATE of {self.db.table}: rows removed without a change per row; reload the "
+                            "dataset (drop the slot and raw) to copy the table anew",
+                            f"lsn {lsn_text(msg.data_start)}",
+                            0,
+                        )
+                    )
+                elif isinstance(event, pgoutput.Commit) and txn is not None:
+                    txn.end_lsn = event.end_lsn
+                    if event.end_lsn > position and txn.changes:  # at or before it: landed already
+                        batch.append(txn)
+                        rows += len(txn.changes)
+                    txn = None
+                    if rows >= self.db.batch_rows:
+                        outcomes.append(self._land_transactions(batch, len(keys), schema))
+                        cur.send_feedback(flush_lsn=batch[-1].end_lsn)  # only after the Delta commit
+                        position, batch, rows = batch[-1].end_lsn, [], 0
+        except FileRejected as exc:
+            refusal = exc
+        finally:
+            try:
+                if batch:
+                    outcomes.append(self._land_transactions(batch, len(keys), schema))
+                    cur.send_feedback(flush_lsn=batch[-1].end_lsn)
+            finally:
+                rep.close()
+        if refusal is not None:
+            raise refusal
+        return outcomes
+
+    def _check_relation(self, relation: pgoutput.Relation) -> None:
+        columns = set(relation.columns)
+        missing = [c for c in self._needed() if c not in columns]
+        if missing:
+            raise FileRejected(Rejection("missing_columns", ", ".join(missing), "change log", 0))
+        extra = [c for c in relation.columns if c not in set(self._needed()) | set(self.db.ignore_columns)]
+        if extra:
+            raise FileRejected(
+                Rejection(
+                    "unexpected_columns",
+                    f"{', '.join(extra)} (register them, or list them in database.ignore_columns)",
+                    "change log",
+                    0,
+                )
+            )
+
+    def _records(self, change: pgoutput.Change, relation: pgoutput.Relation) -> list[dict]:
+        names = {self.dataset.db_column(c.name): c.name for c in self.dataset.columns}
+        key = list(relation.key)
+
+        def record(values: dict, op: str) -> dict:
+            row = {names[c]: values.get(c) for c in names}
+            row.update({f"__k{i}": values.get(k) for i, k in enumerate(key)})
+            row["_change"] = op
+            return row
+
+        if change.op == "delete":
+            return [record(change.old or {}, "delete")]
+        new = dict(change.new or {})
+        lost = [c for c in change.unchanged if c in names]
+        if lost:
+            if change.old is None or any(c not in change.old for c in lost):
+                raise FileRejected(
+                    Rejection(
+                        "unreadable",
+                        f"an update left {', '.join(lost)} out (a large value it did not change) and the log holds "
+                        f"no old row: ALTER TABLE {self.db.table} REPLICA IDENTITY FULL",
+                        "change log",
+                        0,
+                    )
+                )
+            new.update({c: change.old[c] for c in lost})
+        out = []
+        if change.op == "update" and change.old is not None and any(change.old.get(k) != new.get(k) for k in key):
+            out.append(record(change.old, "delete"))  # the key itself changed: the old row is gone
+        out.append(record(new, change.op))
+        return out
+
+    def _land_transactions(self, batch: list[_Txn], nkeys: int, schema: dict[str, str]) -> FileOutcome:
+        names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(nkeys)] + ["_change"]
+        frame = pl.DataFrame([c for t in batch for c in t.changes], schema={n: pl.String for n in names}, orient="row")
+        span = f"{lsn_text(batch[0].end_lsn)} … {lsn_text(batch[-1].end_lsn)}"
+        return self._land(frame, nkeys, {"lsn": lsn_text(batch[-1].end_lsn)}, schema, span)
+
+    def _land(self, changes: pl.DataFrame, nkeys: int, position: dict, schema: dict[str, str], span: str):
+        import hashlib
+
+        data = changes.select(c.name for c in self.dataset.columns)
+        sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
+        period = None
+        if self.dataset.period is not None and self.dataset.period.column is not None:
+            from assets.ingest.database import _PERIOD
+
+            pattern = _PERIOD[self.dataset.period.granularity]
+            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
+        import pyarrow as pa
+
+        table = (
+            data.with_columns(
+                pl.lit(self.dataset.department).alias("_source_department"),
+                pl.lit(self.label).alias("_source_file"),
+                pl.lit(sha).alias("_file_sha256"),
+                pl.int_range(self.rows_this_run + 1, self.rows_this_run + data.height + 1, dtype=pl.Int64).alias(
+                    "_row_number"
+                ),
+                pl.lit(self.batch_id).alias("_batch_id"),
+                pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
+                (period if period is not None else pl.lit(None, pl.String)).alias("_period"),
+                pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
+                changes["_change"],
+            )
+            .to_arrow()
+            .cast(pa.schema(list(raw_table_schema(self.dataset))))
+        )
+        version = self.lake.append(
+            "raw",
+            self.dataset.id,
+            table,
+            self.partition_by,
+            {
+                "batch_id": self.batch_id,
+                "source_file": self.label,
+                "file_sha256": sha,
+                "source_position": json.dumps(position),
+                "source_schema": json.dumps(schema, ensure_ascii=False),
+            },
+        )
+        self.rows_this_run += data.height
+        outcome = FileOutcome(
+            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
+        )
+        outcome.delta_version = version
+        return outcome
