@@ -64,6 +64,7 @@ class PostgresChangeCollector(DatabaseCollector):
         self.publication = self.db.publication or f"shucang_{dataset.id}"
         self.label = f"postgres:{self.db.connection}/{self.db.table} (log)"
         self.dsn = "postgresql:" + self.uri.split(":", 1)[1]
+        self.keys: list[str] = []
 
     # --- connections -------------------------------------------------------------------------------------------
     def _connect(self, replication: bool = False):
@@ -86,6 +87,25 @@ class PostgresChangeCollector(DatabaseCollector):
                 (self._table,),
             )
             return [r[0] for r in cur.fetchall()]
+
+    def _catalog_types(self, con) -> dict[str, str]:
+        """column → its type as the catalogue prints it (``numeric(18,2)``), for the columns read."""
+        with con.cursor() as cur:
+            cur.execute(
+                "select attname, format_type(atttypid, atttypmod) from pg_attribute "
+                "where attrelid = %s::regclass and attnum > 0 and not attisdropped",
+                (self._table,),
+            )
+            found = dict(cur.fetchall())
+        return {c: found[c] for c in self._needed() if c in found}
+
+    def _relation_types(self, con, relation: pgoutput.Relation) -> dict[str, str]:
+        with con.cursor() as cur:
+            out = {}
+            for column, oid, typmod in zip(relation.columns, relation.types, relation.typmods, strict=True):
+                cur.execute("select format_type(%s, %s)", (oid, typmod))
+                out[column] = cur.fetchone()[0]
+        return out
 
     def _ensure_publication(self, con) -> None:
         with con.cursor() as cur:
@@ -145,7 +165,6 @@ class PostgresChangeCollector(DatabaseCollector):
         recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
         con = self._connect()
         try:
-            schema = self._checked_schema(recorded)
             keys = self.key_columns(con)
             if not keys:
                 raise FileRejected(
@@ -153,10 +172,18 @@ class PostgresChangeCollector(DatabaseCollector):
                         "missing_columns", f"{self.db.table} has no primary key (the change log needs one)", "table", 0
                     )
                 )
+            self.keys = keys
             if last is None:
-                result.outcomes.append(self._snapshot(con, keys, schema))
+                self._checked_schema(None, tuple(keys))
+                result.outcomes.append(self._snapshot(con, keys, self._catalog_types(con)))
             else:
-                result.outcomes += self._stream(con, lsn_int(json.loads(last["source_position"])["lsn"]), keys, schema)
+                # the layout is judged on the change log's own description of the table (its RELATION
+                # messages): what changed after the position must not hold back what came before it
+                position = lsn_int(json.loads(last["source_position"])["lsn"])
+                landed, refusal = self._stream(con, position, keys, recorded or {})
+                result.outcomes += landed
+                if refusal is not None:
+                    raise refusal
         except FileRejected as exc:
             result.outcomes.append(
                 FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
@@ -168,7 +195,7 @@ class PostgresChangeCollector(DatabaseCollector):
         return result
 
     def _needed(self) -> list[str]:
-        return [self.dataset.db_column(c.name) for c in self.dataset.columns]
+        return [self.dataset.db_column(c.name) for c in self.dataset.columns] + list(self.keys)
 
     def _snapshot(self, con, keys: list[str], schema: dict[str, str]) -> FileOutcome:
         """The table as of the slot's start, then the slot: nothing before it is missed, nothing after it
@@ -208,19 +235,22 @@ class PostgresChangeCollector(DatabaseCollector):
             rep.close()
         buffer.seek(0)
         names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(len(keys))]
-        frame = pl.read_csv(
-            buffer, infer_schema=False, schema={n: pl.String for n in names}, missing_utf8_is_empty_string=True
-        )
+        frame = pl.read_csv(buffer, infer_schema=False, schema={n: pl.String for n in names})
         changes = frame.with_columns(pl.lit("snapshot").alias("_change"))
         position = {"lsn": start, "snapshot": snapshot}
         return self._land(changes, len(keys), position, schema, f"snapshot at {start}")
 
-    def _stream(self, con, position: int, keys: list[str], schema: dict[str, str]) -> list[FileOutcome]:
+    def _stream(
+        self, con, position: int, keys: list[str], schema: dict[str, str]
+    ) -> tuple[list[FileOutcome], FileRejected | None]:
+        """Every whole transaction after ``position`` until caught up, landed in batches; and the refusal
+        that stopped the stream early, if one did (what came before it landed)."""
         with con.cursor() as c:
             c.execute("select pg_current_wal_lsn()")
             target = lsn_int(c.fetchone()[0])
         rep = self._connect(replication=True)
         outcomes: list[FileOutcome] = []
+        refusal: FileRejected | None = None
         try:
             cur = rep.cursor()
             cur.start_replication(
@@ -233,58 +263,62 @@ class PostgresChangeCollector(DatabaseCollector):
             batch: list[_Txn] = []
             txn: _Txn | None = None
             rows = 0
-            started, idle_since = time.monotonic(), time.monotonic()
-            refusal: FileRejected | None = None
-            while time.monotonic() - started < MAX_SECONDS:
-                msg = cur.read_message()
-                if msg is None:
-                    caught_up = max(cur.wal_end, batch[-1].end_lsn if batch else 0) >= target
-                    if txn is None and caught_up and time.monotonic() - idle_since > IDLE_SECONDS:
-                        break
-                    select.select([cur], [], [], IDLE_SECONDS / 5)
-                    continue
-                idle_since = time.monotonic()
-                event = pgoutput.decode(msg.payload, relations)
-                if isinstance(event, pgoutput.Begin):
-                    txn = _Txn(0, [])
-                elif isinstance(event, pgoutput.Relation):
-                    self._check_relation(event)
-                elif isinstance(event, pgoutput.Change) and txn is not None:
-                    txn.changes += self._records(event, relations[event.relation])
-                elif isinstance(event, pgoutput.Truncate):
-                    raise FileRejected(
-                        Rejection(
-                            "unreadable",
-                            f"TRUNCATE of {self.db.table}: rows removed without a change per row; reload the "
-                            "dataset (drop the slot and raw) to copy the table anew",
-                            f"lsn {lsn_text(msg.data_start)}",
-                            0,
-                        )
-                    )
-                elif isinstance(event, pgoutput.Commit) and txn is not None:
-                    txn.end_lsn = event.end_lsn
-                    if event.end_lsn > position and txn.changes:  # at or before it: landed already
-                        batch.append(txn)
-                        rows += len(txn.changes)
-                    txn = None
-                    if rows >= self.db.batch_rows:
-                        outcomes.append(self._land_transactions(batch, len(keys), schema))
-                        cur.send_feedback(flush_lsn=batch[-1].end_lsn)  # only after the Delta commit
-                        position, batch, rows = batch[-1].end_lsn, [], 0
-        except FileRejected as exc:
-            refusal = exc
-        finally:
+            started = idle_since = asked = time.monotonic()
             try:
-                if batch:
-                    outcomes.append(self._land_transactions(batch, len(keys), schema))
-                    cur.send_feedback(flush_lsn=batch[-1].end_lsn)
-            finally:
-                rep.close()
-        if refusal is not None:
-            raise refusal
-        return outcomes
+                while time.monotonic() - started < MAX_SECONDS:
+                    msg = cur.read_message()
+                    if msg is None:
+                        caught_up = max(cur.wal_end, batch[-1].end_lsn if batch else 0) >= target
+                        if txn is None and caught_up and time.monotonic() - idle_since > IDLE_SECONDS:
+                            break
+                        if not caught_up and time.monotonic() - asked > IDLE_SECONDS:
+                            # the WAL read stands where nothing of ours is (other tables' writes): ask the
+                            # server for a keepalive, which moves wal_end, instead of waiting for its own
+                            cur.send_feedback(reply=True)
+                            asked = time.monotonic()
+                        select.select([cur], [], [], IDLE_SECONDS / 5)
+                        continue
+                    idle_since = time.monotonic()
+                    event = pgoutput.decode(msg.payload, relations)
+                    if isinstance(event, pgoutput.Begin):
+                        txn = _Txn(0, [])
+                    elif isinstance(event, pgoutput.Relation):
+                        schema = self._check_relation(event, self._relation_types(con, event), schema)
+                    elif isinstance(event, pgoutput.Change) and txn is not None:
+                        txn.changes += self._records(event, relations[event.relation])
+                    elif isinstance(event, pgoutput.Truncate):
+                        raise FileRejected(
+                            Rejection(
+                                "unreadable",
+                                f"TRUNCATE of {self.db.table}: rows removed without a change per row; reload the "
+                                "dataset (drop the slot and raw) to copy the table anew",
+                                f"lsn {lsn_text(msg.data_start)}",
+                                0,
+                            )
+                        )
+                    elif isinstance(event, pgoutput.Commit) and txn is not None:
+                        txn.end_lsn = event.end_lsn
+                        if event.end_lsn > position and txn.changes:  # at or before it: landed already
+                            batch.append(txn)
+                            rows += len(txn.changes)
+                        txn = None
+                        if rows >= self.db.batch_rows:
+                            landed, batch, rows = batch, [], 0
+                            outcomes.append(self._land_transactions(landed, len(keys), schema))
+                            cur.send_feedback(flush_lsn=landed[-1].end_lsn)  # only after the Delta commit
+            except FileRejected as exc:  # the transactions before the refused one land; it waits in the slot
+                refusal = exc
+            # (any other error — a crash — lands nothing more: the slot streams it again next time)
+            if batch:
+                outcomes.append(self._land_transactions(batch, len(keys), schema))
+                cur.send_feedback(flush_lsn=batch[-1].end_lsn)
+        finally:
+            rep.close()
+        return outcomes, refusal
 
-    def _check_relation(self, relation: pgoutput.Relation) -> None:
+    def _check_relation(self, relation: pgoutput.Relation, types: dict[str, str], recorded: dict[str, str]):
+        """The layout a RELATION message describes, refused if it left the registered one; returns the
+        types to record with the next commit."""
         columns = set(relation.columns)
         missing = [c for c in self._needed() if c not in columns]
         if missing:
@@ -299,6 +333,21 @@ class PostgresChangeCollector(DatabaseCollector):
                     0,
                 )
             )
+        changed = [
+            f"{c}: {recorded[c]} → {types[c]}"
+            for c in self._needed()
+            if c in recorded and recorded[c] != types.get(c) and self.db.accept_types.get(c) != types.get(c)
+        ]
+        if changed:
+            raise FileRejected(
+                Rejection(
+                    "retyped_columns",
+                    f"{'; '.join(changed)} (accept the new type in database.accept_types)",
+                    "change log",
+                    0,
+                )
+            )
+        return {c: types[c] for c in self._needed() if c in types}
 
     def _records(self, change: pgoutput.Change, relation: pgoutput.Relation) -> list[dict]:
         names = {self.dataset.db_column(c.name): c.name for c in self.dataset.columns}

@@ -137,14 +137,15 @@ class DatabaseCollector(Collector):
         )
         return dict(zip(frame["c"].to_list(), frame["t"].to_list(), strict=True))
 
-    def _checked_schema(self, recorded: dict[str, str] | None) -> dict[str, str]:
-        """The source's columns, refused if they left the registered layout (see the module's docstring)."""
+    def _checked_schema(self, recorded: dict[str, str] | None, keys: tuple[str, ...] = ()) -> dict[str, str]:
+        """The source's columns, refused if they left the registered layout (see the module's docstring);
+        ``keys``: the primary key's columns, read too (a change log names rows by them)."""
         found = self.source_columns()
         if not found:
             raise FileRejected(Rejection("table_missing", self.db.table, "table", 0))
         wanted = [self.dataset.db_column(c.name) for c in self.dataset.columns]
         wm = self.db.watermark
-        needed = list(dict.fromkeys([*wanted, *([wm.column, *wm.key] if wm is not None else [])]))
+        needed = list(dict.fromkeys([*wanted, *([wm.column, *wm.key] if wm is not None else []), *keys]))
         missing = [c for c in needed if c not in found]
         if missing:
             raise FileRejected(Rejection("missing_columns", ", ".join(missing), "table", 0))

@@ -21,6 +21,7 @@ class Relation:
     columns: tuple[str, ...]
     key: tuple[str, ...]  # the replica identity's columns (REPLICA IDENTITY FULL: all)
     types: tuple[int, ...]  # type OIDs: a change of type at the source is a schema change
+    typmods: tuple[int, ...] = ()  # type modifiers (a varchar's length, a numeric's precision)
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,17 @@ def decode(payload: bytes, relations: dict[int, Relation]):
         oid = r.take(">I")
         namespace, name = r.string(), r.string()
         r.take(">c")  # replica identity setting
-        columns, key, types = [], [], []
+        columns, key, types, typmods = [], [], [], []
         for _ in range(r.take(">h")):
             flags = r.take(">b")
             column = r.string()
-            type_oid, _typmod = r.take(">Ii")
+            type_oid, typmod = r.take(">Ii")
             columns.append(column)
             types.append(type_oid)
+            typmods.append(typmod)
             if flags & 1:
                 key.append(column)
-        relation = Relation(oid, namespace, name, tuple(columns), tuple(key), tuple(types))
+        relation = Relation(oid, namespace, name, tuple(columns), tuple(key), tuple(types), tuple(typmods))
         relations[oid] = relation
         return relation
     if kind in (b"I", b"U", b"D"):
