@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets import freshness
 from assets.catalogue_entries import column_entries, dataset_grade
+from assets.ingest.binlog import MariaDBChangeCollector
 from assets.ingest.changelog import PostgresChangeCollector
 from assets.ingest.collector import Collector, CollectResult
 from assets.ingest.database import DatabaseCollector
@@ -221,7 +222,8 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         now = dt.datetime.now(dt.UTC)
         batch_id = f"{now:%Y%m%dT%H%M%SZ}-{context.run.run_id[:8]}"
         if ds.database is not None and ds.database.capture == "log":  # the source's change log
-            result = PostgresChangeCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
+            capture = PostgresChangeCollector if ds.kind == "postgres" else MariaDBChangeCollector
+            result = capture(ds, the_lake, batch_id, context.run.run_id, now).run()
         elif ds.database is not None:  # a department's database, by watermark: batches instead of files
             result = DatabaseCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
         else:

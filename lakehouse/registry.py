@@ -129,8 +129,9 @@ class Database(Strict):
 
     connection: Ident
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-    # watermark: increments by update time and key; log: the source's change log (PostgreSQL logical decoding
-    # through ``slot`` and ``publication``, default shucang_<dataset>; assets/ingest/changelog.py)
+    # watermark: increments by update time and key; log: the source's change log — PostgreSQL logical decoding
+    # through ``slot`` and ``publication`` (default shucang_<dataset>; assets/ingest/changelog.py), MariaDB's
+    # binary log in ROW format (assets/ingest/binlog.py)
     capture: Literal["watermark", "log"] = "watermark"
     watermark: Watermark | None = None
     slot: Ident | None = None
@@ -179,11 +180,6 @@ class Dataset(Strict):
             unknown = sorted(set(self.database.columns) - {c.name for c in self.columns})
             if unknown:
                 raise ValueError(f"database.columns: {unknown} are not columns of the dataset")
-            if self.database.capture == "log" and self.kind != "postgres":
-                raise ValueError(
-                    f"capture log: the change log is read from PostgreSQL (logical decoding), not {self.kind}; "
-                    "use capture watermark"
-                )
         if self.sheet is not None and self.format != "xlsx":
             raise ValueError(f"sheet {self.sheet!r}: only an xlsx source has worksheets")
         for attr in ("name", "source"):

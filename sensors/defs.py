@@ -5,6 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.collect import raw_key
+from assets.ingest.binlog import MariaDBChangeCollector
 from assets.ingest.changelog import PostgresChangeCollector
 from assets.ingest.collector import collect_history, landed_fingerprints, recorded_fingerprints
 from assets.ingest.database import DatabaseCollector
@@ -63,7 +64,13 @@ def source_sensor(ds: Dataset) -> dg.SensorDefinition:
         f"when rows change after the last position ({db.capture}).",
     )
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
-        kind = PostgresChangeCollector if db.capture == "log" else DatabaseCollector
+        kind = (
+            DatabaseCollector
+            if db.capture != "log"
+            else PostgresChangeCollector
+            if ds.kind == "postgres"
+            else MariaDBChangeCollector
+        )
         collector = kind(ds, lake.lake(), "sensor")
         rows, periods = collector.pending()
         last = collector.last_commit()

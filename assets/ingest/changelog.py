@@ -50,21 +50,234 @@ def lsn_int(text: str) -> int:
 
 @dataclass
 class _Txn:
-    end_lsn: int
+    end_lsn: int  # (PostgreSQL) where the transaction ends in the log
     changes: list[dict]
+    position: dict | None = None  # the position to resume after it, as its commit records it
+    label: str = ""  # how the log names that position, for the collect log
 
 
-class PostgresChangeCollector(DatabaseCollector):
+class ChangeCollector(DatabaseCollector):
+    """What capturing a table's change log is, whichever database keeps the log: the run (a snapshot first,
+    then the log from the position the last raw commit recorded), the layout check, change records and
+    their commits. Subclasses read the log (``_snapshot``, ``_stream``) and the catalogue."""
+
+    def __init__(self, dataset: Dataset, lake, batch_id: str, run_id: str = "", now=None, environ=None):
+        super().__init__(dataset, lake, batch_id, run_id, now, environ)
+        assert self.db.capture == "log"
+        self.label = f"{dataset.kind}:{self.db.connection}/{self.db.table} (log)"
+        self.keys: list[str] = []
+
+    def _connect(self):
+        raise NotImplementedError
+
+    def key_columns(self, con) -> list[str]:
+        raise NotImplementedError
+
+    def _catalog_types(self, con) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _snapshot(self, con, keys: list[str], schema: dict[str, str]) -> FileOutcome:
+        raise NotImplementedError
+
+    def _stream(self, con, position: dict, keys: list[str], schema: dict[str, str]):
+        raise NotImplementedError
+
+    # --- a run -------------------------------------------------------------------------------------------------
+    def run(self) -> CollectResult:
+        result = CollectResult(self.dataset, self.batch_id)
+        self.lake.ensure(
+            "raw",
+            self.dataset.id,
+            raw_table_schema(self.dataset),
+            self.partition_by,
+            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
+        )
+        history = collect_history(self.lake, self.dataset.id)
+        for sha, (version, rows, batch) in self._committed_but_unlogged(
+            history.filter(pl.col("status") == "landed")
+        ).items():
+            result.outcomes.append(
+                FileOutcome(
+                    f"{self.label} (batch {batch})",
+                    "landed",
+                    sha256=sha,
+                    rows_read=rows,
+                    rows_landed=rows,
+                    delta_version=version,
+                    note=f"committed by batch {batch} (raw version {version}) before a crash; recorded now",
+                    batch_id=batch,
+                )
+            )
+        self.rows_this_run = 0
+        last = self.last_commit()
+        recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
+        con = self._connect()
+        try:
+            keys = self.key_columns(con)
+            if not keys:
+                raise FileRejected(
+                    Rejection(
+                        "missing_columns", f"{self.db.table} has no primary key (the change log needs one)", "table", 0
+                    )
+                )
+            self.keys = keys
+            if last is None:
+                self._checked_schema(None, tuple(keys))
+                result.outcomes.append(self._snapshot(con, keys, self._catalog_types(con)))
+            else:
+                # the layout is judged on the change log's own description of the table (PostgreSQL's
+                # RELATION messages, MariaDB's table maps): what changed after the position must not hold
+                # back what came before it
+                landed, refusal = self._stream(con, json.loads(last["source_position"]), keys, recorded or {})
+                result.outcomes += landed
+                if refusal is not None:
+                    raise refusal
+        except FileRejected as exc:
+            result.outcomes.append(
+                FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
+            )
+        finally:
+            con.close()
+        result.log_version = self._log(result)
+        result.table_version = self.lake.table("raw", self.dataset.id).version()
+        return result
+
+    def _needed(self) -> list[str]:
+        return [self.dataset.db_column(c.name) for c in self.dataset.columns] + list(self.keys)
+
+    def _check_layout(self, names: tuple[str, ...], types: dict[str, str], recorded: dict[str, str]):
+        """The layout the log describes the table with (its columns, their types), refused if it left the
+        registered one; returns the types to record with the next commit."""
+        columns = set(names)
+        missing = [c for c in self._needed() if c not in columns]
+        if missing:
+            raise FileRejected(Rejection("missing_columns", ", ".join(missing), "change log", 0))
+        extra = [c for c in names if c not in set(self._needed()) | set(self.db.ignore_columns)]
+        if extra:
+            raise FileRejected(
+                Rejection(
+                    "unexpected_columns",
+                    f"{', '.join(extra)} (register them, or list them in database.ignore_columns)",
+                    "change log",
+                    0,
+                )
+            )
+        changed = [
+            f"{c}: {recorded[c]} → {types[c]}"
+            for c in self._needed()
+            if c in recorded and recorded[c] != types.get(c) and self.db.accept_types.get(c) != types.get(c)
+        ]
+        if changed:
+            raise FileRejected(
+                Rejection(
+                    "retyped_columns",
+                    f"{'; '.join(changed)} (accept the new type in database.accept_types)",
+                    "change log",
+                    0,
+                )
+            )
+        return {c: types[c] for c in self._needed() if c in types}
+
+    def _records(self, change: pgoutput.Change, key: list[str]) -> list[dict]:
+        """The change records of one row change (an update of the key: a delete of the old row, then the
+        new row)."""
+        names = {self.dataset.db_column(c.name): c.name for c in self.dataset.columns}
+
+        def record(values: dict, op: str) -> dict:
+            row = {names[c]: values.get(c) for c in names}
+            row.update({f"__k{i}": values.get(k) for i, k in enumerate(key)})
+            row["_change"] = op
+            return row
+
+        if change.op == "delete":
+            return [record(change.old or {}, "delete")]
+        new = dict(change.new or {})
+        lost = [c for c in change.unchanged if c in names]
+        if lost:
+            if change.old is None or any(c not in change.old for c in lost):
+                raise FileRejected(
+                    Rejection(
+                        "unreadable",
+                        f"an update left {', '.join(lost)} out (a large value it did not change) and the log holds "
+                        f"no old row: ALTER TABLE {self.db.table} REPLICA IDENTITY FULL",
+                        "change log",
+                        0,
+                    )
+                )
+            new.update({c: change.old[c] for c in lost})
+        out = []
+        if change.op == "update" and change.old is not None and any(change.old.get(k) != new.get(k) for k in key):
+            out.append(record(change.old, "delete"))  # the key itself changed: the old row is gone
+        out.append(record(new, change.op))
+        return out
+
+    def _land_transactions(self, batch: list[_Txn], nkeys: int, schema: dict[str, str]) -> FileOutcome:
+        names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(nkeys)] + ["_change"]
+        frame = pl.DataFrame([c for t in batch for c in t.changes], schema={n: pl.String for n in names}, orient="row")
+        span = f"{batch[0].label} … {batch[-1].label}"
+        return self._land(frame, nkeys, batch[-1].position or {}, schema, span)
+
+    def _land(self, changes: pl.DataFrame, nkeys: int, position: dict, schema: dict[str, str], span: str):
+        import hashlib
+
+        data = changes.select(c.name for c in self.dataset.columns)
+        sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
+        period = None
+        if self.dataset.period is not None and self.dataset.period.column is not None:
+            from assets.ingest.database import _PERIOD
+
+            pattern = _PERIOD[self.dataset.period.granularity]
+            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
+        import pyarrow as pa
+
+        table = (
+            data.with_columns(
+                pl.lit(self.dataset.department).alias("_source_department"),
+                pl.lit(self.label).alias("_source_file"),
+                pl.lit(sha).alias("_file_sha256"),
+                pl.int_range(self.rows_this_run + 1, self.rows_this_run + data.height + 1, dtype=pl.Int64).alias(
+                    "_row_number"
+                ),
+                pl.lit(self.batch_id).alias("_batch_id"),
+                pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
+                (period if period is not None else pl.lit(None, pl.String)).alias("_period"),
+                pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
+                changes["_change"],
+            )
+            .to_arrow()
+            .cast(pa.schema(list(raw_table_schema(self.dataset))))
+        )
+        version = self.lake.append(
+            "raw",
+            self.dataset.id,
+            table,
+            self.partition_by,
+            {
+                "batch_id": self.batch_id,
+                "source_file": self.label,
+                "file_sha256": sha,
+                "source_position": json.dumps(position),
+                "source_schema": json.dumps(schema, ensure_ascii=False),
+            },
+        )
+        self.rows_this_run += data.height
+        outcome = FileOutcome(
+            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
+        )
+        outcome.delta_version = version
+        return outcome
+
+
+class PostgresChangeCollector(ChangeCollector):
     """One run of a change-captured PostgreSQL table (``database.capture: log``)."""
 
     def __init__(self, dataset: Dataset, lake, batch_id: str, run_id: str = "", now=None, environ=None):
         super().__init__(dataset, lake, batch_id, run_id, now, environ)
-        assert self.db.capture == "log" and dataset.kind == "postgres"
+        assert dataset.kind == "postgres"
         self.slot = self.db.slot or f"shucang_{dataset.id}"
         self.publication = self.db.publication or f"shucang_{dataset.id}"
         self.label = f"postgres:{self.db.connection}/{self.db.table} (log)"
         self.dsn = "postgresql:" + self.uri.split(":", 1)[1]
-        self.keys: list[str] = []
 
     # --- connections -------------------------------------------------------------------------------------------
     def _connect(self, replication: bool = False):
@@ -134,69 +347,6 @@ class PostgresChangeCollector(DatabaseCollector):
         finally:
             con.close()
 
-    # --- a run -------------------------------------------------------------------------------------------------
-    def run(self) -> CollectResult:
-        result = CollectResult(self.dataset, self.batch_id)
-        self.lake.ensure(
-            "raw",
-            self.dataset.id,
-            raw_table_schema(self.dataset),
-            self.partition_by,
-            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
-        )
-        history = collect_history(self.lake, self.dataset.id)
-        for sha, (version, rows, batch) in self._committed_but_unlogged(
-            history.filter(pl.col("status") == "landed")
-        ).items():
-            result.outcomes.append(
-                FileOutcome(
-                    f"{self.label} (batch {batch})",
-                    "landed",
-                    sha256=sha,
-                    rows_read=rows,
-                    rows_landed=rows,
-                    delta_version=version,
-                    note=f"committed by batch {batch} (raw version {version}) before a crash; recorded now",
-                    batch_id=batch,
-                )
-            )
-        self.rows_this_run = 0
-        last = self.last_commit()
-        recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
-        con = self._connect()
-        try:
-            keys = self.key_columns(con)
-            if not keys:
-                raise FileRejected(
-                    Rejection(
-                        "missing_columns", f"{self.db.table} has no primary key (the change log needs one)", "table", 0
-                    )
-                )
-            self.keys = keys
-            if last is None:
-                self._checked_schema(None, tuple(keys))
-                result.outcomes.append(self._snapshot(con, keys, self._catalog_types(con)))
-            else:
-                # the layout is judged on the change log's own description of the table (its RELATION
-                # messages): what changed after the position must not hold back what came before it
-                position = lsn_int(json.loads(last["source_position"])["lsn"])
-                landed, refusal = self._stream(con, position, keys, recorded or {})
-                result.outcomes += landed
-                if refusal is not None:
-                    raise refusal
-        except FileRejected as exc:
-            result.outcomes.append(
-                FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
-            )
-        finally:
-            con.close()
-        result.log_version = self._log(result)
-        result.table_version = self.lake.table("raw", self.dataset.id).version()
-        return result
-
-    def _needed(self) -> list[str]:
-        return [self.dataset.db_column(c.name) for c in self.dataset.columns] + list(self.keys)
-
     def _snapshot(self, con, keys: list[str], schema: dict[str, str]) -> FileOutcome:
         """The table as of the slot's start, then the slot: nothing before it is missed, nothing after it
         copied twice."""
@@ -241,10 +391,11 @@ class PostgresChangeCollector(DatabaseCollector):
         return self._land(changes, len(keys), position, schema, f"snapshot at {start}")
 
     def _stream(
-        self, con, position: int, keys: list[str], schema: dict[str, str]
+        self, con, after: dict, keys: list[str], schema: dict[str, str]
     ) -> tuple[list[FileOutcome], FileRejected | None]:
-        """Every whole transaction after ``position`` until caught up, landed in batches; and the refusal
+        """Every whole transaction after the position until caught up, landed in batches; and the refusal
         that stopped the stream early, if one did (what came before it landed)."""
+        position = lsn_int(after["lsn"])
         with con.cursor() as c:
             c.execute("select pg_current_wal_lsn()")
             target = lsn_int(c.fetchone()[0])
@@ -283,9 +434,9 @@ class PostgresChangeCollector(DatabaseCollector):
                     if isinstance(event, pgoutput.Begin):
                         txn = _Txn(0, [])
                     elif isinstance(event, pgoutput.Relation):
-                        schema = self._check_relation(event, self._relation_types(con, event), schema)
+                        schema = self._check_layout(event.columns, self._relation_types(con, event), schema)
                     elif isinstance(event, pgoutput.Change) and txn is not None:
-                        txn.changes += self._records(event, relations[event.relation])
+                        txn.changes += self._records(event, list(relations[event.relation].key))
                     elif isinstance(event, pgoutput.Truncate):
                         raise FileRejected(
                             Rejection(
@@ -298,6 +449,7 @@ class PostgresChangeCollector(DatabaseCollector):
                         )
                     elif isinstance(event, pgoutput.Commit) and txn is not None:
                         txn.end_lsn = event.end_lsn
+                        txn.position, txn.label = {"lsn": lsn_text(event.end_lsn)}, lsn_text(event.end_lsn)
                         if event.end_lsn > position and txn.changes:  # at or before it: landed already
                             batch.append(txn)
                             rows += len(txn.changes)
@@ -315,124 +467,3 @@ class PostgresChangeCollector(DatabaseCollector):
         finally:
             rep.close()
         return outcomes, refusal
-
-    def _check_relation(self, relation: pgoutput.Relation, types: dict[str, str], recorded: dict[str, str]):
-        """The layout a RELATION message describes, refused if it left the registered one; returns the
-        types to record with the next commit."""
-        columns = set(relation.columns)
-        missing = [c for c in self._needed() if c not in columns]
-        if missing:
-            raise FileRejected(Rejection("missing_columns", ", ".join(missing), "change log", 0))
-        extra = [c for c in relation.columns if c not in set(self._needed()) | set(self.db.ignore_columns)]
-        if extra:
-            raise FileRejected(
-                Rejection(
-                    "unexpected_columns",
-                    f"{', '.join(extra)} (register them, or list them in database.ignore_columns)",
-                    "change log",
-                    0,
-                )
-            )
-        changed = [
-            f"{c}: {recorded[c]} → {types[c]}"
-            for c in self._needed()
-            if c in recorded and recorded[c] != types.get(c) and self.db.accept_types.get(c) != types.get(c)
-        ]
-        if changed:
-            raise FileRejected(
-                Rejection(
-                    "retyped_columns",
-                    f"{'; '.join(changed)} (accept the new type in database.accept_types)",
-                    "change log",
-                    0,
-                )
-            )
-        return {c: types[c] for c in self._needed() if c in types}
-
-    def _records(self, change: pgoutput.Change, relation: pgoutput.Relation) -> list[dict]:
-        names = {self.dataset.db_column(c.name): c.name for c in self.dataset.columns}
-        key = list(relation.key)
-
-        def record(values: dict, op: str) -> dict:
-            row = {names[c]: values.get(c) for c in names}
-            row.update({f"__k{i}": values.get(k) for i, k in enumerate(key)})
-            row["_change"] = op
-            return row
-
-        if change.op == "delete":
-            return [record(change.old or {}, "delete")]
-        new = dict(change.new or {})
-        lost = [c for c in change.unchanged if c in names]
-        if lost:
-            if change.old is None or any(c not in change.old for c in lost):
-                raise FileRejected(
-                    Rejection(
-                        "unreadable",
-                        f"an update left {', '.join(lost)} out (a large value it did not change) and the log holds "
-                        f"no old row: ALTER TABLE {self.db.table} REPLICA IDENTITY FULL",
-                        "change log",
-                        0,
-                    )
-                )
-            new.update({c: change.old[c] for c in lost})
-        out = []
-        if change.op == "update" and change.old is not None and any(change.old.get(k) != new.get(k) for k in key):
-            out.append(record(change.old, "delete"))  # the key itself changed: the old row is gone
-        out.append(record(new, change.op))
-        return out
-
-    def _land_transactions(self, batch: list[_Txn], nkeys: int, schema: dict[str, str]) -> FileOutcome:
-        names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(nkeys)] + ["_change"]
-        frame = pl.DataFrame([c for t in batch for c in t.changes], schema={n: pl.String for n in names}, orient="row")
-        span = f"{lsn_text(batch[0].end_lsn)} … {lsn_text(batch[-1].end_lsn)}"
-        return self._land(frame, nkeys, {"lsn": lsn_text(batch[-1].end_lsn)}, schema, span)
-
-    def _land(self, changes: pl.DataFrame, nkeys: int, position: dict, schema: dict[str, str], span: str):
-        import hashlib
-
-        data = changes.select(c.name for c in self.dataset.columns)
-        sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
-        period = None
-        if self.dataset.period is not None and self.dataset.period.column is not None:
-            from assets.ingest.database import _PERIOD
-
-            pattern = _PERIOD[self.dataset.period.granularity]
-            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
-        import pyarrow as pa
-
-        table = (
-            data.with_columns(
-                pl.lit(self.dataset.department).alias("_source_department"),
-                pl.lit(self.label).alias("_source_file"),
-                pl.lit(sha).alias("_file_sha256"),
-                pl.int_range(self.rows_this_run + 1, self.rows_this_run + data.height + 1, dtype=pl.Int64).alias(
-                    "_row_number"
-                ),
-                pl.lit(self.batch_id).alias("_batch_id"),
-                pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
-                (period if period is not None else pl.lit(None, pl.String)).alias("_period"),
-                pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
-                changes["_change"],
-            )
-            .to_arrow()
-            .cast(pa.schema(list(raw_table_schema(self.dataset))))
-        )
-        version = self.lake.append(
-            "raw",
-            self.dataset.id,
-            table,
-            self.partition_by,
-            {
-                "batch_id": self.batch_id,
-                "source_file": self.label,
-                "file_sha256": sha,
-                "source_position": json.dumps(position),
-                "source_schema": json.dumps(schema, ensure_ascii=False),
-            },
-        )
-        self.rows_this_run += data.height
-        outcome = FileOutcome(
-            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
-        )
-        outcome.delta_version = version
-        return outcome
