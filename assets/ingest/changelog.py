@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import polars as pl
 
 from assets.ingest import pgoutput
-from assets.ingest.collector import CollectResult, FileOutcome, collect_history
-from assets.ingest.database import DatabaseCollector, _key_json
+from assets.ingest.collector import CollectResult, FileOutcome
+from assets.ingest.database import DatabaseCollector
 from assets.ingest.rejection import FileRejected, Rejection
-from lakehouse.provenance import raw_table_schema
 from lakehouse.registry import Dataset
 
 IDLE_SECONDS = 0.5  # caught up: no message for this long once the WAL read reaches where it stood at the start
@@ -85,29 +84,8 @@ class ChangeCollector(DatabaseCollector):
     # --- a run -------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
         result = CollectResult(self.dataset, self.batch_id)
-        self.lake.ensure(
-            "raw",
-            self.dataset.id,
-            raw_table_schema(self.dataset),
-            self.partition_by,
-            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
-        )
-        history = collect_history(self.lake, self.dataset.id)
-        for sha, (version, rows, batch) in self._committed_but_unlogged(
-            history.filter(pl.col("status") == "landed")
-        ).items():
-            result.outcomes.append(
-                FileOutcome(
-                    f"{self.label} (batch {batch})",
-                    "landed",
-                    sha256=sha,
-                    rows_read=rows,
-                    rows_landed=rows,
-                    delta_version=version,
-                    note=f"committed by batch {batch} (raw version {version}) before a crash; recorded now",
-                    batch_id=batch,
-                )
-            )
+        self.ensure_raw()
+        self.recovered(result)
         self.rows_this_run = 0
         last = self.last_commit()
         recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
@@ -216,56 +194,6 @@ class ChangeCollector(DatabaseCollector):
         frame = pl.DataFrame([c for t in batch for c in t.changes], schema={n: pl.String for n in names}, orient="row")
         span = f"{batch[0].label} … {batch[-1].label}"
         return self._land(frame, nkeys, batch[-1].position or {}, schema, span)
-
-    def _land(self, changes: pl.DataFrame, nkeys: int, position: dict, schema: dict[str, str], span: str):
-        import hashlib
-
-        data = changes.select(c.name for c in self.dataset.columns)
-        sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
-        period = None
-        if self.dataset.period is not None and self.dataset.period.column is not None:
-            from assets.ingest.database import _PERIOD
-
-            pattern = _PERIOD[self.dataset.period.granularity]
-            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
-        import pyarrow as pa
-
-        table = (
-            data.with_columns(
-                pl.lit(self.dataset.department).alias("_source_department"),
-                pl.lit(self.label).alias("_source_file"),
-                pl.lit(sha).alias("_file_sha256"),
-                pl.int_range(self.rows_this_run + 1, self.rows_this_run + data.height + 1, dtype=pl.Int64).alias(
-                    "_row_number"
-                ),
-                pl.lit(self.batch_id).alias("_batch_id"),
-                pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
-                (period if period is not None else pl.lit(None, pl.String)).alias("_period"),
-                pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
-                changes["_change"],
-            )
-            .to_arrow()
-            .cast(pa.schema(list(raw_table_schema(self.dataset))))
-        )
-        version = self.lake.append(
-            "raw",
-            self.dataset.id,
-            table,
-            self.partition_by,
-            {
-                "batch_id": self.batch_id,
-                "source_file": self.label,
-                "file_sha256": sha,
-                "source_position": json.dumps(position),
-                "source_schema": json.dumps(schema, ensure_ascii=False),
-            },
-        )
-        self.rows_this_run += data.height
-        outcome = FileOutcome(
-            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
-        )
-        outcome.delta_version = version
-        return outcome
 
 
 class PostgresChangeCollector(ChangeCollector):

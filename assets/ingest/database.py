@@ -101,7 +101,105 @@ def _key_json(values: list[pl.Series]) -> pl.Expr:
     return pl.concat_str([pl.lit("["), pl.concat_str(quoted, separator=","), pl.lit("]")])
 
 
-class DatabaseCollector(Collector):
+class VersionedLanding:
+    """Landing rows that are versions of a source's rows (a database table's, an interface's items): one
+    Delta commit of raw per batch, carrying the position to resume after it — so the position moves exactly
+    when the rows land. ``changes`` holds the registered columns (text), the key columns ``__k0…`` and
+    ``_change``. Row numbers continue across a run's batches: a row changed between two batches of one run
+    lands twice, and its later version must sort later (std keeps the latest change of a source row)."""
+
+    dataset: Dataset
+    label: str
+    batch_id: str
+    rows_this_run: int = 0
+
+    def _land(self, changes: pl.DataFrame, nkeys: int, position: dict, schema: dict[str, str], span: str):
+        data = changes.select(pl.col(c.name).cast(pl.String) for c in self.dataset.columns)
+        sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
+        period = pl.lit(None, pl.String)
+        if self.dataset.period is not None and self.dataset.period.column is not None:
+            pattern = _PERIOD[self.dataset.period.granularity]
+            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
+        first = self.rows_this_run + 1
+        table = (
+            data.with_columns(
+                pl.lit(self.dataset.department).alias("_source_department"),
+                pl.lit(self.label).alias("_source_file"),
+                pl.lit(sha).alias("_file_sha256"),
+                pl.int_range(first, first + data.height, dtype=pl.Int64).alias("_row_number"),
+                pl.lit(self.batch_id).alias("_batch_id"),
+                pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
+                period.alias("_period"),
+                pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
+                changes["_change"],
+            )
+            .to_arrow()
+            .cast(pa.schema(list(raw_table_schema(self.dataset))))
+        )
+        version = self.lake.append(
+            "raw",
+            self.dataset.id,
+            table,
+            self.partition_by,
+            {
+                "batch_id": self.batch_id,
+                "source_file": self.label,
+                "file_sha256": sha,
+                # the position moves with the rows, in the same commit: exactly once across crashes
+                "source_position": json.dumps(position, ensure_ascii=False),
+                "source_schema": json.dumps(schema, ensure_ascii=False),
+            },
+        )
+        self.rows_this_run += data.height
+        outcome = FileOutcome(
+            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
+        )
+        outcome.delta_version = version
+        return outcome
+
+    def last_commit(self) -> dict | None:
+        """The newest raw commit that recorded a source position (None: nothing landed yet)."""
+        limit = 16
+        while True:
+            commits = self.lake.commits("raw", self.dataset.id, limit)
+            for commit in commits:
+                if commit.get("source_position"):
+                    return commit
+            if len(commits) < limit:
+                return None
+            limit *= 4
+
+    def recovered(self, result: CollectResult) -> None:
+        """Batches a run committed and died before logging: recorded now, not read again (their position
+        holds)."""
+        history = collect_history(self.lake, self.dataset.id)
+        for sha, (version, rows, batch) in self._committed_but_unlogged(
+            history.filter(pl.col("status") == "landed")
+        ).items():
+            result.outcomes.append(
+                FileOutcome(
+                    f"{self.label} (batch {batch})",
+                    "landed",
+                    sha256=sha,
+                    rows_read=rows,
+                    rows_landed=rows,
+                    delta_version=version,
+                    note=f"committed by batch {batch} (raw version {version}) before a crash; recorded now",
+                    batch_id=batch,
+                )
+            )
+
+    def ensure_raw(self) -> None:
+        self.lake.ensure(
+            "raw",
+            self.dataset.id,
+            raw_table_schema(self.dataset),
+            self.partition_by,
+            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
+        )
+
+
+class DatabaseCollector(VersionedLanding, Collector):
     """One collection run of a database source: every batch after the last position, or a refusal."""
 
     def __init__(self, dataset: Dataset, lake, batch_id: str, run_id: str = "", now=None, environ=None):
@@ -178,18 +276,6 @@ class DatabaseCollector(Collector):
         return {c: found[c] for c in needed}
 
     # --- positions ---------------------------------------------------------------------------------------------
-    def last_commit(self) -> dict | None:
-        """The newest raw commit that recorded a source position (None: nothing landed yet)."""
-        limit = 16
-        while True:
-            commits = self.lake.commits("raw", self.dataset.id, limit)
-            for commit in commits:
-                if commit.get("source_position"):
-                    return commit
-            if len(commits) < limit:
-                return None
-            limit *= 4
-
     def _where(self, after: Position | None) -> str:
         """Rows after the position whose update time has outlived the lag."""
         d, wm = self.dialect, self.db.watermark
@@ -241,29 +327,8 @@ class DatabaseCollector(Collector):
     # --- a run -------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
         result = CollectResult(self.dataset, self.batch_id)
-        self.lake.ensure(
-            "raw",
-            self.dataset.id,
-            raw_table_schema(self.dataset),
-            self.partition_by,
-            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
-        )
-        history = collect_history(self.lake, self.dataset.id)
-        landed = history.filter(pl.col("status") == "landed")
-        # a batch committed by a run that died before its log: recorded now, not read again (its position holds)
-        for sha, (version, rows, batch) in self._committed_but_unlogged(landed).items():
-            result.outcomes.append(
-                FileOutcome(
-                    f"{self.label} (batch {batch})",
-                    "landed",
-                    sha256=sha,
-                    rows_read=rows,
-                    rows_landed=rows,
-                    delta_version=version,
-                    note=f"committed by batch {batch} (raw version {version}) before a crash; recorded now",
-                    batch_id=batch,
-                )
-            )
+        self.ensure_raw()
+        self.recovered(result)
         self.rows_this_run = 0
         last = self.last_commit()
         after = Position.from_json(last["source_position"]) if last else None
@@ -290,53 +355,14 @@ class DatabaseCollector(Collector):
     def _land_batch(
         self, frame: pl.DataFrame, after: Position | None, schema: dict[str, str]
     ) -> tuple[FileOutcome, Position]:
-        wm = self.db.watermark
-        keys = [f"{_KEY}{i}" for i in range(len(wm.key))]
+        nkeys = len(self.db.watermark.key)
         last = frame.row(-1, named=True)
-        position = Position(last[_WM], tuple(last[k] for k in keys))
-        data = frame.select(c.name for c in self.dataset.columns).cast(pl.String)
-        sha = hashlib.sha256(data.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
-        period = None
-        if self.dataset.period is not None and self.dataset.period.column is not None:
-            pattern = _PERIOD[self.dataset.period.granularity]
-            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
+        position = Position(last[_WM], tuple(last[f"{_KEY}{i}"] for i in range(nkeys)))
+        changes = frame.rename({f"{_KEY}{i}": f"__k{i}" for i in range(nkeys)}).with_columns(
+            pl.lit("upsert").alias("_change")
+        )
         span = f"{after.watermark if after else '…'} → {position.watermark}"
-        table = data.with_columns(
-            pl.lit(self.dataset.department).alias("_source_department"),
-            pl.lit(self.label).alias("_source_file"),
-            pl.lit(sha).alias("_file_sha256"),
-            # continued across the run's batches: a row updated between two batches of one run lands twice,
-            # and its later version must sort later (std keeps the latest delivery of a key)
-            pl.int_range(self.rows_this_run + 1, self.rows_this_run + data.height + 1, dtype=pl.Int64).alias(
-                "_row_number"
-            ),
-            pl.lit(self.batch_id).alias("_batch_id"),
-            pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
-            (period if period is not None else pl.lit(None, pl.String)).alias("_period"),
-            _key_json([frame[k] for k in keys]).alias("_source_key"),
-            pl.lit("upsert").alias("_change"),
-        ).to_arrow()
-        table = table.cast(pa.schema(list(raw_table_schema(self.dataset))))
-        version = self.lake.append(
-            "raw",
-            self.dataset.id,
-            table,
-            self.partition_by,
-            {
-                "batch_id": self.batch_id,
-                "source_file": self.label,
-                "file_sha256": sha,
-                # the position moves with the rows, in the same commit: exactly once across crashes
-                "source_position": position.to_json(),
-                "source_schema": json.dumps(schema, ensure_ascii=False),
-            },
-        )
-        outcome = FileOutcome(
-            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
-        )
-        outcome.delta_version = version
-        self.rows_this_run += data.height
-        return outcome, position
+        return self._land(changes, nkeys, json.loads(position.to_json()), schema, span), position
 
 
 def reconcile(collector: DatabaseCollector) -> pl.DataFrame:
