@@ -33,11 +33,11 @@ PROVENANCE_DESCRIPTIONS = {
 
 
 def _source_key_grade(ds: Dataset) -> str:
-    """A database row's key holds the values of its key columns: the highest grade of those the registry
-    grades (a surrogate id the registry does not list is L1)."""
-    assert ds.database is not None
+    """A source row's key holds the values of its key columns: the highest grade of those the registry
+    grades (a surrogate id the registry does not list is L1; so is a change log's primary key, which the
+    registry does not name)."""
     graded = {ds.db_column(c.name): c.grade for c in ds.columns if c.grade}
-    return max((graded[k] for k in ds.database.watermark.key if k in graded), default="L1")
+    return max((graded[k] for k in ds.source_key if k in graded), default="L1")
 
 
 def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = None) -> dict:
@@ -64,7 +64,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
         "delta_uri": lake.uri(zone, ds.id) if lake else None,
         "delta_version": table.version() if table else None,
         "row_count": lake.row_count(zone, ds.id) if lake else None,
-        "column_count": len(ds.columns) + len(PROVENANCE) + 2 * (zone == "raw" and ds.database is not None),
+        "column_count": len(ds.columns) + len(PROVENANCE) + 2 * (zone == "raw" and ds.versioned),
     }
 
 
@@ -107,7 +107,7 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "effective_grade": (std_levels.get(c.name) if zone != "raw" else c.grade) if classified else None,
             }
         )
-    provenance = list(PROVENANCE) + ([SOURCE_KEY, CHANGE] if zone == "raw" and ds.database is not None else [])
+    provenance = list(PROVENANCE) + ([SOURCE_KEY, CHANGE] if zone == "raw" and ds.versioned else [])
     for j, f in enumerate(provenance, start=len(rows) + 1):
         grade = _source_key_grade(ds) if f.name == SOURCE_KEY.name else "L1"
         rows.append(

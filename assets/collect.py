@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets import freshness
 from assets.catalogue_entries import column_entries, dataset_grade
+from assets.ingest.api import ApiCollector
 from assets.ingest.binlog import MariaDBChangeCollector
 from assets.ingest.changelog import PostgresChangeCollector
 from assets.ingest.collector import Collector, CollectResult
@@ -91,6 +92,25 @@ def _rejections_markdown(result: CollectResult) -> str:
 
 def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
     dept = reg.departments[ds.department]
+    if ds.api is not None:
+        return dg.AssetSpec(
+            key=landing_key(ds),
+            description=f"源接口：{dept.name_zh}数据平台接口 `{ds.api.path}`（连接 {ds.api.connection}），按游标分页增量采集。"
+            f"{dept.name_en}'s interface `{ds.api.path}`, read page by page from a resumable cursor.",
+            group_name="landing",
+            kinds={"api"},
+            owners=[reg.owner_of(ds)],
+            tags={"zone": "landing", "department": ds.department},
+            metadata={
+                "endpoint": ds.api.path,
+                "connection": ds.api.connection,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[
+                        dg.TableColumn(ds.db_column(c.name), "string", description=c.description) for c in ds.columns
+                    ]
+                ),
+            },
+        )
     if ds.database is not None:
         db = ds.database
         return dg.AssetSpec(
@@ -224,6 +244,8 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         if ds.database is not None and ds.database.capture == "log":  # the source's change log
             capture = PostgresChangeCollector if ds.kind == "postgres" else MariaDBChangeCollector
             result = capture(ds, the_lake, batch_id, context.run.run_id, now).run()
+        elif ds.api is not None:  # a data platform's interface: pages instead of files
+            result = ApiCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
         elif ds.database is not None:  # a department's database, by watermark: batches instead of files
             result = DatabaseCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
         else:

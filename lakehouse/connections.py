@@ -6,7 +6,8 @@ A relational source in the registry names a connection (``database.connection: t
 
 1. the environment: ``SHUCANG_SOURCE_TAX_DB``;
 2. the connections file: ``SHUCANG_CONNECTIONS_FILE``, else ``~/.config/shucang/connections.json`` — a JSON
-   object ``{"tax_db": "postgresql://…"}`` that only its owner may read (a file others can read is refused:
+   object ``{"tax_db": "postgresql://…", "platform": {"url": "https://…", "token": "…"}}`` that only its owner
+   may read (a file others can read is refused:
    it holds passwords).
 
 What is logged or recorded of a connection is its name and :func:`redacted` URL, never the password.
@@ -40,6 +41,34 @@ def url_of(connection: str, environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     if env.get(env_name(connection)):
         return env[env_name(connection)]
+    value = _from_file(connection, env)
+    if isinstance(value, dict) and isinstance(value.get("url"), str):
+        return value["url"]
+    if isinstance(value, str):
+        return value
+    path = connections_file(env)
+    raise SourceNotConfigured(
+        f"source connection {connection!r} is not configured: set {env_name(connection)} to its URL, or add "
+        f'"{connection}": "<url>" to {path} (owner-only)'
+    )
+
+
+def token_of(connection: str, environ: dict[str, str] | None = None) -> str:
+    """An interface's access token: ``SHUCANG_SOURCE_<CONNECTION>_TOKEN``, or ``"token"`` beside ``"url"`` in
+    the connections file."""
+    env = os.environ if environ is None else environ
+    if env.get(env_name(connection) + "_TOKEN"):
+        return env[env_name(connection) + "_TOKEN"]
+    value = _from_file(connection, env)
+    if isinstance(value, dict) and isinstance(value.get("token"), str):
+        return value["token"]
+    raise SourceNotConfigured(
+        f"source connection {connection!r} has no token: set {env_name(connection)}_TOKEN, or add "
+        f'"{connection}": {{"url": "…", "token": "…"}} to {connections_file(env)} (owner-only)'
+    )
+
+
+def _from_file(connection: str, env) -> object:
     path = connections_file(env)
     if path.exists():
         mode = path.stat().st_mode
@@ -52,12 +81,9 @@ def url_of(connection: str, environ: dict[str, str] | None = None) -> str:
             known = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise SourceNotConfigured(f"{path} is not valid JSON: {exc}") from exc
-        if isinstance(known, dict) and isinstance(known.get(connection), str):
-            return known[connection]
-    raise SourceNotConfigured(
-        f"source connection {connection!r} is not configured: set {env_name(connection)} to its URL, or add "
-        f'"{connection}": "<url>" to {path} (owner-only)'
-    )
+        if isinstance(known, dict):
+            return known.get(connection)
+    return None
 
 
 def redacted(url: str) -> str:

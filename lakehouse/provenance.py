@@ -34,5 +34,5 @@ CHANGES = ("upsert", "snapshot", "insert", "update", "delete")
 
 def raw_table_schema(dataset: Dataset) -> pa.Schema:
     """A raw table: every delivered value as text, under the warehouse column names, then provenance."""
-    extra = [SOURCE_KEY, CHANGE] if dataset.kind != "file" else []
+    extra = [SOURCE_KEY, CHANGE] if dataset.versioned else []
     return pa.schema([pa.field(c.name, pa.string()) for c in dataset.columns] + list(PROVENANCE) + extra)

@@ -149,6 +149,30 @@ class Database(Strict):
         return self
 
 
+class Api(Strict):
+    """A data platform's interface (接口): a paginated JSON endpoint read with a token
+    (``assets/ingest/api.py``). ``connection`` names the base URL and token (environment
+    ``SHUCANG_SOURCE_<CONNECTION>`` / ``…_TOKEN``, or the connections file). Each page is an object holding
+    the ``items`` and the cursor that continues after them (``next_cursor``, sent back as ``cursor_param``)
+    and whether more follow (``has_more``); the cursor after the last page resumes the next run (a
+    keyset/change-feed cursor: items changed meanwhile come again, as later versions). ``key`` names each
+    item's identity; ``fields`` maps a warehouse column to its field where the names differ."""
+
+    connection: Ident
+    path: str = Field(pattern=r"^/[A-Za-z0-9_./-]*$")
+    key: list[str] = Field(min_length=1)
+    items: str = "data"
+    next_cursor: str = "next_cursor"
+    has_more: str = "has_more"
+    cursor_param: str = "cursor"
+    page_size_param: str = "limit"
+    page_size: int = Field(default=500, ge=1)
+    fields: dict[str, str] = {}
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)  # per page: timeouts, 429 and 5xx are retried with backoff
+    pages_per_commit: int = Field(default=20, ge=1)
+
+
 class Dataset(Strict):
     id: Ident
     department: str
@@ -169,13 +193,20 @@ class Dataset(Strict):
     grade: str | None = None
     columns: list[Column] = Field(min_length=1)
     # where collection reads it: files dropped in the landing folder, or a database table by watermark
-    kind: Literal["file", "postgres", "mysql"] = "file"
+    kind: Literal["file", "postgres", "mysql", "api"] = "file"
     database: Database | None = None
+    api: Api | None = None
 
     @model_validator(mode="after")
     def _columns_unique(self) -> Dataset:
         if (self.kind in ("postgres", "mysql")) != (self.database is not None):
             raise ValueError(f"kind {self.kind!r}: a database source needs `database:`, and only it may have one")
+        if (self.kind == "api") != (self.api is not None):
+            raise ValueError(f"kind {self.kind!r}: an interface source needs `api:`, and only it may have one")
+        if self.api is not None:
+            unknown = sorted(set(self.api.fields) - {c.name for c in self.columns})
+            if unknown:
+                raise ValueError(f"api.fields: {unknown} are not columns of the dataset")
         if self.database is not None:
             unknown = sorted(set(self.database.columns) - {c.name for c in self.columns})
             if unknown:
@@ -204,8 +235,26 @@ class Dataset(Strict):
         """Configured drift mappings: delivered header → registered header."""
         return {a: c.source for c in self.columns for a in c.aliases}
 
+    @property
+    def versioned(self) -> bool:
+        """Whether its rows are versions of a source's rows (a database table's, an interface's items), named by
+        ``_source_key``, rather than the rows of delivered files."""
+        return self.kind != "file"
+
+    @property
+    def source_key(self) -> list[str]:
+        """The source columns naming a row, where the registry declares them (a change log's is the table's
+        primary key, read from the database)."""
+        if self.api is not None:
+            return list(self.api.key)
+        if self.database is not None and self.database.watermark is not None:
+            return list(self.database.watermark.key)
+        return []
+
     def db_column(self, name: str) -> str:
-        """The table column a warehouse column is read from (a database source)."""
+        """The table column (a database source) or item field (an interface) a warehouse column is read from."""
+        if self.api is not None:
+            return self.api.fields.get(name, name)
         assert self.database is not None
         return self.database.columns.get(name, name)
 

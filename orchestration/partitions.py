@@ -106,14 +106,14 @@ def landed(lake, ds: Dataset, pdef: dg.PartitionsDefinition, since: int | None) 
     from quality.standardise import delivered_since, earlier_versions
 
     assert ds.period is not None and ds.period.column is not None
-    wanted = [ds.period.column, "_period"] + (["_source_key"] if ds.database is not None else [])
+    wanted = [ds.period.column, "_period"] + (["_source_key"] if ds.versioned else [])
     added = delivered_since(lake, ds, since, wanted)
     if added is None:
         return {}, 0
     known = keys(pdef)
     # each distinct period text is read once (a month's filings write their period a handful of ways)
     distinct = added.group_by(ds.period.column, "_period").len().collect()
-    if ds.database is not None:
+    if ds.versioned:
         # a database row's earlier versions may lie in other periods (an update that moved its period, a
         # delete): those periods lose the row, so they are materialised too (with no row landed in them)
         earlier = (

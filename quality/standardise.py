@@ -106,10 +106,10 @@ class _Withheld(Exception):
 
 
 def current_versions(lake: Lake, ds: Dataset) -> pl.LazyFrame | None:
-    """For a database source: per source row (``_source_key``) its latest change over the whole raw table —
+    """For a versioned source (a database table, an interface): per source row (``_source_key``) its latest change over the whole raw table —
     later run, then later in the run — and whether that change deleted it; None for a file source. A row
     of raw is current when it is that change and the change is no delete (``mark_current``)."""
-    if ds.database is None or lake.table("raw", ds.id) is None:
+    if not ds.versioned or lake.table("raw", ds.id) is None:
         return None
     versions = pl.scan_delta(lake.uri("raw", ds.id), storage_options=lake.storage_options or None)
     return (
@@ -483,8 +483,8 @@ def plan(lake: Lake, ds: Dataset, rules: RuleSet, inputs: dict[str, str]) -> tup
     ]
     if appended:
         return None, f"raw rewritten since the last build (version {appended[0]['version']})"
-    added = delivered_since(lake, ds, since, [ds.period.column] + (["_source_key"] if ds.database else []))
-    if added is not None and ds.database is not None:
+    added = delivered_since(lake, ds, since, [ds.period.column] + (["_source_key"] if ds.versioned else []))
+    if added is not None and ds.versioned:
         added = pl.concat([added.drop("_source_key"), earlier_versions(lake, ds, added).drop("_period")])
     touched = (
         with_partition(added, ds, rules).select(pl.col(PARTITION).unique()).collect()[PARTITION].to_list()

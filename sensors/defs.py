@@ -1,5 +1,6 @@
 """Sensors: one landing sensor per registered source, each triggering that source's collection."""
 
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,8 @@ from lakehouse.registry import Dataset, registry
 from orchestration import partitions
 from orchestration.resources import LakeResource, LandingResource
 from sensors.landing import arrivals, scan
+
+INTERFACE_POLL_SECONDS = 900
 
 
 def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
@@ -90,6 +93,32 @@ def source_sensor(ds: Dataset) -> dg.SensorDefinition:
     return _sensor
 
 
+def interface_sensor(ds: Dataset) -> dg.SensorDefinition:
+    """An interface source: an interface cannot be asked what changed without reading it, so the collection
+    runs every ``INTERFACE_POLL_SECONDS`` (a run that finds nothing after its cursor lands nothing)."""
+    api = ds.api
+    assert api is not None
+    pdef = partitions.for_dataset(ds)
+
+    @dg.sensor(
+        name=f"source_{ds.id}",
+        target=[raw_key(ds)],
+        minimum_interval_seconds=INTERFACE_POLL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Reads the interface {api.path} (connection {api.connection}) from its cursor every "
+        f"{INTERFACE_POLL_SECONDS // 60} minutes and collects {ds.name_zh}.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext):
+        bucket = int(time.time()) // INTERFACE_POLL_SECONDS
+        tags = {"shucang/trigger": "source", "shucang/dataset": ds.id, "shucang/reason": f"poll of {api.path}"}
+        if pdef is not None:
+            every = partitions.keys(pdef)
+            tags |= partitions.range_tags(dg.PartitionKeyRange(every[0], every[-1]))
+        return dg.RunRequest(run_key=f"{ds.id}@{bucket}", tags=tags)
+
+    return _sensor
+
+
 # Assets with an automation condition (the catalogue) follow their upstreams without a schedule.
 automation = dg.AutomationConditionSensorDefinition(
     "automation",
@@ -101,7 +130,14 @@ automation = dg.AutomationConditionSensorDefinition(
 
 defs = dg.Definitions(
     sensors=[
-        *(source_sensor(ds) if ds.database is not None else landing_sensor(ds) for ds in registry().datasets),
+        *(
+            source_sensor(ds)
+            if ds.database is not None
+            else interface_sensor(ds)
+            if ds.api is not None
+            else landing_sensor(ds)
+            for ds in registry().datasets
+        ),
         automation,
     ]
 )
