@@ -12,9 +12,10 @@ from assets.ingest.binlog import MariaDBChangeCollector
 from assets.ingest.changelog import PostgresChangeCollector
 from assets.ingest.collector import Collector, CollectResult
 from assets.ingest.database import DatabaseCollector
+from assets.ingest.stream import StreamCollector
 from assets.own_tables import own_table_reports
 from lakehouse.registry import Dataset, Registry, registry
-from lakehouse.tables import COLLECT_LOG
+from lakehouse.tables import COLLECT_LOG, DEAD_LETTERS
 from orchestration import partitions
 from orchestration.metadata import console_link, transformations_table
 from orchestration.resources import LakeResource, LandingResource
@@ -92,6 +93,27 @@ def _rejections_markdown(result: CollectResult) -> str:
 
 def _landing_spec(reg: Registry, ds: Dataset) -> dg.AssetSpec:
     dept = reg.departments[ds.department]
+    if ds.stream is not None:
+        return dg.AssetSpec(
+            key=landing_key(ds),
+            description=f"源数据流：设备经MQTT上报、NATS JetStream 流 `{ds.stream.stream}`（主题 "
+            f"{', '.join(ds.stream.subjects)}）保存的「{ds.name_zh}」，按微批次采集，落湖后确认。"
+            f"Devices publish MQTT; the JetStream stream `{ds.stream.stream}` keeps the readings until collected.",
+            group_name="landing",
+            kinds={"nats", "mqtt"},
+            owners=[reg.owner_of(ds)],
+            tags={"zone": "landing", "department": ds.department},
+            metadata={
+                "stream": ds.stream.stream,
+                "subjects": ", ".join(ds.stream.subjects),
+                "connection": ds.stream.connection,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[
+                        dg.TableColumn(ds.db_column(c.name), "string", description=c.description) for c in ds.columns
+                    ]
+                ),
+            },
+        )
     if ds.api is not None:
         return dg.AssetSpec(
             key=landing_key(ds),
@@ -244,6 +266,20 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         if ds.database is not None and ds.database.capture == "log":  # the source's change log
             capture = PostgresChangeCollector if ds.kind == "postgres" else MariaDBChangeCollector
             result = capture(ds, the_lake, batch_id, context.run.run_id, now).run()
+        elif ds.stream is not None:  # device telemetry: micro-batches of a stream, acknowledged after landing
+            stream_collector = StreamCollector(ds, the_lake, batch_id, context.run.run_id, now)
+            result = stream_collector.run()
+            if stream_collector.dead_letter_version is not None:
+                yield from own_table_reports(
+                    {DEAD_LETTERS.label: stream_collector.dead_letter_version},
+                    {DEAD_LETTERS.label: stream_collector.dead_letters},
+                    dataset=ds.id,
+                )
+            if stream_collector.dead_letters or stream_collector.duplicates:
+                context.log.warning(
+                    f"{ds.id}: {stream_collector.dead_letters} message(s) to dead letters, "
+                    f"{stream_collector.duplicates} redelivered reading(s) already in raw dropped"
+                )
         elif ds.api is not None:  # a data platform's interface: pages instead of files
             result = ApiCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
         elif ds.database is not None:  # a department's database, by watermark: batches instead of files

@@ -173,6 +173,27 @@ class Api(Strict):
     pages_per_commit: int = Field(default=20, ge=1)
 
 
+class Stream(Strict):
+    """Device telemetry as a stream (``assets/ingest/stream.py``): devices publish MQTT to a NATS server
+    whose JetStream ``stream`` keeps every acknowledged message on disk (the broker choice: README); the
+    warehouse reads it with the durable pull consumer ``durable`` (default shucang_<dataset>) in micro-batches
+    of up to ``batch_messages``, and acknowledges a batch only after its Delta commit. ``key`` names a
+    reading (device and its sequence number): a redelivered reading already in raw is not landed twice.
+    ``connection`` names the NATS URL; ``subjects`` the MQTT topics as NATS subjects (``devices/x/telemetry``
+    is ``devices.x.telemetry``); ``fields`` maps a warehouse column to its field where the names differ."""
+
+    connection: Ident
+    stream: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    subjects: list[str] = Field(min_length=1)
+    key: list[str] = Field(min_length=1)
+    durable: Ident | None = None
+    fields: dict[str, str] = {}
+    batch_messages: int = Field(default=20_000, ge=1)
+    max_seconds: float = Field(default=60.0, gt=0)  # one run reads at most this long; the rest waits
+    # a batch fetched by a consumer that died unacknowledged is redelivered after this long
+    ack_wait_seconds: float = Field(default=60.0, gt=0)
+
+
 class Dataset(Strict):
     id: Ident
     department: str
@@ -193,9 +214,10 @@ class Dataset(Strict):
     grade: str | None = None
     columns: list[Column] = Field(min_length=1)
     # where collection reads it: files dropped in the landing folder, or a database table by watermark
-    kind: Literal["file", "postgres", "mysql", "api"] = "file"
+    kind: Literal["file", "postgres", "mysql", "api", "stream"] = "file"
     database: Database | None = None
     api: Api | None = None
+    stream: Stream | None = None
 
     @model_validator(mode="after")
     def _columns_unique(self) -> Dataset:
@@ -203,6 +225,12 @@ class Dataset(Strict):
             raise ValueError(f"kind {self.kind!r}: a database source needs `database:`, and only it may have one")
         if (self.kind == "api") != (self.api is not None):
             raise ValueError(f"kind {self.kind!r}: an interface source needs `api:`, and only it may have one")
+        if (self.kind == "stream") != (self.stream is not None):
+            raise ValueError(f"kind {self.kind!r}: a stream source needs `stream:`, and only it may have one")
+        if self.stream is not None:
+            unknown = sorted(set(self.stream.fields) - {c.name for c in self.columns})
+            if unknown:
+                raise ValueError(f"stream.fields: {unknown} are not columns of the dataset")
         if self.api is not None:
             unknown = sorted(set(self.api.fields) - {c.name for c in self.columns})
             if unknown:
@@ -247,6 +275,8 @@ class Dataset(Strict):
         primary key, read from the database)."""
         if self.api is not None:
             return list(self.api.key)
+        if self.stream is not None:
+            return list(self.stream.key)
         if self.database is not None and self.database.watermark is not None:
             return list(self.database.watermark.key)
         return []
@@ -255,6 +285,8 @@ class Dataset(Strict):
         """The table column (a database source) or item field (an interface) a warehouse column is read from."""
         if self.api is not None:
             return self.api.fields.get(name, name)
+        if self.stream is not None:
+            return self.stream.fields.get(name, name)
         assert self.database is not None
         return self.database.columns.get(name, name)
 

@@ -188,6 +188,18 @@ COLLECTION_STATUS = OwnTable(
     "L1",
     own_step=True,
 )
+DEAD_LETTERS = OwnTable(
+    "quarantine",
+    "dead_letters",
+    "死信消息",
+    "Dead letters",
+    "Every stream message that could not be a row — not JSON, not an object, without its key or its time, a "
+    "value of the wrong kind — with the stream, its sequence, the subject, the message as received and the "
+    "reason; acknowledged once recorded, so it neither blocks the stream nor is lost.",
+    ("raw",),
+    "L4",
+    "dataset",
+)
 # the datasets whose records name an enterprise by credit code and by name: quarantined for identity alone,
 # they are matched (quality/resolution.py) and their resolved rows join std in the staging models
 RESOLVED_DATASETS = (
@@ -232,6 +244,7 @@ OWN_TABLES = (
     ENTITY_MATCHES,
     ENTITY_DECISIONS,
     COLLECTION_STATUS,
+    DEAD_LETTERS,
     *RESOLVED,
 )
 BY_LABEL = {t.label: t for t in OWN_TABLES}

@@ -10,6 +10,7 @@ from assets.ingest.binlog import MariaDBChangeCollector
 from assets.ingest.changelog import PostgresChangeCollector
 from assets.ingest.collector import collect_history, landed_fingerprints, recorded_fingerprints
 from assets.ingest.database import DatabaseCollector
+from assets.ingest.stream import StreamCollector
 from lakehouse.registry import Dataset, registry
 from orchestration import partitions
 from orchestration.resources import LakeResource, LandingResource
@@ -93,6 +94,40 @@ def source_sensor(ds: Dataset) -> dg.SensorDefinition:
     return _sensor
 
 
+def stream_sensor(ds: Dataset) -> dg.SensorDefinition:
+    """A stream source: each tick asks the consumer how many readings wait for it (nothing is read) and
+    starts the collection when some do."""
+    spec = ds.stream
+    assert spec is not None
+    pdef = partitions.for_dataset(ds)
+
+    @dg.sensor(
+        name=f"source_{ds.id}",
+        target=[raw_key(ds)],
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Watches the JetStream stream {spec.stream} ({', '.join(spec.subjects)}) and collects "
+        f"{ds.name_zh} when readings wait.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+        import asyncio
+
+        waiting = asyncio.run(StreamCollector(ds, lake.lake(), "sensor").pending())
+        if not waiting:
+            return dg.SkipReason(f"no readings waiting in {spec.stream}")
+        tags = {
+            "shucang/trigger": "source",
+            "shucang/dataset": ds.id,
+            "shucang/reason": f"{waiting} reading(s) waiting",
+        }
+        if pdef is not None:
+            every = partitions.keys(pdef)
+            tags |= partitions.range_tags(dg.PartitionKeyRange(every[0], every[-1]))
+        return dg.RunRequest(run_key=f"{ds.id}@{int(time.time()) // 30}", tags=tags)
+
+    return _sensor
+
+
 def interface_sensor(ds: Dataset) -> dg.SensorDefinition:
     """An interface source: an interface cannot be asked what changed without reading it, so the collection
     runs every ``INTERFACE_POLL_SECONDS`` (a run that finds nothing after its cursor lands nothing)."""
@@ -135,6 +170,8 @@ defs = dg.Definitions(
             if ds.database is not None
             else interface_sensor(ds)
             if ds.api is not None
+            else stream_sensor(ds)
+            if ds.stream is not None
             else landing_sensor(ds)
             for ds in registry().datasets
         ),
