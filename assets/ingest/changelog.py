@@ -34,7 +34,8 @@ from assets.ingest.database import DatabaseCollector
 from assets.ingest.rejection import FileRejected, Rejection
 from lakehouse.registry import Dataset
 
-IDLE_SECONDS = 0.5  # caught up: no message for this long once the WAL read reaches where it stood at the start
+IDLE_SECONDS = 0.5  # while waiting for the log: ask the server for a keepalive this often
+MARKER_PREFIX = "shucang"  # the prefix of the collector's own marker in the log (pg_logical_emit_message)
 MAX_SECONDS = 300.0  # one run streams at most this long; the rest waits for the next
 
 
@@ -324,9 +325,6 @@ class PostgresChangeCollector(ChangeCollector):
         """Every whole transaction after the position until caught up, landed in batches; and the refusal
         that stopped the stream early, if one did (what came before it landed)."""
         position = lsn_int(after["lsn"])
-        with con.cursor() as c:
-            c.execute("select pg_current_wal_lsn()")
-            target = lsn_int(c.fetchone()[0])
         rep = self._connect(replication=True)
         outcomes: list[FileOutcome] = []
         refusal: FileRejected | None = None
@@ -336,30 +334,34 @@ class PostgresChangeCollector(ChangeCollector):
                 slot_name=self.slot,
                 decode=False,
                 start_lsn=position,
-                options={"proto_version": "1", "publication_names": self.publication},
+                options={"proto_version": "1", "publication_names": self.publication, "messages": "true"},
             )
+            # caught up = everything written before this run started has been decoded: a marker written to the
+            # log now comes back after all of it (the server's WAL end says nothing of what was decoded yet)
+            marker = f"{self.batch_id}:{time.time_ns()}".encode()
+            with con.cursor() as c:
+                c.execute("select pg_logical_emit_message(false, %s, %s)", (MARKER_PREFIX, marker))
+            caught_up = False
             relations: dict[int, pgoutput.Relation] = {}
             batch: list[_Txn] = []
             txn: _Txn | None = None
             rows = 0
-            started = idle_since = asked = time.monotonic()
+            started = asked = time.monotonic()
             try:
                 while time.monotonic() - started < MAX_SECONDS:
                     msg = cur.read_message()
                     if msg is None:
-                        caught_up = max(cur.wal_end, batch[-1].end_lsn if batch else 0) >= target
-                        if txn is None and caught_up and time.monotonic() - idle_since > IDLE_SECONDS:
+                        if txn is None and caught_up:
                             break
-                        if not caught_up and time.monotonic() - asked > IDLE_SECONDS:
-                            # the WAL read stands where nothing of ours is (other tables' writes): ask the
-                            # server for a keepalive, which moves wal_end, instead of waiting for its own
+                        if time.monotonic() - asked > IDLE_SECONDS:  # keep the connection alive while decoding
                             cur.send_feedback(reply=True)
                             asked = time.monotonic()
                         select.select([cur], [], [], IDLE_SECONDS / 5)
                         continue
-                    idle_since = time.monotonic()
                     event = pgoutput.decode(msg.payload, relations)
-                    if isinstance(event, pgoutput.Begin):
+                    if isinstance(event, pgoutput.Message):
+                        caught_up = caught_up or (event.prefix == MARKER_PREFIX and event.content == marker)
+                    elif isinstance(event, pgoutput.Begin):
                         txn = _Txn(0, [])
                     elif isinstance(event, pgoutput.Relation):
                         schema = self._check_layout(event.columns, self._relation_types(con, event), schema)

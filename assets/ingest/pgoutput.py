@@ -2,9 +2,10 @@
 replication connection hands it over: one message per call, values in text form.
 
 Only what change capture needs: BEGIN (the transaction's final LSN), RELATION (a table's columns and which of
-them form its replica identity), INSERT / UPDATE / DELETE (the new row, or the old key or whole row) and COMMIT
-(the commit and end LSNs). TRUNCATE is reported, as it removes rows without a change per row. TYPE and ORIGIN
-messages carry nothing needed and are skipped. Reference: PostgreSQL 15, "Logical Replication Message Formats".
+them form its replica identity), INSERT / UPDATE / DELETE (the new row, or the old key or whole row), COMMIT
+(the commit and end LSNs) and MESSAGE (a logical decoding message: the collector's own marker). TRUNCATE is
+reported, as it removes rows without a change per row. TYPE and ORIGIN messages carry nothing needed and are
+skipped. Reference: PostgreSQL 15, "Logical Replication Message Formats".
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ class Change:
     new: dict[str, str | None] | None = None
     old: dict[str, str | None] | None = None  # the old key (or the whole old row with REPLICA IDENTITY FULL)
     unchanged: frozenset[str] = field(default_factory=frozenset)  # TOASTed values the update did not send
+
+
+@dataclass(frozen=True)
+class Message:
+    """A logical decoding message (``pg_logical_emit_message``; sent with the ``messages`` option)."""
+
+    lsn: int
+    prefix: str
+    content: bytes
+    transactional: bool
 
 
 @dataclass(frozen=True)
@@ -129,4 +140,10 @@ def decode(payload: bytes, relations: dict[int, Relation]):
         n = r.take(">I")
         r.take(">b")  # options
         return Truncate(tuple(r.take(">I") for _ in range(n)))
-    return None  # TYPE, ORIGIN, MESSAGE: nothing a change record needs
+    if kind == b"M":
+        flags = r.take(">b")
+        lsn = r.take(">Q")
+        prefix = r.string()
+        size = r.take(">i")
+        return Message(lsn, prefix, r.b[r.i : r.i + size], bool(flags & 1))
+    return None  # TYPE, ORIGIN: nothing a change record needs
