@@ -138,7 +138,7 @@ class Database(Strict):
     publication: Ident | None = None
     columns: dict[str, str] = {}
     lag_seconds: int = Field(default=60, ge=0)
-    batch_rows: int = Field(default=500_000, ge=1)
+    batch_rows: int = Field(default=1_000_000, ge=1)  # rows per Delta commit (about 200 MB of text at most)
     ignore_columns: list[str] = []
     accept_types: dict[str, str] = {}
 

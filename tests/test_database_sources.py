@@ -363,7 +363,6 @@ def test_std_keeps_the_latest_change_of_each_source_row_and_drops_deleted_ones(s
             pl.lit("batch-cdc").alias("_batch_id"),
             pl.lit(dt.datetime.now(dt.UTC)).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
         ).to_arrow(),
-        ["_period"],
     )
     second = standardise(lake, ds, rules, at=T0.replace(tzinfo=dt.UTC) + dt.timedelta(days=1))
     assert not second.withheld, (second.reasons(), second.result.stats)

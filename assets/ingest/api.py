@@ -30,7 +30,7 @@ import urllib.request
 import polars as pl
 
 from assets.ingest.collector import Collector, CollectResult, FileOutcome
-from assets.ingest.database import VersionedLanding
+from assets.ingest.database import VersionedLanding, versioned_partitioning
 from assets.ingest.rejection import FileRejected, Rejection
 from lakehouse.connections import redacted, token_of, url_of
 from lakehouse.registry import Dataset
@@ -60,6 +60,7 @@ class ApiCollector(VersionedLanding, Collector):
     ):
         assert dataset.api is not None, f"{dataset.id} is not an interface source"
         super().__init__(dataset, lake, None, None, batch_id, run_id, now)  # type: ignore[arg-type]
+        self.partition_by = versioned_partitioning(dataset)
         self.api = dataset.api
         self.base = url_of(self.api.connection, environ).rstrip("/")
         self.token = token_of(self.api.connection, environ)

@@ -20,6 +20,7 @@ removes rows without a change per row.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import select
@@ -157,16 +158,13 @@ class ChangeCollector(DatabaseCollector):
             )
         return {c: types[c] for c in self._needed() if c in types}
 
-    def _records(self, change: pgoutput.Change, key: list[str]) -> list[dict]:
+    def _records(self, change: pgoutput.Change, key: list[str]) -> list[tuple]:
         """The change records of one row change (an update of the key: a delete of the old row, then the
-        new row)."""
-        names = {self.dataset.db_column(c.name): c.name for c in self.dataset.columns}
+        new row), as tuples: the registered columns in order, the key, the change."""
+        names = self._source_columns
 
-        def record(values: dict, op: str) -> dict:
-            row = {names[c]: values.get(c) for c in names}
-            row.update({f"__k{i}": values.get(k) for i, k in enumerate(key)})
-            row["_change"] = op
-            return row
+        def record(values: dict, op: str) -> tuple:
+            return (*map(values.get, names), *map(values.get, key), op)
 
         if change.op == "delete":
             return [record(change.old or {}, "delete")]
@@ -190,9 +188,16 @@ class ChangeCollector(DatabaseCollector):
         out.append(record(new, change.op))
         return out
 
+    @functools.cached_property
+    def _source_columns(self) -> list[str]:
+        return [self.dataset.db_column(c.name) for c in self.dataset.columns]
+
     def _land_transactions(self, batch: list[_Txn], nkeys: int, schema: dict[str, str]) -> FileOutcome:
         names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(nkeys)] + ["_change"]
-        frame = pl.DataFrame([c for t in batch for c in t.changes], schema={n: pl.String for n in names}, orient="row")
+        rows = [c for t in batch for c in t.changes]
+        # column-wise from the tuples: one list per column is what polars builds fastest
+        columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+        frame = pl.DataFrame({n: pl.Series(n, v, dtype=pl.String) for n, v in zip(names, columns, strict=True)})
         span = f"{batch[0].label} … {batch[-1].label}"
         return self._land(frame, nkeys, batch[-1].position or {}, schema, span)
 

@@ -24,6 +24,7 @@ lands, the position stays, and the rows wait in the source until a steward regis
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -113,9 +114,20 @@ class VersionedLanding:
     batch_id: str
     rows_this_run: int = 0
 
-    def _land(self, changes: pl.DataFrame, nkeys: int, position: dict, schema: dict[str, str], span: str):
+    def _land(
+        self,
+        changes: pl.DataFrame,
+        nkeys: int,
+        position: dict,
+        schema: dict[str, str],
+        span: str,
+        sha: str | None = None,
+    ):
+        """``sha``: the batch's content hash when the caller has its bytes (a COPY's output), else the hash of
+        the batch in Arrow IPC."""
         data = changes.select(pl.col(c.name).cast(pl.String) for c in self.dataset.columns)
-        sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
+        if sha is None:
+            sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
         period = pl.lit(None, pl.String)
         if self.dataset.period is not None and self.dataset.period.column is not None:
             pattern = _PERIOD[self.dataset.period.granularity]
@@ -199,12 +211,22 @@ class VersionedLanding:
         )
 
 
+def versioned_partitioning(dataset: Dataset) -> list[str] | None:
+    """How raw of a versioned source is laid out: a stream's by the day of its readings (a redelivery is
+    looked for in the days of the batch), a table's or an interface's in one piece — their batches span many
+    periods, std finds a period by its column, and a write split into periods costs more than twice one
+    unsplit (measured: 1.3 s against 0.5 s for a million rows)."""
+    return ["_period"] if dataset.kind == "stream" and dataset.period is not None else None
+
+
 class DatabaseCollector(VersionedLanding, Collector):
     """One collection run of a database source: every batch after the last position, or a refusal."""
 
     def __init__(self, dataset: Dataset, lake, batch_id: str, run_id: str = "", now=None, environ=None):
         assert dataset.database is not None, f"{dataset.id} is not a database source"
         super().__init__(dataset, lake, None, None, batch_id, run_id, now)  # type: ignore[arg-type]
+        self.partition_by = versioned_partitioning(dataset)
+        self.batch_sha: str | None = None
         self.db = dataset.database
         self.dialect = DIALECTS[dataset.kind]
         url = url_of(self.db.connection, environ)
@@ -218,6 +240,50 @@ class DatabaseCollector(VersionedLanding, Collector):
     # --- the source's catalogue ------------------------------------------------------------------------------
     def _query(self, sql: str) -> pl.DataFrame:
         return pl.read_database_uri(sql, self.uri, engine="connectorx")
+
+    def _read(self, after: Position | None) -> tuple[pl.DataFrame, Position | None]:
+        """The next batch after ``after``, every value text, and the position after its last row (None:
+        nothing). PostgreSQL streams it with ``COPY (…) TO STDOUT`` — its fastest way out, and text is what
+        raw keeps (every non-null value quoted, so an empty text stays empty and a NULL null) — in one
+        repeatable-read snapshot; when all that is left fits in a batch it is read unsorted and the position
+        is the last row by an index lookup (no sort of the whole rest). MariaDB through connectorx, sorted."""
+        self.batch_sha = None
+        if self.dataset.kind != "postgres":
+            frame = self._query(self._select(after))
+            return frame, self._last_of(frame)
+        import psycopg2
+
+        con = psycopg2.connect("postgresql:" + self.uri.split(":", 1)[1])
+        try:
+            con.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with con.cursor() as cur:
+                cur.execute(f"select count(*) from {self._table} where {self._where(after)}")
+                rest = cur.fetchone()[0]
+                buffer = io.BytesIO()
+                sql = self._select(after, ordered=rest > self.db.batch_rows)
+                cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header true, force_quote *)", buffer)
+                self.batch_sha = hashlib.sha256(buffer.getbuffer()).hexdigest()
+                buffer.seek(0)
+                frame = pl.read_csv(buffer, infer_schema=False)
+                if rest > self.db.batch_rows or frame.is_empty():
+                    return frame, self._last_of(frame)
+                d, wm = self.dialect, self.db.watermark
+                order = [f"src.{d.ident(wm.column)}", *(f"src.{d.ident(k)}" for k in wm.key)]
+                cur.execute(
+                    f"select {', '.join(f'cast({c} as text) as p{i}' for i, c in enumerate(order))} "
+                    f"from {self._table} as src where {self._where(after)} "
+                    f"order by {', '.join(f'{c} desc' for c in order)} limit 1"
+                )
+                last = cur.fetchone()
+                return frame, Position(last[0], tuple(last[1:]))
+        finally:
+            con.close()
+
+    def _last_of(self, frame: pl.DataFrame) -> Position | None:
+        if frame.is_empty():
+            return None
+        last = frame.row(-1, named=True)
+        return Position(last[_WM], tuple(last[f"{_KEY}{i}"] for i in range(len(self.db.watermark.key))))
 
     def source_columns(self) -> dict[str, str]:
         """column → type, as the source's information_schema names them (ordered); empty: no such table."""
@@ -310,17 +376,21 @@ class DatabaseCollector(VersionedLanding, Collector):
         found = [pattern.match(row[k].strip()) for k in ("first_period", "last_period") if pattern and row.get(k)]
         return int(row["n"]), [m.group(0) for m in found if m]
 
-    def _select(self, after: Position | None) -> str:
+    def _select(self, after: Position | None, ordered: bool = True) -> str:
         d, wm = self.dialect, self.db.watermark
         cols = [
             f"cast({d.ident(self.dataset.db_column(c.name))} as {d.text}) as {d.ident(c.name)}"
             for c in self.dataset.columns
         ]
-        cols.append(f"cast({d.ident(wm.column)} as {d.text}) as {d.ident(_WM)}")
         cols += [f"cast({d.ident(k)} as {d.text}) as {d.ident(f'{_KEY}{i}')}" for i, k in enumerate(wm.key)]
-        order = [d.ident(wm.column), *(d.ident(k) for k in wm.key)]
+        if not ordered:  # the position is looked up apart: no update time per row
+            return f"select {', '.join(cols)} from {self._table} where {self._where(after)}"
+        cols.append(f"cast({d.ident(wm.column)} as {d.text}) as {d.ident(_WM)}")
+        # the table's own columns, qualified: ORDER BY a bare name that is also an output alias (a registered
+        # column named like the key) would sort its text ('9' after '14')
+        order = [f"src.{d.ident(wm.column)}", *(f"src.{d.ident(k)}" for k in wm.key)]
         return (
-            f"select {', '.join(cols)} from {self._table} where {self._where(after)} "
+            f"select {', '.join(cols)} from {self._table} as src where {self._where(after)} "
             f"order by {', '.join(order)} limit {int(self.db.batch_rows)}"
         )
 
@@ -341,11 +411,11 @@ class DatabaseCollector(VersionedLanding, Collector):
             )
         else:
             while True:
-                frame = self._query(self._select(after))
-                if frame.is_empty():
+                frame, position = self._read(after)
+                if position is None:
                     break
-                outcome, after = self._land_batch(frame, after, schema)
-                result.outcomes.append(outcome)
+                result.outcomes.append(self._land_batch(frame, after, position, schema))
+                after = position
                 if frame.height < self.db.batch_rows:
                     break
         result.log_version = self._log(result)
@@ -353,16 +423,14 @@ class DatabaseCollector(VersionedLanding, Collector):
         return result
 
     def _land_batch(
-        self, frame: pl.DataFrame, after: Position | None, schema: dict[str, str]
-    ) -> tuple[FileOutcome, Position]:
+        self, frame: pl.DataFrame, after: Position | None, position: Position, schema: dict[str, str]
+    ) -> FileOutcome:
         nkeys = len(self.db.watermark.key)
-        last = frame.row(-1, named=True)
-        position = Position(last[_WM], tuple(last[f"{_KEY}{i}"] for i in range(nkeys)))
         changes = frame.rename({f"{_KEY}{i}": f"__k{i}" for i in range(nkeys)}).with_columns(
             pl.lit("upsert").alias("_change")
         )
         span = f"{after.watermark if after else '…'} → {position.watermark}"
-        return self._land(changes, nkeys, json.loads(position.to_json()), schema, span), position
+        return self._land(changes, nkeys, json.loads(position.to_json()), schema, span, self.batch_sha)
 
 
 def reconcile(collector: DatabaseCollector) -> pl.DataFrame:

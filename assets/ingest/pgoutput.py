@@ -61,13 +61,17 @@ class Truncate:
     relations: tuple[int, ...]
 
 
+_STRUCTS: dict[str, struct.Struct] = {}
+
+
 class Reader:
     def __init__(self, payload: bytes):
         self.b, self.i = payload, 0
 
     def take(self, fmt: str):
-        value = struct.unpack_from(fmt, self.b, self.i)
-        self.i += struct.calcsize(fmt)
+        st = _STRUCTS.get(fmt) or _STRUCTS.setdefault(fmt, struct.Struct(fmt))
+        value = st.unpack_from(self.b, self.i)
+        self.i += st.size
         return value[0] if len(value) == 1 else value
 
     def string(self) -> str:
@@ -77,21 +81,26 @@ class Reader:
         return value
 
     def tuple_data(self, columns: tuple[str, ...]) -> tuple[dict[str, str | None], frozenset[str]]:
-        n = self.take(">h")
-        values, unchanged = {}, set()
+        b, i = self.b, self.i
+        n = int.from_bytes(b[i : i + 2], "big", signed=True)
+        i += 2
+        values: dict[str, str | None] = {}
+        unchanged: set[str] = set()
         for c in columns[:n]:
-            kind = self.take(">c")
-            if kind == b"n":
+            kind = b[i]
+            i += 1
+            if kind == 116 or kind == 98:  # 't' text, 'b' binary
+                size = int.from_bytes(b[i : i + 4], "big", signed=True)
+                raw = b[i + 4 : i + 4 + size]
+                i += 4 + size
+                values[c] = raw.decode("utf-8") if kind == 116 else raw.hex()
+            elif kind == 110:  # 'n' null
                 values[c] = None
-            elif kind == b"u":
+            elif kind == 117:  # 'u' unchanged TOAST value, not sent
                 unchanged.add(c)
-            elif kind in (b"t", b"b"):
-                size = self.take(">i")
-                raw = self.b[self.i : self.i + size]
-                self.i += size
-                values[c] = raw.decode("utf-8") if kind == b"t" else raw.hex()
             else:
-                raise ValueError(f"pgoutput: unknown tuple data kind {kind!r}")
+                raise ValueError(f"pgoutput: unknown tuple data kind {chr(kind)!r}")
+        self.i = i
         return values, frozenset(unchanged)
 
 
