@@ -141,6 +141,25 @@ def main(argv: list[str] | None = None) -> int:
         for ds, d in r["std_steps"].items():
             print(f"    std/{ds:<18}{d['rows']:>12,} rows rebuilt{d['seconds']:>10.2f} s")
     print(f"  incremental stage peak {inc['peak_rss_mib']:.0f} MiB")
+    src = _stage("-m", "benchmarks.sources", "1000000", "200000")
+    rel, tel = src["relational"], src["telemetry"]
+    copy = rel["copy_to_delta_seconds"]
+    for name, key in (("by watermark", "watermark_seconds"), ("by change log", "change_log_seconds")):
+        r = rel[key] / copy
+        print(
+            f"  {rel['rows']:,} rows from PostgreSQL {name}: {rel[key]:.1f} s vs COPY … TO STDOUT into a Delta write "
+            f"{copy:.1f} s = {r:.2f}× (target ≤ 1.5×: {'met' if r <= 1.5 else 'NOT met'})"
+        )
+    rate = tel["steady_landed"] / tel["steady_seconds"]
+    exact = tel["landed"] == tel["readings"] == tel["distinct"]
+    print(
+        f"  telemetry: {tel['steady_landed']:,} readings consumed into raw in {tel['steady_seconds']:.1f} s = "
+        f"{rate:,.0f}/s (target ≥ 10,000/s: {'met' if rate >= 10_000 else 'NOT met'}); across a broker SIGKILL and "
+        f"restart at {tel.get('broker_restart_at_rows', 0):,} rows: {tel['readings']:,} in {tel['consume_seconds']:.1f} s "
+        f"({tel['runs']} runs, the restart and redelivery waits included), landed {tel['landed']:,}, distinct "
+        f"{tel['distinct']:,}: {'nothing lost or doubled' if exact else 'NOT exact'}; sources stage peak "
+        f"{src['peak_rss_mib']:.0f} MiB"
+    )
     con = _stage("-m", "benchmarks.console", str(args.data))
     slow_page, slow = con["slowest_page"]
     print(
@@ -181,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                 "whole_baseline_seconds": whole_base,
                 "incremental": inc,
                 "console": con,
+                "sources": src,
             },
             indent=1,
         )

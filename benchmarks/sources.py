@@ -190,15 +190,15 @@ def telemetry(readings: int) -> dict:
     broker = start()
     url = f"nats://127.0.0.1:{port}"
 
-    async def load():
+    async def load(name: str):
         nc = await nats.connect(url)
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name="BENCH", subjects=["bench.>"], storage=StorageType.FILE))
+        await js.add_stream(StreamConfig(name=name, subjects=[f"{name.lower()}.>"], storage=StorageType.FILE))
         chunk = 2000
         for lo in range(0, readings, chunk):
             acks = [
                 js.publish(
-                    f"bench.DEV{i % 500:05d}",
+                    f"{name.lower()}.DEV{i % 500:05d}",
                     json.dumps(
                         {
                             "device_id": f"DEV{i % 500:05d}",
@@ -216,27 +216,34 @@ def telemetry(readings: int) -> dict:
         await nc.close()
 
     out: dict = {"readings": readings}
+    base = registry().dataset("ent_telemetry").model_dump()
+    env = {"SHUCANG_SOURCE_BENCH": url}
+
+    def dataset(name: str) -> Dataset:
+        spec = {
+            "connection": "bench",
+            "stream": name,
+            "subjects": [f"{name.lower()}.>"],
+            "key": ["device_id", "seq"],
+            "ack_wait_seconds": 5,
+            "max_seconds": 600,
+        }
+        return Dataset.model_validate({**base, "kind": "stream", "stream": spec})
+
     try:
+        # sustained: the readings waiting in the stream, consumed into raw by one run
         started = time.perf_counter()
-        asyncio.run(load())
+        asyncio.run(load("STEADY"))
         out["publish_seconds"] = time.perf_counter() - started
-        base = registry().dataset("ent_telemetry").model_dump()
-        ds = Dataset.model_validate(
-            {
-                **base,
-                "kind": "stream",
-                "stream": {
-                    "connection": "bench",
-                    "stream": "BENCH",
-                    "subjects": ["bench.>"],
-                    "key": ["device_id", "seq"],
-                    "ack_wait_seconds": 5,
-                    "max_seconds": 600,
-                },
-            }
-        )
+        steady = Lake(str(home / "lake-steady"))
+        started = time.perf_counter()
+        StreamCollector(dataset("STEADY"), steady, "steady", now=dt.datetime.now(dt.UTC), environ=env).run()
+        out["steady_seconds"] = time.perf_counter() - started
+        out["steady_landed"] = steady.row_count("raw", "ent_telemetry")
+        # across a broker restart: killed with SIGKILL while the consumer runs, restarted, nothing lost
+        asyncio.run(load("BENCH"))
+        ds = dataset("BENCH")
         lake = Lake(str(home / "lake"))
-        env = {"SHUCANG_SOURCE_BENCH": url}
         restarted = threading.Event()
 
         def restart_mid_run():
@@ -265,7 +272,18 @@ def telemetry(readings: int) -> dict:
                 continue
             if (lake.row_count("raw", ds.id) or 0) >= readings or runs > 20:
                 break
+            # fetched before the broker died and never acknowledged: the stream gives them again after ack_wait
+            time.sleep(ds.stream.ack_wait_seconds)
         out["consume_seconds"] = time.perf_counter() - started
+
+        async def stored():
+            nc = await nats.connect(url)
+            info = await nc.jetstream().stream_info("BENCH")
+            consumer = await nc.jetstream().consumer_info("BENCH", "shucang_ent_telemetry")
+            await nc.close()
+            return info.state.messages, consumer.num_pending, consumer.num_ack_pending, consumer.num_redelivered
+
+        out["stream_after"] = asyncio.run(stored())
         raw = lake.read("raw", ds.id, columns=["_source_key"])
         out["landed"] = raw.height
         out["distinct"] = raw["_source_key"].n_unique()

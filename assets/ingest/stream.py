@@ -11,7 +11,8 @@ messages that are not a reading (not JSON, not an object, no key, no time, a val
 recorded in ``quarantine/dead_letters`` with the reason; readings already in raw — a redelivery after a
 crash between the Delta commit and the acknowledgement — or twice in the batch are dropped by their key
 (device, sequence); the rest land in one Delta commit, each in the partition of its own reading time (a
-late or out-of-order reading lands in its day, not the day it arrived). Only then is the batch
+late or out-of-order reading lands in its day, not the day it arrived). Values are read as JSON and written
+as text the one way polars prints them (a number ``10.0`` is ``10``), whatever batch a reading comes in. Only then is the batch
 acknowledged: a consumer killed at any point loses nothing and lands nothing twice.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 
 import polars as pl
@@ -45,14 +47,6 @@ DEAD_LETTER_SCHEMA = pa.schema(
 FETCH_WAIT = 1.0  # seconds a fetch waits for messages before the run counts the stream as drained
 
 
-def _text(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 class StreamCollector(VersionedLanding, Collector):
     """One run of a stream source: every batch the consumer is given, landed, then acknowledged."""
 
@@ -68,34 +62,6 @@ class StreamCollector(VersionedLanding, Collector):
         self.dead_letter_version: int | None = None
 
     # --- a message -----------------------------------------------------------------------------------------------
-    def parse(self, data: bytes) -> tuple[dict | None, str | None]:
-        """A reading's row (registered columns and key, as text), or why the message is not one."""
-        try:
-            item = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return None, f"not JSON: {exc}"
-        if not isinstance(item, dict):
-            return None, f"not a JSON object but {type(item).__name__}"
-        missing = [k for k in self.spec.key if item.get(k) is None]
-        if missing:
-            return None, f"no {', '.join(missing)} (the key of a reading)"
-        nested = [f for f, v in item.items() if isinstance(v, (dict, list))]
-        if nested:
-            return None, f"nested values in {', '.join(nested)} (a reading is flat)"
-        row = {c.name: _text(item.get(self.dataset.db_column(c.name))) for c in self.dataset.columns}
-        period = self.dataset.period
-        if period is not None and period.column is not None:
-            when = row.get(period.column)
-            try:
-                dt.datetime.fromisoformat(when) if when else None
-            except ValueError:
-                return None, f"{period.column} {when!r} is not a time"
-            if not when:
-                return None, f"no {period.column} (the time of the reading)"
-        row.update({f"__k{i}": _text(item[k]) for i, k in enumerate(self.spec.key)})
-        row["_change"] = "upsert"
-        return row, None
-
     # --- a run ---------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
         result = CollectResult(self.dataset, self.batch_id)
@@ -141,7 +107,7 @@ class StreamCollector(VersionedLanding, Collector):
                 durable=self.durable,
                 stream=self.spec.stream,
                 config=ConsumerConfig(
-                    ack_policy=AckPolicy.EXPLICIT, ack_wait=self.spec.ack_wait_seconds, max_ack_pending=-1
+                    ack_policy=AckPolicy.ALL, ack_wait=self.spec.ack_wait_seconds, max_ack_pending=-1
                 ),
             )
             started = asyncio.get_running_loop().time()
@@ -155,38 +121,93 @@ class StreamCollector(VersionedLanding, Collector):
                 outcome = self._land_messages(messages)
                 if outcome is not None:
                     result.outcomes.append(outcome)
-                # acknowledged only now, after the Delta commit (and the dead letters') — never before
-                await asyncio.gather(*(m.ack() for m in messages))
-                if len(messages) < self.spec.batch_messages:
+                # acknowledged only now, after the Delta commit (and the dead letters') — never before; the
+                # consumer acknowledges all: the batch's last message stands for every one before it
+                await messages[-1].ack_sync()
+                # a short batch is not proof of an empty stream (a fetch returns what the server had at
+                # hand): ask the consumer what still waits for it
+                if len(messages) < self.spec.batch_messages and (await sub.consumer_info()).num_pending == 0:
                     break
             await nc.flush()
         finally:
             await nc.close()
 
+    def _parse_all(self, messages) -> tuple[pl.DataFrame, list]:
+        """The batch's readings (registered columns and key, as text) and its dead letters ((message,
+        reason)). The batch is parsed at once as JSON lines (polars) and checked column-wise — one way for
+        every reading, so the same reading is the same text whatever batch it comes in; messages that are
+        not one JSON object are found one by one first when the batch does not parse."""
+        fields = list(dict.fromkeys([self.dataset.db_column(c.name) for c in self.dataset.columns] + self.spec.key))
+        schema = {f: pl.String for f in fields}
+        kept, dead = list(messages), []
+        frame = None
+        if not any(b"\n" in m.data for m in kept):
+            try:
+                frame = pl.read_ndjson(io.BytesIO(b"\n".join(m.data for m in kept)), schema=schema)
+            except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, ValueError):
+                frame = None
+        if frame is None or frame.height != len(kept):
+            kept, lines = [], []
+            for m in messages:
+                try:
+                    item = json.loads(m.data)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    dead.append((m, f"not JSON: {exc}"))
+                    continue
+                if not isinstance(item, dict):
+                    dead.append((m, f"not a JSON object but {type(item).__name__}"))
+                    continue
+                kept.append(m)
+                # one line per reading (a message written over several lines is written on one)
+                lines.append(m.data if b"\n" not in m.data else json.dumps(item, ensure_ascii=False).encode())
+            frame = (
+                pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=schema) if lines else pl.DataFrame(schema=schema)
+            )
+        messages = kept
+        period = self.dataset.period.column if self.dataset.period is not None else None
+        reasons = [
+            *(pl.when(pl.col(k).is_null()).then(pl.lit(f"no {k} (the key of a reading)")) for k in self.spec.key),
+            *(
+                pl.when(pl.col(f).str.starts_with("{") | pl.col(f).str.starts_with("[")).then(
+                    pl.lit(f"nested value in {f} (a reading is flat)")
+                )
+                for f in fields
+            ),
+        ]
+        if period is not None:
+            column = self.dataset.db_column(period)
+            reasons += [
+                pl.when(pl.col(column).is_null()).then(pl.lit(f"no {column} (the time of the reading)")),
+                pl.when(pl.col(column).str.to_datetime(strict=False).is_null() & pl.col(column).is_not_null()).then(
+                    pl.concat_str([pl.lit(f"{column} '"), pl.col(column), pl.lit("' is not a time")])
+                ),
+            ]
+        checked = frame.with_columns(pl.coalesce(reasons).alias("__reason"))
+        dead += [(messages[i], r) for i, r in enumerate(checked["__reason"].to_list()) if r is not None]
+        good = checked.filter(pl.col("__reason").is_null())
+        rows = good.select(
+            *(pl.col(self.dataset.db_column(c.name)).alias(c.name) for c in self.dataset.columns),
+            *(pl.col(k).alias(f"__k{i}") for i, k in enumerate(self.spec.key)),
+            pl.lit("upsert").alias("_change"),
+        )
+        return rows, dead
+
     def _land_messages(self, messages) -> object:
-        rows, dead = [], []
-        for m in messages:
-            row, reason = self.parse(m.data)
-            if row is None:
-                dead.append((m, reason))
-            else:
-                rows.append(row)
+        frame, dead = self._parse_all(messages)
         if dead:
             self._dead_letters(dead)
-        if not rows:
+        if frame.is_empty():
             return None
         nkeys = len(self.spec.key)
-        names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(nkeys)] + ["_change"]
-        frame = pl.DataFrame(rows, schema={n: pl.String for n in names}, orient="row")
         keys = [f"__k{i}" for i in range(nkeys)]
         unique = frame.unique(keys, keep="first", maintain_order=True)
         fresh = self._not_landed(unique, keys)
         self.duplicates += frame.height - fresh.height
         if fresh.is_empty():
             return None
-        sequences = [m.metadata.sequence.stream for m in messages]
-        position = {"stream_sequence": max(sequences)}
-        span = f"stream sequence {min(sequences)} … {max(sequences)}"
+        first, last = messages[0].metadata.sequence.stream, messages[-1].metadata.sequence.stream
+        position = {"stream_sequence": max(first, last)}
+        span = f"stream sequence {first} … {last}"
         return self._land(fresh, nkeys, position, {}, span)
 
     def _not_landed(self, frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
