@@ -47,7 +47,18 @@ def _steward_written() -> dg.AssetSelection:
     return dg.AssetSelection.assets(*(dg.AssetKey(t.path) for t in OWN_TABLES if t.written_by == ("steward",)))
 
 
-def follows_inputs(partitioned: bool = False) -> dg.AutomationCondition:
+@functools.cache
+def _context_only() -> dg.AssetSelection:
+    """Inputs read for context, which start nothing by changing: the 归集 status (the 亩均 completeness reads
+    which months were delivered late or not at all). A delivery that lands changes std as well, which starts
+    the readers; what changes the status alone — a deadline passing, a file refused — moves a month between
+    not yet due, missing and refused, all of them undelivered to its readers."""
+    from lakehouse.tables import COLLECTION_STATUS
+
+    return dg.AssetSelection.assets(dg.AssetKey(COLLECTION_STATUS.path))
+
+
+def follows_inputs(partitioned: bool = False, context: bool = False) -> dg.AutomationCondition:
     """Materialise after an input changed, once no input is missing, in progress, or failing a blocking
     check — Dagster's ``eager`` with "changed" meaning a new data version: raw, std and publish report their
     Delta version, so a collection that landed nothing (a file sent twice), a std build with nothing new or
@@ -59,17 +70,21 @@ def follows_inputs(partitioned: bool = False) -> dg.AutomationCondition:
     partitioned by period counts as missing only when none of its periods exists (periods nobody delivered,
     next year's months, are not missing inputs), and a table only stewards write never does (until the first
     decision it is empty). An input written by entity resolution counts only once its version changed
-    (``_all_or_nothing``)."""
+    (``_all_or_nothing``). ``context`` (the dbt models): an input read for context (``_context_only``)
+    starts nothing — the 归集 monitoring's own assets do follow the status."""
     changed = dg.AutomationCondition.any_deps_match(
         dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
-    ).ignore(_all_or_nothing()) | dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.data_version_changed()
-    ).allow(_all_or_nothing())
+    ).ignore(
+        _all_or_nothing() | (_context_only() if context else dg.AssetSelection.assets())
+    ) | dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed()).allow(_all_or_nothing())
     if partitioned:
         where = ~dg.AutomationCondition.any_deps_missing()  # every period whose inputs exist
     else:
         where = dg.AutomationCondition.in_latest_time_window()  # an unpartitioned asset: always
-        where = where & ~dg.AutomationCondition.any_deps_missing().ignore(_time_partitioned() | _steward_written())
+        optional = (
+            _time_partitioned() | _steward_written() | (_context_only() if context else dg.AssetSelection.assets())
+        )
+        where = where & ~dg.AutomationCondition.any_deps_missing().ignore(optional)
     return (
         where
         & (dg.AutomationCondition.newly_missing() | changed).since_last_handled()

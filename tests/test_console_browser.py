@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.integration
 
@@ -289,7 +290,8 @@ def test_a_consumer_sees_only_its_own_requests_and_shares(visit):
     assert "mujun-jingxinju" in listed and "operations-bank" not in listed and "chain-directory" not in listed
     page.click("a:text-is('mujun-jingxinju')")
     page.click("a:has-text('预览')")
-    assert page.locator("table.data tbody tr").count() > 0
+    # (a click starts a navigation: assertions that wait for the new page, not a count of the old one)
+    expect(page.locator("table.data tbody tr").first).to_be_visible()
     v.shot("consumer-share")
     assert v.go("/requests/operations-bank").status == 404  # another consumer's: not even its existence
     assert v.go("/datasets/std/amr_registration").status == 403
@@ -349,7 +351,8 @@ def test_the_steward_sees_how_identity_quarantined_records_were_matched(visit, s
     page.select_option("select[name=status]", "matched")
     page.click("form.search button")
     rows = page.locator("#entities tbody tr")
-    assert rows.count() == min(matches.height, 200) and "已匹配" in rows.first.inner_text()
+    expect(rows).to_have_count(min(matches.height, 200))
+    assert "已匹配" in rows.first.inner_text()
     assert f"{matches.height} 条" in page.inner_text("main")
     v.shot("entities")
 

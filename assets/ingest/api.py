@@ -176,9 +176,7 @@ class ApiCollector(VersionedLanding, Collector):
                         result.outcomes.append(self._commit([], start, cursor))
                     break
         except FileRejected as exc:
-            result.outcomes.append(
-                FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
-            )
+            self.refused(result, exc)
         except InterfaceError as exc:
             error = exc
         if pending and error is not None:  # complete pages before the fault: landed, their cursor kept

@@ -113,9 +113,7 @@ class ChangeCollector(DatabaseCollector):
                 if refusal is not None:
                     raise refusal
         except FileRejected as exc:
-            result.outcomes.append(
-                FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
-            )
+            self.refused(result, exc)
         finally:
             con.close()
         result.log_version = self._log(result)

@@ -253,8 +253,7 @@ class Collector:
         self.settle_seconds = settle_seconds  # a file modified more recently than this waits (landing.py)
         self.partition_by = ["_period"] if dataset.period else None
 
-    def run(self) -> CollectResult:
-        result = CollectResult(self.dataset, self.batch_id)
+    def ensure_raw(self) -> None:
         # Raw values are text as delivered: statistics pay off only on provenance, which audits filter by.
         self.lake.ensure(
             "raw",
@@ -263,6 +262,10 @@ class Collector:
             self.partition_by,
             stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
         )
+
+    def run(self) -> CollectResult:
+        result = CollectResult(self.dataset, self.batch_id)
+        self.ensure_raw()
         history = collect_history(self.lake, self.dataset.id)
         landed = history.filter(pl.col("status") == "landed")
         fingerprints = landed_fingerprints(history)

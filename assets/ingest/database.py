@@ -201,13 +201,11 @@ class VersionedLanding:
                 )
             )
 
-    def ensure_raw(self) -> None:
-        self.lake.ensure(
-            "raw",
-            self.dataset.id,
-            raw_table_schema(self.dataset),
-            self.partition_by,
-            stats_columns=["_source_file", "_row_number", "_batch_id", "_ingested_at"],
+    def refused(self, result: CollectResult, exc: FileRejected) -> None:
+        """A refusal of the source (its layout changed, a page not the agreed shape): logged with its reason;
+        nothing of it landed."""
+        result.outcomes.append(
+            FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
         )
 
 
@@ -406,9 +404,7 @@ class DatabaseCollector(VersionedLanding, Collector):
         try:
             schema = self._checked_schema(recorded)
         except FileRejected as exc:
-            result.outcomes.append(
-                FileOutcome(self.label, "rejected", rejection=exc.rejection, rows_read=0, note=exc.rejection.detail)
-            )
+            self.refused(result, exc)
         else:
             while True:
                 frame, position = self._read(after)

@@ -165,8 +165,8 @@ class Translator(DagsterDbtTranslator):
         """Models and seeds follow their inputs (``orchestration.automation``); a topic gated on complete
         years (the 亩均 evaluation) also waits until its year's deliveries are all in."""
         if props["resource_type"] == "model" and props["name"].startswith(GATED_PREFIX):
-            return follows_inputs() & year_complete()
-        return follows_inputs()
+            return follows_inputs(context=True) & year_complete()
+        return follows_inputs(context=True)
 
     def get_tags(self, props: Mapping[str, Any]) -> Mapping[str, str]:
         tags = {"zone": layer_of(props)}
