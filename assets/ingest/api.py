@@ -154,10 +154,7 @@ class ApiCollector(VersionedLanding, Collector):
 
     # --- a run -------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
-        result = CollectResult(self.dataset, self.batch_id)
-        self.ensure_raw()
-        self.recovered(result)
-        last = self.last_commit()
+        result, last = self.begin()
         cursor = json.loads(last["source_position"]).get("cursor") if last else None
         pending: list[pl.DataFrame] = []
         start = cursor
@@ -181,8 +178,7 @@ class ApiCollector(VersionedLanding, Collector):
             error = exc
         if pending and error is not None:  # complete pages before the fault: landed, their cursor kept
             result.outcomes.append(self._commit(pending, start, cursor))
-        result.log_version = self._log(result)
-        result.table_version = self.lake.table("raw", self.dataset.id).version()
+        self.finish(result)
         if error is not None:
             raise error
         return result

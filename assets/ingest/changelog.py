@@ -85,11 +85,7 @@ class ChangeCollector(DatabaseCollector):
 
     # --- a run -------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
-        result = CollectResult(self.dataset, self.batch_id)
-        self.ensure_raw()
-        self.recovered(result)
-        self.rows_this_run = 0
-        last = self.last_commit()
+        result, last = self.begin()
         recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
         con = self._connect()
         try:
@@ -116,9 +112,7 @@ class ChangeCollector(DatabaseCollector):
             self.refused(result, exc)
         finally:
             con.close()
-        result.log_version = self._log(result)
-        result.table_version = self.lake.table("raw", self.dataset.id).version()
-        return result
+        return self.finish(result)
 
     def _needed(self) -> list[str]:
         return [self.dataset.db_column(c.name) for c in self.dataset.columns] + list(self.keys)

@@ -201,6 +201,21 @@ class VersionedLanding:
                 )
             )
 
+    def begin(self) -> tuple[CollectResult, dict | None]:
+        """A run's start: the raw table there, batches a crashed run committed recorded, row numbers from 1,
+        and the last commit that recorded a position (None: nothing landed yet)."""
+        result = CollectResult(self.dataset, self.batch_id)
+        self.ensure_raw()
+        self.recovered(result)
+        self.rows_this_run = 0
+        return result, self.last_commit()
+
+    def finish(self, result: CollectResult) -> CollectResult:
+        """A run's end: its outcomes logged, the raw version it leaves."""
+        result.log_version = self._log(result)
+        result.table_version = self.lake.table("raw", self.dataset.id).version()
+        return result
+
     def refused(self, result: CollectResult, exc: FileRejected) -> None:
         """A refusal of the source (its layout changed, a page not the agreed shape): logged with its reason;
         nothing of it landed."""
@@ -394,11 +409,7 @@ class DatabaseCollector(VersionedLanding, Collector):
 
     # --- a run -------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
-        result = CollectResult(self.dataset, self.batch_id)
-        self.ensure_raw()
-        self.recovered(result)
-        self.rows_this_run = 0
-        last = self.last_commit()
+        result, last = self.begin()
         after = Position.from_json(last["source_position"]) if last else None
         recorded = json.loads(last["source_schema"]) if last and last.get("source_schema") else None
         try:
@@ -414,9 +425,7 @@ class DatabaseCollector(VersionedLanding, Collector):
                 after = position
                 if frame.height < self.db.batch_rows:
                     break
-        result.log_version = self._log(result)
-        result.table_version = self.lake.table("raw", self.dataset.id).version()
-        return result
+        return self.finish(result)
 
     def _land_batch(
         self, frame: pl.DataFrame, after: Position | None, position: Position, schema: dict[str, str]

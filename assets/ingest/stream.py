@@ -64,13 +64,9 @@ class StreamCollector(VersionedLanding, Collector):
     # --- a message -----------------------------------------------------------------------------------------------
     # --- a run ---------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
-        result = CollectResult(self.dataset, self.batch_id)
-        self.ensure_raw()
-        self.recovered(result)
+        result, _ = self.begin()
         asyncio.run(self._consume(result))
-        result.log_version = self._log(result)
-        result.table_version = self.lake.table("raw", self.dataset.id).version()
-        return result
+        return self.finish(result)
 
     async def pending(self) -> int:
         """Messages the consumer has not been given yet, or was given and did not acknowledge (the source
