@@ -23,6 +23,14 @@ from orchestration.resources import LakeResource, LandingResource
 DATA_VERSION = "dagster/data_version"  # the tag a materialisation reported at run time carries its data version in
 
 
+def database_collector(ds: Dataset) -> type[DatabaseCollector]:
+    """Who reads a database source: by watermark, or its change log (PostgreSQL's or MariaDB's)."""
+    assert ds.database is not None
+    if ds.database.capture == "watermark":
+        return DatabaseCollector
+    return PostgresChangeCollector if ds.kind == "postgres" else MariaDBChangeCollector
+
+
 def landing_key(ds: Dataset) -> dg.AssetKey:
     return dg.AssetKey(["landing", ds.id])
 
@@ -263,9 +271,8 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         rows_before = the_lake.row_count("raw", ds.id) or 0
         now = dt.datetime.now(dt.UTC)
         batch_id = f"{now:%Y%m%dT%H%M%SZ}-{context.run.run_id[:8]}"
-        if ds.database is not None and ds.database.capture == "log":  # the source's change log
-            capture = PostgresChangeCollector if ds.kind == "postgres" else MariaDBChangeCollector
-            result = capture(ds, the_lake, batch_id, context.run.run_id, now).run()
+        if ds.database is not None:  # a department's database: by watermark or its change log
+            result = database_collector(ds)(ds, the_lake, batch_id, context.run.run_id, now).run()
         elif ds.stream is not None:  # device telemetry: micro-batches of a stream, acknowledged after landing
             stream_collector = StreamCollector(ds, the_lake, batch_id, context.run.run_id, now)
             result = stream_collector.run()
@@ -282,8 +289,6 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 )
         elif ds.api is not None:  # a data platform's interface: pages instead of files
             result = ApiCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
-        elif ds.database is not None:  # a department's database, by watermark: batches instead of files
-            result = DatabaseCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
         else:
             result = Collector(
                 ds,

@@ -5,11 +5,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.collect import raw_key
-from assets.ingest.binlog import MariaDBChangeCollector
-from assets.ingest.changelog import PostgresChangeCollector
+from assets.collect import database_collector, raw_key
 from assets.ingest.collector import collect_history, landed_fingerprints, recorded_fingerprints
-from assets.ingest.database import DatabaseCollector
 from assets.ingest.stream import StreamCollector
 from lakehouse.registry import Dataset, registry
 from orchestration import partitions
@@ -52,6 +49,18 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
     return _sensor
 
 
+def _source_tags(ds: Dataset, pdef, reason: str, periods: list[str] = (), everything: bool = False) -> dict[str, str]:
+    """The tags of a source's collection run: why, and for a partitioned raw the range it names — the periods
+    the source says are waiting, else every period (what a change log or a stream holds is known only once
+    read) or the current one."""
+    tags = {"shucang/trigger": "source", "shucang/dataset": ds.id, "shucang/reason": reason[:1000]}
+    if pdef is not None:
+        named, _ = partitions.valid(pdef, periods)
+        named = named or (partitions.keys(pdef) if everything else partitions.keys(pdef)[-1:])
+        tags |= partitions.range_tags(dg.PartitionKeyRange(named[0], named[-1]))
+    return tags
+
+
 def source_sensor(ds: Dataset) -> dg.SensorDefinition:
     """A database source: each tick asks the source how many rows lie after the raw position (nothing is
     read) and starts the collection when there are some."""
@@ -68,26 +77,15 @@ def source_sensor(ds: Dataset) -> dg.SensorDefinition:
         f"when rows change after the last position ({db.capture}).",
     )
     def _sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
-        kind = (
-            DatabaseCollector
-            if db.capture != "log"
-            else PostgresChangeCollector
-            if ds.kind == "postgres"
-            else MariaDBChangeCollector
-        )
-        collector = kind(ds, lake.lake(), "sensor")
+        collector = database_collector(ds)(ds, lake.lake(), "sensor")
         rows, periods = collector.pending()
         last = collector.last_commit()
         position = last["source_position"] if last else "start"
         if not rows:
             return dg.SkipReason(f"no rows after {position} in {db.table}")
         reason = f"{rows} row(s) after {position} in {ds.kind} table {db.table}"
-        tags = {"shucang/trigger": "source", "shucang/dataset": ds.id, "shucang/reason": reason[:1000]}
-        if pdef is not None:
-            named, _ = partitions.valid(pdef, periods)
-            # a change log says which periods only once decoded: the run names them all (the rows decide)
-            named = named or (partitions.keys(pdef) if db.capture == "log" else partitions.keys(pdef)[-1:])
-            tags |= partitions.range_tags(dg.PartitionKeyRange(named[0], named[-1]))
+        # a change log says which periods only once decoded: the run names them all (the rows decide)
+        tags = _source_tags(ds, pdef, reason, periods, everything=db.capture == "log")
         # one run per position: a tick before that run lands asks for the same run again, and is deduplicated
         return dg.RunRequest(run_key=f"{ds.id}@{position}", tags=tags)
 
@@ -115,14 +113,7 @@ def stream_sensor(ds: Dataset) -> dg.SensorDefinition:
         waiting = asyncio.run(StreamCollector(ds, lake.lake(), "sensor").pending())
         if not waiting:
             return dg.SkipReason(f"no readings waiting in {spec.stream}")
-        tags = {
-            "shucang/trigger": "source",
-            "shucang/dataset": ds.id,
-            "shucang/reason": f"{waiting} reading(s) waiting",
-        }
-        if pdef is not None:
-            every = partitions.keys(pdef)
-            tags |= partitions.range_tags(dg.PartitionKeyRange(every[0], every[-1]))
+        tags = _source_tags(ds, pdef, f"{waiting} reading(s) waiting", everything=True)
         return dg.RunRequest(run_key=f"{ds.id}@{int(time.time()) // 30}", tags=tags)
 
     return _sensor
@@ -145,10 +136,7 @@ def interface_sensor(ds: Dataset) -> dg.SensorDefinition:
     )
     def _sensor(context: dg.SensorEvaluationContext):
         bucket = int(time.time()) // INTERFACE_POLL_SECONDS
-        tags = {"shucang/trigger": "source", "shucang/dataset": ds.id, "shucang/reason": f"poll of {api.path}"}
-        if pdef is not None:
-            every = partitions.keys(pdef)
-            tags |= partitions.range_tags(dg.PartitionKeyRange(every[0], every[-1]))
+        tags = _source_tags(ds, pdef, f"poll of {api.path}", everything=True)
         return dg.RunRequest(run_key=f"{ds.id}@{bucket}", tags=tags)
 
     return _sensor

@@ -27,7 +27,7 @@ import polars as pl
 import pyarrow as pa
 
 from assets.ingest.collector import Collector, CollectResult
-from assets.ingest.database import _PERIOD, VersionedLanding
+from assets.ingest.database import _PERIOD, VersionedLanding, _key_json
 from lakehouse.connections import url_of
 from lakehouse.registry import Dataset
 from lakehouse.tables import DEAD_LETTERS
@@ -210,7 +210,7 @@ class StreamCollector(VersionedLanding, Collector):
         """The readings of ``frame`` not yet in raw, judged in the partitions (days) they fall in."""
         if not self.lake.row_count("raw", self.dataset.id):
             return frame
-        source_key = pl.select(_key_json_expr(frame, keys)).to_series()
+        source_key = pl.select(_key_json([frame[k] for k in keys])).to_series()
         candidates = frame.with_columns(source_key.alias("_source_key"))
         scan = pl.scan_delta(self.lake.uri("raw", self.dataset.id), storage_options=self.lake.storage_options or None)
         period = self.dataset.period
@@ -264,9 +264,3 @@ class StreamCollector(VersionedLanding, Collector):
                 ["dataset"],
                 {"batch_id": self.batch_id},
             )
-
-
-def _key_json_expr(frame: pl.DataFrame, keys: list[str]) -> pl.Expr:
-    from assets.ingest.database import _key_json
-
-    return _key_json([frame[k] for k in keys])
