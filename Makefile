@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test test-fast ui up down share-server console assessment bench lint summary clean
+.PHONY: env manifest demo test test-live test-fast ui up down share-server console assessment bench lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -27,13 +27,17 @@ $(MANIFEST): $(VENV)/.synced $(DBT_FILES)
 manifest: $(MANIFEST)
 
 demo: env $(MANIFEST) ## generate the demo sources and run the whole pipeline; prints what it built and where
-	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),)
+	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),) $(if $(SOURCES),--sources $(SOURCES),)
 
 summary: env $(MANIFEST)
 	$(PY) -m orchestration.cli summary
 
 test: env $(MANIFEST) ## the test suite (CI runs exactly this)
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+test-live: env $(MANIFEST) ## both demos, files and live sources (databases, interface, broker); every published table equal (~3 min)
+	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),)
+	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),) --sources live
 
 test-fast: env $(MANIFEST) ## the pure unit tests: no Dagster run, no dbt build, no server (under a minute)
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not integration"

@@ -12,7 +12,7 @@ import json
 import polars as pl
 
 from lakehouse.lake import CATALOGUE_EXPORT, Lake
-from lakehouse.provenance import CHANGE, PROVENANCE, SOURCE_KEY
+from lakehouse.provenance import CHANGE, CHANGED_AT, PROVENANCE, SOURCE_KEY
 from lakehouse.registry import Dataset, Registry
 from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
 from privacy import grading, overrides, policy
@@ -29,6 +29,7 @@ PROVENANCE_DESCRIPTIONS = {
     "_period": "交付所属期（取自文件名）/ delivery period, from the file name",
     "_source_key": "源库行主键（JSON，库表来源）/ the source row's primary key (JSON; database sources)",
     "_change": "变更类型（upsert/snapshot/insert/update/delete，库表来源）/ the kind of change (database sources)",
+    "_changed_at": "源端变更时间（UTC，源库更新时间/事务提交时间/消息到达时间）/ when the source changed the row (UTC)",
 }
 
 
@@ -107,7 +108,7 @@ def column_entries(reg: Registry, ds: Dataset, zone: str) -> list[dict]:
                 "effective_grade": (std_levels.get(c.name) if zone != "raw" else c.grade) if classified else None,
             }
         )
-    provenance = list(PROVENANCE) + ([SOURCE_KEY, CHANGE] if zone == "raw" and ds.versioned else [])
+    provenance = list(PROVENANCE) + ([SOURCE_KEY, CHANGE, CHANGED_AT] if zone == "raw" and ds.versioned else [])
     for j, f in enumerate(provenance, start=len(rows) + 1):
         grade = _source_key_grade(ds) if f.name == SOURCE_KEY.name else "L1"
         rows.append(

@@ -307,7 +307,8 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
                 context.run.run_id, {f"shucang/rejected/{ds.id}": str(len(result.rejected)), "shucang/rejected": "yes"}
             )
         for o in result.landed:
-            context.log.info(f"landed {o.file}: {o.rows_landed} rows ({o.encoding}), Delta version {o.delta_version}")
+            how = f" ({o.encoding})" if o.encoding else ""  # a file's encoding; a table's rows have none
+            context.log.info(f"landed {o.file}: {o.rows_landed} rows{how}, Delta version {o.delta_version}")
         rows_after = the_lake.row_count("raw", ds.id)
         grew = rows_after - rows_before
         raw_table = the_lake.table("raw", ds.id)

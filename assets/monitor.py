@@ -21,7 +21,7 @@ from lakehouse.tables import COLLECT_LOG, COLLECTION_STATUS
 from orchestration.automation import COMPLETENESS, follows_inputs
 from orchestration.dbt.project import manifest, project, upstream_sources
 from orchestration.resources import BACKGROUND, LakeResource
-from quality.collection import collection_status, rates, year_completeness
+from quality.collection import collection_status, rates, versioned_deliveries, year_completeness
 
 STATUS = dg.AssetKey(COLLECTION_STATUS.path)
 GATED = {"mujun": ("topic_mujun_evaluation", "亩均评价")}  # check prefix → (topic model, name)
@@ -84,7 +84,9 @@ def build(reg: Registry | None = None) -> list[dg.AssetsDefinition]:
     def collection_status_asset(context: dg.AssetExecutionContext, lake: LakeResource):
         the_lake = lake.lake()
         now = dt.datetime.now(dt.UTC)
-        result = collection_status(reg, the_lake.read(COLLECT_LOG.zone, COLLECT_LOG.name), now)
+        result = collection_status(
+            reg, the_lake.read(COLLECT_LOG.zone, COLLECT_LOG.name), now, versioned_deliveries(reg, the_lake)
+        )
         status = result.status
         version = the_lake.overwrite(*COLLECTION_STATUS.path, status.to_arrow(), metadata={"as_of": now.isoformat()})
         counts = dict(status.filter(pl.col("expected")).group_by("state").len().iter_rows())

@@ -203,7 +203,7 @@ def telemetry(readings: int) -> dict:
                         {
                             "device_id": f"DEV{i % 500:05d}",
                             "seq": i,
-                            "ts": f"2023-12-{1 + i % 28:02d}T08:00:00",
+                            "ts": f"2023-12-{1 + i % 28:02d}T08:00:00+08:00",
                             "state": "run",
                             "power_kw": 12.5,
                             "output_count": i % 13,

@@ -92,6 +92,19 @@ class Lake:
         with fs.open_input_stream(path) as src:
             return src.read()
 
+    def table_names(self, zone: str) -> list[str]:
+        """The Delta tables directly in a zone (a folder holding a ``_delta_log``), sorted."""
+        self.uri(zone, "x")  # validates the zone
+        fs, base = self._fs
+        try:
+            infos = fs.get_file_info(pafs.FileSelector(f"{base.rstrip('/')}/{zone}", recursive=False))
+        except FileNotFoundError:
+            return []
+        folders = [i.path for i in infos if i.type == pafs.FileType.Directory]
+        return sorted(
+            f.rsplit("/", 1)[-1] for f in folders if fs.get_file_info(f"{f}/_delta_log").type == pafs.FileType.Directory
+        )
+
     def list_files(self, zone: str, folder: str, suffix: str = "") -> list[str]:
         """Names (relative to the zone) of the files directly in ``zone/folder``, sorted."""
         fs, path = self._fs[0], self._path(zone, folder)

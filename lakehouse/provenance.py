@@ -30,9 +30,14 @@ SOURCE_KEY = pa.field("_source_key", pa.string())
 # change-captured table), insert, update or delete (from the source's change log; a delete holds the old row)
 CHANGE = pa.field("_change", pa.string())
 CHANGES = ("upsert", "snapshot", "insert", "update", "delete")
+# … and when the source changed it, by the source's own account (a row's update time read by watermark, the
+# committing transaction's time in a change log, the broker's receipt of a reading; null where the source
+# states none, e.g. an interface or a change log's initial snapshot): a version's delivery time, as a file's
+# is its upload — collection late by a day does not make the department late
+CHANGED_AT = pa.field("_changed_at", pa.timestamp("us", tz="UTC"))
 
 
 def raw_table_schema(dataset: Dataset) -> pa.Schema:
     """A raw table: every delivered value as text, under the warehouse column names, then provenance."""
-    extra = [SOURCE_KEY, CHANGE] if dataset.versioned else []
+    extra = [SOURCE_KEY, CHANGE, CHANGED_AT] if dataset.versioned else []
     return pa.schema([pa.field(c.name, pa.string()) for c in dataset.columns] + list(PROVENANCE) + extra)

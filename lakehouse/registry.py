@@ -7,6 +7,7 @@ is declared from these specs, so adding a source is editing YAML, not code.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -141,6 +142,19 @@ class Database(Strict):
     batch_rows: int = Field(default=1_000_000, ge=1)  # rows per Delta commit (about 200 MB of text at most)
     ignore_columns: list[str] = []
     accept_types: dict[str, str] = {}
+    # the zone of the source's wall-clock times (a ``timestamp``/``datetime`` without one): when a row changed
+    time_zone: str = "Asia/Shanghai"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (an IANA name, e.g. Asia/Shanghai)") from exc
+        return v
 
     @model_validator(mode="after")
     def _capture(self) -> Database:
@@ -328,11 +342,32 @@ class Registry(Strict):
         raise KeyError(f"no dataset {dataset_id!r} in the source registry")
 
 
-def load_registry(path: Path = REGISTRY_PATH) -> Registry:
-    """Load and validate a registry file; errors name the file and the offending key."""
-    return config.load(path, Registry, "source registry")
+OVERLAY_ENV = "SHUCANG_SOURCES_OVERLAY"
+
+
+def load_registry(path: Path = REGISTRY_PATH, overlay: Path | None = None) -> Registry:
+    """Load and validate a registry file; errors name the file and the offending key. ``overlay``: a file
+    that moves datasets to other channels — ``datasets: {<id>: {kind: …, database|api|stream: …}}``, each
+    dataset's keys replacing the registry's (e.g. ``lakehouse/sources.live.yaml``, the live demo's)."""
+    if overlay is None:
+        return config.load(path, Registry, "source registry")
+    document = config.read_yaml(path)
+    changes = config.read_yaml(overlay) or {}
+    unknown = sorted(set(changes) - {"datasets"})
+    if unknown or not isinstance(changes.get("datasets", {}), dict):
+        raise config.ConfigError(f"{overlay}: an overlay holds only `datasets:`, a mapping of dataset id → keys")
+    by_id = {d.get("id"): d for d in document.get("datasets", [])}
+    for dataset_id, keys in (changes.get("datasets") or {}).items():
+        if dataset_id not in by_id:
+            raise config.ConfigError(f"{overlay}: datasets.{dataset_id}: no such dataset in {path}")
+        if not isinstance(keys, dict) or "id" in keys:
+            raise config.ConfigError(f"{overlay}: datasets.{dataset_id}: a mapping of keys to replace (not `id`)")
+        by_id[dataset_id].update(keys)
+    return config.validate(document, Registry, f"{path} with {overlay}", "source registry")
 
 
 @functools.cache
 def registry() -> Registry:
-    return load_registry()
+    """The registry in force: ``sources.yaml``, with the overlay ``SHUCANG_SOURCES_OVERLAY`` names if set."""
+    overlay = os.environ.get(OVERLAY_ENV)
+    return load_registry(overlay=Path(overlay) if overlay else None)

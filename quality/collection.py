@@ -141,9 +141,50 @@ def _files(reg: Registry, log: pl.DataFrame | None) -> pl.DataFrame:
     )
 
 
-def collection_status(reg: Registry, log: pl.DataFrame | None, as_of: dt.datetime) -> CollectionStatus:
+def versioned_deliveries(reg: Registry, lake) -> pl.DataFrame | None:
+    """What the periodic sources that are not files (a database table, an interface, a stream) delivered, in
+    the shape of ``_files``: one row per dataset, period and collection batch, delivered when the source
+    changed its first row of that period in the batch (``_changed_at``; when the source states no time, when
+    it was collected). A file's period is in its name; a version's is its period column's (``_period``)."""
+    out = []
+    for ds in reg.datasets:
+        if ds.period is None or not ds.versioned or lake.table("raw", ds.id) is None:
+            continue
+        raw = lake.scan("raw", ds.id)
+        if "_changed_at" not in raw.collect_schema().names():  # a raw table from before the column
+            raw = raw.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias("_changed_at"))
+        out.append(
+            raw.filter(pl.col("_period").is_not_null() & (pl.col("_change") != "delete"))
+            .group_by("_period", "_batch_id", "_source_file")
+            .agg(
+                pl.len().cast(pl.Int64).alias("rows_landed"),
+                pl.coalesce("_changed_at", "_ingested_at").min().dt.cast_time_unit("us").alias("delivered_at"),
+            )
+            .select(
+                pl.lit(ds.id).alias("dataset"),
+                pl.concat_str([pl.col("_source_file"), pl.lit(" (batch "), pl.col("_batch_id"), pl.lit(")")]).alias(
+                    "file"
+                ),
+                pl.lit("landed").alias("status"),
+                "rows_landed",
+                pl.lit(None, pl.String).alias("detail"),
+                pl.lit(None, pl.String).alias("reason_zh"),
+                "delivered_at",
+                pl.col("_period").alias("period"),
+            )
+            .collect()
+        )
+    return pl.concat(out) if out else None
+
+
+def collection_status(
+    reg: Registry, log: pl.DataFrame | None, as_of: dt.datetime, versions: pl.DataFrame | None = None
+) -> CollectionStatus:
+    """``versions``: what sources that are not files delivered (``versioned_deliveries``)."""
     today = as_of.astimezone(CST).date()
     files = _files(reg, log)
+    if versions is not None and not versions.is_empty():
+        files = pl.concat([files.filter(pl.col("period").is_not_null()), versions.select(files.columns)])
     rows = []
     for ds in (d for d in reg.datasets if d.period is not None):
         dept = reg.departments[ds.department]

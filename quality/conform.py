@@ -23,6 +23,10 @@ from quality.rulebook import RowRule, RuleSet
 # Unicode's private-use areas: what an old GB18030 table or a vendor font leaves where a character should be
 PRIVATE_USE = "[\\x{E000}-\\x{F8FF}\\x{F0000}-\\x{FFFFD}\\x{100000}-\\x{10FFFD}]"
 LATEST = ["_ingested_at", "_period", "_source_file", "_row_number"]
+# a versioned source's changes come in batches (later batches hold later changes), ordered within one by
+# when the source changed each row — not by its period, which says nothing of when it was delivered, nor by
+# where it lay in the batch (a table read unsorted comes in its storage order)
+LATEST_VERSIONS = ["_ingested_at", "_changed_at", "_row_number"]
 DUPLICATE_COLUMNS = ["_source_file", "_row_number", "_file_sha256", "_batch_id"]
 PARTITION = "__partition"  # the period a raw row belongs to (std rebuilds periodic datasets by it)
 CURRENT, DELETED = "__current", "__deleted"  # a database source row's latest change, and whether it deleted it
@@ -176,6 +180,21 @@ def period_text(ds: Dataset, std: pl.Expr) -> pl.Expr:
     raise ValueError(f"{ds.id}: period column {column.name!r} of type {column.type} cannot place a row in a period")
 
 
+def with_row_period(frame, ds: Dataset, name: str = "_period"):
+    """Adds ``name``: the period of each raw row by its period column, read as std reads it (null when it
+    cannot be read, or the dataset has no period column) — a versioned source's rows come with no file name to
+    state one."""
+    if ds.period is None or ds.period.column is None:
+        return frame.with_columns(pl.lit(None, pl.String).alias(name))
+    column = next(c for c in ds.columns if c.name == ds.period.column)
+    value = period_text(ds, _typed(column, set()))
+    return (
+        frame.with_columns(text.clean_text(pl.col(column.name)).alias(_text_col(column.name)))
+        .with_columns(value.alias(name))
+        .drop(_text_col(column.name))
+    )
+
+
 def with_partition(frame, ds: Dataset, rules: RuleSet):
     """Adds ``__partition`` to raw rows (eager or lazy): the period its period column says, else ``∅`` — one
     partition for every row whose period cannot be read, whatever file brought it, so that identical rows
@@ -243,7 +262,7 @@ def conform(
     raw = raw.drop(CURRENT, DELETED, strict=False)
     # 1. exact duplicates: the same delivered values again (wherever delivered); the first stays, placed
     # where the latest delivery of those values is, so that it wins over what was delivered in between
-    ordered = raw.sort(LATEST).with_row_index("__order")
+    ordered = raw.sort(LATEST_VERSIONS if "_changed_at" in raw.columns else LATEST).with_row_index("__order")
     latest = pl.col("__order").max().over(source) if ordered.height else pl.col("__order")
     deduped = ordered.with_columns(latest.alias("__latest")).unique(subset=source, keep="first", maintain_order=True)
     exact = raw.height - deduped.height

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import polars as pl
 
 from sourcegen import enterprise, government, timing
 from sourcegen.defects import LABELLED_REMARKS, RATES, UNIT_VARIANT_RATES, split_markers
+from sourcegen.delivery import Delivery
 from sourcegen.model import YEAR, enterprises, former_names, monthly_shares, production_drops
 from sourcegen.writers import write
 
@@ -20,8 +22,13 @@ TELEMETRY_ROWS_PER_SCALE = 100_000
 DEFAULT_SEED = 20231231
 
 
-def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
-    """Write ``out/landing/**`` (what the pipeline reads) and ``out/truth/manifest.json`` (what it never reads)."""
+def generate(
+    out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED, on_delivery: Callable[[Delivery, dict], None] | None = None
+) -> dict:
+    """Write ``out/landing/**`` (what the pipeline reads) and ``out/truth/manifest.json`` (what it never reads).
+    ``on_delivery``: called with each delivery (its values as delivered, defect markers removed) and its
+    manifest entry (path, rows, when it was delivered), after its file is written — the live demo loads the
+    same deliveries into databases, an interface and a broker."""
     rng = np.random.default_rng(seed)
     LABELLED_REMARKS.clear()
     n = max(20, int(ENTERPRISES_PER_SCALE * scale))
@@ -62,6 +69,8 @@ def generate(out: Path, scale: float = 1.0, seed: int = DEFAULT_SEED) -> dict:
         at = dt.datetime.fromisoformat(arrival["delivered_at"]).timestamp()
         os.utime(landing / delivery.path, (at, at))
         files.append(entry)
+        if on_delivery is not None:
+            on_delivery(delivery, entry)
         present = entry["rows"] if entry["rows"] is not None else 0
         for defect, rows in rows_by_defect.items():
             rec = defects.setdefault(

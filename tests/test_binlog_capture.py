@@ -173,6 +173,13 @@ def test_the_table_is_copied_then_followed_through_the_binlog_and_std_equals_it(
     second = collect(ds, lake, table.url, 2)
     raw = lake.read("raw", ds.id)
     assert dict(raw.group_by("_change").len().iter_rows()) == {"snapshot": 300, "insert": 10, "update": 4, "delete": 2}
+    # a change is delivered when its transaction committed (the binlog keeps seconds); a snapshot's rows state no time
+    stamped = raw.group_by(pl.col("_change") == "snapshot").agg(
+        pl.col("_changed_at").min(), pl.col("_changed_at").null_count().alias("nulls")
+    )
+    times = dict(zip(stamped[:, 0], stamped[:, 1:].rows(), strict=True))
+    assert times[True] == (None, 300)
+    assert times[False][1] == 0 and dt.datetime.now(dt.UTC) - times[False][0] < dt.timedelta(minutes=5)
     assert second.rows_landed == 16 and collect(ds, lake, table.url, 3).landed == []
     assert not standardise(lake, ds, _rules(), at=dt.datetime.now(dt.UTC)).withheld
     std = lake.read("std", ds.id).select(

@@ -157,6 +157,13 @@ def test_the_table_is_copied_then_followed_change_by_change_and_std_equals_it(ta
     raw = lake.read("raw", ds.id)
     changes = dict(raw.group_by("_change").len().iter_rows())
     assert changes == {"snapshot": 500, "insert": 20, "update": 5, "delete": 3}
+    # a change is delivered when its transaction committed; a snapshot's rows state no time
+    stamped = raw.group_by(pl.col("_change") == "snapshot").agg(
+        pl.col("_changed_at").min(), pl.col("_changed_at").null_count().alias("nulls")
+    )
+    times = dict(zip(stamped[:, 0], stamped[:, 1:].rows(), strict=True))
+    assert times[True] == (None, 500)
+    assert times[False][1] == 0 and dt.datetime.now(dt.UTC) - times[False][0] < dt.timedelta(minutes=5)
     assert second.rows_landed == 28 and not second.rejected
     assert collect(ds, lake, table.url, 3).landed == []  # nothing more in the slot
     # std is the table as it is now: 517 rows, the moved row once, in December, with its new amount

@@ -374,3 +374,28 @@ def test_std_keeps_the_latest_change_of_each_source_row_and_drops_deleted_ones(s
     merged = lake.read(*DUPLICATES.path).filter(pl.col("dataset") == ds.id)
     kinds = dict(merged.group_by("kind").len().iter_rows())
     assert kinds == {"changed_at_source": 1, "deleted_at_source": 2}  # row 15's April; row 16 and its delete
+
+
+def test_a_periods_delivery_is_when_the_source_changed_its_rows_not_when_they_were_collected(source, tmp_path):
+    """The collection status of a database source: February's rows written on 10 March are on time (due 15
+    March), March's written on 20 April five days late — however late the warehouse collected them. A
+    wall-clock update time is read in the source's zone (China Standard Time by default)."""
+    from quality.collection import collection_status, versioned_deliveries
+
+    lake = Lake(str(tmp_path / "lake"))
+    source.insert(range(1, 2), dt.datetime(2023, 3, 10, 9, 0))  # id 1: period 2023-02
+    source.insert(range(2, 3), dt.datetime(2023, 4, 20, 9, 0))  # id 2: period 2023-03
+    ds = source.dataset()
+    collect(ds, lake, 1)
+    landed = raw(lake, ds).sort("_source_key")
+    assert landed["_changed_at"].to_list() == [
+        dt.datetime(2023, 3, 10, 1, 0, tzinfo=dt.UTC),
+        dt.datetime(2023, 4, 20, 1, 0, tzinfo=dt.UTC),
+    ]
+    reg = registry().model_copy(update={"datasets": [ds]})
+    status = collection_status(
+        reg, lake.read("ops", "collect_log"), dt.datetime(2024, 6, 1, tzinfo=dt.UTC), versioned_deliveries(reg, lake)
+    ).status
+    got = {p: (s, late) for p, s, late in status.select("period", "state", "days_late").iter_rows()}
+    assert got["2023-02"] == ("on_time", 0) and got["2023-03"] == ("late", 5)
+    assert got["2023-01"] == ("missing", None)

@@ -117,7 +117,7 @@ def reading(device: str, seq: int, day: str = "2023-12-02") -> dict:
     return {
         "device_id": device,
         "seq": seq,
-        "ts": f"{day}T{minute // 60:02d}:{minute % 60:02d}:00",
+        "ts": f"{day}T{minute // 60:02d}:{minute % 60:02d}:00+08:00",  # as devices send it: with its offset
         "state": "run",
         "power_kw": round(10 + seq % 7 * 0.5, 1),
         "output_count": seq % 13,
@@ -180,7 +180,7 @@ def test_mqtt_readings_survive_a_broker_kill_and_land_once_late_ones_in_their_da
             broker.start()
     publish("DEV00000001", json.dumps(reading("DEV00000001", 5000, day="2023-12-01")).encode())  # a day late
     publish("DEV00000002", b"{not json")
-    publish("DEV00000002", json.dumps({"device_id": "DEV00000002", "ts": "2023-12-02T01:00:00"}).encode())
+    publish("DEV00000002", json.dumps({"device_id": "DEV00000002", "ts": "2023-12-02T01:00:00+08:00"}).encode())
     publish("DEV00000003", json.dumps({**reading("DEV00000003", 301), "ts": "yesterday"}).encode())
     deadline = time.time() + 30
     while time.time() < deadline and not all(m.is_published() for m in sent):
@@ -193,6 +193,7 @@ def test_mqtt_readings_survive_a_broker_kill_and_land_once_late_ones_in_their_da
     first = collect(ds, lake, broker, 1)
     raw = lake.read("raw", ds.id)
     assert raw.height == 901 and raw["_source_key"].n_unique() == 901  # 3 × 300 + the late one, once each
+    assert raw["_changed_at"].null_count() == 0  # delivered when the broker stored it
     assert raw.filter(pl.col("_period") == "2023-12-01")["_source_key"].to_list() == ['["DEV00000001","5000"]']
     # (this batch held malformed messages: read one by one first, the readings still the same text as always)
     assert raw.filter(pl.col("_source_key") == '["DEV00000001","0"]')["power_kw"].item() == "10"

@@ -200,6 +200,7 @@ class MariaDBChangeCollector(ChangeCollector):
                         if txn is not None and txn.changes:
                             pos = {"file": stream.log_file, "pos": int(event.packet.log_pos)}
                             txn.position, txn.label = pos, f"{pos['file']}:{pos['pos']}"
+                            txn.changed_at = dt.datetime.fromtimestamp(event.timestamp, dt.UTC)  # its commit
                             batch.append(txn)
                             rows += len(txn.changes)
                         txn = None

@@ -20,6 +20,7 @@ removes rows without a change per row.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import io
 import json
@@ -55,6 +56,7 @@ class _Txn:
     changes: list[dict]
     position: dict | None = None  # the position to resume after it, as its commit records it
     label: str = ""  # how the log names that position, for the collect log
+    changed_at: dt.datetime | None = None  # when it committed at the source
 
 
 class ChangeCollector(DatabaseCollector):
@@ -190,6 +192,9 @@ class ChangeCollector(DatabaseCollector):
         # column-wise from the tuples: one list per column is what polars builds fastest
         columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
         frame = pl.DataFrame({n: pl.Series(n, v, dtype=pl.String) for n, v in zip(names, columns, strict=True)})
+        frame = frame.with_columns(
+            pl.Series("_changed_at", [t.changed_at for t in batch for _ in t.changes], dtype=pl.Datetime("us", "UTC"))
+        )
         span = f"{batch[0].label} … {batch[-1].label}"
         return self._land(frame, nkeys, batch[-1].position or {}, schema, span)
 
@@ -359,7 +364,7 @@ class PostgresChangeCollector(ChangeCollector):
                     if isinstance(event, pgoutput.Message):
                         caught_up = caught_up or (event.prefix == MARKER_PREFIX and event.content == marker)
                     elif isinstance(event, pgoutput.Begin):
-                        txn = _Txn(0, [])
+                        txn = _Txn(0, [], changed_at=event.commit_ts)
                     elif isinstance(event, pgoutput.Relation):
                         schema = self._check_layout(event.columns, self._relation_types(con, event), schema)
                     elif isinstance(event, pgoutput.Change) and txn is not None:

@@ -26,20 +26,50 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from dataclasses import dataclass
 
 import polars as pl
-import pyarrow as pa
 
 from assets.ingest.collector import Collector, CollectResult, FileOutcome, collect_history
 from assets.ingest.rejection import FileRejected, Rejection
 from lakehouse.connections import redacted, url_of
 from lakehouse.provenance import raw_table_schema
 from lakehouse.registry import Dataset
+from quality.conform import with_row_period
 
-_PERIOD = {"day": r"^\d{4}-\d{2}-\d{2}", "month": r"^\d{4}-\d{2}", "year": r"^\d{4}"}
-_WM, _KEY = "__shucang_wm", "__shucang_key"
+_WM, _KEY, _CHANGED = "__shucang_wm", "__shucang_key", "__shucang_changed"
+
+
+def changed_at_sql(kind: str, column: str, source_type: str) -> tuple[str | None, str]:
+    """How to read a watermark column as the time the source changed the row: a SQL expression and how its text
+    reads — ``local`` (a wall-clock time in the source's zone, ``database.time_zone``), ``utc`` or ``epoch``
+    (seconds) — or no expression when the column is no time (a version counter states no time)."""
+    t = source_type.lower()
+    if kind == "postgres":
+        if t == "timestamp with time zone":
+            return f"to_char({column} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')", "utc"
+        if t == "timestamp without time zone":
+            return f"to_char({column}, 'YYYY-MM-DD HH24:MI:SS.US')", "local"
+        if t == "date":
+            return f"to_char({column}, 'YYYY-MM-DD') || ' 00:00:00'", "local"
+        return None, ""
+    if t.startswith("timestamp"):  # MariaDB keeps a TIMESTAMP in UTC and shows it in the session's zone
+        return f"cast(unix_timestamp({column}) as char)", "epoch"
+    if t.startswith("datetime"):
+        return f"date_format({column}, '%Y-%m-%d %H:%i:%s.%f')", "local"
+    if t == "date":
+        return f"date_format({column}, '%Y-%m-%d 00:00:00')", "local"
+    return None, ""
+
+
+def parse_changed_at(values: pl.Expr, form: str, time_zone: str) -> pl.Expr:
+    """The text ``changed_at_sql`` reads, as a UTC timestamp."""
+    if form == "epoch":
+        return (values.cast(pl.Float64) * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
+    stamp = values.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=True)
+    if form == "utc":
+        return stamp.dt.replace_time_zone("UTC")
+    return stamp.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
 
 
 @dataclass(frozen=True)
@@ -128,25 +158,28 @@ class VersionedLanding:
         data = changes.select(pl.col(c.name).cast(pl.String) for c in self.dataset.columns)
         if sha is None:
             sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
-        period = pl.lit(None, pl.String)
-        if self.dataset.period is not None and self.dataset.period.column is not None:
-            pattern = _PERIOD[self.dataset.period.granularity]
-            period = pl.col(self.dataset.period.column).str.strip_chars().str.extract(f"({pattern})", 1)
         first = self.rows_this_run + 1
+        raw_schema = raw_table_schema(self.dataset)
         table = (
-            data.with_columns(
+            with_row_period(data, self.dataset)  # its period as std reads it: '202305' is May 2023
+            .with_columns(
                 pl.lit(self.dataset.department).alias("_source_department"),
                 pl.lit(self.label).alias("_source_file"),
                 pl.lit(sha).alias("_file_sha256"),
                 pl.int_range(first, first + data.height, dtype=pl.Int64).alias("_row_number"),
                 pl.lit(self.batch_id).alias("_batch_id"),
                 pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
-                period.alias("_period"),
                 pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
                 changes["_change"],
+                (
+                    changes["_changed_at"].cast(pl.Datetime("us", "UTC"))
+                    if "_changed_at" in changes.columns
+                    else pl.lit(None, pl.Datetime("us", "UTC")).alias("_changed_at")
+                ),
             )
+            .select(raw_schema.names)
             .to_arrow()
-            .cast(pa.schema(list(raw_table_schema(self.dataset))))
+            .cast(raw_schema)
         )
         version = self.lake.append(
             "raw",
@@ -161,6 +194,7 @@ class VersionedLanding:
                 "source_position": json.dumps(position, ensure_ascii=False),
                 "source_schema": json.dumps(schema, ensure_ascii=False),
             },
+            schema_mode="merge",  # a raw table from before ``_changed_at`` gains it
         )
         self.rows_this_run += data.height
         outcome = FileOutcome(
@@ -240,6 +274,7 @@ class DatabaseCollector(VersionedLanding, Collector):
         super().__init__(dataset, lake, None, None, batch_id, run_id, now)  # type: ignore[arg-type]
         self.partition_by = versioned_partitioning(dataset)
         self.batch_sha: str | None = None
+        self._types: dict[str, str] = {}
         self.db = dataset.database
         self.dialect = DIALECTS[dataset.kind]
         url = url_of(self.db.connection, environ)
@@ -376,18 +411,15 @@ class DatabaseCollector(VersionedLanding, Collector):
         after = Position.from_json(last["source_position"]) if last else None
         d, ds = self.dialect, self.dataset
         column = ds.period.column if ds.period is not None else None
-        span = (
-            f", min(cast({d.ident(ds.db_column(column))} as {d.text})) as first_period, "
-            f"max(cast({d.ident(ds.db_column(column))} as {d.text})) as last_period"
-            if column
-            else ""
+        if not column:
+            return int(self._query(f"select count(*) as n from {self._table} where {self._where(after)}")["n"][0]), []
+        # the distinct texts of the period column (few), read as std reads them
+        found = self._query(
+            f"select cast({d.ident(ds.db_column(column))} as {d.text}) as {d.ident(column)}, count(*) as n "
+            f"from {self._table} where {self._where(after)} group by 1"
         )
-        row = self._query(f"select count(*) as n{span} from {self._table} where {self._where(after)}").row(
-            0, named=True
-        )
-        pattern = re.compile(_PERIOD[ds.period.granularity]) if ds.period is not None else None
-        found = [pattern.match(row[k].strip()) for k in ("first_period", "last_period") if pattern and row.get(k)]
-        return int(row["n"]), [m.group(0) for m in found if m]
+        periods = with_row_period(found, ds)["_period"].drop_nulls().unique().sort().to_list()
+        return int(found["n"].sum()), periods
 
     def _select(self, after: Position | None, ordered: bool = True) -> str:
         d, wm = self.dialect, self.db.watermark
@@ -396,6 +428,9 @@ class DatabaseCollector(VersionedLanding, Collector):
             for c in self.dataset.columns
         ]
         cols += [f"cast({d.ident(k)} as {d.text}) as {d.ident(f'{_KEY}{i}')}" for i, k in enumerate(wm.key)]
+        changed, _ = self._changed
+        if changed is not None:
+            cols.append(f"{changed} as {d.ident(_CHANGED)}")
         if not ordered:  # the position is looked up apart: no update time per row
             return f"select {', '.join(cols)} from {self._table} where {self._where(after)}"
         cols.append(f"cast({d.ident(wm.column)} as {d.text}) as {d.ident(_WM)}")
@@ -407,6 +442,12 @@ class DatabaseCollector(VersionedLanding, Collector):
             f"order by {', '.join(order)} limit {int(self.db.batch_rows)}"
         )
 
+    @property
+    def _changed(self) -> tuple[str | None, str]:
+        """The update-time column as the time the source changed each row (see ``changed_at_sql``)."""
+        column = self.db.watermark.column
+        return changed_at_sql(self.dataset.kind, self.dialect.ident(column), self._types.get(column, ""))
+
     # --- a run -------------------------------------------------------------------------------------------------
     def run(self) -> CollectResult:
         result, last = self.begin()
@@ -417,6 +458,7 @@ class DatabaseCollector(VersionedLanding, Collector):
         except FileRejected as exc:
             self.refused(result, exc)
         else:
+            self._types = schema
             while True:
                 frame, position = self._read(after)
                 if position is None:
@@ -434,6 +476,11 @@ class DatabaseCollector(VersionedLanding, Collector):
         changes = frame.rename({f"{_KEY}{i}": f"__k{i}" for i in range(nkeys)}).with_columns(
             pl.lit("upsert").alias("_change")
         )
+        _, form = self._changed
+        if _CHANGED in changes.columns:
+            changes = changes.with_columns(
+                parse_changed_at(pl.col(_CHANGED), form, self.db.time_zone).alias("_changed_at")
+            )
         span = f"{after.watermark if after else '…'} → {position.watermark}"
         return self._land(changes, nkeys, json.loads(position.to_json()), schema, span, self.batch_sha)
 
@@ -453,13 +500,12 @@ def reconcile(collector: DatabaseCollector) -> pl.DataFrame:
     order = [d.ident(wm.column), *(d.ident(k) for k in wm.key)]
     column = d.ident(ds.db_column(ds.period.column))
     table = collector._table
-    pattern = _PERIOD[ds.period.granularity]
+    found = collector._query(
+        f"select cast({column} as {d.text}) as {d.ident(ds.period.column)}, count(*) as n from {table} "
+        f"where ({', '.join(order)}) <= ({', '.join(d.literal(v) for v in (at.watermark, *at.key))}) group by 1"
+    )
     source = (
-        collector._query(
-            f"select cast({column} as {d.text}) as period, count(*) as n from {table} "
-            f"where ({', '.join(order)}) <= ({', '.join(d.literal(v) for v in (at.watermark, *at.key))}) group by 1"
-        )
-        .with_columns(pl.col("period").str.strip_chars().str.extract(f"({pattern})", 1))
+        with_row_period(found, ds, "period")  # as raw's ``_period`` places them
         .group_by("period")
         .agg(pl.col("n").sum().cast(pl.Int64).alias("source_rows"))
     )

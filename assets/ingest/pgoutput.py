@@ -1,7 +1,7 @@
 """A decoder of PostgreSQL's logical replication protocol (``pgoutput``, protocol version 1), as psycopg2's
 replication connection hands it over: one message per call, values in text form.
 
-Only what change capture needs: BEGIN (the transaction's final LSN), RELATION (a table's columns and which of
+Only what change capture needs: BEGIN (the transaction's final LSN and commit time), RELATION (a table's columns and which of
 them form its replica identity), INSERT / UPDATE / DELETE (the new row, or the old key or whole row), COMMIT
 (the commit and end LSNs) and MESSAGE (a logical decoding message: the collector's own marker). TRUNCATE is
 reported, as it removes rows without a change per row. TYPE and ORIGIN messages carry nothing needed and are
@@ -10,8 +10,11 @@ skipped. Reference: PostgreSQL 15, "Logical Replication Message Formats".
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 from dataclasses import dataclass, field
+
+PG_EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the protocol's timestamps: microseconds since
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Relation:
 class Begin:
     final_lsn: int
     xid: int
+    commit_ts: dt.datetime | None = None  # when the transaction committed, by the server's clock
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,8 @@ def decode(payload: bytes, relations: dict[int, Relation]):
     r = Reader(payload)
     kind = r.take(">c")
     if kind == b"B":
-        final_lsn, _ts, xid = r.take(">QqI")
-        return Begin(final_lsn, xid)
+        final_lsn, ts, xid = r.take(">QqI")
+        return Begin(final_lsn, xid, PG_EPOCH + dt.timedelta(microseconds=ts))
     if kind == b"C":
         _flags, commit_lsn, end_lsn, _ts = r.take(">bQQq")
         return Commit(commit_lsn, end_lsn)

@@ -27,10 +27,12 @@ import polars as pl
 import pyarrow as pa
 
 from assets.ingest.collector import Collector, CollectResult
-from assets.ingest.database import _PERIOD, VersionedLanding, _key_json
+from assets.ingest.database import VersionedLanding, _key_json
 from lakehouse.connections import url_of
 from lakehouse.registry import Dataset
 from lakehouse.tables import DEAD_LETTERS
+from quality.conform import with_row_period
+from quality.dates import parse_timestamp
 
 DEAD_LETTER_SCHEMA = pa.schema(
     [
@@ -160,6 +162,10 @@ class StreamCollector(VersionedLanding, Collector):
                 pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=schema) if lines else pl.DataFrame(schema=schema)
             )
         messages = kept
+        # when the broker stored each reading: the source's account of its arrival
+        frame = frame.with_columns(
+            pl.Series("__received", [m.metadata.timestamp for m in kept], dtype=pl.Datetime("us", "UTC"))
+        )
         period = self.dataset.period.column if self.dataset.period is not None else None
         reasons = [
             *(pl.when(pl.col(k).is_null()).then(pl.lit(f"no {k} (the key of a reading)")) for k in self.spec.key),
@@ -174,7 +180,8 @@ class StreamCollector(VersionedLanding, Collector):
             column = self.dataset.db_column(period)
             reasons += [
                 pl.when(pl.col(column).is_null()).then(pl.lit(f"no {column} (the time of the reading)")),
-                pl.when(pl.col(column).str.to_datetime(strict=False).is_null() & pl.col(column).is_not_null()).then(
+                # the std zone's reading of a time (ISO 8601 with its offset): what it cannot place, no day holds
+                pl.when(parse_timestamp(pl.col(column)).is_null() & pl.col(column).is_not_null()).then(
                     pl.concat_str([pl.lit(f"{column} '"), pl.col(column), pl.lit("' is not a time")])
                 ),
             ]
@@ -185,6 +192,7 @@ class StreamCollector(VersionedLanding, Collector):
             *(pl.col(self.dataset.db_column(c.name)).alias(c.name) for c in self.dataset.columns),
             *(pl.col(k).alias(f"__k{i}") for i, k in enumerate(self.spec.key)),
             pl.lit("upsert").alias("_change"),
+            pl.col("__received").alias("_changed_at"),
         )
         return rows, dead
 
@@ -215,13 +223,8 @@ class StreamCollector(VersionedLanding, Collector):
         scan = pl.scan_delta(self.lake.uri("raw", self.dataset.id), storage_options=self.lake.storage_options or None)
         period = self.dataset.period
         if period is not None and period.column is not None:
-            pattern = _PERIOD[period.granularity]
-            days = (
-                candidates.select(pl.col(period.column).str.extract(f"({pattern})", 1).unique())
-                .to_series()
-                .drop_nulls()
-                .to_list()
-            )
+            # the days they fall in, as ``_period`` places them (VersionedLanding._land)
+            days = with_row_period(candidates, self.dataset, "__day")["__day"].drop_nulls().unique().to_list()
             scan = scan.filter(pl.col("_period").is_in(days))
         landed = scan.select("_source_key").join(candidates.lazy().select("_source_key"), on="_source_key", how="semi")
         return candidates.join(landed.collect(), on="_source_key", how="anti").drop("_source_key")

@@ -3,7 +3,9 @@ example requests filed, the 经信局's 亩均 request approved, its share built
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import shutil
 import time
 
@@ -13,8 +15,21 @@ from orchestration import instance
 from orchestration.cli.report import summary
 from orchestration.settings import PROJECT_ROOT, Settings
 
+LIVE_OVERLAY = PROJECT_ROOT / "lakehouse" / "sources.live.yaml"
 
-def demo(s: Settings, scale: float, fresh: bool) -> int:
+
+def live_environment(environ) -> None:
+    """``demo --sources live``: the overlay that moves datasets to databases, an interface and the broker, and
+    its own data folder and Dagster home (the file demo's stay as they are, to compare with)."""
+    from lakehouse.registry import OVERLAY_ENV, registry
+
+    environ.setdefault(OVERLAY_ENV, str(LIVE_OVERLAY))
+    environ.setdefault("SHUCANG_DATA_DIR", str(PROJECT_ROOT / "data-live"))
+    environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home_live"))
+    registry.cache_clear()
+
+
+def demo(s: Settings, scale: float, fresh: bool, sources: str = "files") -> int:
     from sourcegen.generate import generate
 
     started = time.perf_counter()
@@ -22,11 +37,30 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
         for path in (s.data_dir, s.dagster_home / "storage", s.dagster_home / "history", s.dagster_home / "schedules"):
             shutil.rmtree(path, ignore_errors=True)
     instance.prepare(s.dagster_home)
-    manifest = generate(s.data_dir, scale=scale)
+    live = None
+    if sources == "live":
+        from lakehouse.registry import registry
+        from sourcegen.live import LiveSources, default_connections
+
+        live = LiveSources(registry(), s.data_dir / "live")
+        default_connections(registry(), os.environ)
+    manifest = generate(s.data_dir, scale=scale, on_delivery=live.collect if live else None)
     print(
         f"generated {manifest['enterprises']:,} enterprises, {len(manifest['files'])} files → {s.landing_root} "
         f"({time.perf_counter() - started:.1f} s)"
     )
+    if live is not None:
+        print("loaded the live sources (the other datasets stay files):")
+        for line in live.load(os.environ):
+            print(line)
+    with live.platform(os.environ) if live is not None else contextlib.nullcontext():
+        ok = _run(s, started)
+    if live is not None:
+        ok = _compare_with_files(s) and ok
+    return 0 if ok else 1
+
+
+def _run(s: Settings, started: float) -> bool:
     if s.settle_seconds:  # collection takes a file only once it has stood still that long (landing.py)
         print(f"waiting {s.settle_seconds:g} s for the delivered files to settle")
         time.sleep(s.settle_seconds)
@@ -59,7 +93,24 @@ def demo(s: Settings, scale: float, fresh: bool) -> int:
         f"pipeline: {len(result.run_ids)} of {result.planned} runs (raw and std by period: one run per partitioning), "
         f"{'SUCCESS' if result.success else 'FAILURE'} in {time.perf_counter() - started:.1f} s (generation included)"
     )
-    return 0 if result.success and exchanged else 1
+    return bool(result.success and exchanged)
+
+
+FILE_DEMO_LAKE = PROJECT_ROOT / "data" / "lake"
+
+
+def _compare_with_files(s: Settings) -> bool:
+    """The live path's published tables against the file path's (``make demo`` before it, same scale)."""
+    from lakehouse.lake import Lake
+    from orchestration.compare import compare_published
+
+    if not (FILE_DEMO_LAKE / "publish").is_dir():
+        print(f"published tables not compared: no file demo at {FILE_DEMO_LAKE} (run `make demo` first)")
+        return True
+    report = compare_published(Lake(str(FILE_DEMO_LAKE)), s.lake())
+    for line in report.lines():
+        print(line)
+    return report.equal
 
 
 DEMO_STEWARD = "demo-steward"

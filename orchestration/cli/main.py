@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="generate the demo sources and run the whole pipeline")
     d.add_argument("--scale", type=float, default=1.0)
     d.add_argument("--keep", action="store_true", help="keep the existing lake and instance (re-collect)")
+    d.add_argument(
+        "--sources",
+        choices=["files", "live"],
+        default="files",
+        help="live: load the databases, interface and broker on this machine and collect from them (data-live/)",
+    )
     sub.add_parser("summary", help="print what the lake holds")
     bf = sub.add_parser("backfill", help="rebuild std and the models for a range of months (YYYY-MM)")
     bf.add_argument("start", help="first month, e.g. 2023-01")
@@ -79,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         "--named-firms", action="store_true", help="consumer-add: its legal basis covers data about named firms"
     )
     args = parser.parse_args(argv)
+    if args.command == "demo" and args.sources == "live":
+        demo.live_environment(os.environ)
     s = settings()
     if args.command == "exchange":
         if args.action not in ("status", "verify", "principals") and not args.target:
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     if args.command == "demo":
-        return demo.demo(s, args.scale, fresh=not args.keep)
+        return demo.demo(s, args.scale, fresh=not args.keep, sources=args.sources)
     if args.command == "lineage":
         if args.action != "flush" and not (args.dataset and args.column):
             parser.error("lineage upstream|downstream needs DATASET and COLUMN")
