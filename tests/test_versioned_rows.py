@@ -28,6 +28,9 @@ def test_a_rows_period_is_read_as_std_reads_its_period_column():
     tax = registry().dataset("tax_monthly")
     months = with_row_period(pl.DataFrame({"period": ["2023-05", "202305", " 2023年5月 ", "May", ""]}), tax)
     assert months["_period"].to_list() == ["2023-05", "2023-05", "2023-05", None, None]
+    # a large batch reads each distinct text once and maps it: the same periods
+    many = with_row_period(pl.DataFrame({"period": ["2023-05", "202305", " 2023年5月 ", "May", ""] * 500}), tax)
+    assert many["_period"].to_list() == ["2023-05", "2023-05", "2023-05", None, None] * 500
     telemetry = registry().dataset("ent_telemetry")
     # a reading's day is its day in China Standard Time, whatever offset the device wrote
     days = with_row_period(
@@ -43,7 +46,8 @@ def test_a_rows_period_is_read_as_std_reads_its_period_column():
     [
         # a wall-clock time in the source's zone (China Standard Time is UTC+8)
         ("postgres", "timestamp without time zone", "2024-01-15 09:00:00.250000", "Asia/Shanghai", "2024-01-15T01:00:00.250000"),
-        ("postgres", "timestamp with time zone", "2024-01-15 09:00:00.000000", "Asia/Shanghai", "2024-01-15T09:00:00"),
+        ("postgres", "timestamp with time zone", "2024-01-15 09:00:00", "Asia/Shanghai", "2024-01-15T09:00:00"),
+        ("postgres", "timestamp without time zone", "2024-01-15 09:00:00.25", "UTC", "2024-01-15T09:00:00.250000"),
         ("postgres", "date", "2024-01-15 00:00:00", "Asia/Shanghai", "2024-01-14T16:00:00"),
         ("mysql", "datetime(6)", "2024-01-15 09:00:00.000000", "Europe/Berlin", "2024-01-15T08:00:00"),
         ("mysql", "timestamp(6)", "1705309200.500000", "Asia/Shanghai", "2024-01-15T09:00:00.500000"),
@@ -54,6 +58,11 @@ def test_the_time_a_source_changed_a_row_is_read_in_utc(kind, source_type, text,
     assert sql is not None
     got = pl.select(parse_changed_at(pl.lit(text), form, zone)).item()
     assert got == dt.datetime.fromisoformat(expected).replace(tzinfo=dt.UTC)
+
+
+def test_a_time_that_is_none_leaves_the_collection_time_to_stand_in():
+    got = pl.select(parse_changed_at(pl.lit("infinity"), "local", "Asia/Shanghai")).item()
+    assert got is None
 
 
 def test_a_version_counter_states_no_time():

@@ -45,13 +45,13 @@ def changed_at_sql(kind: str, column: str, source_type: str) -> tuple[str | None
     reads — ``local`` (a wall-clock time in the source's zone, ``database.time_zone``), ``utc`` or ``epoch``
     (seconds) — or no expression when the column is no time (a version counter states no time)."""
     t = source_type.lower()
-    if kind == "postgres":
+    if kind == "postgres":  # text output, DateStyle ISO (set on the reading session): cheaper than to_char
         if t == "timestamp with time zone":
-            return f"to_char({column} at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')", "utc"
+            return f"cast({column} at time zone 'UTC' as text)", "utc"
         if t == "timestamp without time zone":
-            return f"to_char({column}, 'YYYY-MM-DD HH24:MI:SS.US')", "local"
+            return f"cast({column} as text)", "local"
         if t == "date":
-            return f"to_char({column}, 'YYYY-MM-DD') || ' 00:00:00'", "local"
+            return f"cast({column} as text) || ' 00:00:00'", "local"
         return None, ""
     if t.startswith("timestamp"):  # MariaDB keeps a TIMESTAMP in UTC and shows it in the session's zone
         return f"cast(unix_timestamp({column}) as char)", "epoch"
@@ -63,10 +63,11 @@ def changed_at_sql(kind: str, column: str, source_type: str) -> tuple[str | None
 
 
 def parse_changed_at(values: pl.Expr, form: str, time_zone: str) -> pl.Expr:
-    """The text ``changed_at_sql`` reads, as a UTC timestamp."""
+    """The text ``changed_at_sql`` reads, as a UTC timestamp (null where it is none: PostgreSQL's 'infinity',
+    a year before 1 — the collection time stands in for it)."""
     if form == "epoch":
-        return (values.cast(pl.Float64) * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
-    stamp = values.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=True)
+        return (values.cast(pl.Float64, strict=False) * 1_000_000).round().cast(pl.Int64).cast(pl.Datetime("us", "UTC"))
+    stamp = values.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
     if form == "utc":
         return stamp.dt.replace_time_zone("UTC")
     return stamp.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
@@ -305,6 +306,7 @@ class DatabaseCollector(VersionedLanding, Collector):
         try:
             con.set_session(isolation_level="REPEATABLE READ", readonly=True)
             with con.cursor() as cur:
+                cur.execute("set datestyle = 'ISO, YMD'")  # times as text the way raw keeps them and we read them
                 cur.execute(f"select count(*) from {self._table} where {self._where(after)}")
                 rest = cur.fetchone()[0]
                 buffer = io.BytesIO()
