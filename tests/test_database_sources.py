@@ -399,3 +399,49 @@ def test_a_periods_delivery_is_when_the_source_changed_its_rows_not_when_they_we
     got = {p: (s, late) for p, s, late in status.select("period", "state", "days_late").iter_rows()}
     assert got["2023-02"] == ("on_time", 0) and got["2023-03"] == ("late", 5)
     assert got["2023-01"] == ("missing", None)
+
+
+def test_a_copy_cut_short_commits_nothing_and_the_next_run_lands_every_row(tmp_path, monkeypatch):
+    """PostgreSQL's rows are written while the COPY still streams: a connection that dies mid-COPY, or a COPY
+    that gives fewer rows than the snapshot counted, fails the write — no commit, so no position passes rows
+    that did not land — and the next run takes the batch again, whole."""
+    import io
+
+    s = Source("postgres")
+    try:
+        lake = Lake(str(tmp_path / "lake"))
+        s.insert(range(1, 5_001), T0)
+        ds = s.dataset(batch_rows=1_000_000)
+
+        class DiesMidCopy(io.BufferedWriter):
+            written = 0
+
+            def write(self, data):
+                DiesMidCopy.written += len(data)
+                if DiesMidCopy.written > 100_000:
+                    raise ConnectionResetError("server closed the connection unexpectedly")
+                return super().write(data)
+
+        monkeypatch.setattr(database.io, "BufferedWriter", DiesMidCopy)
+        with pytest.raises(ConnectionResetError):
+            collect(ds, lake, 1)
+        monkeypatch.undo()
+        assert lake.row_count("raw", ds.id) == 0 and collect_history(lake, ds.id).is_empty()
+
+        real = DatabaseCollector._stream_copy
+
+        def counted_one_more(self, con, cur, sql, expected, *args):
+            return real(self, con, cur, sql, expected + 1, *args)
+
+        monkeypatch.setattr(DatabaseCollector, "_stream_copy", counted_one_more)
+        with pytest.raises(RuntimeError, match="the COPY gave 5000 rows of the 5001 counted"):
+            collect(ds, lake, 2)
+        monkeypatch.undo()
+        assert lake.row_count("raw", ds.id) == 0
+
+        assert collect(ds, lake, 3).rows_landed == 5_000
+        landed = raw(lake, ds)
+        assert landed.height == 5_000 and landed["_source_key"].n_unique() == 5_000
+        assert landed["_row_number"].sort().to_list() == list(range(1, 5_001))
+    finally:
+        s.close()

@@ -29,6 +29,7 @@ import json
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
 
 from assets.ingest.collector import Collector, CollectResult, FileOutcome, collect_history
 from assets.ingest.rejection import FileRejected, Rejection
@@ -133,6 +134,29 @@ def _key_json(values: list[pl.Series]) -> pl.Expr:
     return pl.concat_str([pl.lit("["), pl.concat_str(quoted, separator=","), pl.lit("]")])
 
 
+TRANSFORM_ROWS = 200_000  # rows of a COPY made raw at once, while the rest streams
+
+
+class _Hashing(io.RawIOBase):
+    """A readable stream that hashes what is read through it (SHA-256)."""
+
+    def __init__(self, raw):
+        self.raw, self.sha = raw, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.raw.readinto(buffer)
+        if n:
+            self.sha.update(memoryview(buffer)[:n])
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
 class VersionedLanding:
     """Landing rows that are versions of a source's rows (a database table's, an interface's items): one
     Delta commit of raw per batch, carrying the position to resume after it — so the position moves exactly
@@ -145,47 +169,41 @@ class VersionedLanding:
     batch_id: str
     rows_this_run: int = 0
 
-    def _land(
-        self,
-        changes: pl.DataFrame,
-        nkeys: int,
-        position: dict,
-        schema: dict[str, str],
-        span: str,
-        sha: str | None = None,
-    ):
-        """``sha``: the batch's content hash when the caller has its bytes (a COPY's output), else the hash of
-        the batch in Arrow IPC."""
-        data = changes.select(pl.col(c.name).cast(pl.String) for c in self.dataset.columns)
-        if sha is None:
-            sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
-        first = self.rows_this_run + 1
+    def _raw_table(self, changes: pl.DataFrame, nkeys: int, first: int, sha: str) -> pa.Table:
+        """Raw rows of a batch: registered columns as text, provenance, the source key, the change and when the
+        source made it."""
+        return self._as_raw(self._raw_frame(changes, nkeys, first, sha))
+
+    def _as_raw(self, frame: pl.DataFrame) -> pa.Table:
         raw_schema = raw_table_schema(self.dataset)
-        table = (
-            with_row_period(data, self.dataset)  # its period as std reads it: '202305' is May 2023
-            .with_columns(
-                pl.lit(self.dataset.department).alias("_source_department"),
-                pl.lit(self.label).alias("_source_file"),
-                pl.lit(sha).alias("_file_sha256"),
-                pl.int_range(first, first + data.height, dtype=pl.Int64).alias("_row_number"),
-                pl.lit(self.batch_id).alias("_batch_id"),
-                pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
-                pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
-                changes["_change"],
-                (
-                    changes["_changed_at"].cast(pl.Datetime("us", "UTC"))
-                    if "_changed_at" in changes.columns
-                    else pl.lit(None, pl.Datetime("us", "UTC")).alias("_changed_at")
-                ),
-            )
-            .select(raw_schema.names)
-            .to_arrow()
-            .cast(raw_schema)
+        return frame.select(raw_schema.names).to_arrow().cast(raw_schema)
+
+    def _raw_frame(self, changes: pl.DataFrame, nkeys: int, first: int, sha: str | None) -> pl.DataFrame:
+        """``_raw_table`` before its layout (of a chunk of a batch, its rows numbered from ``first``; ``sha``
+        None: the batch's hash is added when the whole batch has been read)."""
+        data = changes.select(pl.col(c.name).cast(pl.String) for c in self.dataset.columns)
+        return with_row_period(data, self.dataset).with_columns(  # its period as std reads it: '202305' is May 2023
+            pl.lit(self.dataset.department).alias("_source_department"),
+            pl.lit(self.label).alias("_source_file"),
+            pl.lit(sha).alias("_file_sha256"),
+            pl.int_range(first, first + data.height, dtype=pl.Int64).alias("_row_number"),
+            pl.lit(self.batch_id).alias("_batch_id"),
+            pl.lit(self.now).cast(pl.Datetime("us", "UTC")).alias("_ingested_at"),
+            pl.select(_key_json([changes[f"__k{i}"] for i in range(nkeys)])).to_series().alias("_source_key"),
+            changes["_change"],
+            (
+                changes["_changed_at"].cast(pl.Datetime("us", "UTC"))
+                if "_changed_at" in changes.columns
+                else pl.lit(None, pl.Datetime("us", "UTC")).alias("_changed_at")
+            ),
         )
-        version = self.lake.append(
+
+    def _commit_raw(self, data, position: dict, schema: dict[str, str], sha: str) -> int:
+        """One Delta commit of raw (a table, or a stream of batches) carrying the position after it."""
+        return self.lake.append(
             "raw",
             self.dataset.id,
-            table,
+            data,
             self.partition_by,
             {
                 "batch_id": self.batch_id,
@@ -197,12 +215,27 @@ class VersionedLanding:
             },
             schema_mode="merge",  # a raw table from before ``_changed_at`` gains it
         )
-        self.rows_this_run += data.height
-        outcome = FileOutcome(
-            f"{self.label} ({span})", "landed", sha256=sha, rows_read=data.height, rows_landed=data.height
-        )
+
+    def _landed(self, rows: int, version: int, span: str, sha: str) -> FileOutcome:
+        self.rows_this_run += rows
+        outcome = FileOutcome(f"{self.label} ({span})", "landed", sha256=sha, rows_read=rows, rows_landed=rows)
         outcome.delta_version = version
         return outcome
+
+    def _land(
+        self,
+        changes: pl.DataFrame,
+        nkeys: int,
+        position: dict,
+        schema: dict[str, str],
+        span: str,
+        sha: str | None = None,
+    ):
+        """``sha``: the batch's hash when the caller has one, else the hash of the batch in Arrow IPC."""
+        if sha is None:
+            sha = hashlib.sha256(changes.write_ipc(None, compression="uncompressed").getvalue()).hexdigest()
+        table = self._raw_table(changes, nkeys, self.rows_this_run + 1, sha)
+        return self._landed(table.num_rows, self._commit_raw(table, position, schema, sha), span, sha)
 
     def last_commit(self) -> dict | None:
         """The newest raw commit that recorded a source position (None: nothing landed yet)."""
@@ -274,7 +307,6 @@ class DatabaseCollector(VersionedLanding, Collector):
         assert dataset.database is not None, f"{dataset.id} is not a database source"
         super().__init__(dataset, lake, None, None, batch_id, run_id, now)  # type: ignore[arg-type]
         self.partition_by = versioned_partitioning(dataset)
-        self.batch_sha: str | None = None
         self._types: dict[str, str] = {}
         self.db = dataset.database
         self.dialect = DIALECTS[dataset.kind]
@@ -291,15 +323,21 @@ class DatabaseCollector(VersionedLanding, Collector):
         return pl.read_database_uri(sql, self.uri, engine="connectorx")
 
     def _read(self, after: Position | None) -> tuple[pl.DataFrame, Position | None]:
-        """The next batch after ``after``, every value text, and the position after its last row (None:
-        nothing). PostgreSQL streams it with ``COPY (…) TO STDOUT`` — its fastest way out, and text is what
-        raw keeps (every non-null value quoted, so an empty text stays empty and a NULL null) — in one
-        repeatable-read snapshot; when all that is left fits in a batch it is read unsorted and the position
-        is the last row by an index lookup (no sort of the whole rest). MariaDB through connectorx, sorted."""
-        self.batch_sha = None
-        if self.dataset.kind != "postgres":
-            frame = self._query(self._select(after))
-            return frame, self._last_of(frame)
+        """MariaDB's next batch after ``after`` through connectorx, sorted, every value text, and the position
+        after its last row (None: nothing)."""
+        frame = self._query(self._select(after))
+        return frame, self._last_of(frame)
+
+    def _copy_batch(
+        self, after: Position | None, schema: dict[str, str]
+    ) -> tuple[FileOutcome | None, Position | None, int]:
+        """PostgreSQL's next batch after ``after``: ``COPY (…) TO STDOUT`` — its fastest way out, and text is
+        what raw keeps (every non-null value quoted, so an empty text stays empty and a NULL null) — read in one
+        repeatable-read snapshot and parsed while the server still sends (the two cores overlap). The position
+        is looked up first in the same snapshot (the batch's last row by the index on update time and key); the
+        rows are read unsorted when all that is left fits in the batch. The commit happens only if every row
+        counted came: a COPY cut short lands nothing, so no position passes rows that did not land. Returns the
+        outcome, the position and the rows (None and 0: nothing after ``after``)."""
         import psycopg2
 
         con = psycopg2.connect("postgresql:" + self.uri.split(":", 1)[1])
@@ -309,25 +347,111 @@ class DatabaseCollector(VersionedLanding, Collector):
                 cur.execute("set datestyle = 'ISO, YMD'")  # times as text the way raw keeps them and we read them
                 cur.execute(f"select count(*) from {self._table} where {self._where(after)}")
                 rest = cur.fetchone()[0]
-                buffer = io.BytesIO()
-                sql = self._select(after, ordered=rest > self.db.batch_rows)
-                cur.copy_expert(f"copy ({sql}) to stdout with (format csv, header true, force_quote *)", buffer)
-                self.batch_sha = hashlib.sha256(buffer.getbuffer()).hexdigest()
-                buffer.seek(0)
-                frame = pl.read_csv(buffer, infer_schema=False)
-                if rest > self.db.batch_rows or frame.is_empty():
-                    return frame, self._last_of(frame)
+                if rest == 0:
+                    return None, None, 0
+                take = min(rest, self.db.batch_rows)
                 d, wm = self.dialect, self.db.watermark
                 order = [f"src.{d.ident(wm.column)}", *(f"src.{d.ident(k)}" for k in wm.key)]
                 cur.execute(
                     f"select {', '.join(f'cast({c} as text) as p{i}' for i, c in enumerate(order))} "
                     f"from {self._table} as src where {self._where(after)} "
-                    f"order by {', '.join(f'{c} desc' for c in order)} limit 1"
+                    + (
+                        f"order by {', '.join(order)} offset {take - 1} limit 1"
+                        if rest > take
+                        else f"order by {', '.join(f'{c} desc' for c in order)} limit 1"
+                    )
                 )
                 last = cur.fetchone()
-                return frame, Position(last[0], tuple(last[1:]))
+                position = Position(last[0], tuple(last[1:]))
+                sql = self._select(after, ordered=rest > take, with_watermark=False)
+                version, rows, sha = self._stream_copy(
+                    con, cur, f"copy ({sql}) to stdout with (format csv, header true, force_quote *)", take,
+                    json.loads(position.to_json()), schema,
+                )  # fmt: skip
         finally:
             con.close()
+        span = f"{after.watermark if after else '…'} → {position.watermark}"
+        return self._landed(rows, version, span, sha), position, rows
+
+    def _stream_copy(self, con, cur, copy_sql: str, expected: int, position: dict, schema: dict):
+        """The COPY read through a pipe and parsed as it comes (pyarrow's CSV reader; the content hashed on the
+        way), checked against the rows counted, then landed in one commit: (version, rows, content hash)."""
+        import os
+        import threading
+
+        from pyarrow import csv as pacsv
+
+        nkeys = len(self.db.watermark.key)
+        _, form = self._changed
+        names = [c.name for c in self.dataset.columns] + [f"{_KEY}{i}" for i in range(nkeys)]
+        names += [_CHANGED] if self._changed[0] is not None else []
+        read_end, write_end = os.pipe()
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with io.BufferedWriter(io.FileIO(write_end, "wb"), 1 << 20) as out:
+                    cur.copy_expert(copy_sql, out)
+            except BaseException as exc:  # noqa: BLE001 - handed to the reader, which fails the write
+                failure.append(exc)
+
+        producer = threading.Thread(target=produce, name=f"copy-{self.dataset.id}", daemon=True)
+        source = _Hashing(io.FileIO(read_end, "rb"))
+        producer.start()
+        chunks: list[pl.DataFrame] = []
+        rows = 0
+        try:
+            reader = pacsv.open_csv(
+                source,
+                read_options=pacsv.ReadOptions(block_size=8 << 20),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in names},
+                    null_values=[""],
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+            # raw rows made every ~200k rows read, while the server sends the next (polars frees the GIL); the
+            # reader's batches are what the pipe held (a few hundred rows), too small to transform one by one
+            pending: list[pa.RecordBatch] = []
+
+            def transform() -> None:
+                nonlocal rows
+                changes = (
+                    pl.from_arrow(pa.Table.from_batches(pending))
+                    .rename({f"{_KEY}{i}": f"__k{i}" for i in range(nkeys)})
+                    .with_columns(pl.lit("upsert").alias("_change"))
+                )
+                pending.clear()
+                if _CHANGED in changes.columns:
+                    changes = changes.with_columns(
+                        parse_changed_at(pl.col(_CHANGED), form, self.db.time_zone).alias("_changed_at")
+                    )
+                chunks.append(self._raw_frame(changes, nkeys, self.rows_this_run + 1 + rows, None))
+                rows += changes.height
+
+            for batch in reader:
+                pending.append(batch)
+                if sum(b.num_rows for b in pending) >= TRANSFORM_ROWS:
+                    transform()
+            if pending:
+                transform()
+        except Exception:
+            if not failure:
+                raise
+        finally:
+            source.close()  # a parse that failed early: the producer's next write fails, and it ends
+            if producer.is_alive():
+                con.cancel()
+            producer.join(60)
+        if failure:  # the server or the connection failed mid-COPY: nothing is written
+            raise failure[0]
+        if rows != expected:
+            raise RuntimeError(f"{self.label}: the COPY gave {rows} rows of the {expected} counted")
+        sha = source.sha.hexdigest()
+        raw = self._as_raw(pl.concat(chunks, rechunk=False).with_columns(pl.lit(sha).alias("_file_sha256")))
+        return self._commit_raw(raw, position, schema, sha), rows, sha
 
     def _last_of(self, frame: pl.DataFrame) -> Position | None:
         if frame.is_empty():
@@ -423,7 +547,7 @@ class DatabaseCollector(VersionedLanding, Collector):
         periods = with_row_period(found, ds)["_period"].drop_nulls().unique().sort().to_list()
         return int(found["n"].sum()), periods
 
-    def _select(self, after: Position | None, ordered: bool = True) -> str:
+    def _select(self, after: Position | None, ordered: bool = True, with_watermark: bool = True) -> str:
         d, wm = self.dialect, self.db.watermark
         cols = [
             f"cast({d.ident(self.dataset.db_column(c.name))} as {d.text}) as {d.ident(c.name)}"
@@ -435,7 +559,8 @@ class DatabaseCollector(VersionedLanding, Collector):
             cols.append(f"{changed} as {d.ident(_CHANGED)}")
         if not ordered:  # the position is looked up apart: no update time per row
             return f"select {', '.join(cols)} from {self._table} where {self._where(after)}"
-        cols.append(f"cast({d.ident(wm.column)} as {d.text}) as {d.ident(_WM)}")
+        if with_watermark:  # the position is the last row's (else it is looked up apart)
+            cols.append(f"cast({d.ident(wm.column)} as {d.text}) as {d.ident(_WM)}")
         # the table's own columns, qualified: ORDER BY a bare name that is also an output alias (a registered
         # column named like the key) would sort its text ('9' after '14')
         order = [f"src.{d.ident(wm.column)}", *(f"src.{d.ident(k)}" for k in wm.key)]
@@ -462,12 +587,18 @@ class DatabaseCollector(VersionedLanding, Collector):
         else:
             self._types = schema
             while True:
-                frame, position = self._read(after)
+                if self.dataset.kind == "postgres":
+                    outcome, position, rows = self._copy_batch(after, schema)
+                else:
+                    frame, position = self._read(after)
+                    outcome, rows = (
+                        (self._land_batch(frame, after, position, schema), frame.height) if position else (None, 0)
+                    )
                 if position is None:
                     break
-                result.outcomes.append(self._land_batch(frame, after, position, schema))
+                result.outcomes.append(outcome)
                 after = position
-                if frame.height < self.db.batch_rows:
+                if rows < self.db.batch_rows:
                     break
         return self.finish(result)
 
@@ -484,7 +615,7 @@ class DatabaseCollector(VersionedLanding, Collector):
                 parse_changed_at(pl.col(_CHANGED), form, self.db.time_zone).alias("_changed_at")
             )
         span = f"{after.watermark if after else '…'} → {position.watermark}"
-        return self._land(changes, nkeys, json.loads(position.to_json()), schema, span, self.batch_sha)
+        return self._land(changes, nkeys, json.loads(position.to_json()), schema, span)
 
 
 def reconcile(collector: DatabaseCollector) -> pl.DataFrame:
