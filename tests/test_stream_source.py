@@ -282,3 +282,30 @@ def test_a_batch_of_json_objects_is_checked_column_wise_with_the_same_reasons(br
         "nested value in power_kw (a reading is flat)",
     ]
     assert collected.dead_letters == 3 and dead["stream_sequence"].to_list() == [6, 7, 8]
+
+
+def test_a_reading_resent_is_landed_once_and_one_with_other_values_under_its_key_is_a_dead_letter(broker, tmp_path):
+    """(device, sequence) names one reading. The same values again — a resend — land once; other values under
+    a key already taken — a device whose counter went back, a buggy gateway — are not dropped as duplicates
+    but kept as dead letters saying which columns differ, in the batch and against raw."""
+    lake = Lake(str(tmp_path / "lake"))
+    ds = dataset("TEL5")
+    asyncio.run(_declare(broker, ds))
+    one, two = reading("DEV9", 1), reading("DEV9", 2)
+    batch = [json.dumps(r).encode() for r in (one, two, one, {**two, "power_kw": 99.5})]
+    asyncio.run(_publish(broker, "tel5.DEV9", batch))
+    first = collect(ds, lake, broker, 1)
+    assert lake.read("raw", ds.id).height == 2 and first.duplicates == 1
+    dead = lake.read(DEAD_LETTERS.zone, DEAD_LETTERS.name)
+    assert dead["stream_sequence"].to_list() == [4]
+    assert dead["reason"][0] == (
+        "conflicts with the reading [\"DEV9\",\"2\"] that came before in this batch (power_kw: '11' ≠ '99.5')"
+    )
+    # later: reading 1 resent (dropped), then reading 1 with another state (a dead letter, raw unchanged)
+    asyncio.run(_publish(broker, "tel5.DEV9", [json.dumps(one).encode()]))
+    assert collect(ds, lake, broker, 2).duplicates == 1 and lake.read("raw", ds.id).height == 2
+    asyncio.run(_publish(broker, "tel5.DEV9", [json.dumps({**one, "state": "stop"}).encode()]))
+    assert collect(ds, lake, broker, 3).duplicates == 0 and lake.read("raw", ds.id).height == 2
+    dead = lake.read(DEAD_LETTERS.zone, DEAD_LETTERS.name).sort("stream_sequence")
+    assert dead["stream_sequence"].to_list() == [4, 6]
+    assert dead["reason"][1] == "conflicts with the reading [\"DEV9\",\"1\"] that landed before (state: 'run' ≠ 'stop')"

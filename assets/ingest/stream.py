@@ -10,7 +10,8 @@ A run fetches batches until the stream holds nothing more for it (or ``max_secon
 messages that are not a reading (not JSON, not an object, no key, no time, a value of the wrong kind) are
 recorded in ``quarantine/dead_letters`` with the reason; readings already in raw — a redelivery after a
 crash between the Delta commit and the acknowledgement — or twice in the batch are dropped by their key
-(device, sequence); the rest land in one Delta commit, each in the partition of its own reading time (a
+(device, sequence) when their values are the same; other values under a key already taken are a conflict,
+kept as a dead letter naming the columns that differ (never dropped as a duplicate); the rest land in one Delta commit, each in the partition of its own reading time (a
 late or out-of-order reading lands in its day, not the day it arrived). Values are read as JSON and written
 as text the one way polars prints them (a number ``10.0`` is ``10``), whatever batch a reading comes in. Only then is the batch
 acknowledged: a consumer killed at any point loses nothing and lands nothing twice.
@@ -187,13 +188,15 @@ class StreamCollector(VersionedLanding, Collector):
             ]
         checked = frame.with_columns(pl.coalesce(reasons).alias("__reason"))
         dead += [(messages[i], r) for i, r in enumerate(checked["__reason"].to_list()) if r is not None]
-        good = checked.filter(pl.col("__reason").is_null())
+        good = checked.with_row_index("__msg").filter(pl.col("__reason").is_null())
         rows = good.select(
             *(pl.col(self.dataset.db_column(c.name)).alias(c.name) for c in self.dataset.columns),
             *(pl.col(k).alias(f"__k{i}") for i, k in enumerate(self.spec.key)),
             pl.lit("upsert").alias("_change"),
             pl.col("__received").alias("_changed_at"),
+            pl.col("__msg"),  # the reading's message in ``messages`` (after the unreadable ones are gone)
         )
+        self._kept = messages
         return rows, dead
 
     def _land_messages(self, messages) -> object:
@@ -204,9 +207,18 @@ class StreamCollector(VersionedLanding, Collector):
             return None
         nkeys = len(self.spec.key)
         keys = [f"__k{i}" for i in range(nkeys)]
-        unique = frame.unique(keys, keep="first", maintain_order=True)
-        fresh = self._not_landed(unique, keys)
-        self.duplicates += frame.height - fresh.height
+        values = [c.name for c in self.dataset.columns]
+        # a reading twice in the batch: the same values again is a resend; other values under the same key is
+        # a conflict — the first stays, the other is a dead letter with the columns that differ (never dropped)
+        first = frame.unique(keys, keep="first", maintain_order=True)
+        again = frame.join(first.select("__msg"), on="__msg", how="anti")
+        conflicts = self._conflicts(again, first, keys, values, "came before in this batch")
+        fresh, landed_conflicts = self._not_landed(first, keys, values)
+        conflicts += landed_conflicts
+        if conflicts:
+            self._dead_letters(conflicts)
+        self.duplicates += frame.height - fresh.height - len(conflicts)
+        fresh = fresh.drop("__msg")
         if fresh.is_empty():
             return None
         first, last = messages[0].metadata.sequence.stream, messages[-1].metadata.sequence.stream
@@ -214,10 +226,31 @@ class StreamCollector(VersionedLanding, Collector):
         span = f"stream sequence {first} … {last}"
         return self._land(fresh, nkeys, position, {}, span)
 
-    def _not_landed(self, frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-        """The readings of ``frame`` not yet in raw, judged in the partitions (days) they fall in."""
+    def _conflicts(self, again: pl.DataFrame, before: pl.DataFrame, on: list[str], values: list[str], where: str):
+        """Readings of ``again`` whose key is in ``before`` with other values: (message, reason) each."""
+        if again.is_empty():
+            return []
+        joined = again.join(before.select(*on, *values), on=on, how="inner", suffix="__before", nulls_equal=True)
+        differ = pl.concat_list(
+            pl.when(~pl.col(v).eq_missing(pl.col(f"{v}__before"))).then(pl.lit(v)).otherwise(None) for v in values
+        ).list.drop_nulls()
+        found = joined.with_columns(differ.alias("__differ")).filter(pl.col("__differ").list.len() > 0)
+        out = []
+        for row in found.iter_rows(named=True):
+            key = (
+                json.dumps([row[k] for k in on], ensure_ascii=False, separators=(",", ":"))
+                if on != ["_source_key"]
+                else row["_source_key"]
+            )
+            changes = ", ".join(f"{c}: {row[c + '__before']!r} ≠ {row[c]!r}" for c in row["__differ"])
+            out.append((self._kept[row["__msg"]], f"conflicts with the reading {key} that {where} ({changes})"))
+        return out
+
+    def _not_landed(self, frame: pl.DataFrame, keys: list[str], values: list[str]):
+        """The readings of ``frame`` not yet in raw, judged in the partitions (days) they fall in, and those
+        whose key landed before with other values (conflicts: (message, reason))."""
         if not self.lake.row_count("raw", self.dataset.id):
-            return frame
+            return frame, []
         source_key = pl.select(_key_json([frame[k] for k in keys])).to_series()
         candidates = frame.with_columns(source_key.alias("_source_key"))
         scan = pl.scan_delta(self.lake.uri("raw", self.dataset.id), storage_options=self.lake.storage_options or None)
@@ -226,8 +259,15 @@ class StreamCollector(VersionedLanding, Collector):
             # the days they fall in, as ``_period`` places them (VersionedLanding._land)
             days = with_row_period(candidates, self.dataset, "__day")["__day"].drop_nulls().unique().to_list()
             scan = scan.filter(pl.col("_period").is_in(days))
-        landed = scan.select("_source_key").join(candidates.lazy().select("_source_key"), on="_source_key", how="semi")
-        return candidates.join(landed.collect(), on="_source_key", how="anti").drop("_source_key")
+        landed = (
+            scan.select("_source_key", *values)
+            .join(candidates.lazy().select("_source_key"), on="_source_key", how="semi")
+            .unique("_source_key", keep="first")
+            .collect()
+        )
+        seen = candidates.join(landed.select("_source_key"), on="_source_key", how="semi")
+        conflicts = self._conflicts(seen, landed, ["_source_key"], values, "landed before")
+        return candidates.join(landed, on="_source_key", how="anti").drop("_source_key"), conflicts
 
     def _dead_letters(self, dead: list) -> None:
         now = dt.datetime.now(dt.UTC)
