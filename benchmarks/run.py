@@ -144,7 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     src = _stage("-m", "benchmarks.sources", "1000000", "200000")
     rel, tel = src["relational"], src["telemetry"]
     copy = rel["copy_to_delta_seconds"]
-    for name, key in (("by watermark", "watermark_seconds"), ("by change log", "change_log_seconds")):
+    for name, key in (
+        ("by watermark", "watermark_seconds"),
+        ("by change log, its first copy (the table's snapshot)", "change_log_snapshot_seconds"),
+        ("by change log, 20 transactions of inserts decoded", "change_log_seconds"),
+    ):
         r = rel[key] / copy
         print(
             f"  {rel['rows']:,} rows from PostgreSQL {name}: {rel[key]:.1f} s vs COPY … TO STDOUT into a Delta write "

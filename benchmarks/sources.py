@@ -1,7 +1,7 @@
 """Real sources, measured (``make bench``; or ``python -m benchmarks.sources ROWS READINGS``).
 
 On a PostgreSQL the bench starts (the machine's packages, ``wal_level=logical``, a temp folder, a free port):
-ROWS tax filings read by watermark and by change log, against the plain baseline of ``COPY (…) TO STDOUT``
+ROWS tax filings read by watermark, by a change log's first copy and by change log, against the plain baseline of ``COPY (…) TO STDOUT``
 into a Delta write of the same rows (text, as raw holds them). On a NATS server it starts (JetStream on
 disk): READINGS device readings consumed into raw in micro-batches, with the broker killed (SIGKILL) and
 restarted while the consumer runs; every reading must land exactly once. Prints one JSON line.
@@ -131,6 +131,19 @@ def relational(rows: int) -> dict:
         landed = DatabaseCollector(ds, lake, "bench-wm", now=dt.datetime.now(dt.UTC), environ=env).run().rows_landed
         out["watermark_seconds"] = time.perf_counter() - started
         assert landed == rows, f"watermark landed {landed} of {rows}"
+
+        # the change log's first run on a table that holds ROWS: its copy at the slot's exported snapshot
+        lake = Lake(str(home / "lake-snapshot"))
+        ds = _dataset(
+            "postgres",
+            {"connection": "bench", "table": "filings", "capture": "log", "ignore_columns": ["updated_at"]},
+        )
+        started = time.perf_counter()
+        landed = PostgresChangeCollector(ds, lake, "bench-copy", now=dt.datetime.now(dt.UTC), environ=env).run()
+        out["change_log_snapshot_seconds"] = time.perf_counter() - started
+        assert landed.rows_landed == rows, f"the change log's copy landed {landed.rows_landed} of {rows}"
+        cur.execute("select pg_drop_replication_slot('shucang_tax_monthly')")
+        cur.execute("drop publication shucang_tax_monthly")
 
         # the change log: the slot starts on an empty table, then ROWS inserts in 20 transactions
         lake = Lake(str(home / "lake-log"))

@@ -428,12 +428,12 @@ def test_a_copy_cut_short_commits_nothing_and_the_next_run_lands_every_row(tmp_p
         monkeypatch.undo()
         assert lake.row_count("raw", ds.id) == 0 and collect_history(lake, ds.id).is_empty()
 
-        real = DatabaseCollector._stream_copy
+        real = DatabaseCollector._copy_into_raw
 
         def counted_one_more(self, con, cur, sql, expected, *args):
             return real(self, con, cur, sql, expected + 1, *args)
 
-        monkeypatch.setattr(DatabaseCollector, "_stream_copy", counted_one_more)
+        monkeypatch.setattr(DatabaseCollector, "_copy_into_raw", counted_one_more)
         with pytest.raises(RuntimeError, match="the COPY gave 5000 rows of the 5001 counted"):
             collect(ds, lake, 2)
         monkeypatch.undo()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import io
 import json
 import select
 import time
@@ -298,28 +297,28 @@ class PostgresChangeCollector(ChangeCollector):
                 for c in self.dataset.columns
             ]
             cols += [f"cast({d.ident(k)} as text) as {d.ident(f'__k{i}')}" for i, k in enumerate(keys)]
-            buffer = io.BytesIO()
+            names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(len(keys))]
+            position = {"lsn": start, "snapshot": snapshot}
             reader = self._connect()
             try:
                 reader.autocommit = False
                 with reader.cursor() as c:
                     c.execute("begin isolation level repeatable read")
                     c.execute("set transaction snapshot %s", (snapshot,))
-                    c.copy_expert(
-                        f"copy (select {', '.join(cols)} from {self._table}) to stdout with (format csv, header true)",
-                        buffer,
-                    )
+                    c.execute(f"select count(*) from {self._table}")
+                    expected = c.fetchone()[0]
+                    # read and made raw while the server still sends, landed in one commit with the slot's start
+                    version, rows, sha = self._copy_into_raw(
+                        reader, c, f"copy (select {', '.join(cols)} from {self._table}) to stdout with "
+                        "(format csv, header true)", expected, names, len(keys),
+                        lambda frame: frame.with_columns(pl.lit("snapshot").alias("_change")), position, schema,
+                    )  # fmt: skip
                 reader.rollback()
             finally:
                 reader.close()
         finally:
             rep.close()
-        buffer.seek(0)
-        names = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(len(keys))]
-        frame = pl.read_csv(buffer, infer_schema=False, schema={n: pl.String for n in names})
-        changes = frame.with_columns(pl.lit("snapshot").alias("_change"))
-        position = {"lsn": start, "snapshot": snapshot}
-        return self._land(changes, len(keys), position, schema, f"snapshot at {start}")
+        return self._landed(rows, version, f"snapshot at {start}", sha)
 
     def _stream(
         self, con, after: dict, keys: list[str], schema: dict[str, str]

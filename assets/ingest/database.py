@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 
 import polars as pl
@@ -364,27 +365,42 @@ class DatabaseCollector(VersionedLanding, Collector):
                 last = cur.fetchone()
                 position = Position(last[0], tuple(last[1:]))
                 sql = self._select(after, ordered=rest > take, with_watermark=False)
-                version, rows, sha = self._stream_copy(
+                nkeys = len(wm.key)
+                changed, form = self._changed
+                names = [c.name for c in self.dataset.columns] + [f"{_KEY}{i}" for i in range(nkeys)]
+                names += [_CHANGED] if changed is not None else []
+
+                def prepare(frame: pl.DataFrame) -> pl.DataFrame:
+                    changes = frame.rename({f"{_KEY}{i}": f"__k{i}" for i in range(nkeys)}).with_columns(
+                        pl.lit("upsert").alias("_change")
+                    )
+                    if changed is None:
+                        return changes
+                    return changes.with_columns(
+                        parse_changed_at(pl.col(_CHANGED), form, self.db.time_zone).alias("_changed_at")
+                    )
+
+                version, rows, sha = self._copy_into_raw(
                     con, cur, f"copy ({sql}) to stdout with (format csv, header true, force_quote *)", take,
-                    json.loads(position.to_json()), schema,
+                    names, nkeys, prepare, json.loads(position.to_json()), schema,
                 )  # fmt: skip
         finally:
             con.close()
         span = f"{after.watermark if after else '…'} → {position.watermark}"
         return self._landed(rows, version, span, sha), position, rows
 
-    def _stream_copy(self, con, cur, copy_sql: str, expected: int, position: dict, schema: dict):
-        """The COPY read through a pipe and parsed as it comes (pyarrow's CSV reader; the content hashed on the
-        way), checked against the rows counted, then landed in one commit: (version, rows, content hash)."""
-        import os
+    def _copy_into_raw(
+        self, con, cur, copy_sql: str, expected: int, names: list[str], nkeys: int, prepare, position: dict,
+        schema: dict,
+    ):  # fmt: skip
+        """A COPY (CSV with a header of ``names``; NULL unquoted, an empty text quoted) read through a pipe and
+        parsed as it comes (pyarrow's CSV reader; the content hashed on the way); ``prepare`` turns each step's
+        rows into change records (key columns ``__k0…``, ``_change``); checked against the ``expected`` rows,
+        then landed in one commit: (version, rows, content hash)."""
         import threading
 
         from pyarrow import csv as pacsv
 
-        nkeys = len(self.db.watermark.key)
-        _, form = self._changed
-        names = [c.name for c in self.dataset.columns] + [f"{_KEY}{i}" for i in range(nkeys)]
-        names += [_CHANGED] if self._changed[0] is not None else []
         read_end, write_end = os.pipe()
         failure: list[BaseException] = []
 
@@ -418,16 +434,8 @@ class DatabaseCollector(VersionedLanding, Collector):
 
             def transform() -> None:
                 nonlocal rows
-                changes = (
-                    pl.from_arrow(pa.Table.from_batches(pending))
-                    .rename({f"{_KEY}{i}": f"__k{i}" for i in range(nkeys)})
-                    .with_columns(pl.lit("upsert").alias("_change"))
-                )
+                changes = prepare(pl.from_arrow(pa.Table.from_batches(pending)))
                 pending.clear()
-                if _CHANGED in changes.columns:
-                    changes = changes.with_columns(
-                        parse_changed_at(pl.col(_CHANGED), form, self.db.time_zone).alias("_changed_at")
-                    )
                 chunks.append(self._raw_frame(changes, nkeys, self.rows_this_run + 1 + rows, None))
                 rows += changes.height
 
