@@ -246,3 +246,15 @@ def test_a_column_the_registry_does_not_know_stops_the_stream_before_its_transac
     accepted = table.dataset(ignore_columns=["remark"], accept_types={"revenue": "numeric(20,2)"})
     assert [o.rows_landed for o in collect(accepted, lake, table.url, 6).landed] == [2]
     assert lake.read("raw", ds.id).height == 18
+
+
+def test_an_empty_tables_copy_lands_nothing_and_its_changes_follow(table, tmp_path):
+    """A table captured before its first row: the copy commits no row but the slot's start, and what is
+    inserted later comes through the log."""
+    lake = Lake(str(tmp_path / "lake"))
+    ds = table.dataset()
+    first = collect(ds, lake, table.url, 1)
+    assert [o.rows_landed for o in first.landed] == [0] and lake.row_count("raw", ds.id) == 0
+    table.insert(range(1, 11))
+    assert collect(ds, lake, table.url, 2).rows_landed == 10
+    assert dict(lake.read("raw", ds.id).group_by("_change").len().iter_rows()) == {"insert": 10}

@@ -458,6 +458,9 @@ class DatabaseCollector(VersionedLanding, Collector):
         if rows != expected:
             raise RuntimeError(f"{self.label}: the COPY gave {rows} rows of the {expected} counted")
         sha = source.sha.hexdigest()
+        if not chunks:  # nothing to copy (an empty table's snapshot): the commit still carries the position
+            empty = prepare(pl.DataFrame(schema={n: pl.String for n in names}))
+            chunks.append(self._raw_frame(empty, nkeys, self.rows_this_run + 1, None))
         raw = self._as_raw(pl.concat(chunks, rechunk=False).with_columns(pl.lit(sha).alias("_file_sha256")))
         return self._commit_raw(raw, position, schema, sha), rows, sha
 
