@@ -75,8 +75,10 @@ def _dataset(kind: str, spec: dict):
 
 
 def relational(rows: int) -> dict:
+    import connectorx  # noqa: F401 - imported before the timings, as the baseline's libraries are
     import polars as pl
     import psycopg2
+    import pyarrow.csv  # noqa: F401
     from deltalake import write_deltalake
 
     from assets.ingest.changelog import PostgresChangeCollector

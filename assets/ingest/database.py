@@ -439,10 +439,13 @@ class DatabaseCollector(VersionedLanding, Collector):
                 chunks.append(self._raw_frame(changes, nkeys, self.rows_this_run + 1 + rows, None))
                 rows += changes.height
 
+            waiting = 0
             for batch in reader:
                 pending.append(batch)
-                if sum(b.num_rows for b in pending) >= TRANSFORM_ROWS:
+                waiting += batch.num_rows
+                if waiting >= TRANSFORM_ROWS:
                     transform()
+                    waiting = 0
             if pending:
                 transform()
         except Exception:
