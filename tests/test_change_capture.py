@@ -184,12 +184,10 @@ def test_a_crash_before_the_slot_is_told_or_inside_the_commit_repeats_and_loses_
     for start in range(101, 161, 20):  # three transactions of 20 rows each
         table.insert(range(start, start + 20))
 
-    import psycopg2.extras
-
     def killed_before_acknowledging(self, *args, **kwargs):
         raise SystemExit("killed after the Delta commit, before the slot was told")
 
-    monkeypatch.setattr(psycopg2.extras.ReplicationCursor, "send_feedback", killed_before_acknowledging)
+    monkeypatch.setattr(PostgresChangeCollector, "_advance", killed_before_acknowledging)
     with pytest.raises(SystemExit):
         collect(ds, lake, table.url, 2)
     monkeypatch.undo()

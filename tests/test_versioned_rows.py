@@ -11,8 +11,10 @@ import urllib.error
 import urllib.request
 
 import polars as pl
+import pyarrow as pa
 import pytest
 
+from assets.ingest import pgoutput
 from assets.ingest.database import changed_at_sql, parse_changed_at
 from lakehouse.config import ConfigError
 from lakehouse.lake import Lake
@@ -223,3 +225,42 @@ def test_a_comparison_finds_a_changed_value_a_repeated_row_and_a_missing_table(t
     assert not report.equal and [t.name for t in report.tables if not t.equal] == ["u"]
     right.overwrite("publish", "u", a.to_arrow())
     assert compare_published(left, right).equal
+
+
+# --- the change log's INSERTs, decoded together ------------------------------------------------------------------
+def _insert(oid: int, values: list[str | None]) -> bytes:
+    out = b"I" + oid.to_bytes(4, "big") + b"N" + len(values).to_bytes(2, "big")
+    for v in values:
+        out += b"n" if v is None else b"t" + len(v.encode()).to_bytes(4, "big") + v.encode()
+    return out
+
+
+def _copy(payloads: list[bytes]) -> bytes:
+    body = b"".join(b"\x00\x01" + len(p).to_bytes(4, "big") + p for p in payloads)
+    return pgoutput.COPY_SIGNATURE + b"\x00" * 8 + body + b"\xff\xff"
+
+
+def test_inserts_decoded_together_equal_the_one_by_one_decoder():
+    columns = ("id", "name", "note")
+    rows = [["1", "台州市黄岩区模具厂", None], ["22", "", "a\"quote'\n"], ["333", "x" * 300, "€"]] * 50
+    payloads = [_insert(16384, r) for r in rows]
+    buf = _copy(payloads)
+    starts, lengths = pgoutput.copy_frames(buf)
+    assert len(starts) == 150 and [buf[s : s + n] for s, n in zip(starts, lengths, strict=True)] == payloads
+    table = pgoutput.decode_inserts(buf, starts, columns)
+    relation = pgoutput.Relation(16384, "public", "t", columns, ("id",), (20, 25, 25))
+    one_by_one = [pgoutput.decode(p, {16384: relation}).new for p in payloads]
+    assert table.to_pylist() == one_by_one
+
+
+def test_an_insert_not_of_the_plain_shape_is_left_to_the_one_by_one_decoder():
+    columns = ("id", "name")
+    plain = _insert(1, ["1", "a"])
+    fewer = _insert(1, ["2"])  # a tuple of another layout
+    buf = _copy([plain, fewer])
+    assert pgoutput.decode_inserts(buf, pgoutput.copy_frames(buf)[0], columns) is None
+    bad = _copy(
+        [b"I" + (1).to_bytes(4, "big") + b"N" + (1).to_bytes(2, "big") + b"t" + (2).to_bytes(4, "big") + b"\xff\xfe"]
+    )
+    with pytest.raises(pa.ArrowInvalid):  # text that is not UTF-8 is an error, never landed as garbage
+        pgoutput.decode_inserts(bad, pgoutput.copy_frames(bad)[0], ("id",))

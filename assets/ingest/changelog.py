@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import json
-import select
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from assets.ingest import pgoutput
@@ -56,6 +57,8 @@ class _Txn:
     position: dict | None = None  # the position to resume after it, as its commit records it
     label: str = ""  # how the log names that position, for the collect log
     changed_at: dt.datetime | None = None  # when it committed at the source
+    first: int = -1  # (PostgreSQL) its BEGIN and COMMIT among the messages peeked
+    last: int = -1
 
 
 class ChangeCollector(DatabaseCollector):
@@ -323,78 +326,171 @@ class PostgresChangeCollector(ChangeCollector):
     def _stream(
         self, con, after: dict, keys: list[str], schema: dict[str, str]
     ) -> tuple[list[FileOutcome], FileRejected | None]:
-        """Every whole transaction after the position until caught up, landed in batches; and the refusal
-        that stopped the stream early, if one did (what came before it landed)."""
+        """Every whole transaction after the position that committed before this run began, landed in batches;
+        and the refusal that stopped early, if one did (what came before it landed).
+
+        The slot is read with ``pg_logical_slot_peek_binary_changes`` — up to ``batch_rows`` messages, whole
+        transactions, as one binary COPY — and told (``pg_replication_slot_advance``) only after the batch's
+        Delta commit; transactions at or before the position raw records (a run that died between the commit
+        and telling the slot) are skipped. INSERTs are decoded for all rows at once (``pgoutput.decode_inserts``),
+        other messages one by one."""
         position = lsn_int(after["lsn"])
-        rep = self._connect(replication=True)
         outcomes: list[FileOutcome] = []
         refusal: FileRejected | None = None
-        try:
-            cur = rep.cursor()
-            cur.start_replication(
-                slot_name=self.slot,
-                decode=False,
-                start_lsn=position,
-                options={"proto_version": "1", "publication_names": self.publication, "messages": "true"},
-            )
-            # caught up = everything written before this run started has been decoded: a marker written to the
-            # log now comes back after all of it (the server's WAL end says nothing of what was decoded yet)
-            marker = f"{self.batch_id}:{time.time_ns()}".encode()
-            with con.cursor() as c:
-                c.execute("select pg_logical_emit_message(false, %s, %s)", (MARKER_PREFIX, marker))
-            caught_up = False
-            relations: dict[int, pgoutput.Relation] = {}
-            batch: list[_Txn] = []
-            txn: _Txn | None = None
-            rows = 0
-            started = asked = time.monotonic()
-            try:
-                while time.monotonic() - started < MAX_SECONDS:
-                    msg = cur.read_message()
-                    if msg is None:
-                        if txn is None and caught_up:
-                            break
-                        if time.monotonic() - asked > IDLE_SECONDS:  # keep the connection alive while decoding
-                            cur.send_feedback(reply=True)
-                            asked = time.monotonic()
-                        select.select([cur], [], [], IDLE_SECONDS / 5)
-                        continue
-                    event = pgoutput.decode(msg.payload, relations)
-                    if isinstance(event, pgoutput.Message):
-                        caught_up = caught_up or (event.prefix == MARKER_PREFIX and event.content == marker)
-                    elif isinstance(event, pgoutput.Begin):
-                        txn = _Txn(0, [], changed_at=event.commit_ts)
-                    elif isinstance(event, pgoutput.Relation):
-                        schema = self._check_layout(event.columns, self._relation_types(con, event), schema)
-                    elif isinstance(event, pgoutput.Change) and txn is not None:
-                        txn.changes += self._records(event, list(relations[event.relation].key))
-                    elif isinstance(event, pgoutput.Truncate):
-                        raise FileRejected(
-                            Rejection(
-                                "unreadable",
-                                f"TRUNCATE of {self.db.table}: rows removed without a change per row; reload the "
-                                "dataset (drop the slot and raw) to copy the table anew",
-                                f"lsn {lsn_text(msg.data_start)}",
-                                0,
-                            )
-                        )
-                    elif isinstance(event, pgoutput.Commit) and txn is not None:
-                        txn.end_lsn = event.end_lsn
-                        txn.position, txn.label = {"lsn": lsn_text(event.end_lsn)}, lsn_text(event.end_lsn)
-                        if event.end_lsn > position and txn.changes:  # at or before it: landed already
-                            batch.append(txn)
-                            rows += len(txn.changes)
-                        txn = None
-                        if rows >= self.db.batch_rows:
-                            landed, batch, rows = batch, [], 0
-                            outcomes.append(self._land_transactions(landed, len(keys), schema))
-                            cur.send_feedback(flush_lsn=landed[-1].end_lsn)  # only after the Delta commit
-            except FileRejected as exc:  # the transactions before the refused one land; it waits in the slot
-                refusal = exc
-            # (any other error — a crash — lands nothing more: the slot streams it again next time)
-            if batch:
-                outcomes.append(self._land_transactions(batch, len(keys), schema))
-                cur.send_feedback(flush_lsn=batch[-1].end_lsn)
-        finally:
-            rep.close()
+        self._relations: dict[int, pgoutput.Relation] = {}
+        with con.cursor() as c:
+            c.execute("select pg_current_wal_lsn()::text")
+            upto = c.fetchone()[0]  # what was written before this run: decoded now; the rest waits for the next
+            c.execute("select confirmed_flush_lsn::text from pg_replication_slots where slot_name = %s", (self.slot,))
+            row = c.fetchone()
+        if row and row[0] and lsn_int(row[0]) < position:  # landed by a run that died before telling the slot
+            self._advance(con, position)
+        started = time.monotonic()
+        while time.monotonic() - started < MAX_SECONDS:
+            buf, starts, lengths = self._peek(con, upto)
+            if not len(starts):
+                break
+            txns, refusal, schema, last_end = self._transactions(con, buf, starts, lengths, position, schema)
+            if txns:
+                outcomes.append(self._land_peeked(buf, starts, lengths, txns, keys, schema))
+            if last_end > position:  # landed (or nothing of the publication in it): the slot moves past it
+                position = last_end
+                self._advance(con, position)
+            if refusal is not None or len(starts) < self.db.batch_rows or not last_end:
+                break
         return outcomes, refusal
+
+    def _peek(self, con, upto: str):
+        d = self.dialect
+        buffer = io.BytesIO()
+        with con.cursor() as c:
+            c.copy_expert(
+                f"copy (select data from pg_logical_slot_peek_binary_changes({d.literal(self.slot)}, "
+                f"{d.literal(upto)}::pg_lsn, {int(self.db.batch_rows)}, 'proto_version', '1', 'publication_names', "
+                f"{d.literal(self.publication)})) to stdout with (format binary)",
+                buffer,
+            )
+        buf = buffer.getvalue()
+        return (buf, *pgoutput.copy_frames(buf))
+
+    def _advance(self, con, lsn: int) -> None:
+        """The slot told that everything up to ``lsn`` is in raw (only ever after the Delta commit)."""
+        with con.cursor() as c:
+            c.execute("select pg_replication_slot_advance(%s, %s::pg_lsn)", (self.slot, lsn_text(lsn)))
+
+    def _transactions(self, con, buf: bytes, starts, lengths, position: int, schema: dict[str, str]):
+        """The peeked messages other than INSERTs, one by one: transactions (their first and last message, commit
+        time, end LSN, decoded updates and deletes), the layout check on every RELATION message; returns the
+        transactions after ``position``, the refusal that stopped the walk (if any), the layout, and the end LSN
+        of the last whole transaction walked (0: none)."""
+        kinds = np.frombuffer(buf, dtype=np.uint8)[starts]
+        self._relations_at: dict[int, list[tuple[int, pgoutput.Relation]]] = {}
+        txns: list[_Txn] = []
+        txn: _Txn | None = None
+        last_end = 0
+        try:
+            for idx in np.nonzero(kinds != 73)[0].tolist():  # 'I' is for later, all at once
+                start = int(starts[idx])
+                event = pgoutput.decode(buf[start : start + int(lengths[idx])], self._relations)
+                if isinstance(event, pgoutput.Begin):
+                    txn = _Txn(0, [], changed_at=event.commit_ts, first=idx)
+                elif isinstance(event, pgoutput.Relation):
+                    self._relations_at.setdefault(event.oid, []).append((idx, event))
+                    schema = self._check_layout(event.columns, self._relation_types(con, event), schema)
+                elif isinstance(event, pgoutput.Change) and txn is not None:
+                    key = list(self._relations[event.relation].key)
+                    txn.changes += [(idx, r) for r in self._records(event, key)]
+                elif isinstance(event, pgoutput.Truncate):
+                    raise FileRejected(
+                        Rejection(
+                            "unreadable",
+                            f"TRUNCATE of {self.db.table}: rows removed without a change per row; reload the "
+                            "dataset (drop the slot and raw) to copy the table anew",
+                            "change log",
+                            0,
+                        )
+                    )
+                elif isinstance(event, pgoutput.Commit) and txn is not None:
+                    txn.end_lsn, txn.last = event.end_lsn, idx
+                    txn.position, txn.label = {"lsn": lsn_text(event.end_lsn)}, lsn_text(event.end_lsn)
+                    if event.end_lsn > position:  # at or before it: landed already
+                        txns.append(txn)
+                    last_end = event.end_lsn
+                    txn = None
+        except FileRejected as exc:  # the transactions before the refused one land; it waits in the slot
+            return txns, exc, schema, last_end
+        return txns, None, schema, last_end
+
+    def _land_peeked(self, buf: bytes, starts, lengths, txns: list[_Txn], keys: list[str], schema) -> FileOutcome:
+        """The transactions' change records in log order — INSERTs decoded together per relation, the rest as
+        walked — landed in one commit with the last transaction's end as the position."""
+        data = np.frombuffer(buf, dtype=np.uint8)
+        kinds = data[starts]
+        firsts = np.asarray([t.first for t in txns], dtype=np.int64)
+        lasts = np.asarray([t.last for t in txns], dtype=np.int64)
+        inserts = np.nonzero(kinds == 73)[0]
+        which = np.searchsorted(firsts, inserts, side="right") - 1
+        inside = (which >= 0) & (inserts < lasts[np.clip(which, 0, None)])
+        inserts, which = inserts[inside], which[inside]
+        oids = np.zeros(len(inserts), dtype=np.int64)
+        for k in range(4):
+            oids = (oids << 8) | data[starts[inserts] + 1 + k]
+        names = self._source_columns
+        frames, records = [], []
+        # each transaction's commit time, in microseconds, to give its inserts by index (not one Python object each)
+        committed = (
+            pl.Series("_changed_at", [t.changed_at for t in txns], pl.Datetime("us", "UTC")).to_physical().to_numpy()
+        )
+        for oid in np.unique(oids).tolist():
+            mine, txn_of = inserts[oids == oid], which[oids == oid]
+            seen = self._relations_at.get(oid, [])
+            relation = self._relations[oid]
+            table = decode_ok = None
+            if len(seen) <= 1:  # one layout for all of them
+                table = pgoutput.decode_inserts(buf, starts[mine], relation.columns)
+                decode_ok = table is not None
+            if decode_ok:
+                frame = pl.from_arrow(table).select(
+                    *(
+                        pl.col(n).cast(pl.String).alias(c.name)
+                        for n, c in zip(names, self.dataset.columns, strict=True)
+                    ),
+                    *(pl.col(k).cast(pl.String).alias(f"__k{i}") for i, k in enumerate(keys)),
+                )
+                frames.append(
+                    frame.with_columns(
+                        pl.lit("insert").alias("_change"),
+                        pl.Series("_changed_at", committed[txn_of]).cast(pl.Datetime("us", "UTC")),
+                        pl.Series("__order", mine, pl.Int64),
+                    )
+                )
+                continue
+            for idx, t in zip(mine.tolist(), txn_of.tolist(), strict=True):  # one by one, as the layout changed
+                start = int(starts[idx])
+                event = pgoutput.decode(buf[start : start + int(lengths[idx])], self._relations_at_index(oid, idx))
+                records += [(idx, txns[t].changed_at, r) for r in self._records(event, list(relation.key))]
+        for t in txns:
+            records += [(idx, t.changed_at, r) for idx, r in t.changes]
+        cols = [c.name for c in self.dataset.columns] + [f"__k{i}" for i in range(len(keys))] + ["_change"]
+        if records:
+            values = list(zip(*(r for _, _, r in records), strict=True))
+            frames.append(
+                pl.DataFrame(
+                    {n: pl.Series(n, v, dtype=pl.String) for n, v in zip(cols, values, strict=True)}
+                ).with_columns(
+                    pl.Series("_changed_at", [at for _, at, _ in records], pl.Datetime("us", "UTC")),
+                    pl.Series("__order", [i for i, _, _ in records], pl.Int64),
+                )
+            )
+        frame = (
+            pl.concat(frames, how="vertical_relaxed").sort("__order", maintain_order=True).drop("__order")
+            if frames
+            else pl.DataFrame(schema={**{c: pl.String for c in cols}, "_changed_at": pl.Datetime("us", "UTC")})
+        )
+        span = f"{txns[0].label} … {txns[-1].label}"
+        return self._land(frame, len(keys), txns[-1].position or {}, schema, span)
+
+    def _relations_at_index(self, oid: int, idx: int) -> dict[int, pgoutput.Relation]:
+        """The relations as they were at message ``idx`` (the last RELATION message of ``oid`` before it)."""
+        seen = [r for at, r in self._relations_at.get(oid, []) if at < idx]
+        return {**self._relations, oid: seen[-1] if seen else self._relations[oid]}
