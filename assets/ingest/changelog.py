@@ -3,12 +3,13 @@
 The first run creates the publication (if the DBA has not) and the slot, and copies the table as it was at
 the slot's start — the snapshot the slot exports, read with ``COPY … TO STDOUT`` in the same transaction
 snapshot — into raw as ``snapshot`` records, in one Delta commit carrying the slot's start LSN. Every later
-run streams the slot from the LSN the last raw commit recorded: whole transactions only (a batch never ends
-inside one), each change a record of raw (``insert``, ``update``, ``delete`` with the old row's key, or the
+run reads the slot (``pg_logical_slot_peek_binary_changes``, whole transactions in batches, one binary COPY
+each) from the LSN the last raw commit recorded up to the WAL's end when the run began, each change a record
+of raw (``insert``, ``update``, ``delete`` with the old row's key, or the
 whole old row under REPLICA IDENTITY FULL), each batch one Delta commit carrying the end LSN of its last
-transaction. The slot is told that LSN (its WAL may then be recycled) only after that commit: a crash before
-it streams the same transactions again and those at or before the recorded LSN are skipped — nothing lost,
-nothing twice. A crash between slot creation and the snapshot's commit leaves a slot no commit refers to: the
+transaction. The slot is told that LSN (``pg_replication_slot_advance``; its WAL may then be recycled) only
+after that commit: a crash before it gives the same transactions again and those at or before the recorded LSN
+are skipped (the slot is advanced to it first) — nothing lost, nothing twice. A crash between slot creation and the snapshot's commit leaves a slot no commit refers to: the
 next run drops and recreates it (nothing was acknowledged through it).
 
 A transaction that brings a table whose columns left the registered layout stops the run before it: what
@@ -36,9 +37,7 @@ from assets.ingest.database import DatabaseCollector
 from assets.ingest.rejection import FileRejected, Rejection
 from lakehouse.registry import Dataset
 
-IDLE_SECONDS = 0.5  # while waiting for the log: ask the server for a keepalive this often
-MARKER_PREFIX = "shucang"  # the prefix of the collector's own marker in the log (pg_logical_emit_message)
-MAX_SECONDS = 300.0  # one run streams at most this long; the rest waits for the next
+MAX_SECONDS = 300.0  # one run reads the log at most this long; the rest waits for the next
 
 
 def lsn_text(lsn: int) -> str:
