@@ -345,24 +345,36 @@ class Registry(Strict):
 OVERLAY_ENV = "SHUCANG_SOURCES_OVERLAY"
 
 
+class Channel(Strict):
+    """Where an overlay moves a dataset: its ``kind`` and that channel's settings (nothing else of it)."""
+
+    kind: Literal["file", "postgres", "mysql", "api", "stream"]
+    database: Database | None = None
+    api: Api | None = None
+    stream: Stream | None = None
+
+
+class Overlay(Strict):
+    """A registry overlay: datasets moved to other channels (e.g. ``lakehouse/sources.live.yaml``)."""
+
+    datasets: dict[str, Channel]
+
+
 def load_registry(path: Path = REGISTRY_PATH, overlay: Path | None = None) -> Registry:
     """Load and validate a registry file; errors name the file and the offending key. ``overlay``: a file
     that moves datasets to other channels — ``datasets: {<id>: {kind: …, database|api|stream: …}}``, each
-    dataset's keys replacing the registry's (e.g. ``lakehouse/sources.live.yaml``, the live demo's)."""
+    replacing the registry's channel of the dataset, the rest of it as the registry declares."""
     if overlay is None:
         return config.load(path, Registry, "source registry")
     document = config.read_yaml(path)
-    changes = config.read_yaml(overlay) or {}
-    unknown = sorted(set(changes) - {"datasets"})
-    if unknown or not isinstance(changes.get("datasets", {}), dict):
-        raise config.ConfigError(f"{overlay}: an overlay holds only `datasets:`, a mapping of dataset id → keys")
+    moves = config.load(overlay, Overlay, "source registry overlay")
     by_id = {d.get("id"): d for d in document.get("datasets", [])}
-    for dataset_id, keys in (changes.get("datasets") or {}).items():
+    for dataset_id, channel in moves.datasets.items():
         if dataset_id not in by_id:
             raise config.ConfigError(f"{overlay}: datasets.{dataset_id}: no such dataset in {path}")
-        if not isinstance(keys, dict) or "id" in keys:
-            raise config.ConfigError(f"{overlay}: datasets.{dataset_id}: a mapping of keys to replace (not `id`)")
-        by_id[dataset_id].update(keys)
+        for key in ("database", "api", "stream"):
+            by_id[dataset_id].pop(key, None)
+        by_id[dataset_id].update(channel.model_dump(exclude_none=True))
     return config.validate(document, Registry, f"{path} with {overlay}", "source registry")
 
 

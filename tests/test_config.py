@@ -13,7 +13,7 @@ from exchange.requests import POLICY_PATH as EXCHANGE_POLICY
 from exchange.requests import ExchangePolicy
 from lakehouse import config
 from lakehouse.config import ConfigError
-from lakehouse.registry import REGISTRY_PATH, Registry
+from lakehouse.registry import REGISTRY_PATH, Overlay, Registry
 from privacy.grading import GRADING_PATH, Vocabulary
 from privacy.policy import POLICY_PATH as PRIVACY_POLICY
 from privacy.policy import PrivacyPolicy
@@ -25,6 +25,7 @@ from quality.units import UNITS_PATH, Units
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = [
     (REGISTRY_PATH, Registry),
+    (REGISTRY_PATH.with_name("sources.live.yaml"), Overlay),
     (PRIVACY_POLICY, PrivacyPolicy),
     (GRADING_PATH, Vocabulary),
     (EXCHANGE_POLICY, ExchangePolicy),
