@@ -33,14 +33,14 @@ summary: env $(MANIFEST)
 	$(PY) -m orchestration.cli summary
 
 test: env $(MANIFEST) ## the test suite (CI runs exactly this)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test-live: env $(MANIFEST) ## both demos, files and live sources (databases, interface, broker); every published table equal (~3 min)
 	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),)
 	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),) --sources live
 
 test-fast: env $(MANIFEST) ## the pure unit tests: no Dagster run, no dbt build, no server (under a minute)
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not integration"
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not integration"
 
 ui: env $(MANIFEST) ## Dagster UI on 127.0.0.1:3000 with the project-local DAGSTER_HOME
 	$(PY) -m orchestration.cli prepare-instance >/dev/null
