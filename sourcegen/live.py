@@ -176,6 +176,22 @@ def _database_name(url: str) -> str:
     return name
 
 
+def _fresh_table(cur, ds: Dataset, quote: str, stamp: str, extra: str = "") -> tuple[str, list[str]]:
+    """The dataset's table made anew: ``id``, the registered columns as text, ``updated_at``; returns the quoted
+    table and column names."""
+
+    def q(name: str) -> str:
+        return quote + name.replace(quote, quote * 2) + quote
+
+    table, cols = q(ds.database.table), [q(ds.db_column(c.name)) for c in ds.columns]
+    cur.execute(f"drop table if exists {table}")
+    cur.execute(
+        f"create table {table} (id bigint primary key, {', '.join(f'{c} text' for c in cols)}, "
+        f"updated_at {stamp} not null{extra})"
+    )
+    return table, cols
+
+
 def _load_postgres(ds: Dataset, rows: pl.DataFrame, url: str) -> str:
     """A fresh table: ``id`` (the primary key), the registered columns as text, ``updated_at`` (with time zone:
     when the row's delivery came)."""
@@ -192,22 +208,13 @@ def _load_postgres(ds: Dataset, rows: pl.DataFrame, url: str) -> str:
     con = psycopg2.connect(url)
     try:
         with con, con.cursor() as cur:
-            table = ds.database.table
-            cols = [ds.db_column(c.name) for c in ds.columns]
-            cur.execute(f"drop table if exists {table}")
-            cur.execute(
-                f"create table {table} (id bigint primary key, "
-                + ", ".join(f'"{c}" text' for c in cols)
-                + ", updated_at timestamp with time zone not null)"
-            )
+            table, cols = _fresh_table(cur, ds, '"', "timestamp with time zone")
             buffer = io.BytesIO()
             rows.select("id", *(pl.col(c.name).alias(ds.db_column(c.name)) for c in ds.columns),
                         pl.col("__at").dt.strftime("%Y-%m-%d %H:%M:%S%.6f+00").alias("updated_at")).write_csv(buffer)  # fmt: skip
             buffer.seek(0)
             cur.copy_expert(
-                f"copy {table} (id, {', '.join(f'{chr(34)}{c}{chr(34)}' for c in cols)}, updated_at) "
-                "from stdin with (format csv, header true)",
-                buffer,
+                f"copy {table} (id, {', '.join(cols)}, updated_at) from stdin with (format csv, header true)", buffer
             )
             cur.execute(f"create index on {table} (updated_at, id)")
     finally:
@@ -232,20 +239,13 @@ def _load_mariadb(ds: Dataset, rows: pl.DataFrame, url: str) -> str:
         with con.cursor() as cur:
             cur.execute(f"create database if not exists `{name}` character set utf8mb4 collate utf8mb4_bin")
             cur.execute(f"use `{name}`")
-            table = ds.database.table
-            cols = [ds.db_column(c.name) for c in ds.columns]
-            cur.execute(f"drop table if exists `{table}`")
-            cur.execute(
-                f"create table `{table}` (id bigint primary key, "
-                + ", ".join(f"`{c}` text" for c in cols)
-                + ", updated_at datetime(6) not null, key (updated_at, id)) character set utf8mb4 collate utf8mb4_bin"
-            )
+            table, cols = _fresh_table(cur, ds, "`", "datetime(6)", ", key (updated_at, id)")
             wall = rows.with_columns(
                 pl.col("__at").dt.convert_time_zone(ds.database.time_zone).dt.replace_time_zone(None)
             )
             values = wall.select("id", *(c.name for c in ds.columns), "__at").rows()
             sql = (
-                f"insert into `{table}` (id, {', '.join(f'`{c}`' for c in cols)}, updated_at) values "
+                f"insert into {table} (id, {', '.join(cols)}, updated_at) values "
                 f"({', '.join(['%s'] * (len(cols) + 2))})"
             )
             for lo in range(0, len(values), 5000):
