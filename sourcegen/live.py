@@ -29,7 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
-from lakehouse.connections import env_name, url_of
+from lakehouse.connections import env_name, redacted, url_of
 from lakehouse.registry import Dataset, Registry
 from sourcegen.delivery import Delivery
 
@@ -40,6 +40,14 @@ DEFAULT_URLS = {
     "mysql": "mysql://root@127.0.0.1:3306/shucang_live",
     "stream": "nats://127.0.0.1:4222",
 }
+
+
+# the client libraries whose errors mean "the service is not there or refused us"
+_SERVICE_ERRORS = {"psycopg2", "pymysql", "nats"}
+
+
+class LiveSourceUnavailable(RuntimeError):
+    """A service the live demo loads into is down or refuses the connection."""
 
 
 def accepted(ds: Dataset, delivery: Delivery) -> bool:
@@ -98,16 +106,26 @@ class LiveSources:
         lines = []
         for ds in self.datasets.values():
             rows = self.rows(ds.id)
-            if ds.kind == "postgres":
-                where = _load_postgres(ds, rows, url_of(ds.database.connection, environ))
-            elif ds.kind == "mysql":
-                where = _load_mariadb(ds, rows, url_of(ds.database.connection, environ))
-            elif ds.kind == "api":
-                where = self._write_platform(ds, rows)
-            elif ds.kind == "stream":
-                where = _publish(ds, rows, url_of(ds.stream.connection, environ))
-            else:  # pragma: no cover - the registry allows no other kind
-                raise ValueError(ds.kind)
+            connection = (ds.database or ds.stream or ds.api).connection
+            try:
+                if ds.kind == "postgres":
+                    where = _load_postgres(ds, rows, url_of(connection, environ))
+                elif ds.kind == "mysql":
+                    where = _load_mariadb(ds, rows, url_of(connection, environ))
+                elif ds.kind == "api":
+                    where = self._write_platform(ds, rows)
+                elif ds.kind == "stream":
+                    where = _publish(ds, rows, url_of(connection, environ))
+                else:  # pragma: no cover - the registry allows no other kind
+                    raise ValueError(ds.kind)
+            except Exception as exc:  # a service down or refusing: say which, where, and how to point elsewhere
+                if type(exc).__module__.split(".")[0] not in _SERVICE_ERRORS and not isinstance(exc, OSError):
+                    raise
+                url = redacted(url_of(connection, environ)) if ds.kind != "api" else "(the demo's interface)"
+                raise LiveSourceUnavailable(
+                    f"the live demo cannot load {ds.id} into {ds.kind} at {url}: {exc}".strip()
+                    + f" — start the service, or set {env_name(connection)} to one that runs"
+                ) from exc
             skipped = self.skipped.get(ds.id, 0)
             lines.append(
                 f"  {ds.id}: {rows.height:,} rows → {where}"

@@ -135,3 +135,30 @@ def test_every_live_channel_standardises_to_what_the_files_give(live, tmp_path):
             differs
         )
         assert (got[1]["state"] == "on_time").sum() > 0
+
+
+def test_a_service_that_is_not_there_is_named_with_its_setting_and_no_password(live):
+    from sourcegen.live import LiveSourceUnavailable
+
+    reg, sources, home, env, loaded = live
+    with _closed_port() as port:
+        down = {**env, "SHUCANG_SOURCE_LIVE_PG": f"postgresql://postgres:s3cret@127.0.0.1:{port}/shucang_live"}
+        with pytest.raises(LiveSourceUnavailable) as err:
+            sources.load(down)
+    message = str(err.value)
+    assert message.startswith("the live demo cannot load amr_registration into postgres at postgresql://")
+    assert f"127.0.0.1:{port}" in message and "SHUCANG_SOURCE_LIVE_PG" in message and "s3cret" not in message
+
+
+def _closed_port():
+    """A port nothing listens on (bound, never listening) for the test's duration."""
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def held():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            yield s.getsockname()[1]
+
+    return held()

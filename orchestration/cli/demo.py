@@ -50,8 +50,15 @@ def demo(s: Settings, scale: float, fresh: bool, sources: str = "files") -> int:
         f"({time.perf_counter() - started:.1f} s)"
     )
     if live is not None:
+        from sourcegen.live import LiveSourceUnavailable
+
+        try:
+            lines = live.load(os.environ)
+        except LiveSourceUnavailable as exc:
+            print(f"make demo SOURCES=live: {exc}")
+            return 1
         print("loaded the live sources (the other datasets stay files):")
-        for line in live.load(os.environ):
+        for line in lines:
             print(line)
     with live.platform(os.environ) if live is not None else contextlib.nullcontext():
         ok = _run(s, started)
