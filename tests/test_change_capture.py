@@ -256,3 +256,41 @@ def test_an_empty_tables_copy_lands_nothing_and_its_changes_follow(table, tmp_pa
     table.insert(range(1, 11))
     assert collect(ds, lake, table.url, 2).rows_landed == 10
     assert dict(lake.read("raw", ds.id).group_by("_change").len().iter_rows()) == {"insert": 10}
+
+
+def test_changes_of_one_row_inside_one_transaction_land_in_log_order(table, tmp_path):
+    """INSERTs are decoded together and other changes one by one; the records still come in the log's order:
+    a row inserted, updated and deleted in one transaction, another inserted then updated — std holds the
+    table as it is after the commit."""
+    lake = Lake(str(tmp_path / "lake"))
+    table.insert(range(1, 4))
+    ds = table.dataset()
+    collect(ds, lake, table.url, 1)
+    with table.con.cursor() as cur:
+        cur.execute("begin")
+        cur.execute(
+            f"insert into {table.name} values (10, %s, '测试10模具有限公司', '2023-02', '正常', 10, 1, '元', '2024-01-10')",
+            (code(10),),
+        )
+        cur.execute(f"update {table.name} set revenue = 11 where id = 10")
+        cur.execute(
+            f"insert into {table.name} values (20, %s, '测试20模具有限公司', '2023-03', '正常', 20, 1, '元', '2024-01-10')",
+            (code(20),),
+        )
+        cur.execute(f"update {table.name} set revenue = 21 where id = 20")
+        cur.execute(f"delete from {table.name} where id = 10")
+        cur.execute(f"update {table.name} set revenue = 99 where id = 1")
+        cur.execute("commit")
+    collect(ds, lake, table.url, 2)
+    changes = lake.read("raw", ds.id).filter(pl.col("_change") != "snapshot").sort("_row_number")
+    assert changes.select("_source_key", "_change", "revenue").rows() == [
+        ('["10"]', "insert", "10.00"),
+        ('["10"]', "update", "11.00"),
+        ('["20"]', "insert", "20.00"),
+        ('["20"]', "update", "21.00"),
+        ('["10"]', "delete", None),
+        ('["1"]', "update", "99.00"),
+    ]
+    assert not standardise(lake, ds, _rules(), at=dt.datetime.now(dt.UTC)).withheld
+    std = lake.read("std", ds.id).select("uscc", pl.col("revenue").cast(pl.Float64)).sort("uscc")
+    assert std.rows() == sorted([(code(1), 99.0), (code(2), 1002.0), (code(3), 1003.0), (code(20), 21.0)])
