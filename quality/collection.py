@@ -184,7 +184,7 @@ def collection_status(
     today = as_of.astimezone(CST).date()
     files = _files(reg, log)
     if versions is not None and not versions.is_empty():
-        files = pl.concat([files.filter(pl.col("period").is_not_null()), versions.select(files.columns)])
+        files = pl.concat([files, versions.select(files.columns)])
     rows = []
     for ds in (d for d in reg.datasets if d.period is not None):
         dept = reg.departments[ds.department]

@@ -216,13 +216,7 @@ def with_partition(frame, ds: Dataset, rules: RuleSet):
     rebuild by period."""
     if not partitioned(ds, rules):
         return frame.with_columns(pl.lit(None, pl.String).alias(PARTITION))
-    column = next(c for c in ds.columns if c.name == ds.period.column)
-    value = period_text(ds, _typed(column, set()))
-    return (
-        frame.with_columns(text.clean_text(pl.col(column.name)).alias(_text_col(column.name)))
-        .with_columns(pl.coalesce(value, pl.lit(NO_PERIOD)).alias(PARTITION))
-        .drop(_text_col(column.name))
-    )
+    return with_row_period(frame, ds, PARTITION).with_columns(pl.col(PARTITION).fill_null(NO_PERIOD))
 
 
 def _counts(frame: pl.DataFrame, measure: str) -> pl.DataFrame:

@@ -444,11 +444,9 @@ class PostgresChangeCollector(ChangeCollector):
             mine, txn_of = inserts[oids == oid], which[oids == oid]
             seen = self._relations_at.get(oid, [])
             relation = self._relations[oid]
-            table = decode_ok = None
-            if len(seen) <= 1:  # one layout for all of them
-                table = pgoutput.decode_inserts(buf, starts[mine], relation.columns)
-                decode_ok = table is not None
-            if decode_ok:
+            # all at once when one layout held for all of them (else, or when one is not plain: one by one)
+            table = pgoutput.decode_inserts(buf, starts[mine], relation.columns) if len(seen) <= 1 else None
+            if table is not None:
                 frame = pl.from_arrow(table).select(
                     *(
                         pl.col(n).cast(pl.String).alias(c.name)

@@ -200,7 +200,7 @@ class VersionedLanding:
         )
 
     def _commit_raw(self, data, position: dict, schema: dict[str, str], sha: str) -> int:
-        """One Delta commit of raw (a table, or a stream of batches) carrying the position after it."""
+        """One Delta commit of raw carrying the position after it."""
         return self.lake.append(
             "raw",
             self.dataset.id,

@@ -50,6 +50,24 @@ DEAD_LETTER_SCHEMA = pa.schema(
 FETCH_WAIT = 1.0  # seconds a fetch waits for messages before the run counts the stream as drained
 
 
+def _conflicts(again: pl.DataFrame, before: pl.DataFrame, values: list[str], where: str) -> list[tuple[int, str]]:
+    """Readings of ``again`` whose ``_source_key`` is in ``before`` with other values: (message index, reason)."""
+    joined = again.join(before.select("_source_key", *values), on="_source_key", how="inner", suffix="__before")
+    differ = pl.concat_list(
+        pl.when(~pl.col(v).eq_missing(pl.col(f"{v}__before"))).then(pl.lit(v)).otherwise(None) for v in values
+    ).list.drop_nulls()
+    found = joined.with_columns(differ.alias("__differ")).filter(pl.col("__differ").list.len() > 0)
+    return [
+        (
+            row["__msg"],
+            f"conflicts with the reading {row['_source_key']} that {where} ("
+            + ", ".join(f"{c}: {row[c + '__before']!r} ≠ {row[c]!r}" for c in row["__differ"])
+            + ")",
+        )
+        for row in found.iter_rows(named=True)
+    ]
+
+
 class StreamCollector(VersionedLanding, Collector):
     """One run of a stream source: every batch the consumer is given, landed, then acknowledged."""
 
@@ -131,7 +149,7 @@ class StreamCollector(VersionedLanding, Collector):
         finally:
             await nc.close()
 
-    def _parse_all(self, messages) -> tuple[pl.DataFrame, list]:
+    def _parse_all(self, messages) -> tuple[pl.DataFrame, list, list]:
         """The batch's readings (registered columns and key, as text) and its dead letters ((message,
         reason)). The batch is parsed at once as JSON lines (polars) and checked column-wise — one way for
         every reading, so the same reading is the same text whatever batch it comes in; messages that are
@@ -194,13 +212,12 @@ class StreamCollector(VersionedLanding, Collector):
             *(pl.col(k).alias(f"__k{i}") for i, k in enumerate(self.spec.key)),
             pl.lit("upsert").alias("_change"),
             pl.col("__received").alias("_changed_at"),
-            pl.col("__msg"),  # the reading's message in ``messages`` (after the unreadable ones are gone)
+            pl.col("__msg"),  # the reading's message in the messages kept (the unreadable ones gone)
         )
-        self._kept = messages
-        return rows, dead
+        return rows, dead, messages
 
     def _land_messages(self, messages) -> object:
-        frame, dead = self._parse_all(messages)
+        frame, dead, kept = self._parse_all(messages)
         if dead:
             self._dead_letters(dead)
         if frame.is_empty():
@@ -208,17 +225,18 @@ class StreamCollector(VersionedLanding, Collector):
         nkeys = len(self.spec.key)
         keys = [f"__k{i}" for i in range(nkeys)]
         values = [c.name for c in self.dataset.columns]
+        frame = frame.with_columns(pl.select(_key_json([frame[k] for k in keys])).to_series().alias("_source_key"))
         # a reading twice in the batch: the same values again is a resend; other values under the same key is
         # a conflict — the first stays, the other is a dead letter with the columns that differ (never dropped)
-        first = frame.unique(keys, keep="first", maintain_order=True)
+        first = frame.unique("_source_key", keep="first", maintain_order=True)
         again = frame.join(first.select("__msg"), on="__msg", how="anti")
-        conflicts = self._conflicts(again, first, keys, values, "came before in this batch")
-        fresh, landed_conflicts = self._not_landed(first, keys, values)
+        conflicts = _conflicts(again, first, values, "came before in this batch")
+        fresh, landed_conflicts = self._not_landed(first, values)
         conflicts += landed_conflicts
         if conflicts:
-            self._dead_letters(conflicts)
+            self._dead_letters([(kept[i], reason) for i, reason in conflicts])
         self.duplicates += frame.height - fresh.height - len(conflicts)
-        fresh = fresh.drop("__msg")
+        fresh = fresh.drop("__msg", "_source_key")
         if fresh.is_empty():
             return None
         first, last = messages[0].metadata.sequence.stream, messages[-1].metadata.sequence.stream
@@ -226,33 +244,11 @@ class StreamCollector(VersionedLanding, Collector):
         span = f"stream sequence {first} … {last}"
         return self._land(fresh, nkeys, position, {}, span)
 
-    def _conflicts(self, again: pl.DataFrame, before: pl.DataFrame, on: list[str], values: list[str], where: str):
-        """Readings of ``again`` whose key is in ``before`` with other values: (message, reason) each."""
-        if again.is_empty():
-            return []
-        joined = again.join(before.select(*on, *values), on=on, how="inner", suffix="__before", nulls_equal=True)
-        differ = pl.concat_list(
-            pl.when(~pl.col(v).eq_missing(pl.col(f"{v}__before"))).then(pl.lit(v)).otherwise(None) for v in values
-        ).list.drop_nulls()
-        found = joined.with_columns(differ.alias("__differ")).filter(pl.col("__differ").list.len() > 0)
-        out = []
-        for row in found.iter_rows(named=True):
-            key = (
-                json.dumps([row[k] for k in on], ensure_ascii=False, separators=(",", ":"))
-                if on != ["_source_key"]
-                else row["_source_key"]
-            )
-            changes = ", ".join(f"{c}: {row[c + '__before']!r} ≠ {row[c]!r}" for c in row["__differ"])
-            out.append((self._kept[row["__msg"]], f"conflicts with the reading {key} that {where} ({changes})"))
-        return out
-
-    def _not_landed(self, frame: pl.DataFrame, keys: list[str], values: list[str]):
-        """The readings of ``frame`` not yet in raw, judged in the partitions (days) they fall in, and those
-        whose key landed before with other values (conflicts: (message, reason))."""
+    def _not_landed(self, candidates: pl.DataFrame, values: list[str]):
+        """The readings of ``candidates`` not yet in raw, judged in the partitions (days) they fall in, and those
+        whose key landed before with other values (conflicts: (message index, reason))."""
         if not self.lake.row_count("raw", self.dataset.id):
-            return frame, []
-        source_key = pl.select(_key_json([frame[k] for k in keys])).to_series()
-        candidates = frame.with_columns(source_key.alias("_source_key"))
+            return candidates, []
         scan = pl.scan_delta(self.lake.uri("raw", self.dataset.id), storage_options=self.lake.storage_options or None)
         period = self.dataset.period
         if period is not None and period.column is not None:
@@ -265,9 +261,8 @@ class StreamCollector(VersionedLanding, Collector):
             .unique("_source_key", keep="first")
             .collect()
         )
-        seen = candidates.join(landed.select("_source_key"), on="_source_key", how="semi")
-        conflicts = self._conflicts(seen, landed, ["_source_key"], values, "landed before")
-        return candidates.join(landed, on="_source_key", how="anti").drop("_source_key"), conflicts
+        conflicts = _conflicts(candidates, landed, values, "landed before")
+        return candidates.join(landed, on="_source_key", how="anti"), conflicts
 
     def _dead_letters(self, dead: list) -> None:
         now = dt.datetime.now(dt.UTC)
