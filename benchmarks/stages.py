@@ -14,11 +14,11 @@ from pathlib import Path
 from sourcegen.generate import generate
 
 
-def generate_stage(data: Path, scale: float) -> dict:
+def generate_stage(data: Path, scale: float, history_years: int = 0) -> dict:
     """Fresh sources in an empty folder: a lake left by an earlier bench would make collection skip every
     file as already landed, and measure nothing."""
     shutil.rmtree(data, ignore_errors=True)
-    manifest = generate(data, scale=scale)
+    manifest = generate(data, scale=scale, history_years=history_years)
     return {"rows": sum(f["rows"] or 0 for f in manifest["files"]), "files": len(manifest["files"])}
 
 
@@ -336,7 +336,7 @@ if __name__ == "__main__":
     stage, data = sys.argv[1], Path(sys.argv[2])
     started = time.perf_counter()
     stages = {
-        "generate": lambda: generate_stage(data, float(sys.argv[3])),
+        "generate": lambda: generate_stage(data, float(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0),
         "pipeline": lambda: pipeline_stage(data),
         "clean": lambda: clean_stage(data),
         "model": lambda: model_stage(data),

@@ -346,16 +346,20 @@ OVERLAY_ENV = "SHUCANG_SOURCES_OVERLAY"
 
 
 class Channel(Strict):
-    """Where an overlay moves a dataset: its ``kind`` and that channel's settings (nothing else of it)."""
+    """What an overlay changes of a dataset: where it comes from — its ``kind`` and that channel's settings —
+    and ``since``, the first period its 归集 agreement covers when a deployment holds an earlier history than
+    ``sources.yaml`` declares (the bench's 24 months). Nothing else of it."""
 
-    kind: Literal["file", "postgres", "mysql", "api", "stream"]
+    kind: Literal["file", "postgres", "mysql", "api", "stream"] | None = None
     database: Database | None = None
     api: Api | None = None
     stream: Stream | None = None
+    since: str | None = None
 
 
 class Overlay(Strict):
-    """A registry overlay: datasets moved to other channels (e.g. ``lakehouse/sources.live.yaml``)."""
+    """A registry overlay: datasets moved to other channels (e.g. ``lakehouse/sources.live.yaml``), or
+    covering an earlier history."""
 
     datasets: dict[str, Channel]
 
@@ -363,7 +367,8 @@ class Overlay(Strict):
 def load_registry(path: Path = REGISTRY_PATH, overlay: Path | None = None) -> Registry:
     """Load and validate a registry file; errors name the file and the offending key. ``overlay``: a file
     that moves datasets to other channels — ``datasets: {<id>: {kind: …, database|api|stream: …}}``, each
-    replacing the registry's channel of the dataset, the rest of it as the registry declares."""
+    replacing the registry's channel of the dataset — or moves the start of their agreement (``since: …``),
+    the rest of each as the registry declares."""
     if overlay is None:
         return config.load(path, Registry, "source registry")
     document = config.read_yaml(path)
@@ -372,9 +377,17 @@ def load_registry(path: Path = REGISTRY_PATH, overlay: Path | None = None) -> Re
     for dataset_id, channel in moves.datasets.items():
         if dataset_id not in by_id:
             raise config.ConfigError(f"{overlay}: datasets.{dataset_id}: no such dataset in {path}")
-        for key in ("database", "api", "stream"):
-            by_id[dataset_id].pop(key, None)
-        by_id[dataset_id].update(channel.model_dump(exclude_none=True))
+        change = channel.model_dump(exclude_none=True)
+        if "since" in change:
+            if not isinstance(by_id[dataset_id].get("period"), dict):
+                raise config.ConfigError(f"{overlay}: datasets.{dataset_id}.since: the dataset has no period")
+            by_id[dataset_id]["period"] = {**by_id[dataset_id]["period"], "since": change.pop("since")}
+        if change and "kind" not in change:
+            raise config.ConfigError(f"{overlay}: datasets.{dataset_id}: a channel's settings need its `kind:`")
+        if "kind" in change:
+            for key in ("database", "api", "stream"):
+                by_id[dataset_id].pop(key, None)
+        by_id[dataset_id].update(change)
     return config.validate(document, Registry, f"{path} with {overlay}", "source registry")
 
 

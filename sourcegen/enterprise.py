@@ -10,7 +10,7 @@ import polars as pl
 from sourcegen import defects as d
 from sourcegen import vocab
 from sourcegen.delivery import Delivery, money
-from sourcegen.government import MONTHS
+from sourcegen.government import months
 from sourcegen.model import YEAR, mobiles, monthly_shares, person_names
 
 CORRUPT_PRODUCTION_MONTH = "2023-06"
@@ -20,27 +20,32 @@ TELEMETRY_ROWS_PER_FILE = 2_000_000
 
 
 def production(
-    ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.ndarray, truth: dict, activity: np.ndarray
+    ent: pl.DataFrame,
+    rng: np.random.Generator,
+    elec_shares: np.ndarray,
+    truth: dict,
+    activity: np.ndarray,
+    year: int = YEAR,
 ) -> list[Delivery]:
     """规上 firms report monthly; their electricity is the metered figure give or take 3%, except where a
     mismatch is injected (recorded in the truth for the reconciliation to find)."""
     is_above = ent["above_scale"].to_numpy()
     above = ent.filter(pl.col("above_scale"))
-    n = above.height
+    n, periods = above.height, months(year)
     shares = monthly_shares(rng, n) * activity[is_above]  # output follows a production drop
     metered = above["electricity_kwh"].to_numpy()[:, None] * elec_shares[is_above]
     off = rng.random((n, 12)) < d.RATES["electricity_mismatch"]
     reported = metered * np.where(off, rng.uniform(1.25, 1.6, (n, 12)), rng.uniform(0.97, 1.03, (n, 12)))
     truth["power_vs_production_electricity"] = [
-        {"uscc": above["uscc"][int(i)], "period": MONTHS[int(m)]}
+        {"uscc": above["uscc"][int(i)], "period": periods[int(m)]}
         for i, m in zip(*np.nonzero(off), strict=True)
-        if MONTHS[int(m)] != CORRUPT_PRODUCTION_MONTH
+        if periods[int(m)] != CORRUPT_PRODUCTION_MONTH
     ]
     reporter = person_names(rng, n)
     reporter_mobile = mobiles(rng, n)
     unit_price = rng.lognormal(np.log(50.0), 0.6, n)  # yuan per piece
     out = []
-    for m, month in enumerate(MONTHS):
+    for m, month in enumerate(periods):
         value_wan = above["revenue_wan"].to_numpy() * shares[:, m] * rng.uniform(0.95, 1.05, n)
         df = pl.DataFrame(
             {

@@ -11,7 +11,12 @@ from sourcegen import defects as d
 from sourcegen.delivery import Delivery, money
 from sourcegen.model import YEAR, monthly_shares
 
-MONTHS = [f"{YEAR}-{m:02d}" for m in range(1, 13)]
+
+def months(year: int) -> list[str]:
+    return [f"{year}-{m:02d}" for m in range(1, 13)]
+
+
+MONTHS = months(YEAR)
 TRUNCATED_TAX_MONTH = "2023-09"
 DRIFTED_POWER_MONTH = "2023-07"
 
@@ -59,26 +64,28 @@ def registration(ent: pl.DataFrame, rng: np.random.Generator, facts: dict) -> li
     return [Delivery("amr_registration", "amr/registration/市场监管_企业登记信息_2023-12-31.csv", df, "csv", "gb18030")]
 
 
-def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator, facts: dict, activity: np.ndarray) -> list[Delivery]:
+def tax_monthly(
+    ent: pl.DataFrame, rng: np.random.Generator, facts: dict, activity: np.ndarray, year: int = YEAR
+) -> list[Delivery]:
     """Monthly filings; 2% of Jan–Oct filings are corrected (更正) one or two months later, and the correction
     is what the firm owes: ``facts`` gets each firm's annual tax and revenue as filed, corrections applied."""
-    n = ent.height
+    n, periods = ent.height, months(year)
     shares = monthly_shares(rng, n) * activity  # a production drop cuts sales too
     facts["sales_share"] = shares.sum(axis=1)  # the year's sales as a share of a year without a drop
     revenue_yuan = ent["revenue_wan"].to_numpy()[:, None] * shares * 10_000
     tax_yuan = revenue_yuan * (ent["tax_wan"] / ent["revenue_wan"]).to_numpy()[:, None]
     in_wan = rng.random((n, 12)) < d.UNIT_VARIANT_RATES["tax_monthly"]
-    frames: dict[str, list[pl.DataFrame]] = {m: [] for m in MONTHS}
+    frames: dict[str, list[pl.DataFrame]] = {m: [] for m in periods}
 
     def rows(idx: np.ndarray, month: int, kind: str, factor: np.ndarray) -> pl.DataFrame:
         wan = in_wan[idx, month]
         scale = np.where(wan, 1 / 10_000, 1.0)
-        filed = dt.date(YEAR + (month == 11), (month + 1) % 12 + 1, 1) + dt.timedelta(days=int(rng.integers(14)))
+        filed = dt.date(year + (month == 11), (month + 1) % 12 + 1, 1) + dt.timedelta(days=int(rng.integers(14)))
         return pl.DataFrame(
             {
                 "纳税人识别号": ent["uscc"].gather(idx),
                 "纳税人名称": ent["name"].gather(idx),
-                "所属期": [MONTHS[month]] * len(idx),
+                "所属期": [periods[month]] * len(idx),
                 "申报类型": [kind] * len(idx),
                 "营业收入": money(revenue_yuan[idx, month] * factor * scale),
                 "实缴税额": money(tax_yuan[idx, month] * factor * scale),
@@ -91,7 +98,7 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator, facts: dict, activi
 
     everyone = np.arange(n)
     for m in range(12):
-        frames[MONTHS[m]].append(rows(everyone, m, "正常", np.ones(n)))
+        frames[periods[m]].append(rows(everyone, m, "正常", np.ones(n)))
     corrections: list[tuple[int, int]] = []
     filed = np.ones((n, 12))  # what each filing finally says, as a factor of the original
     for m in range(10):  # corrections of Jan–Oct arrive one or two months later
@@ -100,7 +107,7 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator, facts: dict, activi
         for lg in (1, 2):
             sel = idx[lag == lg]
             factor = rng.uniform(0.85, 1.15, len(sel))
-            frames[MONTHS[m + lg]].append(rows(sel, m, "更正", factor))
+            frames[periods[m + lg]].append(rows(sel, m, "更正", factor))
             filed[sel, m] = factor
         corrections.extend((int(i), m) for i in idx)
     facts["tax_paid_yuan"] = (tax_yuan * filed).sum(axis=1)
@@ -119,18 +126,37 @@ def tax_monthly(ent: pl.DataFrame, rng: np.random.Generator, facts: dict, activi
     return out
 
 
-def power_monthly(ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.ndarray) -> list[Delivery]:
-    """Metered kWh per supply account; a firm's accounts split its monthly consumption in fixed parts."""
-    n = ent.height
+def supply_accounts(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each firm's electricity supply accounts: one to three, splitting its consumption in fixed parts."""
     accounts = 1 + (rng.random(n) < 0.3) + (rng.random(n) < 0.1)
     owner = np.repeat(np.arange(n), accounts)
     split = rng.dirichlet(np.ones(3), n)
     part = np.concatenate([split[i, : accounts[i]] / split[i, : accounts[i]].sum() for i in range(n)])
-    account_no = [f"33{x:08d}" for x in rng.choice(10**8, len(owner), replace=False)]
-    kwh = ent["electricity_kwh"].to_numpy()[owner][:, None] * part[:, None] * elec_shares[owner]
+    account_no = np.array([f"33{x:08d}" for x in rng.choice(10**8, len(owner), replace=False)])
     voltage = rng.choice(["10kV", "0.4kV", "20kV"], len(owner), p=[0.6, 0.3, 0.1])
+    return {"owner": owner, "part": part, "account_no": account_no, "voltage": voltage}
+
+
+def firms_accounts(accounts: dict[str, np.ndarray], firms: np.ndarray) -> dict[str, np.ndarray]:
+    """The accounts of the firms ``firms`` (a mask) selects, their owners numbered as the firms' rows."""
+    keep = firms[accounts["owner"]]
+    renumbered = np.cumsum(firms) - 1
+    return {**{k: v[keep] for k, v in accounts.items()}, "owner": renumbered[accounts["owner"][keep]]}
+
+
+def power_monthly(
+    ent: pl.DataFrame,
+    rng: np.random.Generator,
+    elec_shares: np.ndarray,
+    accounts: dict[str, np.ndarray],
+    year: int = YEAR,
+) -> list[Delivery]:
+    """Metered kWh per supply account (``supply_accounts``) and month."""
+    owner, part, voltage = accounts["owner"], accounts["part"], accounts["voltage"]
+    account_no = accounts["account_no"].tolist()
+    kwh = ent["electricity_kwh"].to_numpy()[owner][:, None] * part[:, None] * elec_shares[owner]
     out = []
-    for m, month in enumerate(MONTHS):
+    for m, month in enumerate(months(year)):
         mwh = rng.random(len(owner)) < d.UNIT_VARIANT_RATES["power_monthly"]
         df = pl.DataFrame(
             {
@@ -162,7 +188,9 @@ def power_monthly(ent: pl.DataFrame, rng: np.random.Generator, elec_shares: np.n
     return out
 
 
-def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts: dict) -> list[Delivery]:
+def stats_annual(
+    ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts: dict, year: int = YEAR
+) -> list[Delivery]:
     above = ent.filter(pl.col("above_scale"))
     # statistics and tax revenue never agree exactly; both see a production drop (the year's sales share)
     noise = rng.uniform(0.97, 1.03, above.height)
@@ -182,12 +210,12 @@ def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts
     reported = np.full(ent.height, np.nan)
     reported[ent["above_scale"].to_numpy()] = above["revenue_wan"].to_numpy() * noise
     facts["stats_revenue_wan"] = reported  # what 统计 publishes (规上 only): the revenue the R&D share divides
-    truth["tax_vs_stats_revenue"] = [{"uscc": u, "year": str(YEAR)} for u in above["uscc"].filter(pl.Series(off))]
+    truth["tax_vs_stats_revenue"] = [{"uscc": u, "year": str(year)} for u in above["uscc"].filter(pl.Series(off))]
     df = pl.DataFrame(
         {
             "统一社会信用代码": above["uscc"],
             "单位详细名称": _registered_name(above, facts["former_name_in_use"][ent["above_scale"].to_numpy()]),
-            "年份": [str(YEAR)] * above.height,
+            "年份": [str(year)] * above.height,
             "工业增加值(万元)": money(above["value_added_wan"].to_numpy()),
             "营业收入(万元)": money(above["revenue_wan"].to_numpy() * noise),
             "平均从业人员(人)": above["employees"].cast(pl.String),
@@ -197,7 +225,7 @@ def stats_annual(ent: pl.DataFrame, rng: np.random.Generator, truth: dict, facts
     )
     df = d.missing(df, "统一社会信用代码", rng)
     df = _former_name_without_code(df, facts, ent["above_scale"].to_numpy())
-    return [Delivery("stats_annual", f"stats/annual/统计_规上工业企业主要指标_{YEAR}.xlsx", df, "xlsx")]
+    return [Delivery("stats_annual", f"stats/annual/统计_规上工业企业主要指标_{year}.xlsx", df, "xlsx")]
 
 
 def land_parcels(ent: pl.DataFrame, rng: np.random.Generator) -> list[Delivery]:

@@ -128,3 +128,49 @@ def test_manifest_is_valid_json_with_row_counts(manifest):
     landed = [f for f in manifest["files"] if f["expected_status"] == "landed"]
     assert all(f["rows"] > 0 for f in landed)
     json.dumps(manifest)
+
+
+def test_history_years_add_earlier_years_and_leave_the_year_as_it_was(tmp_path, generated):
+    """The bench's 24 months and more: years before of the monthly filings and annual statistics, from the same
+    firms (those established by then, somewhat smaller) and the same supply accounts; the year itself unchanged."""
+    from sourcegen.generate import YEAR
+
+    out = tmp_path / "h"
+    generate(out, scale=1.0, history_years=2)  # the scale of `generated`
+    before, after = _hashes(generated / "landing"), _hashes(out / "landing")
+    assert {p: h for p, h in after.items() if p in before} == before  # the year's files: byte for byte
+    earlier = sorted(set(after) - set(before))
+    months = [f"{y}-{m:02d}" for y in (YEAR - 2, YEAR - 1) for m in range(1, 13)]
+    assert earlier == sorted(
+        [f"enterprise/production/企业填报_月度生产_{m}.xlsx" for m in months]
+        + [f"power/monthly/电力_月度用电_{m}.csv" for m in months]
+        + [f"stats/annual/统计_规上工业企业主要指标_{y}.xlsx" for y in (YEAR - 2, YEAR - 1)]
+        + [f"tax/monthly/税务_月度申报_{m}.csv" for m in months]
+    )
+    firms = pl.read_parquet(out / "truth" / "enterprises.parquet")
+    by_then = set(firms.filter(pl.col("established_on").dt.year() < YEAR - 1)["uscc"])
+    later = set(firms["uscc"]) - by_then
+    assert later  # firms established in the year before: they file from then on
+    land = out / "landing"
+
+    def tax(period):
+        frame = pl.read_csv(land / f"tax/monthly/税务_月度申报_{period}.csv", infer_schema=False, encoding="utf-8-sig")
+        return frame.with_columns(pl.col("纳税人识别号").str.strip_chars())
+
+    def power(period):
+        text = (land / f"power/monthly/电力_月度用电_{period}.csv").read_bytes().decode("gb18030")
+        return pl.read_csv(text.encode(), infer_schema=False)
+
+    then, now = tax(f"{YEAR - 2}-06"), tax(f"{YEAR}-06")
+    assert not set(then["纳税人识别号"]) & later and set(now["纳税人识别号"]) & later  # no filing before a firm exists
+    assert len(set(then["纳税人识别号"]) & by_then) > 0.9 * len(by_then)
+    revenue = {
+        p: t.filter(pl.col("金额单位") == "元")["营业收入"].cast(pl.Float64, strict=False).sum()
+        for p, t in (("then", then), ("now", now))
+    }
+    assert revenue["then"] < revenue["now"]  # the firms grew
+    accounts = {p: set(power(p)["用电户号"]) for p in (f"{YEAR - 2}-01", f"{YEAR}-01")}
+    assert accounts[f"{YEAR - 2}-01"] < accounts[f"{YEAR}-01"]  # the same accounts, less those of later firms
+    manifest = json.loads((out / "truth" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["history_years"] == 2 and {f["path"] for f in manifest["files"]} == set(after)
+    assert all(f["damage"] is None for f in manifest["files"] if f["path"] in earlier)

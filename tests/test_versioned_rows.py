@@ -142,6 +142,20 @@ def test_the_overlay_moves_datasets_and_keeps_the_rest(tmp_path):
     assert reg.dataset("power_monthly").kind == "file"
 
 
+def test_an_overlay_moves_the_start_of_an_agreement_and_nothing_else(tmp_path):
+    """A deployment holding an earlier history (the bench's 24 months) moves ``since``; the dataset stays
+    where it is, and its period keeps the rest of what sources.yaml says."""
+    overlay = tmp_path / "history.yaml"
+    overlay.write_text("datasets:\n  tax_monthly: {since: '2022-01'}\n  stats_annual: {since: '2022'}\n")
+    reg, plain = load_registry(overlay=overlay), registry()
+    tax, before = reg.dataset("tax_monthly"), plain.dataset("tax_monthly")
+    assert tax.period.since == "2022-01" and before.period.since == "2023-01"
+    assert tax.period.model_dump(exclude={"since"}) == before.period.model_dump(exclude={"since"})
+    assert tax.model_dump(exclude={"period"}) == before.model_dump(exclude={"period"})
+    assert reg.dataset("stats_annual").period.since == "2022"
+    assert reg.dataset("power_monthly") == plain.dataset("power_monthly")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -152,6 +166,10 @@ def test_the_overlay_moves_datasets_and_keeps_the_rest(tmp_path):
         ("datasets:\n  tax_monthly: {kind: postgres}\n", "a database source needs `database:`"),
         ("datasets:\n  tax_monthly:\n    kind: postgres\n    database: {connection: x, table: t, time_zone: Mars/Olympus, "
          "watermark: {column: u, key: [id]}}\n", "unknown time zone 'Mars/Olympus'"),
+        ("datasets:\n  tax_monthly: {since: '2022'}\n", "since '2022' is not a month period"),
+        ("datasets:\n  ent_equipment: {since: '2022'}\n", "datasets.ent_equipment.since: the dataset has no period"),
+        ("datasets:\n  tax_monthly: {database: {connection: x, table: t, watermark: {column: u, key: [id]}}}\n",
+         "a channel's settings need its `kind:`"),
     ],
 )  # fmt: skip
 def test_a_wrong_overlay_is_refused_naming_the_file_and_the_key(tmp_path, text, message):
