@@ -153,7 +153,7 @@ def _buckets(
     Everything that reads Delta happens here, before the std write starts: the write stream must not call
     into deltalake."""
     if not has_raw:
-        yield [lambda: pl.DataFrame(schema=raw_table_schema(ds))]
+        yield [lambda: pl.from_arrow(raw_table_schema(ds).empty_table())]
         return
     latest = current_versions(lake, ds)
     if partitions is None:

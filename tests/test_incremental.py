@@ -262,3 +262,14 @@ def test_a_backfill_after_a_rule_book_change_rebuilds_everything(generated, regi
     monkeypatch.setattr(std_engine, "_rules_sha", lambda r: "edited")  # the rule book changed since
     done = standardise(lake, ds, rules, periods=["2023-02"])
     assert done.partitions is None and "rules changed" in done.plan  # May gets the new rules too
+
+
+def test_std_of_a_dataset_nothing_was_collected_for_is_an_empty_table(registration, tmp_path):
+    """A std build before any delivery (no raw table yet) writes std with the dataset's columns and no row,
+    instead of failing: the models that read it see an empty input, not a missing one."""
+    lake, ds = Lake(str(tmp_path / "lake")), registry().dataset(TAX)
+    shutil.copytree(registration / "lake" / "std", tmp_path / "lake" / "std")
+    out = standardise(lake, ds, rules_for(ds.id), at=T0, full=True)
+    std = lake.read("std", TAX)
+    assert out.result.rows_in == 0 and out.result.rows_out == 0 and std is not None and std.height == 0
+    assert {c.name for c in ds.columns} <= set(std.columns)
