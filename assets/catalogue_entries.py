@@ -15,6 +15,7 @@ from lakehouse.lake import CATALOGUE_EXPORT, Lake
 from lakehouse.provenance import CHANGE, CHANGED_AT, PROVENANCE, SOURCE_KEY
 from lakehouse.registry import Dataset, Registry
 from lakehouse.tables import CATALOGUE_COLUMNS, OWN_TABLES
+from orchestration import keys
 from privacy import grading, overrides, policy
 from quality import units
 from quality.gate import STD_TYPES
@@ -47,7 +48,7 @@ def dataset_entry(reg: Registry, ds: Dataset, zone: str, lake: Lake | None = Non
     return {
         "dataset_id": ds.id,
         "zone": zone,
-        "asset_key": f"{zone}/{ds.id}",
+        "asset_key": keys.key(zone, ds.id).to_user_string(),
         "name_zh": ds.name_zh,
         "name_en": ds.name_en,
         "description": ds.description,
@@ -170,13 +171,13 @@ def _apply_overrides(
     is graded again at its highest effective column (L1 < … < L4 sort as text)."""
     if not approved:
         return datasets, columns.with_columns(pl.lit(False).alias("grade_overridden"))
-    keys = pl.DataFrame(
+    approved_grades = pl.DataFrame(
         [(d, z, c, lv) for (d, z, c), lv in approved.items()],
         schema=["dataset_id", "zone", "column", "override"],
         orient="row",
     )
     columns = (
-        columns.join(keys, on=["dataset_id", "zone", "column"], how="left")
+        columns.join(approved_grades, on=["dataset_id", "zone", "column"], how="left")
         .with_columns(
             pl.col("override").is_not_null().alias("grade_overridden"),
             pl.coalesce("override", "effective_grade").alias("effective_grade"),
@@ -223,7 +224,7 @@ def published_entries(
             {
                 "dataset_id": name,
                 "zone": "publish",
-                "asset_key": f"publish/{name}",
+                "asset_key": keys.key("publish", name).to_user_string(),
                 "name_zh": meta.get("name_zh", name),
                 "name_en": meta.get("name_en", name),
                 "description": m["description"],
@@ -285,7 +286,7 @@ def own_table_entries(reg: Registry, lake: Lake) -> tuple[list[dict], list[dict]
             {
                 "dataset_id": t.name,
                 "zone": t.zone,
-                "asset_key": t.label,
+                "asset_key": keys.key(*t.path).to_user_string(),
                 "name_zh": t.name_zh,
                 "name_en": t.name_en,
                 "description": t.description,

@@ -16,7 +16,7 @@ from assets.ingest.stream import StreamCollector
 from assets.own_tables import own_table_reports
 from lakehouse.registry import Dataset, Registry, registry
 from lakehouse.tables import COLLECT_LOG, DEAD_LETTERS
-from orchestration import partitions
+from orchestration import keys, partitions
 from orchestration.metadata import console_link, transformations_table
 from orchestration.resources import LakeResource, LandingResource
 
@@ -32,11 +32,11 @@ def database_collector(ds: Dataset) -> type[DatabaseCollector]:
 
 
 def landing_key(ds: Dataset) -> dg.AssetKey:
-    return dg.AssetKey(["landing", ds.id])
+    return keys.key("landing", ds.id)
 
 
 def raw_key(ds: Dataset) -> dg.AssetKey:
-    return dg.AssetKey(["raw", ds.id])
+    return keys.key("raw", ds.id)
 
 
 def column_schema(reg: Registry, ds: Dataset, zone: str) -> dg.TableSchema:

@@ -18,12 +18,13 @@ from assets.collect import raw_key
 from exchange.publication import content_hash
 from lakehouse.registry import Registry, registry
 from lakehouse.tables import COLLECT_LOG, COLLECTION_STATUS
+from orchestration import keys
 from orchestration.automation import COMPLETENESS, follows_inputs
 from orchestration.dbt.project import manifest, project, upstream_sources
 from orchestration.resources import BACKGROUND, LakeResource
 from quality.collection import collection_status, rates, versioned_deliveries, year_completeness
 
-STATUS = dg.AssetKey(COLLECTION_STATUS.path)
+STATUS = keys.key(*COLLECTION_STATUS.path)
 GATED = {"mujun": ("topic_mujun_evaluation", "亩均评价")}  # check prefix → (topic model, name)
 RATE = dg.AssetKey(["ops", "collection_rate"])
 

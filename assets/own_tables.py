@@ -14,10 +14,11 @@ from collections.abc import Iterable, Iterator, Mapping
 import dagster as dg
 
 from lakehouse.tables import BY_LABEL, OWN_TABLES, OwnTable
+from orchestration import keys
 
 
 def key(table: OwnTable) -> dg.AssetKey:
-    return dg.AssetKey(table.path)
+    return keys.key(*table.path)
 
 
 def specs(writers: Mapping[str, Iterable[dg.AssetKey]], steward: str) -> list[dg.AssetSpec]:
@@ -63,6 +64,6 @@ def report_write(s, table: OwnTable, version: int, **metadata: str) -> bool:
         return False
     with dg.DagsterInstance.from_config(str(s.dagster_home)) as dagster_instance:
         dagster_instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=table.path, metadata={"delta_version": version, **metadata})
+            dg.AssetMaterialization(asset_key=key(table), metadata={"delta_version": version, **metadata})
         )
     return True

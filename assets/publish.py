@@ -16,6 +16,7 @@ from assets.own_tables import own_table_reports
 from exchange import publication
 from exchange.publication import Model, check_gates
 from lakehouse.tables import CHANGES
+from orchestration import keys
 from orchestration.automation import follows_inputs
 from orchestration.dbt.assets import FAILED_TESTS, GRADES, SOURCE_VERSIONS
 from orchestration.dbt.project import Translator, column_meta, is_public, manifest, model_key, model_meta, project
@@ -25,7 +26,7 @@ from privacy import gate as privacy_gate
 
 
 def publish_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["publish", name])
+    return keys.key("publish", name)
 
 
 def _markdown(diff: pl.DataFrame, limit: int = 50) -> str:

@@ -269,7 +269,7 @@ def incremental_stage(data: Path) -> dict:
     import dagster as dg
 
     os.environ.update({"SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)})
-    from orchestration import runs
+    from orchestration import keys, runs
     from orchestration.definitions import defs
 
     out = {}
@@ -287,7 +287,7 @@ def incremental_stage(data: Path) -> dict:
         cursor, _ = _settle(defs, instance, None)
         for name, deliver in (("new_month", _new_month), ("correction", _correction)):
             rows, datasets = deliver(data / "landing")
-            raw = [dg.AssetKey(["raw", d]) for d in datasets]
+            raw = [keys.key("raw", d) for d in datasets]
             started, wall = time.perf_counter(), time.time()
             if not runs.materialize(defs, raw, instance).success:  # what the landing sensors start
                 raise SystemExit("collection failed")

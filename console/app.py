@@ -25,6 +25,7 @@ from console.data import Console, Denied, NotFound, Viewer
 from console.sessions import Sessions, digest
 from exchange.identity import IdentityError
 from lakehouse import objections
+from orchestration import keys
 from quality import resolution
 
 HERE = Path(__file__).resolve().parent
@@ -192,7 +193,7 @@ def app(
             preview_error=preview_error,
             needs_reason=needs_reason and preview is None,
             reason=reason,
-            asset_path="/".join([zone, *name.split("/")]),
+            asset_path=keys.key(zone, name).to_user_string(),
         )
 
     async def dataset_preview(request: Request):

@@ -17,6 +17,8 @@ import functools
 
 import dagster as dg
 
+from orchestration import keys
+
 
 @functools.cache
 def _time_partitioned() -> dg.AssetSelection:
@@ -25,7 +27,7 @@ def _time_partitioned() -> dg.AssetSelection:
     from orchestration.partitions import for_dataset
 
     found = [ds.id for ds in registry().datasets if for_dataset(ds) is not None]
-    return dg.AssetSelection.assets(*(dg.AssetKey([zone, d]) for d in found for zone in ("raw", "std")))
+    return dg.AssetSelection.assets(*(keys.key(zone, d) for d in found for zone in ("raw", "std")))
 
 
 @functools.cache
@@ -35,7 +37,7 @@ def _all_or_nothing() -> dg.AssetSelection:
     another: a reader follows the version it reports."""
     from lakehouse.tables import ENTITY_MATCHES, RESOLVED
 
-    return dg.AssetSelection.assets(*(dg.AssetKey(t.path) for t in (ENTITY_MATCHES, *RESOLVED)))
+    return dg.AssetSelection.assets(*(keys.key(*t.path) for t in (ENTITY_MATCHES, *RESOLVED)))
 
 
 @functools.cache
@@ -44,7 +46,7 @@ def _steward_written() -> dg.AssetSelection:
     table nobody has written yet is empty — the readers create it so — never a missing input."""
     from lakehouse.tables import OWN_TABLES
 
-    return dg.AssetSelection.assets(*(dg.AssetKey(t.path) for t in OWN_TABLES if t.written_by == ("steward",)))
+    return dg.AssetSelection.assets(*(keys.key(*t.path) for t in OWN_TABLES if t.written_by == ("steward",)))
 
 
 @functools.cache
@@ -55,7 +57,7 @@ def _context_only() -> dg.AssetSelection:
     not yet due, missing and refused, all of them undelivered to its readers."""
     from lakehouse.tables import COLLECTION_STATUS
 
-    return dg.AssetSelection.assets(dg.AssetKey(COLLECTION_STATUS.path))
+    return dg.AssetSelection.assets(keys.key(*COLLECTION_STATUS.path))
 
 
 def follows_inputs(partitioned: bool = False, context: bool = False) -> dg.AutomationCondition:

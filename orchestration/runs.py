@@ -24,6 +24,7 @@ from pathlib import Path
 import dagster as dg
 
 from lakehouse.registry import registry
+from orchestration import keys
 from orchestration.partitions import named_range, range_tags, ranges
 from sensors.landing import scan
 
@@ -139,7 +140,7 @@ def _ranges(
         held = sorted(set().union(*(instance.get_materialized_partitions(p) for p in inputs)))
         return [dg.PartitionKeyRange(held[0], held[-1])] if held else []
     if landing is not None and key.path[0] == "raw":  # a collection: what the landing sensor would name
-        ds = registry().dataset(key.path[-1])
+        ds = registry().dataset(keys.table(key)[1])
         return [named_range(pdef, ds, scan(ds, Path(landing.landing_root), landing.settle_seconds))]
     every = list(pdef.get_partition_keys())
     return [dg.PartitionKeyRange(every[-1], every[-1])]
@@ -195,10 +196,10 @@ def materialize(
                 wanted = tuple(_ranges(graph, instance, key, targets.get(key), (defs.resources or {}).get("landing")))
                 by_range.setdefault(wanted, []).append(key)
             # nothing wanted (no period of its input exists): nothing to build
-            runs += [(keys, r) for wanted, keys in by_range.items() for r in wanted]
+            runs += [(chosen, r) for wanted, chosen in by_range.items() for r in wanted]
         planned += len(runs)
-        for keys, r in runs:
-            ops = {defs.resolve_assets_def(k).op.name for k in keys}
+        for chosen, r in runs:
+            ops = {defs.resolve_assets_def(k).op.name for k in chosen}
             config = dict(run_config.to_config_dict() if isinstance(run_config, dg.RunConfig) else run_config or {})
             if "ops" in config:
                 config["ops"] = {op: c for op, c in config["ops"].items() if op in ops}
@@ -208,7 +209,7 @@ def materialize(
                 run_config=config,
                 tags={**(tags or {}), **(range_tags(r) if r is not None and not single else {})},
                 partition_key=r.start if single else None,
-                asset_selection=keys,
+                asset_selection=chosen,
                 raise_on_error=raise_on_error,
             )
             results.append(result)

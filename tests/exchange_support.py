@@ -56,7 +56,7 @@ def catalogue_entry(name: str, lake: Lake, share_type: str = "有条件共享", 
     return {
         "dataset_id": name,
         "zone": "publish",
-        "asset_key": f"publish/{name}",
+        "asset_key": f"publish/publish_{name}",
         "name_zh": name,
         "share_type": share_type,
         "delta_version": table.version() if table else None,

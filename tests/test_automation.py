@@ -23,6 +23,7 @@ from exchange.identity import sign
 from exchange.requests import parse
 from exchange.shares import share_table_name
 from lakehouse.lake import Lake
+from orchestration import keys
 from orchestration import runs as runner
 from orchestration.automation import GATED_PREFIX
 from orchestration.cli.backfill import run_config, targets
@@ -36,10 +37,10 @@ from orchestration.settings import PROJECT_ROOT, settings
 
 pytestmark = pytest.mark.integration
 
-RAW_TAX, STD_TAX = dg.AssetKey(["raw", "tax_monthly"]), dg.AssetKey(["std", "tax_monthly"])
+RAW_TAX, STD_TAX = dg.AssetKey(["raw", "raw_tax_monthly"]), dg.AssetKey(["std", "tax_monthly"])
 SHARE, BANK = dg.AssetKey(["share", "extracts"]), "operations-bank"
 THEME_OPS = dg.AssetKey(["theme", "theme_operations_monthly"])
-PUBLISHED_OPS = dg.AssetKey(["publish", "theme_operations_monthly"])
+PUBLISHED_OPS = dg.AssetKey(["publish", "publish_theme_operations_monthly"])
 MONITORING = dg.AssetKey(["topic", "topic_operation_monitoring"])
 HOURLY = {dg.AssetKey(["ops", n]) for n in ("collection_status", "collection_rate", "annual_completeness")}
 
@@ -70,7 +71,7 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     assert sorted(instance.get_materialized_partitions(RAW_TAX)) == months
     assert sorted(instance.get_materialized_partitions(STD_TAX)) == months
     power = sorted(instance.get_materialized_partitions(dg.AssetKey(["std", "power_monthly"])))
-    assert sorted(instance.get_materialized_partitions(dg.AssetKey(["raw", "power_monthly"]))) == [
+    assert sorted(instance.get_materialized_partitions(dg.AssetKey(["raw", "raw_power_monthly"]))) == [
         m for m in months if m != "2023-07"
     ]  # July was refused and never re-sent: std builds the span raw holds, July empty
     assert power == months
@@ -253,7 +254,7 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
     std = [k for k in graph.get_all_asset_keys() if k.path[0] == "std"]
     ops = {f"std__{k.path[1]}": {"config": {"full": True}} for k in std}
     ops["dbt_models"] = {"config": {"full_refresh": True}}
-    run([*std, *models, *(dg.AssetKey(["publish", n]) for n in published_versions)], run_config={"ops": ops})
+    run([*std, *models, *(keys.key("publish", n) for n in published_versions)], run_config={"ops": ops})
     after_rebuild = _everything(s)
     assert set(after_rebuild) == set(before)
     # the 亩均 evaluation is held back by automation while its year is incomplete (June's production was
@@ -316,7 +317,7 @@ def _sent_again(workdir: Path, rng: random.Random) -> tuple[dg.AssetKey, str]:
     folder = workdir / "landing" / "power" / "monthly"
     month = f"2023-{rng.choice([1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12]):02d}"
     shutil.copyfile(folder / f"电力_月度用电_{month}.csv", folder / f"电力_月度用电_{month}_重发.csv")
-    return dg.AssetKey(["raw", "power_monthly"]), month
+    return dg.AssetKey(["raw", "raw_power_monthly"]), month
 
 
 def _late_july_power(workdir: Path, rng: random.Random) -> tuple[dg.AssetKey, str]:
@@ -327,7 +328,7 @@ def _late_july_power(workdir: Path, rng: random.Random) -> tuple[dg.AssetKey, st
     target = workdir / "landing" / "power" / "monthly" / "电力_月度用电_2023-07_重报.csv"
     with target.open("w", encoding="gb18030", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows(rows)
-    return dg.AssetKey(["raw", "power_monthly"]), "2023-07"
+    return dg.AssetKey(["raw", "raw_power_monthly"]), "2023-07"
 
 
 DELIVERIES = {

@@ -34,7 +34,12 @@ def test_a_failing_error_rule_keeps_std_at_its_previous_version_and_stops_downst
         monkeypatch.setattr(quality.standardise, "PART_ROWS", part_rows)
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
     instance = dg.DagsterInstance.ephemeral()
-    graph = [("raw", "amr_registration"), ("std", "amr_registration"), ("raw", "tax_monthly"), ("std", "tax_monthly")]
+    graph = [
+        ("raw", "raw_amr_registration"),
+        ("std", "amr_registration"),
+        ("raw", "raw_tax_monthly"),
+        ("std", "tax_monthly"),
+    ]
     first = runs.materialize(_select(*graph), resources=resources(s), instance=instance)
     assert first.success
     lake = Lake(s.lake_root)
@@ -63,7 +68,7 @@ def test_a_failing_error_rule_keeps_std_at_its_previous_version_and_stops_downst
     assert checks[("amr_registration", "uscc_required")].metadata["failures"].value == 400
     materialized = {tuple(m.asset_key.path) for m in second.get_asset_materialization_events()}
     assert ("std", "amr_registration") not in materialized and ("std", "tax_monthly") not in materialized
-    assert ("raw", "amr_registration") in materialized  # the delivery itself landed in raw, as received
+    assert ("raw", "raw_amr_registration") in materialized  # the delivery itself landed in raw, as received
     assert lake.table("std", "amr_registration").version() == version  # nothing of the batch is visible
     assert lake.row_count("std", "amr_registration") == rows
     assert lake.read("quarantine", "findings").filter(pl.col("dataset") == "amr_registration").height < 400

@@ -20,6 +20,7 @@ from assets.ingest.database import DatabaseCollector, Position, reconcile
 from lakehouse.connections import SourceNotConfigured, redacted, url_of
 from lakehouse.lake import Lake
 from lakehouse.registry import Dataset, registry
+from orchestration import keys
 
 pytestmark = pytest.mark.integration  # needs the database servers
 
@@ -313,7 +314,7 @@ def test_the_source_sensor_starts_the_collection_asset_which_materialises_the_pe
         periods = sorted(
             m.partition
             for m in result.asset_materializations_for_node(asset.node_def.name)
-            if m.asset_key == dg.AssetKey(["raw", ds.id])
+            if m.asset_key == keys.key("raw", ds.id)
         )
         assert periods == [f"2023-{m:02d}" for m in range(1, 13)]
         checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}

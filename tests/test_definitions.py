@@ -1,5 +1,6 @@
 """The code location loads, declares what stewards need to see, and passes `dg check defs`."""
 
+import collections
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 
 from lakehouse.registry import registry
 from lakehouse.tables import RESOLVED_DATASETS
+from orchestration import keys
 from orchestration.definitions import defs
 from orchestration.jobs import SELECTIONS
 from orchestration.settings import settings
@@ -21,14 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_registered_source_has_a_collection_asset_with_its_catalogue_facts():
     graph = defs.resolve_asset_graph()
     for ds in registry().datasets:
-        node = graph.get(dg.AssetKey(["raw", ds.id]))
+        node = graph.get(keys.key("raw", ds.id))
         assert node.tags["zone"] == "raw" and node.tags["department"] == ds.department
         assert ds.name_zh in node.description and node.owners
         schema = node.metadata["dagster/column_schema"]
         names = [c.name for c in schema.columns]
         assert names[: len(ds.columns)] == [c.name for c in ds.columns] and "_file_sha256" in names
         assert {"delta"} <= set(node.kinds)
-        assert dg.AssetKey(["landing", ds.id]) in node.parent_keys
+        assert keys.key("landing", ds.id) in node.parent_keys
         assert {c.name for c in graph.get_check_keys_for_assets({node.key})} >= {"rows_reconcile", "files_accepted"}
         # the owner the UI shows (and its search finds) is the department by its Chinese name, not a code
         owner = registry().owner_of(ds)
@@ -36,9 +38,25 @@ def test_every_registered_source_has_a_collection_asset_with_its_catalogue_facts
         # raw and std say, in Chinese, who delivers the data, how often, and whether and how it is shared
         dept = registry().departments[ds.department].name_zh
         for zone in ("raw", "std"):
-            text = graph.get(dg.AssetKey([zone, ds.id])).description
+            text = graph.get(keys.key(zone, ds.id)).description
             assert f"数源单位 {dept}" in text and f"更新周期 {ds.update_cycle}" in text, (zone, ds.id)
             assert ds.share_type in text and ds.open_type in text, (zone, ds.id)
+
+
+def test_the_asset_graph_shows_every_asset_under_a_name_of_its_own():
+    """The graph labels a node with the last component of its key alone: no two assets may share it (a
+    dataset's landing, raw and std; a model and its publication), and the key still names its lake table."""
+    all_keys = list(defs.resolve_asset_graph().get_all_asset_keys())
+    shown = collections.Counter(k.path[-1] for k in all_keys)
+    assert [n for n, c in shown.items() if c > 1] == []
+    assert keys.table(keys.key("raw", "tax_monthly")) == ("raw", "tax_monthly")
+    assert keys.key("publish", "topic_mujun_evaluation").to_user_string() == "publish/publish_topic_mujun_evaluation"
+    assert keys.key("std", "tax_monthly") == dg.AssetKey(["std", "tax_monthly"])
+    for k in all_keys:
+        zone, name = keys.table(k)
+        assert keys.key(zone, name) == k
+    with pytest.raises(ValueError, match="starts with 'raw_'"):
+        keys.table(dg.AssetKey(["raw", "tax_monthly"]))
 
 
 def test_jobs_sensors_and_resources_are_wired():
@@ -125,9 +143,9 @@ def test_assets_carry_the_computed_grade_and_columns_the_grade_they_hold_in_thei
     reg = registry()
     for ds in reg.datasets:
         for zone in ("raw", "std"):
-            node = graph.get(dg.AssetKey([zone, ds.id]))
+            node = graph.get(keys.key(zone, ds.id))
             assert node.tags["grade"] == dataset_grade(reg, ds, zone)["grade"] != "unclassified", (zone, ds.id)
-    raw, std = (graph.get(dg.AssetKey([z, "amr_registration"])) for z in ("raw", "std"))
+    raw, std = (graph.get(keys.key(z, "amr_registration")) for z in ("raw", "std"))
     assert raw.tags["grade"] == "L4" and std.tags["grade"] < "L4"
     ids = {
         z: next(c for c in n.metadata["dagster/column_schema"].columns if c.name == "legal_rep_id_no")

@@ -47,7 +47,7 @@ def test_an_unknown_update_cycle_is_a_clear_error():
     ],
 )
 def test_a_dataset_past_its_window_fails_its_check_saying_how_late(cycle, days, passed, severity, late_days):
-    key = dg.AssetKey(["raw", "x"])
+    key = dg.AssetKey(["raw", "raw_x"])
     result = freshness.evaluate(key, cycle, 1_000_000.0, 1_000_000.0 + days * DAY)
     assert result.passed is passed
     if not passed:
@@ -57,7 +57,7 @@ def test_a_dataset_past_its_window_fails_its_check_saying_how_late(cycle, days, 
 
 
 def test_the_check_runs_against_the_instance_and_flags_a_dataset_never_collected():
-    key, other = dg.AssetKey(["raw", "tax_monthly"]), dg.AssetKey(["raw", "stats_annual"])
+    key, other = dg.AssetKey(["raw", "raw_tax_monthly"]), dg.AssetKey(["raw", "raw_stats_annual"])
     check = freshness.checks([(key, "每月"), (other, "每年")])
     defs = dg.Definitions(
         assets=[dg.AssetSpec(key), dg.AssetSpec(other)], asset_checks=[check], schedules=[freshness.schedule(check)]

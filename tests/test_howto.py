@@ -195,7 +195,7 @@ def test_add_a_source(tmp_path):
         """,
     )
     assert (answer["raw"], answer["std"], answer["quarantined"]) == (2, 1, 1)
-    assert answer["assets"] == ["landing/eco_permits", "raw/eco_permits", "std/eco_permits"]
+    assert answer["assets"] == ["landing/landing_eco_permits", "raw/raw_eco_permits", "std/eco_permits"]
     assert answer["sensor"]
 
 

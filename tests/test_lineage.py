@@ -24,7 +24,7 @@ from lakehouse.tables import (
     SCORES,
     STD_PARTITIONS,
 )
-from orchestration import runs
+from orchestration import keys, runs
 from orchestration.definitions import defs
 from orchestration.lineage import declare
 from orchestration.lineage.emit import RUN_TAG, emit_run, naming
@@ -35,8 +35,8 @@ from orchestration.settings import settings
 
 pytestmark = pytest.mark.integration  # Dagster runs, dbt, servers: make test, not make test-fast
 
-RAW_REG = dg.AssetKey(["raw", "amr_registration"])
-LANDING_REG = dg.AssetKey(["landing", "amr_registration"])
+RAW_REG = dg.AssetKey(["raw", "raw_amr_registration"])
+LANDING_REG = dg.AssetKey(["landing", "landing_amr_registration"])
 
 
 def _collection_assets():
@@ -69,7 +69,7 @@ def test_every_event_of_a_full_run_validates_against_the_spec(full_run):
         by_job.setdefault(e["job"]["name"], []).append(e["eventType"])
     assert by_job.pop("__ASSET_JOB") == ["START", "COMPLETE"] * len(result.run_ids)  # each run
     assert len(result.run_ids) > 1  # raw of each partitioning, then std
-    assert set(by_job) == {".".join(k.path) for a in _collection_assets() for k in a.keys}
+    assert set(by_job) == {".".join(keys.table(k)) for a in _collection_assets() for k in a.keys}
     # START then COMPLETE per run of the asset (std of a month with a gap builds in one run per range)
     assert all(states and states == ["START", "COMPLETE"] * (len(states) // 2) for states in by_job.values())
     asset_events = [e for e in events if e["job"]["name"] != "__ASSET_JOB"]
@@ -133,7 +133,7 @@ def test_an_asset_with_no_lineage_code_still_has_table_lineage(full_run):
     _, _, _, _, events = full_run
     done = next(e for e in events if e["job"]["name"] == "catalogue.datasets" and e["eventType"] == "COMPLETE")
     published = {
-        "/".join(k.path)
+        "/".join(keys.table(k))
         for a in assets.defs.defs.assets
         if isinstance(a, dg.AssetsDefinition) and is_published(a)
         for k in a.keys
@@ -141,7 +141,7 @@ def test_an_asset_with_no_lineage_code_still_has_table_lineage(full_run):
     }
     own = {t.label for t in OWN_TABLES if "catalogue" not in t.written_by}  # the catalogue reads what it lists
     assert published and {i["name"] for i in done["inputs"]} == published | own | {"quality/problem_lists"} | {
-        "/".join(k.path) for a in _collection_assets() for k in a.keys if k.path[0] in ("raw", "std")
+        "/".join(keys.table(k)) for a in _collection_assets() for k in a.keys if k.path[0] in ("raw", "std")
     }
     # the Delta version each input stood at (this run built no publish zone, changed no grade)
     # written by stewards' commands (none in this run), and problem lists are files
@@ -231,7 +231,7 @@ def test_a_column_is_traced_through_three_stages(workdir):
         ("landing:amr/registration", "法定代表人证件号码"),
     ]
     assert chain[2][2] == "MASKING" and chain[-1][2].endswith("source")
-    landing = n.dataset(["landing", "amr_registration"])
+    landing = n.dataset(["landing", "landing_amr_registration"])
     columns, _ = g.downstream((landing.namespace, landing.name, "法定代表人证件号码"))
     assert [(n.short(c[0], c[1]), c[2]) for c, _ in columns] == [
         ("raw/amr_registration", "legal_rep_id_no"),

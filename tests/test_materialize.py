@@ -32,11 +32,11 @@ def test_full_graph_materialises_with_checks_and_catalogue(run, manifest):
     assert result.success
     checks = {(*e.asset_key.path, e.check_name): e for e in result.get_asset_check_evaluations()}
     datasets = [ds.id for ds in registry().datasets]
-    assert all(checks[("raw", d, "rows_reconcile")].passed for d in datasets)
+    assert all(checks[("raw", f"raw_{d}", "rows_reconcile")].passed for d in datasets)
     damaged = {f["dataset"] for f in manifest["files"] if f["expected_status"] == "rejected"}
-    assert {d for d in datasets if not checks[("raw", d, "files_accepted")].passed} == damaged
+    assert {d for d in datasets if not checks[("raw", f"raw_{d}", "files_accepted")].passed} == damaged
     # a refused delivery is an ERROR check (not blocking: the rest flows on) and a tag on the run
-    assert all(checks[("raw", d, "files_accepted")].severity == dg.AssetCheckSeverity.ERROR for d in damaged)
+    assert all(checks[("raw", f"raw_{d}", "files_accepted")].severity == dg.AssetCheckSeverity.ERROR for d in damaged)
     tags = {}  # added during the runs (one per partitioning of raw), so read from the stored runs
     for run_id in result.run_ids:
         tags |= instance.get_run_by_id(run_id).tags
@@ -56,7 +56,7 @@ def test_full_graph_materialises_with_checks_and_catalogue(run, manifest):
         + std_tax["exact_duplicates_merged"].value
         + std_tax["key_duplicates_merged"].value
     )
-    tax = mats[("raw", "tax_monthly")]
+    tax = mats[("raw", "raw_tax_monthly")]
     assert tax["files_rejected"].value == 1 and tax["dagster/row_count"].value == tax["rows_landed"].value
     assert "税务_月度申报_2023-09.csv" in tax["rejected_files"].value
 

@@ -126,7 +126,7 @@ def test_the_run_builds_models_as_assets_with_dbt_tests_as_checks(built):
         ("theme", "theme_enterprise_360"),
         ("topic", "topic_mujun_evaluation"),
         ("topic", "topic_chain_completeness"),
-        ("publish", "topic_mujun_evaluation"),
+        ("publish", "publish_topic_mujun_evaluation"),
     ]:
         assert key in mats
     checks = {(*e.asset_key.path, e.check_name): e for e in result.get_asset_check_evaluations()}
@@ -400,7 +400,7 @@ def test_a_modelers_new_model_appears_as_asset_in_catalogue_lineage_and_publish_
     graph = defs.resolve_asset_graph()
     key = dg.AssetKey(["theme", "theme_land_use"])
     assert key in graph.get_all_asset_keys()
-    assert graph.get(dg.AssetKey(["publish", "theme_land_use"])).parent_keys == {key}
+    assert graph.get(dg.AssetKey(["publish", "publish_theme_land_use"])).parent_keys == {key}
     published = _publish(s, "theme_land_use")
     assert published.height > 900 and published["uscc"].is_unique().all()
     catalogue = pl.read_delta(f"{s.lake_root}/catalogue/datasets")
@@ -551,8 +551,8 @@ models:
     keys = {
         ("topic", "topic_bad_grade"),
         ("topic", "topic_bad_k"),
-        ("publish", "topic_bad_grade"),
-        ("publish", "topic_bad_k"),
+        ("publish", "publish_topic_bad_grade"),
+        ("publish", "publish_topic_bad_k"),
     }
     result = runs.materialize(
         _assets(defs),
@@ -563,7 +563,7 @@ models:
     )
     assert not result.success
     gates = {
-        (e.asset_key.path[1], e.check_name): e
+        (e.asset_key.path[1].removeprefix("publish_"), e.check_name): e
         for e in result.get_asset_check_evaluations()
         if e.asset_key.path[0] == "publish"
     }

@@ -10,6 +10,7 @@ import pytest
 from lakehouse import objections
 from lakehouse.lake import Lake
 from lakehouse.tables import OBJECTIONS
+from orchestration import keys
 from privacy.audit import AuditLog
 
 T0 = dt.datetime(2024, 3, 1, 10, tzinfo=dt.UTC)
@@ -112,5 +113,5 @@ def test_a_write_outside_dagster_is_reported_to_the_instance_of_the_home_as_it_i
     assert report_write(SimpleNamespace(dagster_home=home), OBJECTIONS, 3, event="accepted") is True
     assert (home / "dagster.yaml").read_text(encoding="utf-8") == config
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        event = instance.get_latest_materialization_event(dg.AssetKey(OBJECTIONS.path))
+        event = instance.get_latest_materialization_event(keys.key(*OBJECTIONS.path))
     assert event.asset_materialization.metadata["delta_version"].value == 3

@@ -22,13 +22,14 @@ import yaml
 from lakehouse.lake import Lake
 from orchestration import partitions, runs
 from orchestration.definitions import defs
+from orchestration.keys import key as asset_key
 from orchestration.resources import resources
 from orchestration.settings import settings
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
-RAW_TAX, STD_TAX = dg.AssetKey(["raw", "tax_monthly"]), dg.AssetKey(["std", "tax_monthly"])
+RAW_TAX, STD_TAX = dg.AssetKey(["raw", "raw_tax_monthly"]), dg.AssetKey(["std", "tax_monthly"])
 MONTHS = [f"2023-{m:02d}" for m in range(1, 13)]
 
 
@@ -106,7 +107,7 @@ def test_a_partition_backfill_from_the_ui_runs_on_the_daemon_and_rebuilds_exactl
     env = {**os.environ, "DAGSTER_HOME": str(home), "SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(data)}
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(data)})
-    keys = [dg.AssetKey([z, d]) for d in ("amr_registration", "tax_monthly") for z in ("raw", "std")]
+    keys = [asset_key(z, d) for d in ("amr_registration", "tax_monthly") for z in ("raw", "std")]
     lake = Lake(s.lake_root)
     with dg.DagsterInstance.get() as instance:
         assert runs.materialize(defs, keys, instance, resources=resources(s)).success

@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from lakehouse.registry import registry
-from orchestration import partitions
+from orchestration import keys, partitions
 from orchestration.definitions import defs
 from orchestration.jobs import SELECTIONS
 from orchestration.runs import stages
@@ -19,15 +19,15 @@ def test_a_periodic_dataset_is_partitioned_by_its_period_from_the_first_one_expe
     seen = {}
     for ds in reg.datasets:
         pdef = partitions.for_dataset(ds)
-        raw, std = (graph.get(dg.AssetKey([z, ds.id])).partitions_def for z in ("raw", "std"))
+        raw, std = (graph.get(keys.key(z, ds.id)).partitions_def for z in ("raw", "std"))
         assert raw == std == pdef
         if ds.period is None or not partitioned(ds, rules_for(ds.id)):
             assert pdef is None, ds.id  # no period, or std does not rebuild it by period
             continue
-        keys = partitions.keys(pdef)
-        # keys are the period texts std uses: '2023', '2023-05', '2023-12-01'
-        assert len(keys[0]) == {"year": 4, "month": 7, "day": 10}[ds.period.granularity]
-        assert keys[0] <= ds.period.since and ds.period.since in keys
+        periods = partitions.keys(pdef)
+        # partition keys are the period texts std uses: '2023', '2023-05', '2023-12-01'
+        assert len(periods[0]) == {"year": 4, "month": 7, "day": 10}[ds.period.granularity]
+        assert periods[0] <= ds.period.since and ds.period.since in periods
         seen.setdefault(ds.period.granularity, set()).add(id(pdef))
     # one definition per granularity, shared: datasets of a granularity build in one run
     assert set(seen) == {"day", "month", "year"} and all(len(v) == 1 for v in seen.values())

@@ -178,7 +178,7 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
 
     import assets.clean
     import assets.defs
-    from orchestration import runs
+    from orchestration import keys, runs
     from orchestration.resources import resources
     from orchestration.settings import settings
 
@@ -187,9 +187,7 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
     columns = [c.model_copy(update={"classification": None}) if c.name == "permit_no" else c for c in ds.columns]
     unclassified_ds = ds.model_copy(update={"columns": columns})
     raw = next(
-        a
-        for a in assets.defs.defs.assets
-        if isinstance(a, dg.AssetsDefinition) and ["raw", ds.id] in [k.path for k in a.keys]
+        a for a in assets.defs.defs.assets if isinstance(a, dg.AssetsDefinition) and keys.key("raw", ds.id) in a.keys
     )
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
     result = runs.materialize(
@@ -203,7 +201,7 @@ def test_an_unclassified_column_keeps_its_dataset_in_raw(workdir):
     assert not check.passed and check.metadata["unclassified"].value == "permit_no"
     # raw (and the collection log it writes) only: nothing beyond raw
     assert [m.asset_key.path for m in result.get_asset_materialization_events()] == [
-        ["raw", ds.id],
+        keys.key("raw", ds.id).path,
         ["ops", "collect_log"],
     ]
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
@@ -384,7 +382,7 @@ def test_after_key_rotation_std_is_repseudonymised_and_old_pseudonyms_still_matc
     monkeypatch.delenv(keys.ENV_KEYS, raising=False)
     monkeypatch.setenv("SHUCANG_KEY_FILE", str(workdir / "keys.json"))
     s = settings({"SHUCANG_ENV": "ci", "SHUCANG_DATA_DIR": str(workdir)})
-    wanted = {("raw", "amr_registration"), ("std", "amr_registration")}
+    wanted = {("raw", "raw_amr_registration"), ("std", "amr_registration")}
     selection = [
         a
         for a in assets.defs.defs.assets

@@ -122,7 +122,7 @@ def test_a_run_killed_in_a_crash_is_failed_its_slot_freed_and_its_files_landed_o
         log.close()
         return daemons[-1]
 
-    step, pool = "raw__ent_telemetry", "collect_ent_telemetry"
+    step, pool = "raw__raw_ent_telemetry", "collect_ent_telemetry"
     try:
         with dg.DagsterInstance.get() as instance:
 

@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 
 QUERY = """
 {
-  assetNodes(assetKeys: [{path: ["raw", "amr_registration"]}]) {
+  assetNodes(assetKeys: [{path: ["raw", "raw_amr_registration"]}]) {
     description groupName kinds
     tags { key value }
     owners { ... on TeamAssetOwner { team } }
@@ -48,10 +48,11 @@ QUERY = """
 
 def _expected_jobs() -> set[str]:
     """The OpenLineage job of every asset of the full refresh (all but the per-request shares)."""
+    from orchestration import keys as asset_keys
     from orchestration.definitions import defs
 
     keys = [k for k in defs.resolve_asset_graph().materializable_asset_keys if k.path[0] != "share"]
-    return {".".join(k.path) for k in keys}
+    return {".".join(asset_keys.table(k)) for k in keys}
 
 
 def _demo_runs(port: int) -> list[str]:
@@ -149,7 +150,7 @@ def test_the_ui_serves_catalogue_facts_in_chinese(webserver):
     lineage = next(e["lineage"] for e in mat["metadataEntries"] if e["label"] == "dagster/column_lineage")
     deps = {c["columnName"]: c["columnDeps"] for c in lineage}
     assert deps["legal_rep_id_no"] == [
-        {"assetKey": {"path": ["landing", "amr_registration"]}, "columnName": "法定代表人证件号码"}
+        {"assetKey": {"path": ["landing", "landing_amr_registration"]}, "columnName": "法定代表人证件号码"}
     ]
     lake = Lake(str(lake_root))
     assert values["dagster/row_count"] == lake.row_count("raw", "amr_registration") > 1000

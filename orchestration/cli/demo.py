@@ -152,6 +152,7 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     from assets.share import SHARE_KEY
     from exchange.service import Exchange
     from exchange.statistics import NAME as STATISTICS
+    from orchestration import keys
 
     ex = Exchange(s.lake(), s.exchange_dir, s.sharing_endpoint, audit_log=s.audit_log)
     _register_demo_identities(ex)
@@ -195,7 +196,7 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
     runs.append(
         job.execute_in_process(
             instance=dagster_instance,
-            asset_selection=[AssetKey(["publish", STATISTICS]), AssetKey(["catalogue", "datasets"])],
+            asset_selection=[keys.key("publish", STATISTICS), AssetKey(["catalogue", "datasets"])],
             raise_on_error=False,
         )
     )

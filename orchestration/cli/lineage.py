@@ -24,7 +24,8 @@ def lineage(s: Settings, args) -> int:
     def label(c) -> str:
         return f"{n.short(c[0], c[1])}.{c[2]}"
 
-    ref = n.dataset(args.dataset.split("/"))
+    zone, _, name = args.dataset.partition("/")  # a table as the lake names it: raw/amr_registration
+    ref = n.table(zone, name)
     graph = LineageGraph.from_events(LakeFileTransport(s.lake()).read_all())
     column = (ref.namespace, ref.name, args.column)
     if args.action == "upstream":

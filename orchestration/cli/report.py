@@ -12,6 +12,11 @@ from orchestration.settings import Settings
 from privacy.audit import AuditLog
 
 
+def _where(row: dict) -> str:
+    """A catalogue row's table in the lake (zone/name), which the summary says it built."""
+    return f"{row['zone']}/{row['dataset_id']}"
+
+
 def _collection_section(lake) -> list[str]:
     """归集: each department's deliveries due so far — on time, late, refused, missing — and its 归集率."""
     rates, status = lake.read("ops", "collection_rate"), lake.read("ops", "collection_status")
@@ -60,12 +65,12 @@ def summary(s: Settings) -> str:
     raw = (
         catalogue.filter(pl.col("zone") == "raw")
         .join(files, left_on="dataset_id", right_on="dataset", how="left")
-        .sort("asset_key")
+        .sort("dataset_id")
     )
     out.append(f"  {'dataset':<24}{_pad('名称', 22)}{'rows':>10}{'version':>9}{'files':>7}{'rejected':>10}")
     for r in raw.iter_rows(named=True):
         out.append(
-            f"  {r['asset_key']:<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}"
+            f"  {_where(r):<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}"
             f"{_version(r)}{r['landed'] or 0:>7}{r['rejected'] or 0:>10}"
         )
     out.append(f"  {'total raw':<46}{int(raw['row_count'].fill_null(0).sum()):>10,}")
@@ -108,14 +113,14 @@ def _std_section(lake, catalogue: pl.DataFrame) -> str:
         else None
     )
     merged = dups.group_by("dataset").len("merged") if dups is not None else None
-    std = catalogue.filter(pl.col("zone") == "std").sort("asset_key")
+    std = catalogue.filter(pl.col("zone") == "std").sort("dataset_id")
     for extra in (quarantined, merged):
         if extra is not None:
             std = std.join(extra, left_on="dataset_id", right_on="dataset", how="left")
     lines = [f"  {'dataset':<24}{_pad('名称', 22)}{'rows':>10}{'version':>9}{'quarantined':>13}{'merged':>8}"]
     for r in std.iter_rows(named=True):
         lines.append(
-            f"  {r['asset_key']:<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}{_version(r)}"
+            f"  {_where(r):<24}{_pad(r['name_zh'], 22)}{r['row_count'] or 0:>10,}{_version(r)}"
             f"{r.get('quarantined') or 0:>13,}{r.get('merged') or 0:>8,}"
         )
     return "\n".join(lines)
@@ -144,7 +149,7 @@ def _publish_section(lake, catalogue: pl.DataFrame) -> str:
     """The publish zone (共享库): what dbt modelled and the gates let through, and the 亩均 bands."""
     # the publish zone's datasets, not the warehouse's own change log beside them
     published = catalogue.filter((pl.col("zone") == "publish") & (pl.col("source_department") != "warehouse"))
-    published = published.sort("asset_key")
+    published = published.sort("dataset_id")
     if published.height == 0:
         return "  publish zone: nothing published yet"
     out = [
@@ -154,8 +159,7 @@ def _publish_section(lake, catalogue: pl.DataFrame) -> str:
     out.append(f"  {'dataset':<46}{_pad('名称', 24)}{'rows':>9}{'version':>9}{'grade':>7}")
     for r in published.iter_rows(named=True):
         out.append(
-            f"  {r['asset_key']:<46}{_pad(r['name_zh'], 24)}{r['row_count'] or 0:>9,}{_version(r)}"
-            f"{r['grade'] or '-':>7}"
+            f"  {_where(r):<46}{_pad(r['name_zh'], 24)}{r['row_count'] or 0:>9,}{_version(r)}{r['grade'] or '-':>7}"
         )
     evaluation = lake.read("publish", "topic_mujun_evaluation")
     if evaluation is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
+from orchestration import keys
 from orchestration.automation import GATED_PREFIX, follows_inputs, year_complete
 from orchestration.settings import PROJECT_ROOT, settings
 
@@ -151,7 +152,7 @@ class Translator(DagsterDbtTranslator):
 
     def get_asset_key(self, props: Mapping[str, Any]) -> dg.AssetKey:
         if props["resource_type"] == "source":
-            return dg.AssetKey([props.get("config", {}).get("zone") or "std", props["name"]])
+            return keys.key(props.get("config", {}).get("zone") or "std", props["name"])
         return dg.AssetKey([layer_of(props), props["name"]])
 
     def get_group_name(self, props: Mapping[str, Any]) -> str | None:

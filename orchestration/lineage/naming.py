@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lakehouse.lake import ZONES, Lake
 from lakehouse.registry import Registry
+from orchestration import keys
 
 PRODUCER = "https://github.com/shucang/shucang/tree/main/orchestration/lineage"
 DEFAULT_JOB_NAMESPACE = "shucang"
@@ -39,14 +40,18 @@ class Naming:
     job_namespace: str = DEFAULT_JOB_NAMESPACE
 
     def dataset(self, key_path: list[str]) -> DatasetRef:
-        zone, rest = key_path[0], key_path[1:]
+        """The dataset an asset (by its key's path) reads or writes."""
+        return self.table(*keys.table(key_path))
+
+    def table(self, zone: str, name: str) -> DatasetRef:
+        """The dataset of a table by zone and name (``raw``, ``tax_monthly``), or of a landing folder."""
         if zone == "landing":
             # a source's landing folder, as the registry names it: e.g. amr/registration
-            return DatasetRef(storage_uri(self.landing_root), self.registry.dataset(rest[0]).landing)
+            return DatasetRef(storage_uri(self.landing_root), self.registry.dataset(name).landing)
         if zone in ZONES:
-            return DatasetRef(self.lake.location, "/".join(key_path))
+            return DatasetRef(self.lake.location, f"{zone}/{name}")
         # models that live only in the DuckDB warehouse
-        return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", ".".join(key_path))
+        return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", ".".join([zone, *name.split("/")]))
 
     def short(self, namespace: str, name: str) -> str:
         """A readable label: lake tables by zone/name, landing folders as landing:<folder>, models of the
@@ -55,10 +60,11 @@ class Naming:
             return name
         if namespace == storage_uri(self.landing_root):
             return f"landing:{name}"
-        if namespace == self.dataset(["warehouse", name]).namespace:  # a model that lives only in DuckDB
+        if namespace == self.table("warehouse", name).namespace:  # a model that lives only in DuckDB
             return f"warehouse:{name}"
         return f"{namespace}::{name}"
 
     @staticmethod
     def job_name(key_path: list[str]) -> str:
-        return ".".join(key_path)
+        zone, name = keys.table(key_path)
+        return ".".join([zone, *name.split("/")])
