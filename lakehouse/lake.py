@@ -93,7 +93,8 @@ class Lake:
             return src.read()
 
     def table_names(self, zone: str) -> list[str]:
-        """The Delta tables directly in a zone (a folder holding a ``_delta_log``), sorted."""
+        """The Delta tables directly in a zone (a folder holding a ``_delta_log`` with a commit), sorted. An
+        object store may keep a deleted table's folders (a filer's directories): an empty log is no table."""
         self.uri(zone, "x")  # validates the zone
         fs, base = self._fs
         try:
@@ -101,9 +102,15 @@ class Lake:
         except FileNotFoundError:
             return []
         folders = [i.path for i in infos if i.type == pafs.FileType.Directory]
-        return sorted(
-            f.rsplit("/", 1)[-1] for f in folders if fs.get_file_info(f"{f}/_delta_log").type == pafs.FileType.Directory
-        )
+        return sorted(f.rsplit("/", 1)[-1] for f in folders if self._has_commit(fs, f"{f}/_delta_log"))
+
+    @staticmethod
+    def _has_commit(fs, log: str) -> bool:
+        try:
+            entries = fs.get_file_info(pafs.FileSelector(log, recursive=False))
+        except FileNotFoundError:
+            return False
+        return any(e.type == pafs.FileType.File and e.base_name.endswith(".json") for e in entries)
 
     def list_files(self, zone: str, folder: str, suffix: str = "") -> list[str]:
         """Names (relative to the zone) of the files directly in ``zone/folder``, sorted."""

@@ -138,6 +138,7 @@ SLOW_FIRST = (
     "test_automation.py",
     "test_modelling.py",
     "test_console_browser.py",
+    "test_object_store.py",
     "test_partition_backfill.py",
     "test_run_monitoring.py",
     "test_lint.py",

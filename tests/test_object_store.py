@@ -1,0 +1,143 @@
+"""The lake on an object store: every zone on S3-compatible storage by ``LAKE_ROOT`` and
+``LAKE_STORAGE_OPTIONS``, tested against a SeaweedFS the tests start (``tests/objectstore.py``) — tables,
+files beside them, concurrent commits, processes that exit cleanly after reading, and the whole demo
+pipeline publishing on the store exactly what it publishes in a local folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+from objectstore import SeaweedFS
+
+from lakehouse.lake import ZONES, Lake
+from orchestration.compare import compare_published
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    with SeaweedFS(tmp_path_factory.mktemp("seaweedfs")) as s:
+        yield s
+
+
+def test_every_zone_keeps_tables_and_files_on_the_store(store):
+    lake = Lake(store.root("zones"), store.storage_options)
+    assert not lake.is_local and lake.location == store.root("zones") and lake.local_path("raw", "t") is None
+    for zone in ZONES:
+        assert lake.overwrite(zone, "t", pl.DataFrame({"k": ["a", "b"], "v": [1, 2]}).to_arrow()) == 0
+        assert lake.append(zone, "t", pl.DataFrame({"k": ["c"], "v": [3]}).to_arrow(), metadata={"why": "x"}) == 1
+        assert lake.read(zone, "t").sort("k")["v"].to_list() == [1, 2, 3] and lake.row_count(zone, "t") == 3
+        assert lake.commits(zone, "t", 1)[0]["why"] == "x"
+        assert lake.table_names(zone) == ["t"]
+    # a dataset's partition replaced atomically; a file beside the tables; a table removed
+    lake.replace_where(
+        "quarantine", "findings", pl.DataFrame({"dataset": ["x", "y"], "n": [1, 2]}).to_arrow(), "dataset", "x"
+    )
+    lake.replace_where("quarantine", "findings", pl.DataFrame({"dataset": ["x"], "n": [9]}).to_arrow(), "dataset", "x")
+    assert lake.read("quarantine", "findings").sort("dataset").rows() == [("x", 9), ("y", 2)]
+    lake.write_bytes("ops", "lineage/run-1.jsonl", b'{"a": 1}\n')
+    assert lake.read_bytes("ops", "lineage/run-1.jsonl") == b'{"a": 1}\n'
+    assert lake.list_files("ops", "lineage", ".jsonl") == ["lineage/run-1.jsonl"]
+    assert lake.read_bytes("ops", "lineage/none.jsonl") is None
+    assert lake.delete("raw", "t") and lake.table("raw", "t") is None and lake.table_names("raw") == []
+    # a time-travelled read of the version before the append
+    assert pl.read_delta(lake.uri("std", "t"), version=0, storage_options=store.storage_options).height == 2
+
+
+def test_concurrent_writers_lose_no_commit(store):
+    """Three writers append to one table at once: the store's conditional put lets one commit each version,
+    the others retry — no lock service, nothing lost, no version twice."""
+    lake = Lake(store.root("concurrent"), store.storage_options)
+    lake.overwrite("raw", "t", pl.DataFrame({"w": [-1], "i": [-1]}).to_arrow())
+    errors: list[BaseException] = []
+
+    def writer(w: int) -> None:
+        try:
+            for i in range(8):
+                Lake(store.root("concurrent"), store.storage_options).append(
+                    "raw", "t", pl.DataFrame({"w": [w], "i": [i]}).to_arrow()
+                )
+        except BaseException as exc:  # noqa: BLE001 — reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    frame = lake.read("raw", "t").filter(pl.col("w") >= 0)
+    assert sorted(frame.rows()) == [(w, i) for w in range(3) for i in range(8)]
+    versions = [c["version"] for c in lake.commits("raw", "t")]
+    assert sorted(versions) == list(range(25))
+
+
+READER = """
+import json, sys
+import polars as pl
+from lakehouse.lake import Lake
+options = json.loads(sys.argv[2])
+lake = Lake(sys.argv[1], options)
+print(lake.read("std", "t").height, pl.scan_delta(lake.uri("std", "t"), storage_options=options).collect().height,
+      lake.table("std", "t").to_pyarrow_dataset().to_table().num_rows, len(lake.read_bytes("ops", "f.json")))
+"""
+
+
+def test_processes_that_read_the_store_exit_cleanly(store):
+    """A process that read tables and files on the store ends with exit code 0 (an abort at interpreter exit
+    after S3 reads was seen once in five runs on this kind of machine; here: every run, eight times)."""
+    root = store.root("exit")
+    lake = Lake(root, store.storage_options)
+    lake.overwrite("std", "t", pl.DataFrame({"a": list(range(1000))}).to_arrow())
+    lake.write_bytes("ops", "f.json", b"{}")
+    for _ in range(8):
+        done = subprocess.run(
+            [sys.executable, "-c", READER, root, json.dumps(store.storage_options)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.split() == ["1000", "1000", "1000", "2"]
+
+
+@pytest.mark.integration
+def test_the_demo_on_the_store_publishes_what_the_local_demo_does(store, demo_site, tmp_path):
+    """``make demo`` with ``LAKE_ROOT`` on the store: the same pipeline, every zone written there and none on
+    the local disk, every published table equal to the local demo's (same seed, same keys)."""
+    root = store.root("demo")
+    env = {
+        **demo_site.env,
+        "SHUCANG_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "SHUCANG_AUDIT_LOG": str(tmp_path / "audit" / "privileged.jsonl"),
+        "LAKE_ROOT": root,
+        "LAKE_STORAGE_OPTIONS": json.dumps(store.storage_options),
+    }
+    demo = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert f"lake:       {root}" in demo.stdout and "SUCCESS" in demo.stdout
+    assert not (tmp_path / "data" / "lake").exists()  # nothing of the lake on the local disk
+    remote = Lake(root, store.storage_options)
+    assert set(remote.table_names("raw")) == set(Lake(str(demo_site.lake)).table_names("raw"))
+    comparison = compare_published(Lake(str(demo_site.lake)), remote)
+    assert comparison.equal, "\n".join(comparison.lines())
+    assert len(comparison.tables) >= 10
+    # the catalogue and the lineage the run emitted live on the store as well
+    assert json.loads(remote.read_bytes("catalogue", "catalogue.json"))["datasets"]
+    assert remote.list_files("ops", "lineage", ".jsonl")
