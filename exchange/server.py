@@ -492,7 +492,13 @@ class SharingService:
         return body
 
     def _signed(self, state: RequestState, dataset: str, path: str) -> tuple[str, int]:
+        """Where a consumer fetches one file of its share until ``expires``: on an object-store lake, the store
+        itself under a pre-signed URL (the service hands out the address, not the bytes); in a local lake,
+        this service's ``/files`` under its own signature, checked again — share, consumer, build — at download."""
         expires = int(time.time()) + self.url_seconds
+        stored = self.exchange.lake.presign("share", f"{share_table_name(state.id, dataset)}/{path}", self.url_seconds)
+        if stored is not None:
+            return stored, expires
         message = f"{state.id}/{dataset}/{path}/{expires}/{PERMISSION}".encode()
         sig = hmac.new(self.secret, message, hashlib.sha256).hexdigest()
         base = self.exchange.endpoint.rstrip("/")  # the configured public address, never the Host header

@@ -92,6 +92,26 @@ class Lake:
         with fs.open_input_stream(path) as src:
             return src.read()
 
+    def presign(self, zone: str, name: str, seconds: int) -> str | None:
+        """A URL that reads one file of the lake for ``seconds`` without credentials (an S3 query signature, as
+        the store checks it), or None when the lake is not on S3 — a local folder has no such URL."""
+        if not self.root.startswith("s3://"):
+            return None
+        import datetime as dt
+
+        import obstore
+        from obstore.store import S3Store
+
+        self.uri(zone, name)  # validates zone and name
+        options = {k.lower(): v for k, v in self.storage_options.items()}
+        allow_http = options.pop("aws_allow_http", "").lower() == "true"
+        store = S3Store.from_url(
+            self.root.rstrip("/"),
+            config={k: v for k, v in options.items() if k.startswith("aws_")},
+            client_options={"allow_http": allow_http},
+        )
+        return obstore.sign(store, "GET", f"{zone}/{name}", dt.timedelta(seconds=seconds))
+
     def table_names(self, zone: str) -> list[str]:
         """The Delta tables directly in a zone (a folder holding a ``_delta_log`` with a commit), sorted. An
         object store may keep a deleted table's folders (a filer's directories): an empty log is no table."""

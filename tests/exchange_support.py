@@ -93,10 +93,10 @@ def file(ex: Exchange, doc: dict, actor: str = "tester"):
     return ex.file(parse(doc, doc["id"], ex.consumer(doc["consumer"])), actor=actor)
 
 
-def published_lake(root: Path, n: int = 600) -> Exchange:
-    """A lake with ``publish/firms`` (and a never-shared ``publish/secrets``) and their catalogue; the exchange
-    folder beside it, with a consumer of each kind and a steward registered."""
-    lake = Lake(str(root / "lake"))
+def published_lake(root: Path, n: int = 600, lake: Lake | None = None) -> Exchange:
+    """A lake (``root/lake``, or ``lake``) with ``publish/firms`` (and a never-shared ``publish/secrets``) and
+    their catalogue; the exchange folder beside it, with a consumer of each kind and a steward registered."""
+    lake = lake or Lake(str(root / "lake"))
     lake.overwrite("publish", "firms", firms(n).to_arrow())
     lake.overwrite("publish", "secrets", firms(10).select("uscc", "name").to_arrow())
     write_catalogue(

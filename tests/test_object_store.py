@@ -141,3 +141,65 @@ def test_the_demo_on_the_store_publishes_what_the_local_demo_does(store, demo_si
     # the catalogue and the lineage the run emitted live on the store as well
     assert json.loads(remote.read_bytes("catalogue", "catalogue.json"))["datasets"]
     assert remote.list_files("ops", "lineage", ".jsonl")
+
+
+@pytest.mark.integration
+def test_the_sharing_service_hands_consumers_store_urls_not_bytes(store, tmp_path):
+    """With the lake on the store, a share's files are fetched from the store under pre-signed URLs that the
+    service hands out (it serves no bytes); the official client reads through them; a URL whose signature or
+    path was changed is refused by the store."""
+    import dataclasses
+    import hashlib
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+    from exchange_support import decide, file, published_lake, request
+
+    from benchmarks.sharing import client_env, free_port, run_client
+    from exchange.server import app, server_config
+
+    port = free_port()
+    ex = published_lake(tmp_path, lake=Lake(store.root("sharing"), store.storage_options))
+    ex = dataclasses.replace(ex, endpoint=f"http://127.0.0.1:{port}/delta-sharing")
+    if file(ex, request("dept", ["uscc", "name", "region_code", "revenue_yuan"])).status == "pending":
+        decide(ex, "dept")
+    profile = Path(ex.build("dept", "tester")[1])
+    token = json.loads(profile.read_text())["bearerToken"]
+    server = uvicorn.Server(server_config(app(ex, url_seconds=60), "127.0.0.1", port, "warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}/delta-sharing"
+        answer = httpx.post(
+            f"{base}/shares/dept/schemas/shucang/tables/firms/query",
+            headers={"Authorization": f"Bearer {token}"},
+            json={},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        files = [json.loads(line)["file"] for line in answer.text.splitlines() if '"file"' in line]
+        manifest = {f["path"]: f["sha256"] for t in ex.state("dept").manifest["tables"] for f in t["files"]}
+        assert files and len(files) == len(manifest)
+        for f in files:
+            assert f["url"].startswith(f"{store.endpoint}/{store.bucket}/sharing/share/dept/firms/")
+            assert "X-Amz-Signature=" in f["url"] and f["expirationTimestamp"] > time.time() * 1000
+            got = httpx.get(f["url"], timeout=30)  # no token, no key: the signature is the permission
+            assert got.status_code == 200
+            name = f["url"].split("?")[0].rsplit("/", 1)[-1]
+            assert hashlib.sha256(got.content).hexdigest() == manifest[name]
+        forged = files[0]["url"].replace("X-Amz-Signature=", "X-Amz-Signature=0")
+        assert httpx.get(forged, timeout=30).status_code == 403
+        elsewhere = files[0]["url"].replace("/share/dept/firms/", "/publish/firms/")  # the unshared table
+        assert httpx.get(elsewhere, timeout=30).status_code == 403
+        code, summary = run_client(client_env(), profile, "read", "dept.shucang.firms", tmp_path / "d.parquet")
+        assert code == 0 and summary["columns"] == ["uscc", "name", "region_code", "revenue_yuan"]
+        assert summary["rows"] == ex.lake.row_count("share", "dept/firms") > 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
