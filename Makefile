@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test test-live test-fast ui up down share-server console assessment bench lint summary clean
+.PHONY: env manifest demo test test-live test-store test-fast ui up down share-server console assessment bench lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -33,7 +33,10 @@ summary: env $(MANIFEST)
 	$(PY) -m orchestration.cli summary
 
 test: env $(MANIFEST) ## the test suite (CI runs exactly this)
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not long"
+
+test-store: env $(MANIFEST) ## the whole demo with its lake on a SeaweedFS it starts, equal to the local demo (~4 min)
+	$(PY) -m pytest -q -m long tests/test_object_store.py
 
 test-live: env $(MANIFEST) ## both demos, files and live sources (databases, interface, broker); every published table equal (~3 min)
 	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),)

@@ -18,6 +18,8 @@ from objectstore import SeaweedFS
 from lakehouse.lake import ZONES, Lake
 from orchestration.compare import compare_published
 
+pytestmark = pytest.mark.integration  # a server of its own: make test, not make test-fast
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -109,7 +111,7 @@ def test_processes_that_read_the_store_exit_cleanly(store):
         assert done.stdout.split() == ["1000", "1000", "1000", "2"]
 
 
-@pytest.mark.integration
+@pytest.mark.long  # make test-store: a second whole demo would add minutes to make test
 def test_the_demo_on_the_store_publishes_what_the_local_demo_does(store, demo_site, tmp_path):
     """``make demo`` with ``LAKE_ROOT`` on the store: the same pipeline, every zone written there and none on
     the local disk, every published table equal to the local demo's (same seed, same keys)."""
@@ -143,7 +145,6 @@ def test_the_demo_on_the_store_publishes_what_the_local_demo_does(store, demo_si
     assert remote.list_files("ops", "lineage", ".jsonl")
 
 
-@pytest.mark.integration
 def test_the_sharing_service_hands_consumers_store_urls_not_bytes(store, tmp_path):
     """With the lake on the store, a share's files are fetched from the store under pre-signed URLs that the
     service hands out (it serves no bytes); the official client reads through them; a URL whose signature or
