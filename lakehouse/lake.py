@@ -100,17 +100,22 @@ class Lake:
         import datetime as dt
 
         import obstore
-        from obstore.store import S3Store
 
         self.uri(zone, name)  # validates zone and name
+        return obstore.sign(self._signer, "GET", f"{zone}/{name}", dt.timedelta(seconds=seconds))
+
+    @cached_property
+    def _signer(self):
+        """The lake's root as obstore's S3 store (made once: a query signs a URL per file)."""
+        from obstore.store import S3Store
+
         options = {k.lower(): v for k, v in self.storage_options.items()}
         allow_http = options.pop("aws_allow_http", "").lower() == "true"
-        store = S3Store.from_url(
+        return S3Store.from_url(
             self.root.rstrip("/"),
             config={k: v for k, v in options.items() if k.startswith("aws_")},
             client_options={"allow_http": allow_http},
         )
-        return obstore.sign(store, "GET", f"{zone}/{name}", dt.timedelta(seconds=seconds))
 
     def table_names(self, zone: str) -> list[str]:
         """The Delta tables directly in a zone (a folder holding a ``_delta_log`` with a commit), sorted. An

@@ -16,7 +16,6 @@ def months(year: int) -> list[str]:
     return [f"{year}-{m:02d}" for m in range(1, 13)]
 
 
-MONTHS = months(YEAR)
 TRUNCATED_TAX_MONTH = "2023-09"
 DRIFTED_POWER_MONTH = "2023-07"
 

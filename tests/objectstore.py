@@ -103,8 +103,8 @@ class SeaweedFS:
         for name, port in ports.items():  # gRPC on each HTTP port + 10000, as SeaweedFS's own components expect
             args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + 10000}"]
         (self.folder / "data").mkdir(exist_ok=True)
-        log = open(self.folder / "weed.log", "wb")  # noqa: SIM115 — the server's log, kept while it runs
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
+        self.log = open(self.folder / "weed.log", "wb")  # noqa: SIM115 — the server's log, closed in __exit__
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=self.folder)
         self._wait()
         return self
 
@@ -136,4 +136,5 @@ class SeaweedFS:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            self.log.close()
         shutil.rmtree(self.folder / "data", ignore_errors=True)

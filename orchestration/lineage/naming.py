@@ -51,7 +51,7 @@ class Naming:
         if zone in ZONES:
             return DatasetRef(self.lake.location, f"{zone}/{name}")
         # models that live only in the DuckDB warehouse
-        return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", ".".join([zone, *name.split("/")]))
+        return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", _dotted(zone, name))
 
     def short(self, namespace: str, name: str) -> str:
         """A readable label: lake tables by zone/name, landing folders as landing:<folder>, models of the
@@ -66,5 +66,9 @@ class Naming:
 
     @staticmethod
     def job_name(key_path: list[str]) -> str:
-        zone, name = keys.table(key_path)
-        return ".".join([zone, *name.split("/")])
+        return _dotted(*keys.table(key_path))
+
+
+def _dotted(zone: str, name: str) -> str:
+    """zone and table as one dotted name (``raw.tax_monthly``): a job, or a table of the DuckDB warehouse."""
+    return ".".join([zone, *name.split("/")])
