@@ -268,10 +268,19 @@ def test_a_delivery_flows_to_publish_with_no_manual_run(workdir):
             for t in (before, after_rebuild):
                 t[name] = t[name].drop("as_of", strict=False)
                 t[name] = t[name].sort(t[name].columns, nulls_last=True)
+    # … and a lake table copied into the warehouse for the gated models alone is as fresh as their last build:
+    # while they are held, its copy may be older than the one a rebuild makes
+    modelled = ("staging", "base", "theme", "topic")
+    for_gated_only = {
+        f"warehouse/{k.path[-1]}"
+        for k in graph.get_all_asset_keys()
+        if (readers := [c for c in graph.get(k).child_keys if c.path[0] in modelled])
+        and all(c.path[-1].startswith(GATED_PREFIX) for c in readers)
+    }
+    assert "warehouse/collection_status" in for_gated_only
     differ = [name for name in before if not before[name].equals(after_rebuild[name])]
-    assert [name for name in differ if not (held and name.split("/")[-1].startswith(GATED_PREFIX))] == [], (
-        f"seed {seed}: {sequence}"
-    )
+    held_back = {name for name in differ if name.split("/")[-1].startswith(GATED_PREFIX) or name in for_gated_only}
+    assert [name for name in differ if not (held and name in held_back)] == [], f"seed {seed}: {sequence}"
     versions = {n: lake.table("publish", n).version() for n in published_versions}
     moved = {n for n in published_versions if versions[n] != published_versions[n]}
     assert {n for n in moved if not (held and n.startswith(GATED_PREFIX))} == set(), f"seed {seed}: {sequence}"

@@ -227,6 +227,31 @@ def test_a_consumer_dying_after_the_commit_before_the_ack_lands_nothing_twice(br
     assert again.duplicates == 100
 
 
+def test_a_fetch_whose_deadline_runs_out_ends_the_run_with_what_landed(broker, tmp_path, monkeypatch):
+    """nats-py raises asyncio's bare TimeoutError (not its own subclass) when a fetch's deadline runs out
+    before its lingering request: the stream is drained for now — the run ends, keeping what it landed."""
+    from nats.js.client import JetStreamContext
+
+    lake = Lake(str(tmp_path / "lake"))
+    ds = dataset("TEL5")
+    asyncio.run(_declare(broker, ds))
+    asyncio.run(_publish(broker, "tel5.DEV1", [json.dumps(reading("DEV1", i)).encode() for i in range(150)]))
+    fetch, calls = JetStreamContext.PullSubscription.fetch, []
+
+    async def deadline_after_the_first_batches(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise TimeoutError  # asyncio.TimeoutError, as nats-py raises it
+        return await fetch(self, *args, **kwargs)
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", deadline_after_the_first_batches)
+    first = collect(ds, lake, broker, 1)
+    assert len(calls) == 2 and lake.read("raw", ds.id).height == 100 and first.result.landed
+    monkeypatch.undo()
+    collect(ds, lake, broker, 2)  # the rest, the next run
+    assert lake.read("raw", ds.id)["_source_key"].n_unique() == 150
+
+
 def test_a_consumer_killed_with_sigkill_mid_run_resumes_exactly_once(broker, tmp_path):
     lake_dir = tmp_path / "lake"
     ds = dataset("TEL3", batch_messages=500)

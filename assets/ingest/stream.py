@@ -106,7 +106,6 @@ class StreamCollector(VersionedLanding, Collector):
 
     async def _consume(self, result: CollectResult) -> None:
         import nats
-        from nats.errors import TimeoutError as NatsTimeout
         from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
         from nats.js.errors import NotFoundError
 
@@ -131,7 +130,7 @@ class StreamCollector(VersionedLanding, Collector):
             while asyncio.get_running_loop().time() - started < self.spec.max_seconds:
                 try:
                     messages = await sub.fetch(self.spec.batch_messages, timeout=FETCH_WAIT)
-                except NatsTimeout:
+                except TimeoutError:  # nats raises its own subclass, or asyncio's when the fetch's deadline ran out
                     break
                 if not messages:
                     break
