@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test test-live test-store test-fast ui up down share-server console assessment bench lint summary clean
+.PHONY: env manifest demo test test-live test-store test-celery test-fast ui up down share-server console assessment bench bench-scale lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -38,6 +38,9 @@ test: env $(MANIFEST) ## the test suite (CI runs exactly this)
 test-store: env $(MANIFEST) ## the whole demo with its lake on a SeaweedFS it starts, equal to the local demo (~4 min)
 	$(PY) -m pytest -q -m long tests/test_object_store.py
 
+test-celery: env $(MANIFEST) ## the whole demo with its steps on 2 Celery workers (RabbitMQ, Redis), equal to the local demo (~4 min)
+	$(PY) -m pytest -q -m long tests/test_celery.py
+
 test-live: env $(MANIFEST) ## both demos, files and live sources (databases, interface, broker); every published table equal (~3 min)
 	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),)
 	$(PY) -m orchestration.cli demo $(if $(SCALE),--scale $(SCALE),) --sources live
@@ -49,8 +52,8 @@ ui: env $(MANIFEST) ## Dagster UI on 127.0.0.1:3000 with the project-local DAGST
 	$(PY) -m orchestration.cli prepare-instance >/dev/null
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-up: env $(MANIFEST) ## the continuous deployment: webserver (127.0.0.1:3000) + daemon on PostgreSQL (127.0.0.1:5432)
-	$(PY) -m orchestration.cli up
+up: env $(MANIFEST) ## the continuous deployment: webserver (127.0.0.1:3000) + daemon on PostgreSQL (127.0.0.1:5432); EXECUTOR=celery: steps on 2 Celery workers
+	$(PY) -m orchestration.cli up $(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(WORKERS),--workers $(WORKERS),)
 
 down: env ## stop what `make up` started
 	$(PY) -m orchestration.cli down
@@ -66,6 +69,9 @@ assessment: env ## 自评: the data section of the annual self-assessment, HTML 
 
 bench: env $(MANIFEST) ## benchmark against a plain DuckDB baseline (BENCH_SCALE=100: 100k enterprises, 10M telemetry rows)
 	$(PY) -m benchmarks.run --scale $${BENCH_SCALE:-100}
+
+bench-scale: env $(MANIFEST) ## the stages at scales 1 and 10 (SCALES="1 10 100"), EXECUTOR=celery for the distributed profile: time, memory, growth
+	$(PY) -m benchmarks.scale --scales $${SCALES:-1 10} $(if $(EXECUTOR),--executor $(EXECUTOR),)
 
 lint: env ## ruff (Python) and sqlfluff (the dbt project's SQL, dbt_project/.sqlfluff)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -290,6 +290,14 @@ def _collect_asset(reg: Registry, ds: Dataset) -> dg.AssetsDefinition:
         elif ds.api is not None:  # a data platform's interface: pages instead of files
             result = ApiCollector(ds, the_lake, batch_id, context.run.run_id, now).run()
         else:
+            if (mirror := landing.mirror()) is not None:  # uploads to a bucket: its new objects first
+                synced = mirror.sync(ds)
+                context.log.info(
+                    f"{ds.id}: {len(synced.downloaded)} object(s) downloaded from {mirror.uri}/{ds.landing}, "
+                    f"{synced.unchanged} unchanged"
+                )
+                for name, why in synced.refused.items():
+                    context.log.warning(f"{ds.id}: object {name!r} of {mirror.uri} not downloaded: {why}")
             result = Collector(
                 ds,
                 the_lake,

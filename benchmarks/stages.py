@@ -46,8 +46,8 @@ def _job(data: Path, name: str):
         started = time.perf_counter()
         if name in SELECTIONS:  # a selection spanning partitionings: one run per partitioning (orchestration.runs)
             result = runs.materialize(defs, SELECTIONS[name], instance, run_config=quiet)
-        else:
-            result = defs.resolve_job_def(name).execute_in_process(instance=instance, run_config=quiet)
+        else:  # in process, or with its steps on Celery workers (bench-scale --executor celery)
+            result = runs.execute(defs.resolve_job_def(name), instance, run_config=quiet)
         seconds = time.perf_counter() - started
         if not result.success:
             raise SystemExit(f"the {name} job failed")

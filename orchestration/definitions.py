@@ -11,6 +11,7 @@ import orchestration.lineage.sensors
 import sensors.alerts
 import sensors.defs
 import sensors.exchange
+from orchestration.instance import celery_workers
 from orchestration.resources import resources
 
 
@@ -25,7 +26,7 @@ def build(fresh: bool = False) -> dg.Definitions:
         sensors.alerts.defs,
         orchestration.lineage.sensors.defs,
         orchestration.jobs.defs,
-        dg.Definitions(resources=resources(), executor=dg.in_process_executor),
+        dg.Definitions(resources=resources(), executor=celery_workers.executor()),
     )
 
 

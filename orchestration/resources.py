@@ -39,9 +39,19 @@ class LakeResource(dg.ConfigurableResource):
 class LandingResource(dg.ConfigurableResource):
     """Where departments drop files, and where refused files are moved with their reason."""
 
-    landing_root: str
+    landing_root: str  # the folder (with a bucket: its local mirror)
     rejected_root: str
     settle_seconds: float = 0.0  # a file modified more recently than this is still being written: it waits
+    bucket: str | None = None  # s3://bucket/prefix departments upload to, mirrored into landing_root
+    bucket_storage_options: dict[str, str] = {}
+
+    def mirror(self):
+        """The bucket's mirror (``assets.ingest.bucket``), or None when landing is a folder."""
+        from assets.ingest.bucket import Mirror
+
+        if not self.bucket:
+            return None
+        return Mirror(self.bucket, Path(self.landing_root), dict(self.bucket_storage_options))
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -90,7 +100,11 @@ def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     return {
         "lake": LakeResource(root=s.lake_root, storage_options=s.storage_options),
         "landing": LandingResource(
-            landing_root=str(s.landing_root), rejected_root=str(s.rejected_root), settle_seconds=s.settle_seconds
+            landing_root=str(s.landing_root),
+            rejected_root=str(s.rejected_root),
+            settle_seconds=s.settle_seconds,
+            bucket=s.landing_bucket,
+            bucket_storage_options=s.landing_storage_options,
         ),
         "warehouse": WarehouseResource(path=str(s.warehouse_path)),
         "privacy": PrivacyResource(key_file=str(s.key_file), audit_log=str(s.audit_log)),

@@ -26,7 +26,7 @@ import dagster as dg
 from lakehouse.registry import registry
 from orchestration import keys
 from orchestration.partitions import named_range, range_tags, ranges
-from sensors.landing import scan
+from sensors.landing import scan_landing
 
 Targets = Mapping[dg.AssetKey, Collection[str] | None]  # asset → partitions (None: see the module doc)
 
@@ -141,9 +141,58 @@ def _ranges(
         return [dg.PartitionKeyRange(held[0], held[-1])] if held else []
     if landing is not None and key.path[0] == "raw":  # a collection: what the landing sensor would name
         ds = registry().dataset(keys.table(key)[1])
-        return [named_range(pdef, ds, scan(ds, Path(landing.landing_root), landing.settle_seconds))]
+        return [named_range(pdef, ds, scan_landing(ds, landing))]
     every = list(pdef.get_partition_keys())
     return [dg.PartitionKeyRange(every[-1], every[-1])]
+
+
+def _location() -> dg.Definitions:
+    from orchestration.definitions import defs
+
+    return defs
+
+
+def execute(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    *,
+    run_config: Mapping | None = None,
+    tags: Mapping[str, str] | None = None,
+    partition_key: str | None = None,
+    asset_selection: Iterable[dg.AssetKey] | None = None,
+    raise_on_error: bool = True,
+):
+    """One run of a job of the code location, in this process — or, when its executor sends steps to workers
+    (``SHUCANG_EXECUTOR=celery``: orchestration.instance.celery_workers), with its steps on the workers, as a
+    launched run has them: the workers rebuild the job from the code location."""
+    if job.executor_def.name != "celery":
+        return job.execute_in_process(
+            instance=instance,
+            run_config=run_config,
+            tags=tags,
+            partition_key=partition_key,
+            asset_selection=list(asset_selection) if asset_selection is not None else None,
+            raise_on_error=raise_on_error,
+        )
+    return dg.execute_job(
+        reconstructable_job(job.name),
+        instance,
+        run_config=run_config,
+        tags={**(tags or {}), **({"dagster/partition": partition_key} if partition_key else {})},
+        asset_selection=list(asset_selection) if asset_selection is not None else None,
+        raise_on_error=raise_on_error,
+    )
+
+
+def reconstructable_job(name: str):
+    """A job of the code location as a worker process rebuilds it: a pointer to the module and its ``defs``, as
+    the code server gives the daemon's runs (``dg.reconstructable`` cannot name the implicit asset job, whose
+    name a repository reserves; dagster's ReconstructableRepository has no public module)."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    return ReconstructableRepository.for_module(
+        "orchestration.definitions", "defs", working_directory=str(Path(__file__).resolve().parents[1])
+    ).get_reconstructable_job(name)
 
 
 def definitions(assets: dg.Definitions | Iterable, resources: Mapping | None = None) -> dg.Definitions:
@@ -183,6 +232,8 @@ def materialize(
     instance = instance or dg.DagsterInstance.ephemeral()
     # the job the UI's "Materialize" launches: any assets, one partitions definition per run
     job = defs.resolve_implicit_global_asset_job_def()
+    if job.executor_def.name == "celery" and (resources or defs is not _location()):
+        raise ValueError("steps on workers run the code location's own definitions: no other assets or resources")
     results: list[dg.ExecuteInProcessResult] = []
     planned = 0
     for stage in stages(graph, targets):
@@ -204,8 +255,9 @@ def materialize(
             if "ops" in config:
                 config["ops"] = {op: c for op, c in config["ops"].items() if op in ops}
             single = r is not None and r.start == r.end
-            result = job.execute_in_process(
-                instance=instance,
+            result = execute(
+                job,
+                instance,
                 run_config=config,
                 tags={**(tags or {}), **(range_tags(r) if r is not None and not single else {})},
                 partition_key=r.start if single else None,

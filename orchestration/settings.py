@@ -32,6 +32,9 @@ class Settings:
     exchange_dir: Path  # data requests (inbox, filed), consumer profiles and the exchange ledger
     sharing_endpoint: str  # where consumers reach the Delta Sharing service (written into their profiles)
     storage_options: dict[str, str] = field(default_factory=dict)
+    # LANDING_ROOT an s3:// URI: the bucket departments upload to; landing_root is then its local mirror
+    landing_bucket: str | None = None
+    landing_storage_options: dict[str, str] = field(default_factory=dict)
     settle_seconds: float = 0.0  # landing: a file modified within this many seconds is still being written
 
     def lake(self) -> Lake:
@@ -50,11 +53,17 @@ def settings(environ: dict[str, str] | None = None) -> Settings:
         storage_options = json.loads(env.get("LAKE_STORAGE_OPTIONS", "{}"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"LAKE_STORAGE_OPTIONS is not valid JSON: {exc}") from exc
+    landing = env.get("LANDING_ROOT", str(data / "landing"))
+    bucket = landing if landing.startswith("s3://") else None
+    try:
+        landing_options = json.loads(env["LANDING_STORAGE_OPTIONS"]) if "LANDING_STORAGE_OPTIONS" in env else None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"LANDING_STORAGE_OPTIONS is not valid JSON: {exc}") from exc
     return Settings(
         env=name,
         data_dir=data,
         lake_root=env.get("LAKE_ROOT", str(data / "lake")),
-        landing_root=Path(env.get("LANDING_ROOT", data / "landing")),
+        landing_root=data / "landing-cache" if bucket else Path(landing),
         rejected_root=Path(env.get("REJECTED_ROOT", data / "rejected")),
         truth_dir=data / "truth",
         warehouse_path=Path(env.get("WAREHOUSE_PATH", data / "warehouse.duckdb")),
@@ -68,6 +77,8 @@ def settings(environ: dict[str, str] | None = None) -> Settings:
         exchange_dir=Path(env.get("SHUCANG_EXCHANGE_DIR", data / "exchange")),
         sharing_endpoint=env.get("SHUCANG_SHARING_ENDPOINT", "http://127.0.0.1:8765/delta-sharing"),
         storage_options=storage_options,
+        landing_bucket=bucket,
+        landing_storage_options=storage_options if landing_options is None else landing_options,
         # generated test and benchmark data is complete when written; a real landing zone is not
         settle_seconds=float(env.get("SHUCANG_SETTLE_SECONDS", 10 if name == "local" else 0)),
     )

@@ -1,7 +1,6 @@
 """Sensors: one landing sensor per registered source, each triggering that source's collection."""
 
 import time
-from pathlib import Path
 
 import dagster as dg
 
@@ -11,7 +10,7 @@ from assets.ingest.stream import StreamCollector
 from lakehouse.registry import Dataset, registry
 from orchestration import partitions
 from orchestration.resources import LakeResource, LandingResource
-from sensors.landing import arrivals, scan
+from sensors.landing import arrivals, scan_landing
 
 INTERFACE_POLL_SECONDS = 900
 
@@ -27,7 +26,7 @@ def landing_sensor(ds: Dataset) -> dg.SensorDefinition:
         description=f"Watches landing/{ds.landing} ({ds.pattern}) and collects {ds.name_zh} when files arrive.",
     )
     def _sensor(context: dg.SensorEvaluationContext, landing: LandingResource, lake: LakeResource):
-        current = scan(ds, Path(landing.landing_root), landing.settle_seconds)
+        current = scan_landing(ds, landing)
         history = collect_history(lake.lake(), ds.id) if current else None
         collected = set()
         if history is not None:  # landed, or recorded as ignored: nothing more a run would do with them

@@ -25,6 +25,14 @@ def scan(dataset: Dataset, landing_root: Path, settle_seconds: float = 0.0) -> d
     return {e.name: fingerprint(e.lstat()) for e in found if e.disposition != "wait"}
 
 
+def scan_landing(dataset: Dataset, landing) -> dict[str, Fingerprint]:
+    """``scan`` of a ``LandingResource``'s folder, or of its bucket's listing (no download)."""
+    mirror = landing.mirror()
+    if mirror is not None:
+        return mirror.fingerprints(dataset)
+    return scan(dataset, Path(landing.landing_root), landing.settle_seconds)
+
+
 @dataclass(frozen=True)
 class Arrivals:
     files: list[str]  # new or changed since the cursor and not collected yet, sorted

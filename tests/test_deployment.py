@@ -99,3 +99,33 @@ def test_up_starts_the_webserver_and_daemon_and_down_stops_them(pg, tmp_path):
     time.sleep(0.5)
     assert not any(deployment._alive(pid) for pid in pids.values())
     assert deployment.down(home) == []
+
+
+def test_up_with_celery_starts_two_workers_on_the_queue_and_down_stops_everything(pg, tmp_path, monkeypatch):
+    queue = "shucang-test-" + secrets.token_hex(4)
+    monkeypatch.setenv("SHUCANG_CELERY_QUEUE", queue)
+    home, port = tmp_path / "home", _free_port()
+    with pytest.raises(ValueError, match="SHUCANG_EXECUTOR"):
+        deployment.up(home, port, executor="dask")
+    assert not list((home / "run").glob("*.pid"))  # refused before anything started
+    pids = deployment.up(home, port, executor="celery", workers=2)
+    try:
+        assert sorted(pids) == ["daemon", "webserver", "worker1", "worker2"]
+        logs = [home / "run" / f"worker{i}.log" for i in (1, 2)]
+        deadline = time.time() + 90
+        while time.time() < deadline and not all(" ready." in p.read_text(errors="replace") for p in logs):
+            time.sleep(0.5)
+        for log in logs:
+            text = log.read_text(errors="replace")
+            assert " ready." in text and f"{queue}" in text, text[-2000:]
+    finally:
+        stopped = deployment.down(home)
+        from kombu import Connection
+
+        from orchestration.instance.celery_workers import settings
+
+        with Connection(settings()["broker"], connect_timeout=5) as conn:
+            conn.default_channel.queue_delete(queue)
+    assert sorted(stopped) == ["daemon", "webserver", "worker1", "worker2"]
+    time.sleep(0.5)
+    assert not any(deployment._alive(pid) for pid in pids.values())

@@ -204,3 +204,111 @@ def test_the_sharing_service_hands_consumers_store_urls_not_bytes(store, tmp_pat
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _upload(store: SeaweedFS, root: str, folder: Path, names: list[str]) -> None:
+    import obstore
+    from obstore.store import S3Store
+
+    options = {k.lower(): v for k, v in store.storage_options.items() if k != "AWS_ALLOW_HTTP"}
+    s3 = S3Store.from_url(root, config=options, client_options={"allow_http": True})
+    for name in names:
+        obstore.put(s3, name, (folder / name).read_bytes())
+
+
+def test_collection_takes_landing_from_a_bucket_as_from_a_folder(store, generated, tmp_path):
+    """Departments upload to a bucket: the sensor sees the objects by listing alone, collection mirrors the new
+    ones and lands, refuses and logs exactly what it does from a folder; an object is downloaded once (a
+    refused file moved away is not fetched back), a new upload is noticed and collected, and the bucket keeps
+    every object."""
+    import shutil
+    import time
+
+    from assets.ingest.collector import Collector
+    from lakehouse.registry import registry
+    from orchestration.resources import LandingResource
+    from sensors.landing import arrivals, scan, scan_landing
+
+    chosen = [registry().dataset(d) for d in ("amr_registration", "tax_monthly", "ent_production")]
+    source = generated / "landing"
+    names = sorted(
+        p.relative_to(source).as_posix() for ds in chosen for p in (source / ds.landing).iterdir() if p.is_file()
+    )
+    root = store.root("departments")
+    _upload(store, root, source, names)
+    landing = LandingResource(
+        landing_root=str(tmp_path / "mirror"),
+        rejected_root=str(tmp_path / "rejected-b"),
+        bucket=root,
+        bucket_storage_options=store.storage_options,
+    )
+    folder = tmp_path / "folder"
+    for ds in chosen:
+        shutil.copytree(source / ds.landing, folder / ds.landing)
+    bucket_lake, folder_lake = Lake(str(tmp_path / "lake-b")), Lake(str(tmp_path / "lake-f"))
+    mirror = landing.mirror()
+    rejected = 0
+    for ds in chosen:
+        assert set(scan_landing(ds, landing)) == set(scan(ds, folder))  # what the sensor sees: the same files
+        synced = mirror.sync(ds)
+        assert sorted(synced.downloaded) == sorted(n for n in names if n.startswith(ds.landing + "/"))
+        b = Collector(ds, bucket_lake, mirror.cache, tmp_path / "rejected-b", "b1").run()
+        f = Collector(ds, folder_lake, folder, tmp_path / "rejected-f", "b1").run()
+        assert [o.file for o in b.landed] == [o.file for o in f.landed]
+        assert [(o.file, o.rejection.code) for o in b.rejected] == [(o.file, o.rejection.code) for o in f.rejected]
+        rejected += len(b.rejected)
+        drop = ["_ingested_at"]
+        assert bucket_lake.read("raw", ds.id).drop(drop).equals(folder_lake.read("raw", ds.id).drop(drop))
+        assert mirror.sync(ds).downloaded == []  # nothing downloaded twice, the refused file included
+    assert rejected >= 1  # the damaged production workbook is refused from the bucket too
+    log = ["dataset", "file", "status", "rows_read", "sha256"]
+    assert (
+        bucket_lake.read("ops", "collect_log")
+        .select(log)
+        .sort("file")
+        .equals(folder_lake.read("ops", "collect_log").select(log).sort("file"))
+    )
+    # a department uploads a new month: the listing shows it, the sync fetches it alone, it lands
+    tax = chosen[1]
+    before = scan_landing(tax, landing)
+    cursor = arrivals(None, before).cursor
+    new = f"{tax.landing}/税务_月度申报_2024-01.csv"
+    (folder / new).write_bytes(
+        (source / f"{tax.landing}/税务_月度申报_2023-12.csv").read_bytes().replace(b"2023-12", b"2024-01")
+    )
+    _upload(store, root, folder, [new])
+    time.sleep(0.01)
+    found = arrivals(cursor, scan_landing(tax, landing))
+    assert found.files == [new]
+    assert mirror.sync(tax).downloaded == [new]
+    landed = Collector(tax, bucket_lake, mirror.cache, tmp_path / "rejected-b", "b2").run().landed
+    assert [o.file for o in landed] == [new]
+    # the bucket still holds every object: collection never deletes or moves what was delivered
+    kept = {o["path"] for ds in chosen for o in mirror.objects(ds)}
+    assert kept == set(names) | {new}
+    # through Dagster: the landing sensor's request from the listing, then the collection asset mirrors and lands
+    import dagster as dg
+
+    from assets.collect import _collect_asset
+    from orchestration.resources import LakeResource
+    from sensors.defs import landing_sensor
+
+    parcels = registry().dataset("land_parcels")
+    uploaded = sorted(p.relative_to(source).as_posix() for p in (source / parcels.landing).iterdir() if p.is_file())
+    _upload(store, root, source, uploaded)
+    shutil.copytree(source / parcels.landing, folder / parcels.landing)
+    resources = {"lake": LakeResource(root=str(tmp_path / "lake-b")), "landing": landing}
+    request = landing_sensor(parcels)(dg.build_sensor_context(resources=resources))
+    assert isinstance(request, dg.RunRequest), request
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [_collect_asset(registry(), parcels)], resources=resources, instance=instance, tags=request.tags
+        )
+        assert result.success
+    f = Collector(parcels, folder_lake, folder, tmp_path / "rejected-f", "b1").run()
+    assert f.rejected  # the empty supplement is refused, from the bucket as from the folder
+    assert sorted(bucket_lake.read("raw", parcels.id)["_source_file"].unique()) == sorted(
+        folder_lake.read("raw", parcels.id)["_source_file"].unique()
+    )
+    assert bucket_lake.row_count("raw", parcels.id) == folder_lake.row_count("raw", parcels.id) > 0
+    assert len(list((tmp_path / "rejected-b" / parcels.id).rglob("*.csv"))) == len(f.rejected)

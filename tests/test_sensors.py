@@ -82,3 +82,34 @@ def test_files_already_collected_do_not_trigger_runs_for_a_new_sensor(workdir):
         "2023-02",
         "2024-01",
     )
+
+
+def test_a_bucket_key_that_is_no_file_name_of_the_mirror_is_refused_with_the_reason(tmp_path):
+    from assets.ingest.bucket import _target, is_bucket
+
+    assert (
+        _target(tmp_path, "tax/monthly/税务_月度申报_2023-01.csv") == tmp_path / "tax/monthly/税务_月度申报_2023-01.csv"
+    )
+    for key in (
+        "tax/monthly/" + "/".join([".."] * 2) + "/escape.csv",
+        "/etc/passwd",
+        "tax//x.csv",
+        "tax/./x.csv",
+        "a\\..\\b.csv",
+        "x\x00.csv",
+    ):
+        why = _target(tmp_path, key)
+        assert isinstance(why, str) and why, key
+    assert is_bucket("s3://landing/departments") and not is_bucket(tmp_path)
+
+
+def test_landing_root_as_a_bucket_is_mirrored_locally():
+    from orchestration.settings import settings
+
+    s = settings({"SHUCANG_DATA_DIR": "/srv/shucang", "LANDING_ROOT": "s3://uploads/departments"})
+    assert s.landing_bucket == "s3://uploads/departments" and str(s.landing_root) == "/srv/shucang/landing-cache"
+    assert settings({"SHUCANG_DATA_DIR": "/srv/shucang"}).landing_bucket is None
+    s = settings({"LAKE_STORAGE_OPTIONS": '{"AWS_REGION": "x"}', "LANDING_ROOT": "s3://u/d"})
+    assert s.landing_storage_options == {"AWS_REGION": "x"}  # the lake's store unless told otherwise
+    s = settings({"LANDING_STORAGE_OPTIONS": '{"AWS_REGION": "y"}', "LANDING_ROOT": "s3://u/d"})
+    assert s.landing_storage_options == {"AWS_REGION": "y"}

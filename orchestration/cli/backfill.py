@@ -62,6 +62,6 @@ def backfill(s: Settings, start: str, end: str) -> int:
         if not std.success:
             return 1
         job = defs.resolve_job_def("model_all")
-        result = job.execute_in_process(instance=instance, run_config=run_config(job, start, end), tags=tags)
+        result = runs.execute(job, instance, run_config=run_config(job, start, end), tags=tags)
         print(f"model_all: run {result.run_id} {'SUCCESS' if result.success else 'FAILURE'}")
         return 0 if result.success else 1

@@ -176,11 +176,15 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
             steward_key_file(DEMO_STEWARD), DEMO_STEWARD, "decide", "mujun-jingxinju", reason, decision="approved"
         ),
     }
-    runs = [defs.resolve_job_def("file_data_requests").execute_in_process(instance=dagster_instance)]
+    from orchestration.runs import execute
+
+    runs = [execute(defs.resolve_job_def("file_data_requests"), dagster_instance)]
     if ex.ledger.states().get("mujun-jingxinju") and ex.state("mujun-jingxinju").status == "pending":
         runs.append(
-            defs.resolve_job_def("decide_data_request").execute_in_process(
-                instance=dagster_instance, run_config={"ops": {"decide": {"config": decision}}}
+            execute(
+                defs.resolve_job_def("decide_data_request"),
+                dagster_instance,
+                run_config={"ops": {"decide": {"config": decision}}},
             )
         )
     due = sorted(r.id for r in ex.ledger.states().values() if r.status == "approved" and r.manifest is None)
@@ -189,13 +193,12 @@ def _exchange_demo(s: Settings, dagster_instance, defs) -> bool:
         dagster_instance.add_dynamic_partitions("data_requests", due)
     for rid in due:
         runs.append(
-            job.execute_in_process(
-                instance=dagster_instance, partition_key=rid, asset_selection=[SHARE_KEY], raise_on_error=False
-            )
+            execute(job, dagster_instance, partition_key=rid, asset_selection=[SHARE_KEY], raise_on_error=False)
         )
     runs.append(
-        job.execute_in_process(
-            instance=dagster_instance,
+        execute(
+            job,
+            dagster_instance,
             asset_selection=[keys.key("publish", STATISTICS), AssetKey(["catalogue", "datasets"])],
             raise_on_error=False,
         )

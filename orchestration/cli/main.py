@@ -31,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("prepare-instance", help="create the project-local DAGSTER_HOME")
     upp = sub.add_parser("up", help="the deployment: webserver and daemon on a PostgreSQL instance (make up)")
     upp.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_UI_PORT", 3000)))
+    upp.add_argument(
+        "--executor",
+        choices=["in_process", "celery"],
+        default=os.environ.get("SHUCANG_EXECUTOR") or "in_process",
+        help="celery: the steps run on Celery workers (RabbitMQ broker, Redis results), started here",
+    )
+    upp.add_argument("--workers", type=int, default=2, help="Celery workers to start (--executor celery)")
     sub.add_parser("down", help="stop what `up` started (make down)")
     lin = sub.add_parser("lineage", help="impact questions over the emitted OpenLineage events")
     lin.add_argument("action", choices=["upstream", "downstream", "flush"])
@@ -109,12 +116,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             print(f"stopped: {', '.join(deployment.down(home)) or 'nothing was running'}")
             return 0
-        pids = deployment.up(home, args.port)
+        pids = deployment.up(home, args.port, executor=args.executor, workers=args.workers)
         pg = deployment.pg_settings()
+        workers = [f"{name} (pid {pid})" for name, pid in pids.items() if name.startswith("worker")]
         print(
             f"Dagster on PostgreSQL {pg['DAGSTER_PG_HOST']}:{pg['DAGSTER_PG_PORT']}/{pg['DAGSTER_PG_DB']} "
             f"(DAGSTER_HOME {home}): webserver http://127.0.0.1:{args.port} (pid {pids['webserver']}), "
-            f"daemon (pid {pids['daemon']}); logs in {home / 'run'}; `make down` stops them"
+            f"daemon (pid {pids['daemon']})"
+            + (f", Celery workers {', '.join(workers)}" if workers else "")
+            + f"; logs in {home / 'run'}; `make down` stops them"
         )
         return 0
     if args.command == "demo":

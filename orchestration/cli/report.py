@@ -88,7 +88,7 @@ def summary(s: Settings) -> str:
         "",
         f"  lake:       {s.lake_root}",
         f"  catalogue:  {s.lake().uri('catalogue', CATALOGUE_EXPORT)}",
-        f"  landing:    {s.landing_root}",
+        f"  landing:    {s.landing_bucket + f' (mirrored in {s.landing_root})' if s.landing_bucket else s.landing_root}",
         "  Dagster UI: make ui  →  http://127.0.0.1:3000",
         "  steward console: make console  →  http://127.0.0.1:3100 (passwords: .venv/bin/python -m console demo-users)",
         "",

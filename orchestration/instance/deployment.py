@@ -8,6 +8,11 @@ dagster.yaml plus PostgreSQL storage, reached by ``DAGSTER_PG_HOST`` (127.0.0.1)
 ``DAGSTER_PG_USER`` (postgres), ``DAGSTER_PG_PASSWORD`` (empty) and ``DAGSTER_PG_DB`` (shucang_dagster),
 created on first use. The psycopg2 driver is named explicitly: the locked SQLAlchemy would otherwise look for
 psycopg 3.
+
+The distributed profile (``make up EXECUTOR=celery``): the webserver and the daemon run with
+``SHUCANG_EXECUTOR=celery``, so every run's steps go to a Celery queue (``orchestration.instance.celery_workers``:
+RabbitMQ broker, Redis results), and two workers consume it (``WORKERS=n``); more workers, on other hosts that
+share the lake, the instance and the code, join by starting the same command.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestration.instance import TEMPLATE
+from orchestration.instance import TEMPLATE, celery_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ENV = {
@@ -31,7 +36,6 @@ PG_ENV = {
     "DAGSTER_PG_PASSWORD": "",
     "DAGSTER_PG_DB": "shucang_dagster",
 }
-PROCESSES = ("webserver", "daemon")
 
 
 def pg_settings(env=None) -> dict[str, str]:
@@ -86,29 +90,41 @@ def prepare(home: Path, pg: dict[str, str]) -> Path:
     return home
 
 
-def up(home: Path, port: int = 3000, env=None) -> dict[str, int]:
+def up(home: Path, port: int = 3000, env=None, executor: str = "in_process", workers: int = 2) -> dict[str, int]:
     """Start the webserver (127.0.0.1:``port``) and the daemon against the PostgreSQL instance in ``home``;
-    returns their pids (also written to ``home/run/*.pid``). Already running: nothing is started twice."""
-    env = dict(os.environ if env is None else env)
+    returns their pids (also written to ``home/run/*.pid``). Already running: nothing is started twice.
+    ``executor="celery"``: the runs' steps go to Celery workers (``orchestration.instance.celery_workers``),
+    and ``workers`` of them are started here, one step at a time each."""
+    env = dict(os.environ if env is None else env, **{celery_workers.EXECUTOR_ENV: executor})
+    celery_workers.executor(env)  # an unknown executor is refused before anything starts
     pg = pg_settings(env)
     ensure_database(pg)
     prepare(home, pg)
     env.update(pg, DAGSTER_HOME=str(home))
     run = home / "run"
     run.mkdir(exist_ok=True)
+    workspace = ["-w", "workspace.yaml"]
     binaries = {
-        "webserver": [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port)],
-        "daemon": [str(Path(sys.executable).with_name("dagster-daemon")), "run"],
+        "webserver": [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port)]
+        + workspace,
+        "daemon": [str(Path(sys.executable).with_name("dagster-daemon")), "run", *workspace],
     }
+    if executor == "celery":
+        queue = celery_workers.settings(env)["config_source"]["task_default_queue"]
+        for i in range(1, workers + 1):
+            binaries[f"worker{i}"] = [
+                *(sys.executable, "-m", "celery", "-A", "orchestration.instance.celery_workers", "worker"),
+                *("-Q", queue, "-c", "1", "-n", f"shucang{i}@%h", "-l", "info"),
+            ]
     pids = {}
-    for name in PROCESSES:
+    for name, command in binaries.items():
         alive = _pid(run / f"{name}.pid")
         if alive:
             pids[name] = alive
             continue
         log = (run / f"{name}.log").open("ab")
         proc = subprocess.Popen(
-            [*binaries[name], "-w", "workspace.yaml"],
+            command,
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -123,8 +139,8 @@ def up(home: Path, port: int = 3000, env=None) -> dict[str, int]:
 def down(home: Path, timeout: float = 20) -> list[str]:
     """Stop what ``up`` started (SIGTERM, then SIGKILL after ``timeout``); returns what was stopped."""
     stopped = []
-    for name in PROCESSES:
-        pid_file = home / "run" / f"{name}.pid"
+    for pid_file in sorted((home / "run").glob("*.pid")):
+        name = pid_file.stem
         pid = _pid(pid_file)
         if pid:
             os.killpg(pid, signal.SIGTERM)

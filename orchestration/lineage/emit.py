@@ -41,7 +41,7 @@ class LineageReport:
 def naming(s: Settings) -> Naming:
     return Naming(
         s.lake(),
-        str(s.landing_root),
+        s.landing_bucket or str(s.landing_root),
         str(s.warehouse_path),
         registry(),
         os.environ.get("OPENLINEAGE_NAMESPACE", DEFAULT_JOB_NAMESPACE),
