@@ -40,7 +40,6 @@ import polars as pl
 import pyarrow as pa
 from stdnum.cn import uscc as uscc_code
 
-from exchange.publication import content_hash
 from lakehouse.lake import Lake
 from lakehouse.registry import Dataset, registry
 from lakehouse.tables import ENTITY_DECISIONS, ENTITY_MATCHES, RESOLVED_DATASETS, resolved_table
@@ -572,8 +571,13 @@ def resolve_rows(
 
 
 def _print(frame: pl.DataFrame | None) -> str:
-    """The content of a frame, whatever its row order (``content_hash``; "0" when there is none)."""
-    return content_hash(frame, sorted(frame.columns)) if frame is not None and frame.height else "0"
+    """The content of a frame, whatever its row order ("0" when there is none): its rows' hashes, sorted, hashed.
+    Polars' row hash is stable within a polars version; a new version changes every digest once, so each
+    dataset is resolved again once — a digest only decides whether a result can be reused."""
+    if frame is None or frame.height == 0:
+        return "0"
+    rows = frame.select(sorted(frame.columns)).hash_rows(seed=0).sort()
+    return hashlib.sha256(str(sorted(frame.columns)).encode() + rows.to_numpy().tobytes()).hexdigest()
 
 
 def inputs_digest(

@@ -225,3 +225,13 @@ def test_a_resolved_registration_lends_its_names_and_former_names_to_the_other_d
     }
     assert set(both.columns) == set(names.columns) and both.height == names.height + 2
     assert resolution.with_resolved_names(names, registration, None) is names
+
+
+def test_the_digest_of_a_table_is_its_content_whatever_the_row_order():
+    from quality.resolution import _print
+
+    a = pl.DataFrame({"uscc": ["1", "2", None], "name": ["甲", "乙", "丙"]})
+    assert _print(a) == _print(a.reverse()) == _print(a.select("name", "uscc"))
+    assert _print(a) != _print(a.with_columns(pl.when(pl.col("name") == "乙").then(pl.lit("丁")).otherwise("name")))
+    assert _print(a) != _print(a.head(2)) and _print(a) != _print(pl.concat([a, a.head(1)]))
+    assert _print(None) == _print(a.clear()) == "0"

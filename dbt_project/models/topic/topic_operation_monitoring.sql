@@ -37,6 +37,31 @@ with calendar as (
     select * from {{ ref('calendar_months') }}
 ),
 
+{% if is_incremental() %}
+    rebuilt as (
+        -- the months this run replaces that hold rows
+        select distinct period from {{ ref('theme_operations_monthly') }}
+        where {{ changed_periods('period', inputs, 'month', offsets) }}
+    ),
+
+    needed as (
+        -- the months their figures read as rows of ops: the month, the month before (whose flag decides
+        -- whether the drop starts here), the same month a year before (同比), and January and February of
+        -- both years (1–2月合并); every other input (the months before, the medians) is joined in full
+        select period from rebuilt
+        union
+        select strftime(cast(period || '-01' as date) - interval 1 month, '%Y-%m') from rebuilt
+        union
+        select strftime(cast(period || '-01' as date) - interval 12 month, '%Y-%m') from rebuilt
+        union
+        select cast(cast(substr(r.period, 1, 4) as integer) - y.back as varchar) || m.month
+        from rebuilt as r
+        cross join (values (0), (1)) as y (back)
+        cross join (values ('-01'), ('-02')) as m (month)
+        where substr(r.period, 6, 2) in ('01', '02')
+    ),
+{% endif %}
+
 ops as (
     select
         o.*,
@@ -44,6 +69,7 @@ ops as (
         strftime(cast(o.period || '-01' as date) - interval 2 month, '%Y-%m') as prev2_period,
         strftime(cast(o.period || '-01' as date) - interval 12 month, '%Y-%m') as yoy_period
     from {{ ref('theme_operations_monthly') }} as o
+    {% if is_incremental() %}where o.period in (select n.period from needed as n){% endif %}
 ),
 
 pairs as (
