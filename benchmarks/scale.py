@@ -108,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             r = _measure(data, scale)
         results.append(r)
+        where = " in the run's process" if args.executor == "celery" else ""
         print(
             f"scale {scale:g} ({args.executor}): {r['rows_delivered']:,} rows delivered; "
-            + "; ".join(f"{s} {r[s]['seconds']:.1f} s (peak {r[s]['peak_mib']:.0f} MiB)" for s in STAGES)
+            + "; ".join(f"{s} {r[s]['seconds']:.1f} s (peak {r[s]['peak_mib']:.0f} MiB{where})" for s in STAGES)
             + (f"; workers' peak {r['workers_peak_mib']:.0f} MiB" if "workers_peak_mib" in r else "")
         )
     growth = exponents(results)

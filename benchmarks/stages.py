@@ -269,6 +269,7 @@ def incremental_stage(data: Path) -> dict:
     import dagster as dg
 
     os.environ.update({"SHUCANG_ENV": "bench", "SHUCANG_DATA_DIR": str(data)})
+    from exchange.statistics import NAME as STATISTICS
     from orchestration import keys, runs
     from orchestration.definitions import defs
 
@@ -304,7 +305,7 @@ def incremental_stage(data: Path) -> dict:
                 for run_id in run_ids
                 for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
                 if e.dagster_event.asset_key.path[0] == "publish"
-                and e.dagster_event.asset_key.path[-1] != "sharing_statistics"
+                and e.dagster_event.asset_key != keys.key("publish", STATISTICS)
             ]
             out[name] = {
                 "rows_delivered": rows,

@@ -8,6 +8,7 @@ Dagster: ``Settings.lake()`` and the orchestration resource hand a ``Lake`` to e
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,20 @@ ZONES = ("raw", "std", "quarantine", "base", "theme", "topic", "publish", "share
 # lake their folders are owner-only (0700), so no other account on the machine reads them. The published
 # zones stay readable by the components downstream.
 PRIVATE_ZONES = frozenset({"raw", "std", "quarantine", "share", "ops"})
+
+
+def s3_store(uri: str, storage_options: Mapping[str, str]):
+    """obstore's S3 store at ``uri`` (``s3://bucket/prefix``), from storage options as delta-rs names them
+    (``AWS_ENDPOINT_URL``, keys, region, ``AWS_ALLOW_HTTP``)."""
+    from obstore.store import S3Store
+
+    options = {k.lower(): v for k, v in storage_options.items()}
+    allow_http = options.pop("aws_allow_http", "").lower() == "true"
+    return S3Store.from_url(
+        uri.rstrip("/"),
+        config={k: v for k, v in options.items() if k.startswith("aws_")},
+        client_options={"allow_http": allow_http},
+    )
 
 
 @dataclass(frozen=True)
@@ -107,15 +122,7 @@ class Lake:
     @cached_property
     def _signer(self):
         """The lake's root as obstore's S3 store (made once: a query signs a URL per file)."""
-        from obstore.store import S3Store
-
-        options = {k.lower(): v for k, v in self.storage_options.items()}
-        allow_http = options.pop("aws_allow_http", "").lower() == "true"
-        return S3Store.from_url(
-            self.root.rstrip("/"),
-            config={k: v for k, v in options.items() if k.startswith("aws_")},
-            client_options={"allow_http": allow_http},
-        )
+        return s3_store(self.root, self.storage_options)
 
     def table_names(self, zone: str) -> list[str]:
         """The Delta tables directly in a zone (a folder holding a ``_delta_log`` with a commit), sorted. An

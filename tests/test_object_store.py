@@ -208,10 +208,10 @@ def test_the_sharing_service_hands_consumers_store_urls_not_bytes(store, tmp_pat
 
 def _upload(store: SeaweedFS, root: str, folder: Path, names: list[str]) -> None:
     import obstore
-    from obstore.store import S3Store
 
-    options = {k.lower(): v for k, v in store.storage_options.items() if k != "AWS_ALLOW_HTTP"}
-    s3 = S3Store.from_url(root, config=options, client_options={"allow_http": True})
+    from lakehouse.lake import s3_store
+
+    s3 = s3_store(root, store.storage_options)
     for name in names:
         obstore.put(s3, name, (folder / name).read_bytes())
 

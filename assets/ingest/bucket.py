@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from assets.ingest.collector import Fingerprint
 from assets.ingest.landing import UPLOADING, _matches, display_name
+from lakehouse.lake import s3_store
 from lakehouse.registry import Dataset
 
 STATE = ".bucket-state"  # in the cache: per dataset, the objects mirrored (key → ETag and size)
@@ -52,15 +53,7 @@ class Mirror:
 
     @cached_property
     def _store(self):
-        from obstore.store import S3Store
-
-        options = {k.lower(): v for k, v in self.storage_options.items()}
-        allow_http = options.pop("aws_allow_http", "").lower() == "true"
-        return S3Store.from_url(
-            self.uri.rstrip("/"),
-            config={k: v for k, v in options.items() if k.startswith("aws_")},
-            client_options={"allow_http": allow_http},
-        )
+        return s3_store(self.uri, self.storage_options)
 
     def objects(self, dataset: Dataset) -> list[dict]:
         """The objects under the dataset's landing prefix: path (relative to the bucket root), size, ETag, time."""
