@@ -8,6 +8,8 @@
     cast(sum(cast({{ expr }} as decimal(38, {{ scale }}))) as double)
 {%- endmacro %}
 
+{#- the exact sum over the count, divided as doubles: the same last bit on every engine (an avg of DECIMAL keeps
+    an engine's own scale — DuckDB's and Spark's differ). -#}
 {% macro exact_avg(expr, scale=6) -%}
-    cast(avg(cast({{ expr }} as decimal(38, {{ scale }}))) as double)
+    ({{ exact_sum(expr, scale) }} / count({{ expr }}))
 {%- endmacro %}

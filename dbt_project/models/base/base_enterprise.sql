@@ -19,7 +19,7 @@ name_candidates as (
         max(_delivered_on) as _delivered_on,
         1 as priority
     from registration
-    group by all
+    group by uscc, name, _source_department
     union all
     select
         uscc,
@@ -28,7 +28,7 @@ name_candidates as (
         max(_delivered_on) as _delivered_on,
         2 as priority
     from {{ ref('stg_tax__monthly') }}
-    group by all
+    group by uscc, taxpayer_name, _source_department
     union all
     select
         uscc,
@@ -37,7 +37,7 @@ name_candidates as (
         max(_delivered_on) as _delivered_on,
         3 as priority
     from {{ ref('stg_stats__annual') }}
-    group by all
+    group by uscc, name, _source_department
     union all
     select
         uscc,
@@ -46,7 +46,7 @@ name_candidates as (
         max(_delivered_on) as _delivered_on,
         4 as priority
     from {{ ref('stg_power__monthly') }}
-    group by all
+    group by uscc, account_name, _source_department
     union all
     select
         uscc,
@@ -55,7 +55,7 @@ name_candidates as (
         max(_delivered_on) as _delivered_on,
         5 as priority
     from {{ ref('stg_land__parcels') }}
-    group by all
+    group by uscc, holder_name, _source_department
     union all
     select
         uscc,
@@ -64,7 +64,7 @@ name_candidates as (
         max(_delivered_on) as _delivered_on,
         6 as priority
     from {{ ref('stg_eco__emissions') }}
-    group by all
+    group by uscc, name, _source_department
     union all
     select
         uscc,
@@ -73,7 +73,7 @@ name_candidates as (
         max(_delivered_on) as _delivered_on,
         7 as priority
     from {{ ref('stg_ent__production') }}
-    group by all
+    group by uscc, name, _source_department
 ),
 
 named as (
@@ -116,7 +116,7 @@ seen as (
 seen_by as (
     select
         uscc,
-        string_agg(_source_department, ',' order by _source_department) as source_departments,
+        {{ ordered_string_agg('_source_department', "','", '_source_department') }} as source_departments,
         count(*) as source_count
     from seen
     group by uscc

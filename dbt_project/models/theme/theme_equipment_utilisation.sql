@@ -41,10 +41,10 @@ select
     d.stop_samples,
     d.output_count,
     e.rated_power_kw,
-    d.run_samples * 1.0 / nullif(d.run_samples + d.idle_samples + d.fault_samples, 0) as availability,
-    least(d.mean_run_power_kw / nullif(e.rated_power_kw, 0), 1.0) as performance,
+    cast(d.run_samples as double) / nullif(d.run_samples + d.idle_samples + d.fault_samples, 0) as availability,
+    least(d.mean_run_power_kw / nullif(e.rated_power_kw, 0), 1.0e0) as performance,
     cast(1.0 as double) as quality,
-    d.run_samples * 1.0 / nullif(d.run_samples + d.idle_samples + d.fault_samples, 0)
-    * coalesce(least(d.mean_run_power_kw / nullif(e.rated_power_kw, 0), 1.0), 0) as oee
+    cast(d.run_samples as double) / nullif(d.run_samples + d.idle_samples + d.fault_samples, 0)
+    * coalesce(least(d.mean_run_power_kw / nullif(e.rated_power_kw, 0), 1.0e0), 0) as oee
 from daily as d
 left join {{ ref('stg_ent__equipment') }} as e on d.device_id = e.device_id

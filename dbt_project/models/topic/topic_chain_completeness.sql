@@ -36,5 +36,5 @@ per_link as (
 
 select
     *,
-    avg(case when link_present then 1.0 else 0.0 end) over (partition by chain_id) as chain_completeness
+    avg(case when link_present then 1.0e0 else 0.0e0 end) over (partition by chain_id) as chain_completeness
 from per_link

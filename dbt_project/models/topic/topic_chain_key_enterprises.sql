@@ -37,9 +37,9 @@ placed as (
         f.chain_trade_yuan / cast(sum(cast(f.chain_trade_yuan as decimal(38, 6))) over (
             partition by c.chain_id, m.industry_code
         ) as double) as industry_share,
-        row_number() over (
+        cast(row_number() over (
             partition by c.chain_id, m.industry_code order by f.chain_trade_yuan desc, f.uscc asc
-        ) as rank_in_industry
+        ) as bigint) as rank_in_industry
     from per_firm as f
     inner join {{ ref('base_enterprise') }} as m on f.uscc = m.uscc
     inner join {{ ref('industry_codes') }} as c on m.industry_code = c.industry_code

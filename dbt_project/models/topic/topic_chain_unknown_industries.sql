@@ -24,9 +24,9 @@ with sides as (
 select
     s.uscc,
     m.name,
-    string_agg(distinct s.side, ',' order by s.side) as sides,
+    {{ ordered_string_agg('s.side', "','", 's.side', distinct=true) }} as sides,
     count(*) as links,
-    sum(s.orders) as orders,
+    cast(sum(s.orders) as bigint) as orders,
     {{ exact_sum('s.amount_yuan') }} as amount_yuan,
     case
         when max(m.registration_source) is null then '无可匹配的市场监管登记（可能为外地企业或登记记录缺失）'

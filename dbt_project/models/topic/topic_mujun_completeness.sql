@@ -18,14 +18,14 @@ with firms as (
 ),
 
 months as (
-    select unnest(generate_series(1, 12)) as month
+    select m.month from (values (1), (2), (3), (4), (5), (6), (7), (8), (9), (10), (11), (12)) as m (month)
 ),
 
 spine as (
     select
         f.uscc,
         f.year,
-        cast(f.year as varchar) || '-' || lpad(cast(m.month as varchar), 2, '0') as period
+        cast(f.year as {{ string_type() }}) || '-' || lpad(cast(m.month as {{ string_type() }}), 2, '0') as period
     from firms as f
     cross join months as m
 ),
@@ -143,7 +143,7 @@ resolved as (
         'tax' as source,
         count(*) as resolved_rows
     from {{ source('ops', 'resolved_tax_monthly') }}
-    group by all
+    group by uscc, cast(substr(period, 1, 4) as integer)
     union all
     select
         uscc,
@@ -151,7 +151,7 @@ resolved as (
         'power' as source,
         count(*) as resolved_rows
     from {{ source('ops', 'resolved_power_monthly') }}
-    group by all
+    group by uscc, cast(substr(period, 1, 4) as integer)
     union all
     select
         uscc,
@@ -159,33 +159,59 @@ resolved as (
         'stats' as source,
         count(*) as resolved_rows
     from {{ source('ops', 'resolved_stats_annual') }}
-    group by all
+    group by uscc, year
 ),
 
-monthly_sources as (
+-- the texts and the values of a firm's year in two aggregations joined: in one, Sail 0.7's planner fails on the
+-- mix ("physical input schema should be the same as … logical": nullability of a common subexpression)
+monthly_texts as (
     select
         c.uscc,
         c.year,
         c.source,
-        12 as expected,
         count(*) filter (where c.present) as present,
-        string_agg(case when not c.present then c.period end, ',' order by c.period) as missing_periods,
-        string_agg(
-            case when not c.present and c.quarantined then c.period end, ',' order by c.period
-        ) as quarantined_periods,
-        string_agg(
-            case when c.present and c.delivery = 'late' then c.period end, ',' order by c.period
-        ) as late_periods,
-        string_agg(
-            case when not c.present and c.delivery in ('missing', 'rejected', 'pending') then c.period end,
-            ',' order by c.period
-        ) as undelivered_periods,
+        {{ ordered_string_agg('case when not c.present then c.period end', "','", 'c.period') }} as missing_periods,
+        {{ ordered_string_agg('case when not c.present and c.quarantined then c.period end', "','", 'c.period') }} as quarantined_periods,
+        {{ ordered_string_agg("case when c.present and c.delivery = 'late' then c.period end", "','", 'c.period') }} as late_periods,
+        {{ ordered_string_agg(
+            "case when not c.present and c.delivery in ('missing', 'rejected', 'pending') then c.period end",
+            "','",
+            'c.period',
+        ) }} as undelivered_periods
+    from carried as c
+    group by c.uscc, c.year, c.source
+),
+
+monthly_values as (
+    select
+        c.uscc,
+        c.year,
+        c.source,
         {{ exact_sum('c.value') }} as delivered_value,
         {{ exact_sum('c.carried_value') }} as carried_value,
         min(c.value) as lowest_month,
         max(c.value) as highest_month
     from carried as c
     group by c.uscc, c.year, c.source
+),
+
+monthly_sources as (
+    select
+        t.uscc,
+        t.year,
+        t.source,
+        12 as expected,
+        t.present,
+        t.missing_periods,
+        t.quarantined_periods,
+        t.late_periods,
+        t.undelivered_periods,
+        v.delivered_value,
+        v.carried_value,
+        v.lowest_month,
+        v.highest_month
+    from monthly_texts as t
+    inner join monthly_values as v on t.uscc = v.uscc and t.year = v.year and t.source = v.source
 ),
 
 stats as (
@@ -195,17 +221,17 @@ stats as (
         'stats' as source,
         case when f.scale_type = '规上' then 1 else 0 end as expected,
         count(s.uscc) as present,
-        case when f.scale_type = '规上' and count(s.uscc) = 0 then cast(f.year as varchar) end as missing_periods,
+        case when f.scale_type = '规上' and count(s.uscc) = 0 then cast(f.year as {{ string_type() }}) end as missing_periods,
         case
-            when f.scale_type = '规上' and count(s.uscc) > 0 and any_value(d.state) = 'late' then cast(f.year as varchar)
+            when f.scale_type = '规上' and count(s.uscc) > 0 and any_value(d.state) = 'late' then cast(f.year as {{ string_type() }})
         end as late_periods,
         case
             when f.scale_type = '规上' and count(s.uscc) = 0 and any_value(d.state) in ('missing', 'rejected', 'pending')
-                then cast(f.year as varchar)
+                then cast(f.year as {{ string_type() }})
         end as undelivered_periods
     from firms as f
     left join {{ ref('stg_stats__annual') }} as s on f.uscc = s.uscc and f.year = s.year
-    left join deliveries as d on cast(f.year as varchar) = d.period and d.source = 'stats'
+    left join deliveries as d on cast(f.year as {{ string_type() }}) = d.period and d.source = 'stats'
     group by f.uscc, f.year, f.scale_type
 )
 

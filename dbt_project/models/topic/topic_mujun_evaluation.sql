@@ -22,13 +22,13 @@ explained as (
     select
         uscc,
         year,
-        string_agg(
-            name_zh || ' '
-            || coalesce(cast(round(value, 4) as varchar) || unit, '—') || ' ÷ ' || cast(benchmark as varchar)
-            || ' × ' || cast(weight as varchar) || ' = ' || cast(round(score, 2) as varchar)
-            || coalesce('（' || note || '）', ''),
-            '；' order by ord
-        ) as explanation
+        {{ ordered_string_agg(
+            "name_zh || ' ' || coalesce(cast(round(value, 4) as " ~ string_type() ~ ") || unit, '—') || ' ÷ '
+            || cast(benchmark as " ~ string_type() ~ ") || ' × ' || cast(weight as " ~ string_type() ~ ") || ' = '
+            || cast(round(score, 2) as " ~ string_type() ~ ") || coalesce('（' || note || '）', '')",
+            "'；'",
+            'ord',
+        ) }} as explanation
     from {{ ref('topic_mujun_indicator_scores') }}
     group by uscc, year
 ),
@@ -43,9 +43,9 @@ ranked as (
         t.total_score,
         t.total_low,
         t.total_high,
-        row_number() over (
+        cast(row_number() over (
             partition by i.county_code, i.year, i.scale_group order by t.total_score desc, i.uscc asc
-        ) as rank_in_group,
+        ) as bigint) as rank_in_group,
         count(*) over (partition by i.county_code, i.year, i.scale_group) as group_size
     from {{ ref('topic_mujun_inputs') }} as i
     inner join totals as t on i.uscc = t.uscc and i.year = t.year
@@ -60,8 +60,8 @@ events as (
         scale_group,
         total_score as v,
         1 as is_point,
-        cast(null as varchar) as uscc,
-        cast(null as varchar) as probe
+        cast(null as {{ string_type() }}) as uscc,
+        cast(null as {{ string_type() }}) as probe
     from ranked
     union all
     select
@@ -120,29 +120,28 @@ band_of as (
         b.name_zh as band_name_zh,
         b.rank_from_pct,
         b.rank_to_pct,
-        (
-            select min(x.band) from {{ ref('mujun_bands') }} as x
-            where
-                x.county_code = r.parameter_county and x.year = r.year
-                and 100.0 * coalesce(o.best_rank, r.rank_in_group) / r.group_size > x.rank_from_pct
-                and 100.0 * coalesce(o.best_rank, r.rank_in_group) / r.group_size <= x.rank_to_pct
-        ) as best_band,
-        (
-            select max(x.band) from {{ ref('mujun_bands') }} as x
-            where
-                x.county_code = r.parameter_county and x.year = r.year
-                and 100.0 * coalesce(o.worst_rank, r.rank_in_group) / r.group_size > x.rank_from_pct
-                and 100.0 * coalesce(o.worst_rank, r.rank_in_group) / r.group_size <= x.rank_to_pct
-        ) as worst_band,
+        bb.band as best_band,
+        bw.band as worst_band,
         o.best_rank,
         o.worst_rank
     from ranked as r
     left join bounds as o on r.uscc = o.uscc and r.year = o.year
+    -- the bands of a county and year partition 0–100 % (test mujun_bands_cover_0_to_100): at most one matches
     left join {{ ref('mujun_bands') }} as b
         on
             r.parameter_county = b.county_code and r.year = b.year
-            and 100.0 * r.rank_in_group / r.group_size > b.rank_from_pct
-            and 100.0 * r.rank_in_group / r.group_size <= b.rank_to_pct
+            and 100.0e0 * r.rank_in_group / r.group_size > b.rank_from_pct
+            and 100.0e0 * r.rank_in_group / r.group_size <= b.rank_to_pct
+    left join {{ ref('mujun_bands') }} as bb
+        on
+            r.parameter_county = bb.county_code and r.year = bb.year
+            and 100.0e0 * coalesce(o.best_rank, r.rank_in_group) / r.group_size > bb.rank_from_pct
+            and 100.0e0 * coalesce(o.best_rank, r.rank_in_group) / r.group_size <= bb.rank_to_pct
+    left join {{ ref('mujun_bands') }} as bw
+        on
+            r.parameter_county = bw.county_code and r.year = bw.year
+            and 100.0e0 * coalesce(o.worst_rank, r.rank_in_group) / r.group_size > bw.rank_from_pct
+            and 100.0e0 * coalesce(o.worst_rank, r.rank_in_group) / r.group_size <= bw.rank_to_pct
 ),
 
 banded as (
@@ -151,9 +150,9 @@ banded as (
         case
             when o.best_band <> o.worst_band
                 then
-                    '补足缺月后综合得分可能在 ' || cast(round(t.total_low, 2) as varchar) || '–'
-                    || cast(round(t.total_high, 2) as varchar) || ' 之间，组内名次可能为第 '
-                    || cast(o.best_rank as varchar) || '–' || cast(o.worst_rank as varchar) || ' 名，档次可能为 '
+                    '补足缺月后综合得分可能在 ' || cast(round(t.total_low, 2) as {{ string_type() }}) || '–'
+                    || cast(round(t.total_high, 2) as {{ string_type() }}) || ' 之间，组内名次可能为第 '
+                    || cast(o.best_rank as {{ string_type() }}) || '–' || cast(o.worst_rank as {{ string_type() }}) || ' 名，档次可能为 '
                     || o.best_band || ' 至 ' || o.worst_band
         end as uncertain_reason
     from band_of as o
@@ -171,7 +170,7 @@ select
     coalesce(r.total_score, t.total_score) as total_score,
     r.rank_in_group,
     r.group_size,
-    100.0 * r.rank_in_group / r.group_size as rank_pct,
+    100.0e0 * r.rank_in_group / r.group_size as rank_pct,
     case when b.uncertain_reason is null then b.band end as band,
     case when b.uncertain_reason is null then b.band_name_zh end as band_name_zh,
     case
@@ -183,13 +182,13 @@ select
     e.explanation
     || case
         when i.verify_reason is not null
-            then '。综合得分 ' || cast(round(t.total_score, 2) as varchar) || '（待核实，不排名、不分档）'
+            then '。综合得分 ' || cast(round(t.total_score, 2) as {{ string_type() }}) || '（待核实，不排名、不分档）'
         else
-            '。综合得分 ' || cast(round(r.total_score, 2) as varchar) || '，' || i.scale_group || '组内排名第 '
-            || cast(r.rank_in_group as varchar) || '/' || cast(r.group_size as varchar) || '（名次百分位 '
-            || cast(round(100.0 * r.rank_in_group / r.group_size, 1) as varchar) || '%），按 ' || r.parameter_county
-            || ' ' || cast(r.year as varchar) || ' 年分档规则（' || coalesce(
-                cast(b.rank_from_pct as varchar) || '% < 名次百分位 ≤ ' || cast(b.rank_to_pct as varchar) || '% 为 '
+            '。综合得分 ' || cast(round(r.total_score, 2) as {{ string_type() }}) || '，' || i.scale_group || '组内排名第 '
+            || cast(r.rank_in_group as {{ string_type() }}) || '/' || cast(r.group_size as {{ string_type() }}) || '（名次百分位 '
+            || cast(round(100.0e0 * r.rank_in_group / r.group_size, 1) as {{ string_type() }}) || '%），按 ' || r.parameter_county
+            || ' ' || cast(r.year as {{ string_type() }}) || ' 年分档规则（' || coalesce(
+                cast(b.rank_from_pct as {{ string_type() }}) || '% < 名次百分位 ≤ ' || cast(b.rank_to_pct as {{ string_type() }}) || '% 为 '
                 || b.band_name_zh,
                 '无适用档次'
             ) || '）'

@@ -94,8 +94,8 @@ scored as (
             when
                 v.indicator = 'value_added_per_emission' and v.no_emission_report
                 and v.missing_emission_rule = 'benchmark'
-                then 1.0
-            else 0.0
+                then 1.0e0
+            else 0.0e0
         end as raw_ratio,
         p.cap_ratio,
         p.floor_ratio,
@@ -156,8 +156,8 @@ select
     case
         when note is not null then note
         when raw_ratio > cap_ratio
-            then '比值 ' || cast(round(raw_ratio, 4) as varchar) || ' 超过上限，按上限 ' || cast(cap_ratio as varchar) || ' 计分'
+            then '比值 ' || cast(round(raw_ratio, 4) as {{ string_type() }}) || ' 超过上限，按上限 ' || cast(cap_ratio as {{ string_type() }}) || ' 计分'
         when raw_ratio < floor_ratio
-            then '比值 ' || cast(round(raw_ratio, 4) as varchar) || ' 低于下限，按下限 ' || cast(floor_ratio as varchar) || ' 计分'
+            then '比值 ' || cast(round(raw_ratio, 4) as {{ string_type() }}) || ' 低于下限，按下限 ' || cast(floor_ratio as {{ string_type() }}) || ' 计分'
     end as note
 from clamped

@@ -46,6 +46,19 @@ objection_events as (
     from {{ source('ops', 'mujun_objections') }}
 ),
 
+accepted as (
+    select
+        uscc,
+        year,
+        input,
+        corrected_value,
+        objection_id,
+        reason,
+        row_number() over (partition by uscc, year, input order by event_at desc) as newest
+    from objection_events
+    where latest = 1 and event = 'accepted'
+),
+
 corrections as (
     select
         uscc,
@@ -54,9 +67,8 @@ corrections as (
         corrected_value,
         objection_id,
         reason
-    from objection_events
-    where latest = 1 and event = 'accepted'
-    qualify row_number() over (partition by uscc, year, input order by event_at desc) = 1
+    from accepted
+    where newest = 1
 ),
 
 corrected as (
@@ -120,15 +132,15 @@ rules as (
                 when c.status <> 'complete'
                     then
                         '{{ zh }}缺 ' || coalesce(c.missing_periods, '全年') || '（'
-                        || cast(c.expected - c.present as varchar) || ' 个月'
+                        || cast(c.expected - c.present as {{ string_type() }}) || ' 个月'
                         || case
-                            when c.accounts > 1 then '，按 ' || cast(c.accounts as varchar) || ' 个用电户号计'
+                            when c.accounts > 1 then '，按 ' || cast(c.accounts as {{ string_type() }}) || ' 个用电户号计'
                             else ''
                         end
                         || '）'
                         || coalesce('，其中 ' || c.undelivered_periods || ' 为数源部门未交付（非企业漏报）', '')
                         || '，' || case r.rule
-                            when 'annualise' then '按 ' || cast(c.present as varchar) || ' 个完整月的月均折算全年{{ figure }}'
+                            when 'annualise' then '按 ' || cast(c.present as {{ string_type() }}) || ' 个完整月的月均折算全年{{ figure }}'
                             when 'carry_forward' then '缺月按上一个已报月份的数值补足'
                             when 'zero' then '使用{{ figure }}的指标记零分'
                             else '不推断，待核实'
@@ -147,7 +159,7 @@ stats_missing as (
         c.year,
         r.rule,
         c.undelivered_periods,
-        '规上企业缺 ' || cast(c.year as varchar) || ' 年统计年报（增加值、能耗、从业人数、研发经费、营业收入）'
+        '规上企业缺 ' || cast(c.year as {{ string_type() }}) || ' 年统计年报（增加值、能耗、从业人数、研发经费、营业收入）'
         || case when c.undelivered_periods is not null then '（统计部门未交付该年报表，非企业漏报）' else '' end as note
     from {{ ref('topic_mujun_completeness') }} as c
     inner join applicable as a on c.uscc = a.uscc and c.year = a.year
@@ -191,7 +203,7 @@ select
         when x.industry_code is not null then x.reason_zh
         when p.status is not null and p.status <> '存续' then '登记状态为' || p.status || '，不参评'
         when p.established_on is not null and extract(year from p.established_on) > p.year - a.new_enterprise_years
-            then '新设企业（' || cast(extract(year from p.established_on) as varchar) || '年成立），不参评'
+            then '新设企业（' || cast(extract(year from p.established_on) as {{ string_type() }}) || '年成立），不参评'
         when coalesce(c.land_mu, p.land_mu, 0) <= 0 then '无用地数据，不能评价'
     end as exempt_reason,
     case when c.corrections > 0 then '异议更正：' || concat_ws(
@@ -200,8 +212,8 @@ select
             case
                 when c.{{ name }} is not null
                     then
-                        '{{ zh }} ' || coalesce(cast(round({{ expr }}, 4) as varchar), '—') || ' → '
-                        || cast(c.{{ name }} as varchar) || '，' || c.{{ name }}_by
+                        '{{ zh }} ' || coalesce(cast(round({{ expr }}, 4) as {{ string_type() }}), '—') || ' → '
+                        || cast(c.{{ name }} as {{ string_type() }}) || '，' || c.{{ name }}_by
             end{{ ',' if not loop.last }}
         {%- endfor %}
     ) end as objection_note

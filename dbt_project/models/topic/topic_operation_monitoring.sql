@@ -50,11 +50,11 @@ with calendar as (
         -- both years (1–2月合并); every other input (the months before, the medians) is joined in full
         select period from rebuilt
         union
-        select strftime(cast(period || '-01' as date) - interval 1 month, '%Y-%m') from rebuilt
+        select {{ shift_month('period', -1) }} from rebuilt
         union
-        select strftime(cast(period || '-01' as date) - interval 12 month, '%Y-%m') from rebuilt
+        select {{ shift_month('period', -12) }} from rebuilt
         union
-        select cast(cast(substr(r.period, 1, 4) as integer) - y.back as varchar) || m.month
+        select cast(cast(substr(r.period, 1, 4) as integer) - y.back as {{ string_type() }}) || m.month
         from rebuilt as r
         cross join (values (0), (1)) as y (back)
         cross join (values ('-01'), ('-02')) as m (month)
@@ -65,9 +65,9 @@ with calendar as (
 ops as (
     select
         o.*,
-        strftime(cast(o.period || '-01' as date) - interval 1 month, '%Y-%m') as prev_period,
-        strftime(cast(o.period || '-01' as date) - interval 2 month, '%Y-%m') as prev2_period,
-        strftime(cast(o.period || '-01' as date) - interval 12 month, '%Y-%m') as yoy_period
+        {{ shift_month('o.period', -1) }} as prev_period,
+        {{ shift_month('o.period', -2) }} as prev2_period,
+        {{ shift_month('o.period', -12) }} as yoy_period
     from {{ ref('theme_operations_monthly') }} as o
     {% if is_incremental() %}where o.period in (select n.period from needed as n){% endif %}
 ),
@@ -110,9 +110,9 @@ pairs as (
 ratios as (
     select
         {%- for name, (col, zh) in indicators.items() %}
-            case when {{ name }}_gap is null then {{ col }} * 1.0 / nullif(prev_{{ col }}, 0) end as {{ name }}_r1,
+            case when {{ name }}_gap is null then cast({{ col }} as double) / nullif(prev_{{ col }}, 0) end as {{ name }}_r1,
             case
-                when {{ name }}_gap is null then {{ col }} * 1.0 / nullif(prev2_{{ col }}, 0)
+                when {{ name }}_gap is null then cast({{ col }} as double) / nullif(prev2_{{ col }}, 0)
             end as {{ name }}_r2,
         {%- endfor %}
         *
@@ -248,7 +248,7 @@ select
     a.employees,
     a.output_value_yuan / nullif(a.prev_output_value_yuan, 0) - 1 as output_mom,
     a.electricity_kwh / nullif(a.prev_electricity_kwh, 0) - 1 as electricity_mom,
-    a.employees * 1.0 / nullif(a.prev_employees, 0) - 1 as employees_mom,
+    cast(a.employees as double) / nullif(a.prev_employees, 0) - 1 as employees_mom,
     a.output_change as output_mom_seasonal,
     a.electricity_change as electricity_mom_seasonal,
     a.employment_change as employees_mom_seasonal,

@@ -1,0 +1,130 @@
+"""The dbt project on Sail — a second engine beside DuckDB (``SHUCANG_DBT_TARGET=sail``).
+
+Sail (pysail) is a Spark Connect server written in Rust: embedded in the dbt process by default, or a cluster's
+endpoint (``SAIL_REMOTE=host:port``). On it the models read and write the lake itself: each source is a view
+over its lake Delta table at the version the run pins, each model and seed a Delta table in its zone's folder
+(``base/``, ``theme/``, ``topic/``; seeds under ``base/parameters/``). Sail's catalogue lives in its session,
+so every run registers the lake anew (the project's on-run-start macro ``lake_catalog``), from what this
+module computes and hands over in ``SHUCANG_SAIL_CATALOG``.
+
+Readers of the models — the publish assets, the dbt asset's schemas for column lineage — see the same
+relations (``"main"."<model>"``) as on DuckDB, through an in-memory DuckDB whose views read the lake's Delta
+tables (``connect``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import duckdb
+
+CATALOG_ENV = "SHUCANG_SAIL_CATALOG"
+TARGET_ENV = "SHUCANG_DBT_TARGET"
+TARGETS = ("local", "sail")  # local: DuckDB, the embedded default
+MODEL_ZONES = ("base", "theme", "topic")
+PARAMETERS = "parameters"  # the seeds' folder in the base zone
+
+
+def target(environ: Mapping[str, str]) -> str:
+    value = (environ.get(TARGET_ENV) or "local").strip()
+    if value not in TARGETS:
+        raise ValueError(f"{TARGET_ENV}={value!r}: the dbt target is one of {', '.join(TARGETS)}")
+    return value
+
+
+def location(props: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(zone, name) of the lake table a model or seed is on Sail (the macro sail__location_clause says the same);
+    None for a view or an ephemeral model, which the lake does not hold."""
+    if props["resource_type"] == "seed":
+        return "base", f"{PARAMETERS}/{props['alias']}"
+    materialized = props.get("config", {}).get("materialized")
+    if props["resource_type"] != "model" or materialized not in ("table", "incremental"):
+        return None
+    zone = props["fqn"][1]
+    if zone not in MODEL_ZONES:
+        raise ValueError(f"{props['unique_id']}: a table model lives in one of {MODEL_ZONES}, not {zone!r}")
+    return zone, props["alias"]
+
+
+def source_table(props: Mapping[str, Any]) -> tuple[str, str]:
+    """(zone, dataset) of the lake table a dbt source names (the DuckDB plugin reads the same config)."""
+    config = props.get("config", {})
+    return config.get("zone") or "std", config.get("dataset") or props["name"]
+
+
+_PRIMITIVE = {"long": "bigint", "integer": "int", "short": "smallint", "byte": "tinyint"}
+
+
+def spark_type(delta_type: Any) -> str:
+    """A Delta schema type (its JSON form) in Spark SQL's DDL."""
+    if isinstance(delta_type, str):
+        return _PRIMITIVE.get(delta_type, delta_type)  # string, double, boolean, date, timestamp, decimal(p,s) …
+    kind = delta_type["type"]
+    if kind == "array":
+        return f"array<{spark_type(delta_type['elementType'])}>"
+    if kind == "map":
+        return f"map<{spark_type(delta_type['keyType'])}, {spark_type(delta_type['valueType'])}>"
+    if kind == "struct":
+        return "struct<" + ", ".join(f"`{f['name']}`: {spark_type(f['type'])}" for f in delta_type["fields"]) + ">"
+    raise ValueError(f"a Delta type Spark SQL has no name for: {delta_type!r}")
+
+
+def columns(table) -> str:
+    """The columns of a Delta table in Spark SQL's DDL, with its format. Sail keeps a table's columns in its catalogue only
+    as given when it is registered, and dbt reads them from there (incremental schema checks, unit tests)."""
+    if table.metadata().partition_columns:
+        # Sail 0.7 reads a partition column as a dictionary and refuses any declared type for it: a partitioned
+        # table (the std tables, by period) is registered without columns — dbt never asks a source for them
+        return "using delta"
+    fields = json.loads(table.schema().to_json())["fields"]
+    return (
+        "("
+        + ", ".join(f"`{f['name']}` {spark_type(f['type'])}{'' if f['nullable'] else ' not null'}" for f in fields)
+        + ") using delta"
+    )
+
+
+def catalog(lake, the_manifest: Mapping[str, Any], pins: Mapping[str, int]) -> dict[str, Any]:
+    """What a run on Sail registers (macro lake_catalog): the schemas; each source as [uri, pinned version (None:
+    the current)]; each incremental model already in the lake as [uri, its columns' DDL], so it finds its table.
+    Table models and seeds are written whole by every run and need no registration."""
+    schemas, sources, tables = {"main"}, {}, {}
+    for props in the_manifest["sources"].values():
+        zone, dataset = source_table(props)
+        schemas.add(props["schema"])
+        if lake.table(zone, dataset) is None:
+            continue  # a model reading it fails naming the missing relation
+        sources[f"{props['schema']}.{props['name']}"] = [lake.uri(zone, dataset), pins.get(f"{zone}.{props['name']}")]
+    for props in the_manifest["nodes"].values():
+        # only incremental models: a table model is created anew (`create or replace`), and Sail would write a new
+        # definition's rows into the columns of a registered table, cast to their old types
+        incremental = props["resource_type"] == "model" and props["config"].get("materialized") == "incremental"
+        where = location(props) if incremental else None
+        table = lake.table(*where) if where is not None else None
+        if table is not None:
+            schemas.add(props["schema"])
+            tables[f"{props['schema']}.{props['alias']}"] = [lake.uri(*where), columns(table)]
+    return {"schemas": sorted(schemas), "sources": sources, "tables": tables}
+
+
+def environment(lake, the_manifest: Mapping[str, Any], pins: Mapping[str, int]) -> dict[str, str]:
+    """The environment a dbt process on Sail needs beside the usual: the catalogue to register."""
+    return {CATALOG_ENV: json.dumps(catalog(lake, the_manifest, pins), ensure_ascii=False)}
+
+
+def connect(lake, the_manifest: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view ``"<schema>"."<alias>"`` over each model and seed Sail wrote to the lake:
+    the relations the DuckDB warehouse would hold, read from Delta (deltalake's Arrow dataset, no extension)."""
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    for props in the_manifest["nodes"].values():
+        where = location(props) if props["resource_type"] in ("model", "seed") else None
+        dt = lake.table(*where) if where else None
+        if dt is None:
+            continue
+        con.execute(f'create schema if not exists "{props["schema"]}"')
+        arrow = f"_lake_{props['alias']}"
+        con.register(arrow, dt.to_pyarrow_dataset())
+        con.execute(f'create or replace view "{props["schema"]}"."{props["alias"]}" as select * from {arrow}')
+    return con
