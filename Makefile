@@ -70,8 +70,8 @@ assessment: env ## 自评: the data section of the annual self-assessment, HTML 
 bench: env $(MANIFEST) ## benchmark against a plain DuckDB baseline (BENCH_SCALE=100: 100k enterprises, 10M telemetry rows)
 	$(PY) -m benchmarks.run --scale $${BENCH_SCALE:-100}
 
-bench-scale: env $(MANIFEST) ## the stages at scales 1 and 10 (SCALES="1 10 100"), EXECUTOR=celery for the distributed profile: time, memory, growth
-	$(PY) -m benchmarks.scale --scales $${SCALES:-1 10} $(if $(EXECUTOR),--executor $(EXECUTOR),)
+bench-scale: env $(MANIFEST) ## the stages at scales 1 and 10 (SCALES="1 10 100"), EXECUTOR=celery for the distributed profile, DBT_TARGET=sail for dbt on Sail: time, memory, growth
+	$(PY) -m benchmarks.scale --scales $${SCALES:-1 10} $(if $(EXECUTOR),--executor $(EXECUTOR),) $(if $(DBT_TARGET),--dbt-target $(DBT_TARGET),)
 
 lint: env ## ruff (Python) and sqlfluff (the dbt project's SQL, dbt_project/.sqlfluff)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

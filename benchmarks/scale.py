@@ -8,7 +8,7 @@ std (std_all), dbt and publish (model_all). The figures feed docs/scaling.md. On
 peak memory is the run's own process; the steps' memory is the workers' (reported apart, from their
 processes' peak resident size).
 
-    python -m benchmarks.scale --scales 1 10 100 [--executor celery] [--workers 2]
+    python -m benchmarks.scale --scales 1 10 100 [--executor celery] [--workers 2] [--dbt-target sail]
 """
 
 from __future__ import annotations
@@ -86,11 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=["in_process", "celery"], default="in_process")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--data", type=Path, default=ROOT / "data-scale")
+    parser.add_argument(
+        "--dbt-target", choices=["local", "sail"], default="local", help="the engine the dbt stage runs on"
+    )
     args = parser.parse_args(argv)
     scales = sorted(args.scales)
     results = []
+    # the stages' processes inherit the target (orchestration.settings: SHUCANG_DBT_TARGET)
+    os.environ["SHUCANG_DBT_TARGET"] = args.dbt_target
+    profile = args.executor + ("" if args.dbt_target == "local" else f"-dbt-{args.dbt_target}")
     for scale in scales:
-        data = args.data / f"{args.executor}-{scale:g}"
+        data = args.data / f"{profile}-{scale:g}"
         shutil.rmtree(data, ignore_errors=True)
         if args.executor == "celery":
             from orchestration.instance.celery_workers import LocalWorkers
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
         where = " in the run's process" if args.executor == "celery" else ""
         print(
-            f"scale {scale:g} ({args.executor}): {r['rows_delivered']:,} rows delivered; "
+            f"scale {scale:g} ({profile}): {r['rows_delivered']:,} rows delivered; "
             + "; ".join(f"{s} {r[s]['seconds']:.1f} s (peak {r[s]['peak_mib']:.0f} MiB{where})" for s in STAGES)
             + (f"; workers' peak {r['workers_peak_mib']:.0f} MiB" if "workers_peak_mib" in r else "")
         )
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = out / f"scale-{args.executor}-{stamp}.json"
+    path = out / f"scale-{profile}-{stamp}.json"
     path.write_text(json.dumps({"results": results, "growth": growth}, indent=2), encoding="utf-8")
     print(f"figures in {path}")
     return 0

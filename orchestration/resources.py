@@ -55,11 +55,21 @@ class LandingResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB file dbt computes in: a rebuildable cache, never read downstream."""
+    """Where the dbt models are computed and read from: the DuckDB file (a rebuildable cache, never read
+    downstream), or — on the Sail target — the lake's base/theme/topic zones, read through an in-memory DuckDB
+    that names them as the file would."""
 
     path: str
+    target: str = "local"  # the dbt target: local (DuckDB) or sail
+    lake_root: str = ""  # on Sail: the lake the models are written to
+    lake_storage_options: dict[str, str] = Field(default_factory=dict)
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        if self.target == "sail":
+            from orchestration.dbt import sail
+            from orchestration.dbt.project import manifest
+
+            return sail.connect(Lake(self.lake_root, dict(self.lake_storage_options)), manifest(project()))
         return duckdb.connect(
             self.path,
             read_only=read_only,
@@ -106,7 +116,12 @@ def resources(s: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
             bucket=s.landing_bucket,
             bucket_storage_options=s.landing_storage_options,
         ),
-        "warehouse": WarehouseResource(path=str(s.warehouse_path)),
+        "warehouse": WarehouseResource(
+            path=str(s.warehouse_path),
+            target=s.dbt_target,
+            lake_root=s.lake_root,
+            lake_storage_options=s.storage_options,
+        ),
         "privacy": PrivacyResource(key_file=str(s.key_file), audit_log=str(s.audit_log)),
         "exchange": ExchangeResource(
             folder=str(s.exchange_dir), endpoint=s.sharing_endpoint, audit_log=str(s.audit_log)

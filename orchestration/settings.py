@@ -36,6 +36,7 @@ class Settings:
     landing_bucket: str | None = None
     landing_storage_options: dict[str, str] = field(default_factory=dict)
     settle_seconds: float = 0.0  # landing: a file modified within this many seconds is still being written
+    dbt_target: str = "local"  # SHUCANG_DBT_TARGET: local (DuckDB, the default) or sail (orchestration/dbt/sail.py)
 
     def lake(self) -> Lake:
         """The lake these settings point at: the one way to reach it."""
@@ -81,4 +82,16 @@ def settings(environ: dict[str, str] | None = None) -> Settings:
         landing_storage_options=storage_options if landing_options is None else landing_options,
         # generated test and benchmark data is complete when written; a real landing zone is not
         settle_seconds=float(env.get("SHUCANG_SETTLE_SECONDS", 10 if name == "local" else 0)),
+        dbt_target=dbt_target(env),
     )
+
+
+DBT_TARGETS = ("local", "sail")
+
+
+def dbt_target(env) -> str:
+    """The engine the dbt models run on: ``local`` (DuckDB, the embedded default) or ``sail``."""
+    value = (env.get("SHUCANG_DBT_TARGET") or "local").strip()
+    if value not in DBT_TARGETS:
+        raise ValueError(f"SHUCANG_DBT_TARGET={value!r}: the dbt target is one of {', '.join(DBT_TARGETS)}")
+    return value

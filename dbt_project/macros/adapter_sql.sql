@@ -1,3 +1,5 @@
+-- noqa: disable=LT02,LT05
+-- (Jinja that writes SQL for two engines: sqlfluff lays it out as if it were one query)
 {#-
   The SQL that differs between the engines the project runs on — DuckDB (the default) and Sail (Spark SQL) —
   one macro each, with one implementation per adapter. Models use these instead of an engine's own spelling.

@@ -1,3 +1,5 @@
+-- noqa: disable=LT02,LT05
+-- (Jinja that writes SQL for two engines: sqlfluff lays it out as if it were one query)
 {#-
   On an engine whose catalogue lives in its session (Sail), what is in the lake is named anew in every run
   (on-run-start). The Python side says what (orchestration/dbt/sail.py, environment SHUCANG_SAIL_CATALOG):

@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     bf = sub.add_parser("backfill", help="rebuild std and the models for a range of months (YYYY-MM)")
     bf.add_argument("start", help="first month, e.g. 2023-01")
     bf.add_argument("end", help="last month, e.g. 2023-03")
+    mo = sub.add_parser(
+        "models", help="rebuild the dbt models and publish them (model_all) on SHUCANG_DBT_TARGET (local | sail)"
+    )
+    mo.add_argument("--full-refresh", action="store_true", help="every period of the incremental models")
     sub.add_parser("prepare-instance", help="create the project-local DAGSTER_HOME")
     upp = sub.add_parser("up", help="the deployment: webserver and daemon on a PostgreSQL instance (make up)")
     upp.add_argument("--port", type=int, default=int(os.environ.get("DAGSTER_UI_PORT", 3000)))
@@ -138,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "backfill":
         return backfill.backfill(s, args.start, args.end)
+    if args.command == "models":
+        return backfill.models(s, args.full_refresh)
     instance.prepare(s.dagster_home)
     print(s.dagster_home)
     return 0

@@ -25,7 +25,7 @@ from sqlglot import exp, to_table
 from sqlglot.expressions import normalize_table_name
 
 from lakehouse.cycles import months_between
-from orchestration.dbt import delta_source
+from orchestration.dbt import delta_source, sail
 from orchestration.dbt.dagster_dbt_private import column_lineage, keep_parse
 from orchestration.dbt.project import Translator, column_meta, manifest, project
 from orchestration.metadata import grades_of, grades_table, tests_table, versions_of, versions_table
@@ -175,9 +175,15 @@ def current_pins(lake, sources: list[tuple[str, str]], requested: Mapping[str, i
     return pins
 
 
-def _schemas(path: str) -> dict[str, dict[str, dict[str, str]]]:
-    """normalised relation name → column → {data_type}, from the warehouse after the build."""
-    con = duckdb.connect(path, read_only=True, config={"autoload_known_extensions": False})
+def _schemas(warehouse: WarehouseResource, lake, the_manifest) -> dict[str, dict[str, dict[str, str]]]:
+    """normalised relation name → column → {data_type}, from the warehouse after the build (on Sail: what the
+    run recorded in the lake, and the sources' lake tables)."""
+    if warehouse.target == "sail":
+        return {
+            normalize_table_name(to_table(name, dialect="spark"), dialect="spark"): columns
+            for name, columns in sail.schemas(lake, the_manifest).items()
+        }
+    con = duckdb.connect(warehouse.path, read_only=True, config={"autoload_known_extensions": False})
     try:
         rows = con.execute(
             "select table_catalog, table_schema, table_name, column_name, data_type "
@@ -192,8 +198,12 @@ def _schemas(path: str) -> dict[str, dict[str, dict[str, str]]]:
     return out
 
 
-def _relation(props: Mapping[str, Any]) -> str:
-    return normalize_table_name(to_table(props["relation_name"], dialect="duckdb"), dialect="duckdb")
+# the sqlglot dialect column lineage parses a target's compiled SQL in (Sail speaks Spark SQL)
+DIALECTS = {"local": "duckdb", "sail": "spark"}
+
+
+def _relation(props: Mapping[str, Any], dialect: str = "duckdb") -> str:
+    return normalize_table_name(to_table(props["relation_name"], dialect=dialect), dialect=dialect)
 
 
 def build() -> list[dg.AssetsDefinition]:
@@ -227,6 +237,10 @@ def build() -> list[dg.AssetsDefinition]:
             CHANGED_ENV: "",  # every period, unless set below
         }
         args = ["build"]
+        if warehouse.target != "local":
+            # the models run on another engine (orchestration/dbt/sail.py), which registers the lake anew
+            args += ["--target", warehouse.target]
+            env.update(sail.environment(lake.lake(), the_manifest, pins))
         if config.full_refresh:
             args.append("--full-refresh")
         elif config.backfill_from:
@@ -246,7 +260,7 @@ def build() -> list[dg.AssetsDefinition]:
         events = list(invocation.stream())  # dbt holds the DuckDB file until it exits
         built = time.perf_counter()
         keep_parse(invocation.target_path, dbt_project.project_dir)  # the next run re-parses only what changed
-        yield from _enriched(context, events, invocation, translator, warehouse.path, pins, current)
+        yield from _enriched(context, events, invocation, translator, warehouse, lake.lake(), pins, current)
         context.log.info(
             f"dbt build {built - started:.1f} s; column lineage and grades {time.perf_counter() - built:.1f} s"
         )
@@ -282,14 +296,17 @@ def _recorded_lineage(context, key: dg.AssetKey, basis: str) -> dg.TableColumnLi
     return metadata["dagster/column_lineage"].value
 
 
-def _enriched(context, events, invocation, translator, warehouse_path: str, pins: dict[str, int], defined=None):
+def _enriched(context, events, invocation, translator, warehouse, lake, pins: dict[str, int], defined=None):
     run_manifest = invocation.get_artifact("manifest.json")
+    dialect = DIALECTS[warehouse.target]
+    # dagster-dbt parses the compiled SQL in the dialect the manifest names (its adapter: 'sail' is Spark SQL)
+    run_manifest = {**run_manifest, "metadata": {**run_manifest["metadata"], "adapter_type": dialect}}
     nodes = {**run_manifest["nodes"], **run_manifest["sources"]}
     failed: dict[dg.AssetKey, list[str]] = {}
     for ev in events:
         if isinstance(ev, dg.AssetCheckResult) and not ev.passed:
             failed.setdefault(ev.asset_key, []).append(ev.check_name)
-    schemas = _schemas(warehouse_path)
+    schemas = _schemas(warehouse, lake, run_manifest)
     grades_of = ModelGrades(_recorded_grades(context))
 
     for ev in events:
@@ -303,9 +320,9 @@ def _enriched(context, events, invocation, translator, warehouse_path: str, pins
         if key in (defined or {}):
             extra[DEFINITION] = defined[key]
         if props["resource_type"] == "model":
-            columns = schemas.get(_relation(props), {})
+            columns = schemas.get(_relation(props, dialect), {})
             parents = {
-                nodes[p]["relation_name"]: schemas.get(_relation(nodes[p]), {})
+                nodes[p]["relation_name"]: schemas.get(_relation(nodes[p], dialect), {})
                 for p in props["depends_on"]["nodes"]
                 if p in nodes
             }

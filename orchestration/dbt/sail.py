@@ -21,17 +21,9 @@ from typing import Any
 import duckdb
 
 CATALOG_ENV = "SHUCANG_SAIL_CATALOG"
-TARGET_ENV = "SHUCANG_DBT_TARGET"
-TARGETS = ("local", "sail")  # local: DuckDB, the embedded default
 MODEL_ZONES = ("base", "theme", "topic")
 PARAMETERS = "parameters"  # the seeds' folder in the base zone
-
-
-def target(environ: Mapping[str, str]) -> str:
-    value = (environ.get(TARGET_ENV) or "local").strip()
-    if value not in TARGETS:
-        raise ValueError(f"{TARGET_ENV}={value!r}: the dbt target is one of {', '.join(TARGETS)}")
-    return value
+SCHEMAS = ("ops", "model_schemas")  # the columns of every model after a run (macro record_schemas)
 
 
 def location(props: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -110,8 +102,39 @@ def catalog(lake, the_manifest: Mapping[str, Any], pins: Mapping[str, int]) -> d
 
 
 def environment(lake, the_manifest: Mapping[str, Any], pins: Mapping[str, int]) -> dict[str, str]:
-    """The environment a dbt process on Sail needs beside the usual: the catalogue to register."""
+    """The environment a dbt process on Sail needs beside the usual (``LAKE_ROOT``): the catalogue to register.
+    The warehouse's own tables the models read are made first, empty, as the DuckDB plugin makes them."""
+    from lakehouse import objections
+    from quality import collection, resolution
+
+    if "://" in lake.root and not lake.root.startswith("file://"):
+        raise ValueError(
+            f"dbt on Sail reads and writes a lake on this machine's file system; {lake.root} is an object store "
+            "(Sail's own store settings are not wired here yet): use the DuckDB target"
+        )
+    objections.ensure(lake)
+    resolution.ensure(lake)
+    collection.ensure(lake)
     return {CATALOG_ENV: json.dumps(catalog(lake, the_manifest, pins), ensure_ascii=False)}
+
+
+def schemas(lake, the_manifest: Mapping[str, Any]) -> dict[str, dict[str, dict[str, str]]]:
+    """Relation ``schema.name`` → column → {data_type}, what column lineage needs: each model and seed as Sail
+    reported it after the last run (the staging views included, which the lake does not hold; macro
+    record_schemas), and each source as its lake table is."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for props in the_manifest["sources"].values():
+        table = lake.table(*source_table(props))
+        if table is not None:
+            fields = json.loads(table.schema().to_json())["fields"]
+            out[f"{props['schema']}.{props['name']}"] = {
+                f["name"]: {"data_type": spark_type(f["type"])} for f in fields
+            }
+    recorded = lake.read(*SCHEMAS)
+    if recorded is not None:
+        for row in recorded.sort("schema", "name", "position").iter_rows(named=True):
+            out.setdefault(f"{row['schema']}.{row['name']}", {})[row["column"]] = {"data_type": row["data_type"]}
+    return out
 
 
 def connect(lake, the_manifest: Mapping[str, Any]) -> duckdb.DuckDBPyConnection:

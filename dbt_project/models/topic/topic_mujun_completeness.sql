@@ -7,6 +7,7 @@
 -- deadline (late_periods), and the missing ones whose delivery has not come at all — overdue, only refused files,
 -- or not yet due (undelivered_periods: a department to chase, not a firm that did not file).
 -- A power month is complete only when every supply account the firm has in the year is metered in it.
+{% set text = string_type() %}{#- the engine's text type (macros/adapter_sql.sql) -#}
 
 with firms as (
     select
@@ -25,7 +26,7 @@ spine as (
     select
         f.uscc,
         f.year,
-        cast(f.year as {{ string_type() }}) || '-' || lpad(cast(m.month as {{ string_type() }}), 2, '0') as period
+        cast(f.year as {{ text }}) || '-' || lpad(cast(m.month as {{ text }}), 2, '0') as period
     from firms as f
     cross join months as m
 ),
@@ -171,8 +172,12 @@ monthly_texts as (
         c.source,
         count(*) filter (where c.present) as present,
         {{ ordered_string_agg('case when not c.present then c.period end', "','", 'c.period') }} as missing_periods,
-        {{ ordered_string_agg('case when not c.present and c.quarantined then c.period end', "','", 'c.period') }} as quarantined_periods,
-        {{ ordered_string_agg("case when c.present and c.delivery = 'late' then c.period end", "','", 'c.period') }} as late_periods,
+        {{ ordered_string_agg(
+            'case when not c.present and c.quarantined then c.period end', "','", 'c.period'
+        ) }} as quarantined_periods,
+        {{ ordered_string_agg(
+            "case when c.present and c.delivery = 'late' then c.period end", "','", 'c.period'
+        ) }} as late_periods,
         {{ ordered_string_agg(
             "case when not c.present and c.delivery in ('missing', 'rejected', 'pending') then c.period end",
             "','",
@@ -221,17 +226,18 @@ stats as (
         'stats' as source,
         case when f.scale_type = '规上' then 1 else 0 end as expected,
         count(s.uscc) as present,
-        case when f.scale_type = '规上' and count(s.uscc) = 0 then cast(f.year as {{ string_type() }}) end as missing_periods,
+        case when f.scale_type = '规上' and count(s.uscc) = 0 then cast(f.year as {{ text }}) end as missing_periods,
         case
-            when f.scale_type = '规上' and count(s.uscc) > 0 and any_value(d.state) = 'late' then cast(f.year as {{ string_type() }})
+            when f.scale_type = '规上' and count(s.uscc) > 0 and any_value(d.state) = 'late'
+                then cast(f.year as {{ text }})
         end as late_periods,
         case
             when f.scale_type = '规上' and count(s.uscc) = 0 and any_value(d.state) in ('missing', 'rejected', 'pending')
-                then cast(f.year as {{ string_type() }})
+                then cast(f.year as {{ text }})
         end as undelivered_periods
     from firms as f
     left join {{ ref('stg_stats__annual') }} as s on f.uscc = s.uscc and f.year = s.year
-    left join deliveries as d on cast(f.year as {{ string_type() }}) = d.period and d.source = 'stats'
+    left join deliveries as d on cast(f.year as {{ text }}) = d.period and d.source = 'stats'
     group by f.uscc, f.year, f.scale_type
 )
 

@@ -6,6 +6,7 @@
 -- unranked, with the reason; a firm whose missing months a rule filled is banded only when its band is the same
 -- at both bounds of what those months could hold (its best rank: above every firm scoring more than its upper
 -- bound; its worst: below every firm scoring at least its lower bound) — otherwise 待核实 with the range.
+{% set text = string_type() %}{#- the engine's text type (macros/adapter_sql.sql) -#}
 
 with totals as (
     select
@@ -60,8 +61,8 @@ events as (
         scale_group,
         total_score as v,
         1 as is_point,
-        cast(null as {{ string_type() }}) as uscc,
-        cast(null as {{ string_type() }}) as probe
+        cast(null as {{ text }}) as uscc,
+        cast(null as {{ text }}) as probe
     from ranked
     union all
     select
@@ -150,9 +151,9 @@ banded as (
         case
             when o.best_band <> o.worst_band
                 then
-                    '补足缺月后综合得分可能在 ' || cast(round(t.total_low, 2) as {{ string_type() }}) || '–'
-                    || cast(round(t.total_high, 2) as {{ string_type() }}) || ' 之间，组内名次可能为第 '
-                    || cast(o.best_rank as {{ string_type() }}) || '–' || cast(o.worst_rank as {{ string_type() }}) || ' 名，档次可能为 '
+                    '补足缺月后综合得分可能在 ' || cast(round(t.total_low, 2) as {{ text }}) || '–'
+                    || cast(round(t.total_high, 2) as {{ text }}) || ' 之间，组内名次可能为第 '
+                    || cast(o.best_rank as {{ text }}) || '–' || cast(o.worst_rank as {{ text }}) || ' 名，档次可能为 '
                     || o.best_band || ' 至 ' || o.worst_band
         end as uncertain_reason
     from band_of as o
@@ -182,13 +183,13 @@ select
     e.explanation
     || case
         when i.verify_reason is not null
-            then '。综合得分 ' || cast(round(t.total_score, 2) as {{ string_type() }}) || '（待核实，不排名、不分档）'
+            then '。综合得分 ' || cast(round(t.total_score, 2) as {{ text }}) || '（待核实，不排名、不分档）'
         else
-            '。综合得分 ' || cast(round(r.total_score, 2) as {{ string_type() }}) || '，' || i.scale_group || '组内排名第 '
-            || cast(r.rank_in_group as {{ string_type() }}) || '/' || cast(r.group_size as {{ string_type() }}) || '（名次百分位 '
-            || cast(round(100.0e0 * r.rank_in_group / r.group_size, 1) as {{ string_type() }}) || '%），按 ' || r.parameter_county
-            || ' ' || cast(r.year as {{ string_type() }}) || ' 年分档规则（' || coalesce(
-                cast(b.rank_from_pct as {{ string_type() }}) || '% < 名次百分位 ≤ ' || cast(b.rank_to_pct as {{ string_type() }}) || '% 为 '
+            '。综合得分 ' || cast(round(r.total_score, 2) as {{ text }}) || '，' || i.scale_group || '组内排名第 '
+            || cast(r.rank_in_group as {{ text }}) || '/' || cast(r.group_size as {{ text }}) || '（名次百分位 '
+            || cast(round(100.0e0 * r.rank_in_group / r.group_size, 1) as {{ text }}) || '%），按 ' || r.parameter_county
+            || ' ' || cast(r.year as {{ text }}) || ' 年分档规则（' || coalesce(
+                cast(b.rank_from_pct as {{ text }}) || '% < 名次百分位 ≤ ' || cast(b.rank_to_pct as {{ text }}) || '% 为 '
                 || b.band_name_zh,
                 '无适用档次'
             ) || '）'

@@ -6,6 +6,7 @@
 -- no value added scores 0 like any indicator whose inputs are missing, and `note` names the missing input.
 -- Exempt firms get no scores. score_low and score_high bound the score when an input's missing months were
 -- filled by a rule (topic_mujun_inputs: the _low/_high figures); otherwise both equal the score.
+{% set text = string_type() %}{#- the engine's text type (macros/adapter_sql.sql) -#}
 
 with inputs as (
     select * from {{ ref('topic_mujun_inputs') }}
@@ -156,8 +157,12 @@ select
     case
         when note is not null then note
         when raw_ratio > cap_ratio
-            then '比值 ' || cast(round(raw_ratio, 4) as {{ string_type() }}) || ' 超过上限，按上限 ' || cast(cap_ratio as {{ string_type() }}) || ' 计分'
+            then
+                '比值 ' || cast(round(raw_ratio, 4) as {{ text }}) || ' 超过上限，按上限 ' || cast(cap_ratio as {{ text }})
+                || ' 计分'
         when raw_ratio < floor_ratio
-            then '比值 ' || cast(round(raw_ratio, 4) as {{ string_type() }}) || ' 低于下限，按下限 ' || cast(floor_ratio as {{ string_type() }}) || ' 计分'
+            then
+                '比值 ' || cast(round(raw_ratio, 4) as {{ text }}) || ' 低于下限，按下限 ' || cast(floor_ratio as {{ text }})
+                || ' 计分'
     end as note
 from clamped

@@ -10,6 +10,7 @@
 -- could hold (the evaluation withholds the band when it differs between the bounds and the rule asks so). The note
 -- names the months the department itself has not delivered (undelivered_periods: a file refused or never sent),
 -- so a gap no firm caused is not read as the firm's; the county's rule still decides what is done with them.
+{% set text = string_type() %}{#- the engine's text type (macros/adapter_sql.sql) -#}
 
 {#- input → (its name in the note, the expression from the profile, in the formula's units) -#}
 {%- set figures = {
@@ -132,15 +133,15 @@ rules as (
                 when c.status <> 'complete'
                     then
                         '{{ zh }}缺 ' || coalesce(c.missing_periods, '全年') || '（'
-                        || cast(c.expected - c.present as {{ string_type() }}) || ' 个月'
+                        || cast(c.expected - c.present as {{ text }}) || ' 个月'
                         || case
-                            when c.accounts > 1 then '，按 ' || cast(c.accounts as {{ string_type() }}) || ' 个用电户号计'
+                            when c.accounts > 1 then '，按 ' || cast(c.accounts as {{ text }}) || ' 个用电户号计'
                             else ''
                         end
                         || '）'
                         || coalesce('，其中 ' || c.undelivered_periods || ' 为数源部门未交付（非企业漏报）', '')
                         || '，' || case r.rule
-                            when 'annualise' then '按 ' || cast(c.present as {{ string_type() }}) || ' 个完整月的月均折算全年{{ figure }}'
+                            when 'annualise' then '按 ' || cast(c.present as {{ text }}) || ' 个完整月的月均折算全年{{ figure }}'
                             when 'carry_forward' then '缺月按上一个已报月份的数值补足'
                             when 'zero' then '使用{{ figure }}的指标记零分'
                             else '不推断，待核实'
@@ -159,7 +160,7 @@ stats_missing as (
         c.year,
         r.rule,
         c.undelivered_periods,
-        '规上企业缺 ' || cast(c.year as {{ string_type() }}) || ' 年统计年报（增加值、能耗、从业人数、研发经费、营业收入）'
+        '规上企业缺 ' || cast(c.year as {{ text }}) || ' 年统计年报（增加值、能耗、从业人数、研发经费、营业收入）'
         || case when c.undelivered_periods is not null then '（统计部门未交付该年报表，非企业漏报）' else '' end as note
     from {{ ref('topic_mujun_completeness') }} as c
     inner join applicable as a on c.uscc = a.uscc and c.year = a.year
@@ -203,7 +204,7 @@ select
         when x.industry_code is not null then x.reason_zh
         when p.status is not null and p.status <> '存续' then '登记状态为' || p.status || '，不参评'
         when p.established_on is not null and extract(year from p.established_on) > p.year - a.new_enterprise_years
-            then '新设企业（' || cast(extract(year from p.established_on) as {{ string_type() }}) || '年成立），不参评'
+            then '新设企业（' || cast(extract(year from p.established_on) as {{ text }}) || '年成立），不参评'
         when coalesce(c.land_mu, p.land_mu, 0) <= 0 then '无用地数据，不能评价'
     end as exempt_reason,
     case when c.corrections > 0 then '异议更正：' || concat_ws(
@@ -212,8 +213,8 @@ select
             case
                 when c.{{ name }} is not null
                     then
-                        '{{ zh }} ' || coalesce(cast(round({{ expr }}, 4) as {{ string_type() }}), '—') || ' → '
-                        || cast(c.{{ name }} as {{ string_type() }}) || '，' || c.{{ name }}_by
+                        '{{ zh }} ' || coalesce(cast(round({{ expr }}, 4) as {{ text }}), '—') || ' → '
+                        || cast(c.{{ name }} as {{ text }}) || '，' || c.{{ name }}_by
             end{{ ',' if not loop.last }}
         {%- endfor %}
     ) end as objection_note

@@ -13,6 +13,7 @@
 -- Incremental by month: a change of month M rebuilds M, M+1 and M+2 (which compare to M), M+3 (whose flag depends
 -- on M+2's), M+12 (同比) and, for the combined January–February, the month before and M+11; inputs are every std
 -- dataset upstream (the monthly operations and the master's industry).
+{% set text = string_type() %}{#- the engine's text type (macros/adapter_sql.sql) -#}
 
 {% set inputs = [
     'amr_registration', 'tax_monthly', 'stats_annual', 'power_monthly', 'land_parcels', 'eco_emissions',
@@ -54,7 +55,7 @@ with calendar as (
         union
         select {{ shift_month('period', -12) }} from rebuilt
         union
-        select cast(cast(substr(r.period, 1, 4) as integer) - y.back as {{ string_type() }}) || m.month
+        select cast(cast(substr(r.period, 1, 4) as integer) - y.back as {{ text }}) || m.month
         from rebuilt as r
         cross join (values (0), (1)) as y (back)
         cross join (values ('-01'), ('-02')) as m (month)
@@ -110,7 +111,9 @@ pairs as (
 ratios as (
     select
         {%- for name, (col, zh) in indicators.items() %}
-            case when {{ name }}_gap is null then cast({{ col }} as double) / nullif(prev_{{ col }}, 0) end as {{ name }}_r1,
+            case
+                when {{ name }}_gap is null then cast({{ col }} as double) / nullif(prev_{{ col }}, 0)
+            end as {{ name }}_r1,
             case
                 when {{ name }}_gap is null then cast({{ col }} as double) / nullif(prev2_{{ col }}, 0)
             end as {{ name }}_r2,

@@ -1,0 +1,150 @@
+"""dbt on a distributed SQL engine (#20): the same project on Sail (SHUCANG_DBT_TARGET=sail) reads the lake's
+std Delta tables, writes its models as Delta tables in the lake's base/theme/topic zones, and the tables it
+publishes equal, row for row, the ones the DuckDB target published from the same lake (the shared demo)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from lakehouse.lake import Lake
+from orchestration.compare import compare_published
+from orchestration.dbt import sail
+from orchestration.settings import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_delta_types_in_spark_ddl():
+    assert sail.spark_type("long") == "bigint"
+    assert sail.spark_type("integer") == "int"
+    assert sail.spark_type("decimal(38,6)") == "decimal(38,6)"
+    assert sail.spark_type({"type": "array", "elementType": "string", "containsNull": True}) == "array<string>"
+    nested = {"type": "struct", "fields": [{"name": "a b", "type": "long", "nullable": True, "metadata": {}}]}
+    assert sail.spark_type(nested) == "struct<`a b`: bigint>"
+    with pytest.raises(ValueError, match="no name"):
+        sail.spark_type({"type": "variant"})
+
+
+def _model(name: str, folder: str, materialized: str) -> dict:
+    return {
+        "resource_type": "model",
+        "unique_id": f"model.shucang.{name}",
+        "name": name,
+        "alias": name,
+        "schema": "main",
+        "fqn": ["shucang", folder, name],
+        "config": {"materialized": materialized},
+    }
+
+
+def test_where_sail_keeps_each_node():
+    assert sail.location(_model("theme_x", "theme", "table")) == ("theme", "theme_x")
+    assert sail.location(_model("topic_y", "topic", "incremental")) == ("topic", "topic_y")
+    assert sail.location(_model("stg_z", "staging", "view")) is None  # a view: nothing in the lake
+    seed = {"resource_type": "seed", "alias": "counties", "name": "counties"}
+    assert sail.location(seed) == ("base", "parameters/counties")
+    with pytest.raises(ValueError, match="lives in one of"):
+        sail.location(_model("odd", "staging", "table"))
+
+
+def test_the_catalogue_registers_sources_at_their_pins_and_only_incremental_models(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    import pyarrow as pa
+
+    lake.overwrite("std", "tax_monthly", pa.table({"uscc": ["A"], "period": ["2023-01"]}))
+    lake.append("std", "tax_monthly", pa.table({"uscc": ["B"], "period": ["2023-02"]}))
+    lake.overwrite("theme", "theme_ops", pa.table({"n": pa.array([1], pa.int64())}))
+    lake.overwrite("theme", "theme_full", pa.table({"n": pa.array([1], pa.int64())}))
+    manifest = {
+        "sources": {
+            "source.shucang.std.tax_monthly": {"name": "tax_monthly", "schema": "std", "config": {"zone": "std"}},
+            "source.shucang.std.power_monthly": {"name": "power_monthly", "schema": "std", "config": {"zone": "std"}},
+        },
+        "nodes": {
+            "model.shucang.theme_ops": _model("theme_ops", "theme", "incremental"),
+            "model.shucang.theme_full": _model("theme_full", "theme", "table"),
+        },
+    }
+    got = sail.catalog(lake, manifest, {"std.tax_monthly": 0})
+    assert got["schemas"] == ["main", "std"]
+    # a source missing from the lake is not registered: the model reading it fails naming the relation
+    assert got["sources"] == {"std.tax_monthly": [lake.uri("std", "tax_monthly"), 0]}
+    # a table model is written anew each run (registered, Sail would cast new rows to its old column types)
+    assert got["tables"] == {"main.theme_ops": [lake.uri("theme", "theme_ops"), "(`n` bigint) using delta"]}
+
+
+def test_the_sail_target_is_chosen_by_setting_and_refuses_a_lake_it_cannot_reach(tmp_path):
+    assert settings({"SHUCANG_DATA_DIR": str(tmp_path)}).dbt_target == "local"
+    assert settings({"SHUCANG_DATA_DIR": str(tmp_path), "SHUCANG_DBT_TARGET": "sail"}).dbt_target == "sail"
+    with pytest.raises(ValueError, match="local, sail"):
+        settings({"SHUCANG_DATA_DIR": str(tmp_path), "SHUCANG_DBT_TARGET": "spark"})
+    with pytest.raises(ValueError, match="object store"):
+        sail.environment(Lake("s3://bucket/lake", {"endpoint": "http://127.0.0.1:1"}), {"sources": {}, "nodes": {}}, {})
+
+
+def _models(data: Path, home: Path, env: dict, target: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "models"],
+        cwd=ROOT,
+        env={**env, "SHUCANG_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "SHUCANG_DBT_TARGET": target},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.integration
+def test_the_models_on_sail_publish_what_duckdb_published(demo_site, tmp_path):
+    # the demo's lake up to std (and the warehouse's own records), without what the models and publication made
+    data = tmp_path / "data"
+    shutil.copytree(demo_site.data / "lake", data / "lake")
+    for gone in ("publish", "share", "base", "theme", "topic"):
+        shutil.rmtree(data / "lake" / gone, ignore_errors=True)
+    shutil.rmtree(data / "lake" / "ops" / "publish_fingerprints", ignore_errors=True)
+    home = tmp_path / "home"
+
+    done = _models(data, home, demo_site.env, "sail")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "model_all on sail" in done.stdout
+    assert not (data / "warehouse.duckdb").exists()  # DuckDB computed nothing: the models ran on Sail
+
+    lake = Lake(str(data / "lake"))
+    # every table model is a Delta table in its zone, written by Sail
+    for zone, name in (
+        ("base", "base_enterprise"),
+        ("theme", "theme_operations_monthly"),
+        ("topic", "topic_mujun_evaluation"),
+    ):
+        table = lake.table(zone, name)
+        assert table is not None, f"{zone}/{name} not in the lake"
+        assert table.to_pyarrow_table().num_rows > 0
+    comparison = compare_published(Lake(str(demo_site.lake)), lake)
+    assert len(comparison.tables) >= 10
+    assert comparison.equal, "\n".join(comparison.lines())
+
+    # the models' column lineage and grades were derived from Sail's schemas (no model graded blind)
+    import dagster as dg
+
+    with dg.DagsterInstance.local_temp(str(home)) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey(["topic", "topic_mujun_evaluation"]))
+        metadata = event.asset_materialization.metadata
+        assert "shucang/lineage_unknown" not in metadata
+        lineage = metadata["dagster/column_lineage"].value
+        assert any(d.asset_key == dg.AssetKey(["topic", "topic_mujun_inputs"]) for d in lineage.deps_by_column["uscc"])
+
+    # a second run finds its incremental models in the lake (registered anew in Sail's session) and, nothing
+    # having changed, replaces no period: every published table keeps its version
+    versions = {n: DeltaTable(str(data / "lake" / "publish" / n)).version() for n in lake.table_names("publish")}
+    monthly = lake.read("theme", "theme_operations_monthly").sort("uscc", "period")
+    again = _models(data, home, demo_site.env, "sail")
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    assert "periods changed since the models' last build" in again.stdout + again.stderr
+    assert lake.read("theme", "theme_operations_monthly").sort("uscc", "period").equals(monthly)
+    after = {n: DeltaTable(str(data / "lake" / "publish" / n)).version() for n in versions}
+    assert after == versions
