@@ -138,13 +138,29 @@ def test_the_models_on_sail_publish_what_duckdb_published(demo_site, tmp_path):
         lineage = metadata["dagster/column_lineage"].value
         assert any(d.asset_key == dg.AssetKey(["topic", "topic_mujun_inputs"]) for d in lineage.deps_by_column["uscc"])
 
-    # a second run finds its incremental models in the lake (registered anew in Sail's session) and, nothing
-    # having changed, replaces no period: every published table keeps its version
+    # a backfill of one month rebuilds March's std partitions and, on Sail, replaces only March in the
+    # incremental models — found in the lake and registered anew in Sail's session, the month deleted and
+    # inserted, not the table recreated; the same data gives the same tables, and nothing is published anew
     versions = {n: DeltaTable(str(data / "lake" / "publish" / n)).version() for n in lake.table_names("publish")}
     monthly = lake.read("theme", "theme_operations_monthly").sort("uscc", "period")
-    again = _models(data, home, demo_site.env, "sail")
+    built = lake.table("theme", "theme_operations_monthly").version()
+    again = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "backfill", "2023-03", "2023-03"],
+        cwd=ROOT,
+        env={**demo_site.env, "SHUCANG_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "SHUCANG_DBT_TARGET": "sail"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
-    assert "periods changed since the models' last build" in again.stdout + again.stderr
+    table = lake.table("theme", "theme_operations_monthly")
+    commits = [
+        (c["operation"], c.get("operationParameters", {}).get("mode"))
+        for c in table.history()
+        if c["version"] > built
+    ]
+    assert ("DELETE", None) in commits and ("WRITE", "Append") in commits, commits
+    assert ("WRITE", "Overwrite") not in commits, commits  # not recreated whole
     assert lake.read("theme", "theme_operations_monthly").sort("uscc", "period").equals(monthly)
     after = {n: DeltaTable(str(data / "lake" / "publish" / n)).version() for n in versions}
     assert after == versions

@@ -42,6 +42,9 @@
         {#- a full refresh creates every incremental model anew, with the columns its SQL gives now -#}
         {%- for name, table in catalog['tables'].items() if not flags.FULL_REFRESH -%}
             {% do run_query(sail_register(name, table[0], table[1])) %}
+            {#- dbt listed the schema's relations before this hook: it learns of the table here -#}
+            {%- set schema, identifier = name.split('.') -%}
+            {% do adapter.cache_added(api.Relation.create(schema=schema, identifier=identifier, type='table')) %}
         {%- endfor -%}
     {%- endif -%}
 {%- endmacro %}
