@@ -155,9 +155,7 @@ def test_the_models_on_sail_publish_what_duckdb_published(demo_site, tmp_path):
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
     table = lake.table("theme", "theme_operations_monthly")
     commits = [
-        (c["operation"], c.get("operationParameters", {}).get("mode"))
-        for c in table.history()
-        if c["version"] > built
+        (c["operation"], c.get("operationParameters", {}).get("mode")) for c in table.history() if c["version"] > built
     ]
     assert ("DELETE", None) in commits and ("WRITE", "Append") in commits, commits
     assert ("WRITE", "Overwrite") not in commits, commits  # not recreated whole
