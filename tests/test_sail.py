@@ -4,6 +4,7 @@ publishes equal, row for row, the ones the DuckDB target published from the same
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -79,13 +80,23 @@ def test_the_catalogue_registers_sources_at_their_pins_and_only_incremental_mode
     assert got["tables"] == {"main.theme_ops": [lake.uri("theme", "theme_ops"), "(`n` bigint) using delta"]}
 
 
-def test_the_sail_target_is_chosen_by_setting_and_refuses_a_lake_it_cannot_reach(tmp_path):
+def test_the_sail_target_is_chosen_by_setting_and_given_the_lake_store_it_can_reach(tmp_path):
     assert settings({"SHUCANG_DATA_DIR": str(tmp_path)}).dbt_target == "local"
     assert settings({"SHUCANG_DATA_DIR": str(tmp_path), "SHUCANG_DBT_TARGET": "sail"}).dbt_target == "sail"
     with pytest.raises(ValueError, match="local, sail"):
         settings({"SHUCANG_DATA_DIR": str(tmp_path), "SHUCANG_DBT_TARGET": "spark"})
-    with pytest.raises(ValueError, match="object store"):
-        sail.environment(Lake("s3://bucket/lake", {"endpoint": "http://127.0.0.1:1"}), {"sources": {}, "nodes": {}}, {})
+    # an embedded Sail reads an S3 lake's settings from its environment, under their AWS_* names
+    assert sail.store_environment(Lake(str(tmp_path / "lake"))) == {}
+    s3 = Lake("s3://bucket/lake", {"endpoint": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "k", "allow_http": "true"})
+    assert sail.store_environment(s3) == {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:1",
+        "AWS_ACCESS_KEY_ID": "k",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    with pytest.raises(ValueError, match="no AWS_"):
+        sail.store_environment(Lake("s3://bucket/lake", {"proxy_url": "http://127.0.0.1:2"}))
+    with pytest.raises(ValueError, match="only S3"):
+        sail.store_environment(Lake("gs://bucket/lake", {}))
 
 
 def _models(data: Path, home: Path, env: dict, target: str) -> subprocess.CompletedProcess:
@@ -162,3 +173,37 @@ def test_the_models_on_sail_publish_what_duckdb_published(demo_site, tmp_path):
     assert lake.read("theme", "theme_operations_monthly").sort("uscc", "period").equals(monthly)
     after = {n: DeltaTable(str(data / "lake" / "publish" / n)).version() for n in versions}
     assert after == versions
+
+
+@pytest.mark.integration
+def test_the_models_on_sail_over_a_lake_in_an_object_store(demo_site, tmp_path):
+    """The lake on a SeaweedFS the test starts (#20 item 1): Sail reads std from the bucket and writes the models
+    there, publication reads them from it, and what is published equals what DuckDB published locally."""
+    import pyarrow.fs as pafs
+    from objectstore import SeaweedFS
+
+    with SeaweedFS(tmp_path / "seaweedfs") as store:
+        root = store.root("lake")
+        opts = store.storage_options
+        s3 = pafs.S3FileSystem(
+            access_key=opts["AWS_ACCESS_KEY_ID"],
+            secret_key=opts["AWS_SECRET_ACCESS_KEY"],
+            endpoint_override=opts["AWS_ENDPOINT_URL"],
+            region=opts["AWS_REGION"],
+        )
+        for zone in ("std", "ops", "quarantine"):
+            pafs.copy_files(
+                str(demo_site.lake / zone),
+                f"{root.removeprefix('s3://')}/{zone}",
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=s3,
+            )
+        lake = Lake(root, opts)
+        lake.delete("ops", "publish_fingerprints")
+        env = {**demo_site.env, "LAKE_ROOT": root, "LAKE_STORAGE_OPTIONS": json.dumps(opts)}
+        done = _models(tmp_path / "data", tmp_path / "home", env, "sail")
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        assert lake.table("theme", "theme_operations_monthly") is not None  # Sail wrote the model in the bucket
+        comparison = compare_published(Lake(str(demo_site.lake)), lake)
+        assert len(comparison.tables) >= 10
+        assert comparison.equal, "\n".join(comparison.lines())

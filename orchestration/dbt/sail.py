@@ -107,15 +107,39 @@ def environment(lake, the_manifest: Mapping[str, Any], pins: Mapping[str, int]) 
     from lakehouse import objections
     from quality import collection, resolution
 
-    if "://" in lake.root and not lake.root.startswith("file://"):
-        raise ValueError(
-            f"dbt on Sail reads and writes a lake on this machine's file system; {lake.root} is an object store "
-            "(Sail's own store settings are not wired here yet): use the DuckDB target"
-        )
     objections.ensure(lake)
     resolution.ensure(lake)
     collection.ensure(lake)
-    return {CATALOG_ENV: json.dumps(catalog(lake, the_manifest, pins), ensure_ascii=False)}
+    return {**store_environment(lake), CATALOG_ENV: json.dumps(catalog(lake, the_manifest, pins), ensure_ascii=False)}
+
+
+def store_environment(lake) -> dict[str, str]:
+    """An embedded Sail reaches an S3 lake with the lake's own storage options, which it reads from the
+    environment under their AWS_* names (endpoint, keys, region, plain HTTP); a Sail cluster (SAIL_REMOTE) is
+    given them in its own deployment. A store Sail has no settings for is refused, naming it."""
+    if not lake.root.startswith("s3://"):
+        if "://" in lake.root and not lake.root.startswith("file://"):
+            raise ValueError(f"dbt on Sail: the lake {lake.root} is on a store this project reaches Sail with only S3")
+        return {}
+    out = {}
+    for key, value in lake.storage_options.items():
+        name = _AWS_NAMES.get(key.lower(), key.upper())
+        if not name.startswith("AWS_"):
+            raise ValueError(f"dbt on Sail: storage option {key!r} has no AWS_* name Sail reads")
+        out[name] = str(value)
+    return out
+
+
+# deltalake's short names of S3 options, as the environment spells them
+_AWS_NAMES = {
+    "endpoint": "AWS_ENDPOINT_URL",
+    "endpoint_url": "AWS_ENDPOINT_URL",
+    "access_key_id": "AWS_ACCESS_KEY_ID",
+    "secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+    "region": "AWS_REGION",
+    "allow_http": "AWS_ALLOW_HTTP",
+}
 
 
 def schemas(lake, the_manifest: Mapping[str, Any]) -> dict[str, dict[str, dict[str, str]]]:
