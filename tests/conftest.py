@@ -136,6 +136,7 @@ def dbt_build(project: Path, select: str, **env: str) -> subprocess.CompletedPro
 # started the one-test automation file (~3 min) last, after everything else.
 SLOW_FIRST = (
     "test_automation.py",
+    "test_sail.py",
     "test_modelling.py",
     "test_console_browser.py",
     "test_object_store.py",
