@@ -207,3 +207,20 @@ def test_the_models_on_sail_over_a_lake_in_an_object_store(demo_site, tmp_path):
         comparison = compare_published(Lake(str(demo_site.lake)), lake)
         assert len(comparison.tables) >= 10
         assert comparison.equal, "\n".join(comparison.lines())
+
+
+def test_lineage_names_the_staging_views_where_they_live(tmp_path, monkeypatch):
+    """OpenLineage datasets: models in the lake's zones are lake tables on either engine; the staging views live
+    in DuckDB's file, or on Sail in its session."""
+    from orchestration.lineage.emit import naming
+
+    base = {"SHUCANG_DATA_DIR": str(tmp_path)}
+    local, on_sail = naming(settings(base)), naming(settings({**base, "SHUCANG_DBT_TARGET": "sail"}))
+    assert local.dataset(["theme", "theme_x"]) == on_sail.dataset(["theme", "theme_x"])
+    assert local.dataset(["staging", "stg_x"]).namespace.startswith("duckdb://")
+    assert on_sail.dataset(["staging", "stg_x"]).namespace == "sail://embedded"
+    assert on_sail.short("sail://embedded", "staging.stg_x") == "warehouse:staging.stg_x"
+    monkeypatch.setenv("SAIL_REMOTE", "10.0.0.5:50051")
+    assert naming(settings({**base, "SHUCANG_DBT_TARGET": "sail"})).dataset(["staging", "stg_x"]).namespace == (
+        "sail://10.0.0.5:50051"
+    )

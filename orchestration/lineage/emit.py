@@ -45,6 +45,7 @@ def naming(s: Settings) -> Naming:
         str(s.warehouse_path),
         registry(),
         os.environ.get("OPENLINEAGE_NAMESPACE", DEFAULT_JOB_NAMESPACE),
+        f"sail://{os.environ.get('SAIL_REMOTE') or 'embedded'}" if s.dbt_target == "sail" else None,
     )
 
 

@@ -38,6 +38,9 @@ class Naming:
     warehouse_path: str
     registry: Registry
     job_namespace: str = DEFAULT_JOB_NAMESPACE
+    # where the models that are not lake tables (the staging views) live: the DuckDB file by default; on Sail
+    # its session (``sail://embedded`` or the cluster's host:port)
+    warehouse_namespace: str | None = None
 
     def dataset(self, key_path: list[str]) -> DatasetRef:
         """The dataset an asset (by its key's path) reads or writes."""
@@ -51,16 +54,17 @@ class Naming:
         if zone in ZONES:
             return DatasetRef(self.lake.location, f"{zone}/{name}")
         # models that live only in the DuckDB warehouse
-        return DatasetRef(f"duckdb://{Path(self.warehouse_path).resolve()}", _dotted(zone, name))
+        namespace = self.warehouse_namespace or f"duckdb://{Path(self.warehouse_path).resolve()}"
+        return DatasetRef(namespace, _dotted(zone, name))
 
     def short(self, namespace: str, name: str) -> str:
-        """A readable label: lake tables by zone/name, landing folders as landing:<folder>, models of the
-        DuckDB warehouse as warehouse:<schema.table>."""
+        """A readable label: lake tables by zone/name, landing folders as landing:<folder>, models that live
+        only in the warehouse (DuckDB's file, Sail's session) as warehouse:<schema.table>."""
         if namespace == self.lake.location:
             return name
         if namespace == storage_uri(self.landing_root):
             return f"landing:{name}"
-        if namespace == self.table("warehouse", name).namespace:  # a model that lives only in DuckDB
+        if namespace == self.table("warehouse", name).namespace:  # a model that lives only in the warehouse
             return f"warehouse:{name}"
         return f"{namespace}::{name}"
 
