@@ -64,11 +64,11 @@ def spark_type(delta_type: Any) -> str:
 
 
 def columns(table) -> str:
-    """The columns of a Delta table in Spark SQL's DDL, with its format. Sail keeps a table's columns in its catalogue only
-    as given when it is registered, and dbt reads them from there (incremental schema checks, unit tests)."""
+    """The columns of a Delta table in Spark SQL's DDL, with its format. Sail keeps a table's columns in its
+    catalogue only as given when it is registered, and dbt reads them from there (incremental schema checks)."""
     if table.metadata().partition_columns:
         # Sail 0.7 reads a partition column as a dictionary and refuses any declared type for it: a partitioned
-        # table (the std tables, by period) is registered without columns — dbt never asks a source for them
+        # table is registered without columns (the sources are, behind their views; no model is partitioned)
         return "using delta"
     fields = json.loads(table.schema().to_json())["fields"]
     return (
