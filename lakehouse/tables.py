@@ -200,6 +200,18 @@ DEAD_LETTERS = OwnTable(
     "L4",
     "dataset",
 )
+MODEL_SCHEMAS = OwnTable(
+    "ops",
+    "model_schemas",
+    "模型字段记录",
+    "Model columns (Sail)",
+    "With the dbt models on Sail (SHUCANG_DBT_TARGET=sail): the columns of every model and seed as the engine "
+    "reported them after the last build — the staging views included, which the lake does not hold — schema, "
+    "model, column, type and position; the models' column lineage is derived from it. Replaced by every build "
+    "on Sail; never written on DuckDB, whose file keeps the same itself.",
+    ("dbt",),
+    "L1",
+)
 # the datasets whose records name an enterprise by credit code and by name: quarantined for identity alone,
 # they are matched (quality/resolution.py) and their resolved rows join std in the staging models
 RESOLVED_DATASETS = (
@@ -245,6 +257,7 @@ OWN_TABLES = (
     ENTITY_DECISIONS,
     COLLECTION_STATUS,
     DEAD_LETTERS,
+    MODEL_SCHEMAS,
     *RESOLVED,
 )
 BY_LABEL = {t.label: t for t in OWN_TABLES}

@@ -148,6 +148,9 @@ def test_the_models_on_sail_publish_what_duckdb_published(demo_site, tmp_path):
         assert "shucang/lineage_unknown" not in metadata
         lineage = metadata["dagster/column_lineage"].value
         assert any(d.asset_key == dg.AssetKey(["topic", "topic_mujun_inputs"]) for d in lineage.deps_by_column["uscc"])
+        # the record of the models' columns it was derived from is reported as the own table it is
+        schemas = instance.get_latest_materialization_event(dg.AssetKey(["ops", "model_schemas"]))
+        assert schemas is not None and schemas.asset_materialization.metadata["rows_written"].value > 100
 
     # a backfill of one month rebuilds March's std partitions and, on Sail, replaces only March in the
     # incremental models — found in the lake and registered anew in Sail's session, the month deleted and

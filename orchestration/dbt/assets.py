@@ -24,7 +24,9 @@ from pydantic import Field
 from sqlglot import exp, to_table
 from sqlglot.expressions import normalize_table_name
 
+from assets.own_tables import own_table_reports
 from lakehouse.cycles import months_between
+from lakehouse.tables import MODEL_SCHEMAS
 from orchestration.dbt import delta_source, sail
 from orchestration.dbt.dagster_dbt_private import column_lineage, keep_parse
 from orchestration.dbt.project import Translator, column_meta, manifest, project
@@ -261,6 +263,10 @@ def build() -> list[dg.AssetsDefinition]:
         built = time.perf_counter()
         keep_parse(invocation.target_path, dbt_project.project_dir)  # the next run re-parses only what changed
         yield from _enriched(context, events, invocation, translator, warehouse, lake.lake(), pins, current)
+        if warehouse.target == "sail" and (recorded := lake.lake().table(*sail.SCHEMAS)) is not None:
+            # the run's record of the models' columns, written by dbt on Sail (macro record_schemas)
+            rows = lake.lake().row_count(*sail.SCHEMAS) or 0
+            yield from own_table_reports({MODEL_SCHEMAS.label: recorded.version()}, {MODEL_SCHEMAS.label: rows})
         context.log.info(
             f"dbt build {built - started:.1f} s; column lineage and grades {time.perf_counter() - built:.1f} s"
         )

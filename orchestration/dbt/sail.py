@@ -20,10 +20,12 @@ from typing import Any
 
 import duckdb
 
+from lakehouse.tables import MODEL_SCHEMAS
+
 CATALOG_ENV = "SHUCANG_SAIL_CATALOG"
 MODEL_ZONES = ("base", "theme", "topic")
 PARAMETERS = "parameters"  # the seeds' folder in the base zone
-SCHEMAS = ("ops", "model_schemas")  # the columns of every model after a run (macro record_schemas)
+SCHEMAS = (MODEL_SCHEMAS.zone, MODEL_SCHEMAS.name)  # the columns of every model after a run (macro record_schemas)
 
 
 def location(props: Mapping[str, Any]) -> tuple[str, str] | None:
