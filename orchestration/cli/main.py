@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from orchestration import instance
-from orchestration.cli import backfill, demo, exchange, lineage, privacy, report
+from orchestration.cli import backfill, demo, exchange, lineage, models, privacy, report
 from orchestration.settings import PROJECT_ROOT, settings
 from privacy import access
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "backfill":
         return backfill.backfill(s, args.start, args.end)
     if args.command == "models":
-        return backfill.models(s, args.full_refresh)
+        return models.models(s, args.full_refresh)
     instance.prepare(s.dagster_home)
     print(s.dagster_home)
     return 0

@@ -265,7 +265,7 @@ def build() -> list[dg.AssetsDefinition]:
         yield from _enriched(context, events, invocation, translator, warehouse, lake.lake(), pins, current)
         if warehouse.target == "sail" and (recorded := lake.lake().table(*sail.SCHEMAS)) is not None:
             # the run's record of the models' columns, written by dbt on Sail (macro record_schemas)
-            rows = lake.lake().row_count(*sail.SCHEMAS) or 0
+            rows = recorded.to_pyarrow_dataset().count_rows()
             yield from own_table_reports({MODEL_SCHEMAS.label: recorded.version()}, {MODEL_SCHEMAS.label: rows})
         context.log.info(
             f"dbt build {built - started:.1f} s; column lineage and grades {time.perf_counter() - built:.1f} s"

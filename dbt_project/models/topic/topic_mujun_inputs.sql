@@ -60,18 +60,6 @@ accepted as (
     where latest = 1 and event = 'accepted'
 ),
 
-corrections as (
-    select
-        uscc,
-        year,
-        input,
-        corrected_value,
-        objection_id,
-        reason
-    from accepted
-    where newest = 1
-),
-
 corrected as (
     select
         uscc,
@@ -81,7 +69,8 @@ corrected as (
             max(case when input = '{{ name }}' then objection_id || '（' || reason || '）' end) as {{ name }}_by,
         {%- endfor %}
         count(*) as corrections
-    from corrections
+    from accepted
+    where newest = 1
     group by uscc, year
 ),
 
