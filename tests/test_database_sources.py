@@ -406,24 +406,21 @@ def test_a_copy_cut_short_commits_nothing_and_the_next_run_lands_every_row(tmp_p
     """PostgreSQL's rows are written while the COPY still streams: a connection that dies mid-COPY, or a COPY
     that gives fewer rows than the snapshot counted, fails the write — no commit, so no position passes rows
     that did not land — and the next run takes the batch again, whole."""
-    import io
-
     s = Source("postgres")
     try:
         lake = Lake(str(tmp_path / "lake"))
         s.insert(range(1, 5_001), T0)
         ds = s.dataset(batch_rows=1_000_000)
+        monkeypatch.setattr(database, "COPY_CHUNK_BYTES", 20_000)  # parsed and made raw in many pieces
+        real_write = database._CopyChunks.write
 
-        class DiesMidCopy(io.BufferedWriter):
-            written = 0
+        def dies_mid_copy(self, data):
+            self.written = getattr(self, "written", 0) + len(data)
+            if self.written > 100_000:
+                raise ConnectionResetError("server closed the connection unexpectedly")
+            return real_write(self, data)
 
-            def write(self, data):
-                DiesMidCopy.written += len(data)
-                if DiesMidCopy.written > 100_000:
-                    raise ConnectionResetError("server closed the connection unexpectedly")
-                return super().write(data)
-
-        monkeypatch.setattr(database.io, "BufferedWriter", DiesMidCopy)
+        monkeypatch.setattr(database._CopyChunks, "write", dies_mid_copy)
         with pytest.raises(ConnectionResetError):
             collect(ds, lake, 1)
         monkeypatch.undo()
@@ -444,5 +441,34 @@ def test_a_copy_cut_short_commits_nothing_and_the_next_run_lands_every_row(tmp_p
         landed = raw(lake, ds)
         assert landed.height == 5_000 and landed["_source_key"].n_unique() == 5_000
         assert landed["_row_number"].sort().to_list() == list(range(1, 5_001))
+    finally:
+        s.close()
+
+
+def test_a_copy_read_in_many_pieces_lands_what_one_piece_lands_every_text_exactly(tmp_path, monkeypatch):
+    """PostgreSQL's COPY is handed from the connection to the parser in chunks of whole rows: texts with a line
+    break, a quote, a comma, an empty text and a NULL land exactly as the source holds them, and the rows, their
+    order and the batch's content hash do not depend on where the chunks were cut."""
+    s = Source("postgres")
+    try:
+        s.insert(range(1, 3_001), T0)
+        names = {1: "甲\n乙", 2: 'say "hi"', 3: "a,b", 4: "", 5: None, 6: "\r\n", 7: "x" * 40}
+        for i, name in names.items():
+            with s.con.cursor() as cur:
+                cur.execute(f"update {s.table} set taxpayer_name = %s where id = %s", (name, i))
+        ds = s.dataset(batch_rows=1_000_000)
+        landed = {}
+        for size in (None, 700):  # one piece; a piece of a few rows each
+            if size:
+                monkeypatch.setattr(database, "COPY_CHUNK_BYTES", size)
+            lake = Lake(str(tmp_path / f"lake-{size}"))
+            assert collect(ds, lake).rows_landed == 3_000
+            landed[size] = raw(lake, ds).sort("_row_number")
+        one, many = landed[None], landed[700]
+        assert one.drop("_ingested_at", "_batch_id").equals(many.drop("_ingested_at", "_batch_id"))
+        assert one["_file_sha256"].n_unique() == 1
+        by_key = dict(zip(one["_source_key"], one["taxpayer_name"], strict=True))
+        for i, name in names.items():
+            assert by_key[f'["{i}"]'] == name, (i, by_key[f'["{i}"]'])
     finally:
         s.close()

@@ -23,10 +23,10 @@ lands, the position stays, and the rows wait in the source until a steward regis
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
-import io
 import json
-import os
 from dataclasses import dataclass
 
 import polars as pl
@@ -135,27 +135,59 @@ def _key_json(values: list[pl.Series]) -> pl.Expr:
     return pl.concat_str([pl.lit("["), pl.concat_str(quoted, separator=","), pl.lit("]")])
 
 
-TRANSFORM_ROWS = 200_000  # rows of a COPY made raw at once, while the rest streams
+COPY_CHUNK_BYTES = 16 << 20  # a COPY handed from the connection to the parser in pieces of this size
 
 
-class _Hashing(io.RawIOBase):
-    """A readable stream that hashes what is read through it (SHA-256)."""
+class _CopyChunks:
+    """Where psycopg2's ``copy_expert`` writes a ``COPY … TO STDOUT``: it calls ``write`` once per message the
+    server sends — one row each (the header first) — and the rows are handed on, whole, in chunks of about
+    ``size`` bytes through a bounded queue (memory stays a few chunks, whatever the batch). A reader that
+    stopped (``stop``) makes the next write fail, which ends the COPY."""
 
-    def __init__(self, raw):
-        self.raw, self.sha = raw, hashlib.sha256()
+    def __init__(self, size: int | None = None, depth: int = 2):
+        import queue
+        import threading
 
-    def readable(self) -> bool:
-        return True
+        self.chunks: queue.Queue = queue.Queue(maxsize=depth)
+        self.stopped = threading.Event()
+        self.size, self._parts, self._held = size or COPY_CHUNK_BYTES, [], 0
 
-    def readinto(self, buffer) -> int:
-        n = self.raw.readinto(buffer)
-        if n:
-            self.sha.update(memoryview(buffer)[:n])
-        return n
+    def write(self, data) -> int:
+        self._parts.append(data)
+        self._held += len(data)
+        if self._held >= self.size:
+            self._hand_on()
+        return len(data)
 
-    def close(self) -> None:
-        self.raw.close()
-        super().close()
+    def _hand_on(self, item=None) -> None:
+        import queue
+
+        if item is None:
+            item, self._parts, self._held = b"".join(self._parts), [], 0
+        while True:
+            if self.stopped.is_set():
+                raise RuntimeError("the COPY's reader stopped")
+            try:
+                self.chunks.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def end(self, failure: BaseException | None = None) -> None:
+        """The COPY is over: what is held, then the end (``failure``: how it ended, when it failed)."""
+        with contextlib.suppress(RuntimeError):
+            if failure is None and self._parts:
+                self._hand_on()
+            self._hand_on(failure or _COPY_END)
+
+    def __iter__(self):
+        while (item := self.chunks.get()) is not _COPY_END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+_COPY_END = object()
 
 
 class VersionedLanding:
@@ -393,78 +425,60 @@ class DatabaseCollector(VersionedLanding, Collector):
         self, con, cur, copy_sql: str, expected: int, names: list[str], nkeys: int, prepare, position: dict,
         schema: dict,
     ):  # fmt: skip
-        """A COPY (CSV with a header of ``names``; NULL unquoted, an empty text quoted) read through a pipe and
-        parsed as it comes (pyarrow's CSV reader; the content hashed on the way); ``prepare`` turns each step's
-        rows into change records (key columns ``__k0…``, ``_change``); checked against the ``expected`` rows,
-        then landed in one commit: (version, rows, content hash)."""
+        """A COPY (CSV with a header of ``names``; NULL unquoted, an empty text quoted), its rows handed over in
+        chunks by the connection's thread (``_CopyChunks``) and parsed as they come (polars' CSV reader, which
+        works without the GIL while the connection reads on; the content hashed on the way); ``prepare`` turns
+        each chunk's rows into change records (key columns ``__k0…``, ``_change``); checked against the
+        ``expected`` rows, then landed in one commit: (version, rows, content hash)."""
         import threading
 
-        from pyarrow import csv as pacsv
-
-        read_end, write_end = os.pipe()
-        failure: list[BaseException] = []
+        stream = _CopyChunks()
 
         def produce() -> None:
             try:
-                with io.BufferedWriter(io.FileIO(write_end, "wb"), 1 << 20) as out:
-                    cur.copy_expert(copy_sql, out)
+                cur.copy_expert(copy_sql, stream)
             except BaseException as exc:  # noqa: BLE001 - handed to the reader, which fails the write
-                failure.append(exc)
+                stream.end(exc)
+            else:
+                stream.end()
 
         producer = threading.Thread(target=produce, name=f"copy-{self.dataset.id}", daemon=True)
-        source = _Hashing(io.FileIO(read_end, "rb"))
-        producer.start()
-        chunks: list[pl.DataFrame] = []
+        sha = hashlib.sha256()
+        text = {n: pl.String for n in names}
+        chunks: list[pa.Table] = []
         rows = 0
+        producer.start()
         try:
-            reader = pacsv.open_csv(
-                source,
-                read_options=pacsv.ReadOptions(block_size=8 << 20),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names},
-                    null_values=[""],
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-            # raw rows made every ~200k rows read, while the server sends the next (polars frees the GIL); the
-            # reader's batches are what the pipe held (a few hundred rows), too small to transform one by one
-            pending: list[pa.RecordBatch] = []
-
-            def transform() -> None:
-                nonlocal rows
-                changes = prepare(pl.from_arrow(pa.Table.from_batches(pending)))
-                pending.clear()
-                chunks.append(self._raw_frame(changes, nkeys, self.rows_this_run + 1 + rows, None))
+            for i, chunk in enumerate(stream):
+                sha.update(chunk)
+                body = chunk
+                if i == 0:  # the header: the columns asked for, in their order
+                    head, _, body = chunk.partition(b"\n")
+                    if next(csv.reader([head.decode("utf-8")])) != names:
+                        raise RuntimeError(f"{self.label}: the COPY's header {head[:200]!r} is not {names}")
+                if not body:
+                    continue
+                # every value text; an unquoted empty field is NULL, a quoted one an empty text; invalid UTF-8 fails
+                changes = prepare(pl.read_csv(body, has_header=False, schema=text, null_values=None))
+                chunks.append(self._as_raw(self._raw_frame(changes, nkeys, self.rows_this_run + 1 + rows, None)))
                 rows += changes.height
-
-            waiting = 0
-            for batch in reader:
-                pending.append(batch)
-                waiting += batch.num_rows
-                if waiting >= TRANSFORM_ROWS:
-                    transform()
-                    waiting = 0
-            if pending:
-                transform()
-        except Exception:
-            if not failure:
-                raise
         finally:
-            source.close()  # a parse that failed early: the producer's next write fails, and it ends
+            stream.stopped.set()  # a parse that failed early: the connection's next write fails, the COPY ends
             if producer.is_alive():
                 con.cancel()
             producer.join(60)
-        if failure:  # the server or the connection failed mid-COPY: nothing is written
-            raise failure[0]
         if rows != expected:
             raise RuntimeError(f"{self.label}: the COPY gave {rows} rows of the {expected} counted")
-        sha = source.sha.hexdigest()
+        sha = sha.hexdigest()
         if not chunks:  # nothing to copy (an empty table's snapshot): the commit still carries the position
             empty = prepare(pl.DataFrame(schema={n: pl.String for n in names}))
-            chunks.append(self._raw_frame(empty, nkeys, self.rows_this_run + 1, None))
-        raw = self._as_raw(pl.concat(chunks, rechunk=False).with_columns(pl.lit(sha).alias("_file_sha256")))
+            chunks.append(self._as_raw(self._raw_frame(empty, nkeys, self.rows_this_run + 1, None)))
+        raw = pa.concat_tables(chunks)
+        raw = raw.set_column(
+            raw.schema.get_field_index("_file_sha256"),
+            raw.schema.field("_file_sha256"),
+            pa.repeat(pa.scalar(sha, raw.schema.field("_file_sha256").type), raw.num_rows),
+        )
         return self._commit_raw(raw, position, schema, sha), rows, sha
 
     def _last_of(self, frame: pl.DataFrame) -> Position | None:
