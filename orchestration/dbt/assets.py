@@ -28,7 +28,8 @@ from assets.own_tables import own_table_reports
 from lakehouse.cycles import months_between
 from lakehouse.tables import MODEL_SCHEMAS
 from orchestration.dbt import delta_source, sail
-from orchestration.dbt.dagster_dbt_private import column_lineage, keep_parse
+from orchestration.dbt.column_lineage import column_lineage
+from orchestration.dbt.dagster_dbt_private import keep_parse
 from orchestration.dbt.project import Translator, column_meta, manifest, project
 from orchestration.metadata import grades_of, grades_table, tests_table, versions_of, versions_table
 from orchestration.resources import WAREHOUSE_POOL, LakeResource, WarehouseResource
