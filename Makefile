@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: env manifest demo test test-live test-store test-celery test-fast ui up down share-server console assessment bench bench-scale lint summary clean
+.PHONY: env manifest demo test test-live test-store test-sail test-celery test-fast ui up down share-server console assessment bench bench-scale lint summary clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,9 @@ test: env $(MANIFEST) ## the test suite (CI runs exactly this)
 
 test-store: env $(MANIFEST) ## the whole demo with its lake on a SeaweedFS it starts, equal to the local demo (~4 min)
 	$(PY) -m pytest -q -m long tests/test_object_store.py
+
+test-sail: env $(MANIFEST) ## the models and a backfill on Sail over a local-folder lake, equal to the DuckDB demo (make test runs the same on a SeaweedFS; ~4 min)
+	$(PY) -m pytest -q -m long tests/test_sail.py
 
 test-celery: env $(MANIFEST) ## the whole demo with its steps on 2 Celery workers (RabbitMQ, Redis), equal to the local demo (~4 min)
 	$(PY) -m pytest -q -m long tests/test_celery.py
