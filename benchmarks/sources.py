@@ -163,6 +163,14 @@ def relational(rows: int) -> dict:
         step = -(-rows // 20)
         for lo in range(1, rows + 1, step):
             cur.execute(f"insert into changes ({COLUMNS}) " + fill.format(lo=lo, hi=min(rows, lo + step - 1)))
+        # the server's own share: decoding the slot's changes, counted and nothing sent (peeked: the slot keeps them)
+        started = time.perf_counter()
+        cur.execute(
+            "select count(*) from pg_logical_slot_peek_binary_changes('shucang_tax_monthly', null, null, "
+            "'proto_version', '1', 'publication_names', 'shucang_tax_monthly')"
+        )
+        cur.fetchone()
+        out["change_log_server_decode_seconds"] = time.perf_counter() - started
         started = time.perf_counter()
         result = PostgresChangeCollector(ds, lake, "bench-log", now=dt.datetime.now(dt.UTC), environ=env).run()
         out["change_log_seconds"] = time.perf_counter() - started
