@@ -472,3 +472,28 @@ def test_a_copy_read_in_many_pieces_lands_what_one_piece_lands_every_text_exactl
             assert by_key[f'["{i}"]'] == name, (i, by_key[f'["{i}"]'])
     finally:
         s.close()
+
+
+def test_a_copy_handed_over_in_pieces_that_cut_rows_is_refused_and_lands_nothing(tmp_path, monkeypatch):
+    """The pieces are whole rows because the driver writes one COPY message — one row — at a time. A driver
+    that cut a row between two writes would make a piece end inside a row: refused loudly, nothing lands."""
+    s = Source("postgres")
+    try:
+        s.insert(range(1, 201), T0)
+        ds = s.dataset(batch_rows=1_000_000)
+        monkeypatch.setattr(database, "COPY_CHUNK_BYTES", 500)
+        real_write = database._CopyChunks.write
+
+        def halves(self, data):
+            middle = len(data) // 2
+            real_write(self, data[:middle])
+            real_write(self, data[middle:])
+            return len(data)
+
+        monkeypatch.setattr(database._CopyChunks, "write", halves)
+        lake = Lake(str(tmp_path / "lake"))
+        with pytest.raises(RuntimeError, match="ends inside a row"):
+            collect(ds, lake)
+        assert not lake.row_count("raw", ds.id) and collect_history(lake, ds.id).is_empty()
+    finally:
+        s.close()

@@ -451,6 +451,8 @@ class DatabaseCollector(VersionedLanding, Collector):
         try:
             for i, chunk in enumerate(stream):
                 sha.update(chunk)
+                if not chunk.endswith(b"\n"):  # every COPY message is a whole row, ended by its line break
+                    raise RuntimeError(f"{self.label}: a piece of the COPY ends inside a row ({chunk[-80:]!r})")
                 body = chunk
                 if i == 0:  # the header: the columns asked for, in their order
                     head, _, body = chunk.partition(b"\n")
