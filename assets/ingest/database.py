@@ -142,7 +142,7 @@ class _CopyChunks:
     """Where psycopg2's ``copy_expert`` writes a ``COPY … TO STDOUT``: it calls ``write`` once per message the
     server sends — one row each (the header first) — and the rows are handed on, whole, in chunks of about
     ``size`` bytes through a bounded queue (memory stays a few chunks, whatever the batch). A reader that
-    stopped (``stop``) makes the next write fail, which ends the COPY."""
+    stopped (``stopped`` set) makes the next write fail, which ends the COPY."""
 
     def __init__(self, size: int | None = None, depth: int = 2):
         import queue
