@@ -1,5 +1,6 @@
-"""dagster-dbt's private API, used in one module (orchestration/dbt/dagster_dbt_private.py): these tests fail
-loudly when an upgrade of dagster-dbt changes what that module relies on, before a run finds out."""
+"""dagster-dbt's private API, used in one module (orchestration/dbt/dagster_dbt_private.py) and, as the reference
+the one-pass column lineage is held to, by tests/test_modelling.py: these tests fail loudly when an upgrade of
+dagster-dbt changes what they rely on, before a run finds out."""
 
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ import contextlib
 import csv
 import hashlib
 import json
+import queue
+import threading
 from dataclasses import dataclass
 
 import polars as pl
@@ -145,9 +147,6 @@ class _CopyChunks:
     stopped (``stopped`` set) makes the next write fail, which ends the COPY."""
 
     def __init__(self, size: int | None = None, depth: int = 2):
-        import queue
-        import threading
-
         self.chunks: queue.Queue = queue.Queue(maxsize=depth)
         self.stopped = threading.Event()
         self.size, self._parts, self._held = size or COPY_CHUNK_BYTES, [], 0
@@ -160,8 +159,6 @@ class _CopyChunks:
         return len(data)
 
     def _hand_on(self, item=None) -> None:
-        import queue
-
         if item is None:
             item, self._parts, self._held = b"".join(self._parts), [], 0
         while True:
@@ -430,8 +427,6 @@ class DatabaseCollector(VersionedLanding, Collector):
         works without the GIL while the connection reads on; the content hashed on the way); ``prepare`` turns
         each chunk's rows into change records (key columns ``__k0…``, ``_change``); checked against the
         ``expected`` rows, then landed in one commit: (version, rows, content hash)."""
-        import threading
-
         stream = _CopyChunks()
 
         def produce() -> None:
@@ -443,14 +438,14 @@ class DatabaseCollector(VersionedLanding, Collector):
                 stream.end()
 
         producer = threading.Thread(target=produce, name=f"copy-{self.dataset.id}", daemon=True)
-        sha = hashlib.sha256()
+        hasher = hashlib.sha256()
         text = {n: pl.String for n in names}
         chunks: list[pa.Table] = []
         rows = 0
         producer.start()
         try:
             for i, chunk in enumerate(stream):
-                sha.update(chunk)
+                hasher.update(chunk)
                 if not chunk.endswith(b"\n"):  # every COPY message is a whole row, ended by its line break
                     raise RuntimeError(f"{self.label}: a piece of the COPY ends inside a row ({chunk[-80:]!r})")
                 body = chunk
@@ -471,9 +466,9 @@ class DatabaseCollector(VersionedLanding, Collector):
             producer.join(60)
         if rows != expected:
             raise RuntimeError(f"{self.label}: the COPY gave {rows} rows of the {expected} counted")
-        sha = sha.hexdigest()
+        sha = hasher.hexdigest()
         if not chunks:  # nothing to copy (an empty table's snapshot): the commit still carries the position
-            empty = prepare(pl.DataFrame(schema={n: pl.String for n in names}))
+            empty = prepare(pl.DataFrame(schema=text))
             chunks.append(self._as_raw(self._raw_frame(empty, nkeys, self.rows_this_run + 1, None)))
         raw = pa.concat_tables(chunks)
         raw = raw.set_column(

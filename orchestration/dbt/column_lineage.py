@@ -1,13 +1,13 @@
 """A model's column lineage from its compiled SQL, derived with sqlglot in one pass over the query.
 
-dagster-dbt derives the same lineage (``dagster_dbt_private.column_lineage``, the reference) but asks sqlglot
+dagster-dbt derives the same lineage (``_build_column_lineage_metadata``, private) but asks sqlglot
 for one output column at a time, and sqlglot parses and qualifies the whole query again for each: a model of
 26 columns was parsed 27 times, and the first build of the demo's models spent 11 s there. Here the query is
 optimised once, as dagster-dbt does, and ``sqlglot.lineage.lineage(None, …)`` builds the graph of every output
 column from one qualified scope, with a cache shared between columns. What is kept of the graph is what
 dagster-dbt keeps — each output column's leaves that are a parent's table, by the parent's asset key and
 column name (lower case); an output column sqlglot does not see selected (an implicit alias) has no
-dependencies — so both give the same lineage; tests/test_dbt_adapter.py checks it on every demo model.
+dependencies — so both give the same lineage; tests/test_modelling.py checks it on every model of a build.
 """
 
 from __future__ import annotations

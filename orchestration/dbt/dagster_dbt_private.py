@@ -1,11 +1,6 @@
 """The one place that touches dagster-dbt's private API. Pinned behaviour, checked by
 tests/test_dbt_adapter.py, which fails loudly when an upgrade changes what is used here:
 
-- ``_build_column_lineage_metadata`` (with ``EventHistoryMetadata``): dagster-dbt derives column lineage
-  with sqlglot from the compiled SQL, but only inside its own ``fetch_column_metadata`` step, which opens
-  a second DuckDB connection while dbt holds the file. The dbt step derives the same lineage after the build
-  in one sqlglot pass per model (``orchestration.dbt.column_lineage``, ~2.6× faster); ``column_lineage``
-  here is the reference that tests/test_modelling.py holds it to, on every model of a build.
 - ``DbtCliResource._cli_version`` and ``DbtCliResource._initialize_dbt_core_adapter``: two fixed costs on
   every dbt step (a ``dbt --version`` subprocess, ~5 s on 2 cores; an in-process adapter that only
   ``fetch_column_metadata`` uses). ``DbtResource`` replaces both.
@@ -19,33 +14,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
-import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource
-from dagster_dbt.core.dbt_cli_event import EventHistoryMetadata, _build_column_lineage_metadata
+from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import PARTIAL_PARSE_FILE_NAME, _get_dbt_target_path
 from dbt.version import __version__ as dbt_version
 from packaging import version
-
-
-def column_lineage(
-    props: Mapping[str, Any],
-    manifest: Mapping[str, Any],
-    translator: DagsterDbtTranslator,
-    target_path: Path | None,
-    columns: dict[str, dict[str, Any]],
-    parents: dict[str, dict[str, dict[str, Any]]],
-) -> dg.TableColumnLineage | None:
-    """A model's column lineage from its compiled SQL; ``columns``: the model's column → {data_type};
-    ``parents``: each parent's relation name → its columns. None when dagster-dbt derives none."""
-    lineage = _build_column_lineage_metadata(
-        EventHistoryMetadata(columns=columns, parents=parents), dict(props), manifest, translator, target_path, None
-    ).get("dagster/column_lineage")
-    return lineage or None
 
 
 def keep_parse(invocation_target: Path, project_dir: str | Path) -> bool:
