@@ -438,3 +438,16 @@ def test_the_read_ahead_keeps_order_hands_over_errors_in_place_and_stops_when_ab
     stream.close()  # the consumer (the Delta writer) gave up
     assert not any(t.name == "reader-prefetch" and t.is_alive() for t in threading.enumerate())
     assert len(produced) <= 3 + 2 + 1  # read ahead by at most the queue depth
+
+
+@pytest.mark.parametrize("value", ["税务_月度申报_2022-01.csv", "plain.csv", "", "𠀀 a supplementary-plane name", None])
+@pytest.mark.parametrize("n", [0, 1, 3, 250_000])
+def test_a_provenance_constant_is_the_same_array_pyarrow_would_repeat(value, n):
+    from assets.ingest.collector import repeated_text
+
+    built = repeated_text(value, n)
+    built.validate(full=True)  # offsets and UTF-8 checked, not just compared
+    assert built.type == pa.string() and len(built) == n
+    assert built.equals(pa.repeat(pa.scalar(value, pa.string()), n))
+    if n and value is not None:
+        assert built[n - 1].as_py() == value

@@ -141,3 +141,46 @@ def test_csv_reader_agrees_with_the_strict_reference(tmp_path_factory, rows, gbk
         return
     names = [c.name for c in LAND.columns]
     assert [[row[n] for n in names] for row in got] == [[v for v in r] for r in reference]
+
+
+# pieces of a delivered file for the encoding sniffer: ASCII, Chinese (3 bytes), 4-byte characters, the signs a
+# Chinese delivery uses and Latin letters (2 bytes), and bytes that break UTF-8 — a lone continuation, a cut
+# character, a surrogate, an overlong form, a lead byte that never starts a character, GBK bytes
+SNIFF_PIECES = st.sampled_from(
+    [b"a,b\n", b"1", "注塑".encode(), "𠂇".encode(), "°×".encode(), "é".encode(), "ƽ".encode(), b"\x80", b"\xe6\xb3",
+     b"\xed\xa0\x80", b"\xc0\xaf", b"\xf8", "平衡".encode("gbk"), b"\xef\xbb\xbf"]
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(SNIFF_PIECES, max_size=24), st.sampled_from([1, 2, 3, 5, 7, 64, 1 << 20]))
+def test_the_sniffer_judges_a_file_in_chunks_as_it_judges_it_whole(tmp_path_factory, monkeypatch, pieces, chunk):
+    """Whatever the chunk size — characters cut between chunks, the fast byte-level checks once Chinese was
+    seen — the sniffer's verdict (encoding, or refusal and its byte) is the one reached by decoding the whole
+    file at once with Python's strict UTF-8 codec."""
+    from assets.ingest import encoding
+    from assets.ingest.rejection import Rejection
+
+    data = b"".join(pieces)
+    path = tmp_path_factory.mktemp("sniff") / "d.csv"
+    path.write_bytes(data)
+    try:  # the reference: the whole file decoded at once
+        text, bad = data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:  # a character cut by the end of the file is bad at the end
+        text = data[: exc.start].decode("utf-8")
+        bad = len(data) if exc.reason == "unexpected end of data" else exc.start
+    cjk = encoding._CJK.search(text) is not None
+    m = encoding._implausible_latin(text)
+    latin = len(text[: m.start()].encode("utf-8")) if m else None
+
+    def verdict(fn) -> str | Rejection:
+        try:
+            return fn()
+        except FileRejected as exc:
+            return exc.rejection
+
+    want = verdict(lambda: encoding._decide(path, bad, cjk, latin, data[:3]))
+    with monkeypatch.context() as patch:
+        patch.setattr(encoding, "CHUNK", chunk)
+        got = verdict(lambda: sniff(path, text=True))
+    assert (got.encoding if isinstance(got, encoding.Sniff) else got) == want, (data, chunk)

@@ -14,6 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from assets.ingest import gb18030_2022
 from assets.ingest.rejection import FileRejected, Rejection
 
@@ -36,10 +39,11 @@ def _decodes(path: Path, decoder_name: str) -> int | None:
     offset = 0
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
+            pending = decoder.getstate()[0]  # decoded with the chunk: the error's offset counts them
             try:
                 decoder.decode(chunk, final=False)
             except UnicodeDecodeError as exc:
-                return offset + exc.start
+                return offset - len(pending) + exc.start
             offset += len(chunk)
     try:
         decoder.decode(b"", final=True)
@@ -74,6 +78,38 @@ def _implausible_latin(text: str) -> re.Match | None:
     return _IMPLAUSIBLE_LATIN.search(text)
 
 
+def _last_boundary(data: bytes) -> int:
+    """Where the last complete UTF-8 character of ``data`` ends: before a lead byte whose continuation bytes
+    have not all arrived (the next chunk brings them)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII)
+            need = 1 if byte < 0xC0 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) - back if need > back else len(data)
+    return len(data)
+
+
+def _valid_utf8(data: bytes) -> bool:
+    """Strict UTF-8 (no surrogates, no overlong forms, nothing above U+10FFFF), as Python's codec decides;
+    validated by Arrow without copying the bytes."""
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    try:
+        pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _first_bad(data: bytes) -> int | None:
+    """The offset of the first byte Python's strict decoder refuses (None if it refuses none); ``data`` ends at a
+    character's end (``_last_boundary``), so a character cut short inside it is refused where it starts."""
+    try:
+        codecs.getincrementaldecoder("utf-8")("strict").decode(data, final=True)
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
+
+
 def sniff(path: Path, text: bool, encodings: tuple[str, ...] = ("utf-8", "gb18030")) -> Sniff:
     """Hash the file and decide its encoding, among the ``encodings`` its source declares.
 
@@ -87,28 +123,48 @@ def sniff(path: Path, text: bool, encodings: tuple[str, ...] = ("utf-8", "gb1803
     utf8_bad_at: int | None = None
     cjk_seen, latin_at = False, None
     size, last, head = 0, b"", b""
+    carry = b""  # once Chinese was seen: the bytes of a character cut by the chunk's end
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
-            if not head:
-                head = chunk[:3]
-            if decoder is not None and utf8_bad_at is None:
+            if len(head) < 3:
+                head = (head + chunk)[:3]
+            if decoder is not None and utf8_bad_at is None and cjk_seen:
+                # the text decides nothing more (Latin letters beside Chinese are no ambiguity), only where it
+                # stops being UTF-8: checked by Arrow on the bytes, many times faster than decoding them in Python
+                start, data = size - len(carry), carry + chunk  # ``data`` at its offset in the file
+                cut = _last_boundary(data)
+                whole, carry = data[:cut], data[cut:]
+                if not _valid_utf8(whole) and (bad := _first_bad(whole)) is not None:
+                    utf8_bad_at = start + bad
+            elif decoder is not None and utf8_bad_at is None:
+                pending = decoder.getstate()[0]  # the decoder decodes these bytes with the chunk
+                start = size - len(pending)
                 try:
                     decoded = decoder.decode(chunk, final=False)
                 except UnicodeDecodeError as exc:
-                    utf8_bad_at = size + exc.start
-                    decoded = chunk[: exc.start].decode("utf-8", "ignore")
+                    utf8_bad_at = start + exc.start
+                    decoded = (pending + chunk)[: exc.start].decode("utf-8", "ignore")
                 if not decoded.isascii():
                     cjk_seen = cjk_seen or _CJK.search(decoded) is not None
                     if latin_at is None and (m := _implausible_latin(decoded)):
-                        latin_at = size + len(decoded[: m.start()].encode("utf-8"))
+                        latin_at = start + len(decoded[: m.start()].encode("utf-8"))
+                if cjk_seen and utf8_bad_at is None:
+                    carry = decoder.getstate()[0]  # a character begun in this chunk, ended in the next
             size += len(chunk)
             last = chunk[-1:]
     if decoder is not None and utf8_bad_at is None:
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            utf8_bad_at = size
+        if cjk_seen:  # the fast path's last cut character: judged as the incremental decoder would
+            decoder = codecs.getincrementaldecoder("utf-8")("strict")
+            try:
+                decoder.decode(carry, final=False)
+            except UnicodeDecodeError as exc:
+                utf8_bad_at = size - len(carry) + exc.start
+        if utf8_bad_at is None:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                utf8_bad_at = size
     encoding = None
     if text:
         encoding = _decide(path, utf8_bad_at, cjk_seen, latin_at, head)
