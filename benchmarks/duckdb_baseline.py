@@ -52,10 +52,11 @@ def _utf8_copy(path: Path, tmp: Path) -> Path:
 def run(landing: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "threads": 2})
-    rows_total = 0
+    rows_total, datasets = 0, {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         for ds in registry().datasets:
+            started, rows_before = time.perf_counter(), rows_total
             for i, path in enumerate(landing_files(ds, landing)):
                 if path.stat().st_size == 0:
                     continue
@@ -85,7 +86,8 @@ def run(landing: Path, out: Path) -> dict:
                         con.unregister(f"xlsx_{i}")
                 except (duckdb.Error, fastexcel.FastExcelError) as exc:  # damaged deliveries: skipped, not fixed
                     print(f"baseline skipped {path.name}: {type(exc).__name__}", file=sys.stderr)
-    return {"rows": rows_total}
+            datasets[f"raw_{ds.id}"] = {"rows": rows_total - rows_before, "seconds": time.perf_counter() - started}
+    return {"rows": rows_total, "datasets": datasets}
 
 
 def timed_main(run_fn) -> None:

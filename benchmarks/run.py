@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['peak_rss_mib']:>10.0f}"
         )
     for ds, d in col["datasets"].items():
-        print(f"    {ds:<22}{d['rows']:>12,}{d['seconds']:>10.2f}{d['rows'] / max(d['seconds'], 1e-9):>12,.0f}")
+        b = base["datasets"].get(ds)
+        print(
+            f"    {ds:<22}{d['rows']:>12,}{d['seconds']:>10.2f}{d['rows'] / max(d['seconds'], 1e-9):>12,.0f}"
+            + (f"  DuckDB {b['seconds']:6.2f} s" if b else "")
+        )
     lineage_share = col["lineage_seconds"] / col["seconds"]
     print(
         f"  lineage: {col['lineage_events']} events in {col['lineage_seconds']:.2f} s = {lineage_share:.1%} of the "
