@@ -59,11 +59,12 @@ def test_concurrent_writers_lose_no_commit(store):
     lake = Lake(store.root("concurrent"), store.storage_options)
     lake.overwrite("raw", "t", pl.DataFrame({"w": [-1], "i": [-1]}).to_arrow())
     errors: list[BaseException] = []
+    returned: dict[tuple[int, int], int] = {}  # (writer, append) → the version the append said it committed
 
     def writer(w: int) -> None:
         try:
             for i in range(8):
-                Lake(store.root("concurrent"), store.storage_options).append(
+                returned[w, i] = Lake(store.root("concurrent"), store.storage_options).append(
                     "raw", "t", pl.DataFrame({"w": [w], "i": [i]}).to_arrow()
                 )
         except BaseException as exc:  # noqa: BLE001 — reported below
@@ -79,6 +80,12 @@ def test_concurrent_writers_lose_no_commit(store):
     assert sorted(frame.rows()) == [(w, i) for w in range(3) for i in range(8)]
     versions = [c["version"] for c in lake.commits("raw", "t")]
     assert sorted(versions) == list(range(25))
+    # each append names its own commit (not whichever version was newest when it looked): the row is new there
+    assert sorted(returned.values()) == list(range(1, 25))
+    for (w, i), v in list(returned.items())[:6]:
+        at = pl.read_delta(lake.uri("raw", "t"), version=v, storage_options=store.storage_options)
+        before = pl.read_delta(lake.uri("raw", "t"), version=v - 1, storage_options=store.storage_options)
+        assert (w, i) in at.rows() and (w, i) not in before.rows()
 
 
 READER = """
